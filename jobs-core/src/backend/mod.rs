@@ -1,0 +1,340 @@
+//! The storage seam: every state change of a job is one call on [`Backend`].
+//!
+//! Two implementations share one contract and one conformance suite (`tests/tests/conformance.rs`):
+//! [`RedisBackend`](redis::RedisBackend), where every call is one atomic Lua script, and
+//! [`MemoryBackend`](memory::MemoryBackend), in process, for embedded use and unit tests.
+//!
+//! ## The contract
+//!
+//! * **Ready order.** `fetch` serves priorities strictly (critical before high before normal
+//!   before low) and, within a priority, in the order jobs became ready (enqueue order; a
+//!   delayed or retried job becomes ready when it is promoted). A job released by a graceful
+//!   shutdown or taken back from a lost worker goes to the *head* of its priority.
+//! * **Leases and fencing.** A fetched job is `running` with a lease until `now + lease`
+//!   (never past `started + timeout + grace`). Every fetch increments the job's `attempt`,
+//!   and every later call about that delivery carries it in a [`Lease`]: `complete`, `fail`,
+//!   `heartbeat` and `release` from an older attempt change nothing (stale).
+//! * **Time.** Due times, leases and retention are decided on the backend's clock (Redis
+//!   `TIME` inside the scripts), never the caller's.
+//! * **Delayed and retried jobs** are promoted by `fetch` once due; `fetch` reports how long
+//!   until the next one is due so that an idle worker can sleep exactly that long.
+//! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never
+//!   fetched afterwards); a running job is only flagged, and its worker learns of it through
+//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`].
+//! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
+//!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
+//!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
+//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
+use crate::retry::RetryPolicy;
+use crate::stats::QueueStats;
+
+pub mod memory;
+pub mod redis;
+
+/// Settings both backends apply to every job in their namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// How long completed and cancelled jobs (and their results) are kept. Default 24 h.
+    pub result_ttl: Duration,
+    /// The most entries the dead-letter queue keeps. Default 10,000.
+    pub dead_max: u64,
+    /// How long a dead-letter entry is kept. Default 30 days.
+    pub dead_ttl: Duration,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            result_ttl: Duration::from_secs(24 * 3600),
+            dead_max: 10_000,
+            dead_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// One delivery of a job: its id and the attempt (fencing token) the fetch handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job.
+    pub id: JobId,
+    /// The attempt number of this delivery (1 for the first).
+    pub attempt: u32,
+}
+
+/// What a worker asks of [`Backend::fetch`].
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// The most jobs to take (the worker's free slots). Zero only promotes due jobs.
+    pub max: usize,
+    /// Who takes them (recorded on the job, shown in worker stats).
+    pub worker_id: String,
+    /// How long the lease lasts unless renewed.
+    pub lease: Duration,
+    /// Extra time past a job's timeout before its lease is allowed to lapse.
+    pub grace: Duration,
+}
+
+/// A job handed to a worker, with the lease that fences every later call about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedJob {
+    /// The job, `running`, with its args.
+    pub job: Job,
+    /// The delivery.
+    pub lease: Lease,
+}
+
+/// The answer of [`Backend::fetch`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fetched {
+    /// The jobs taken, in the order they are to be started.
+    pub jobs: Vec<LeasedJob>,
+    /// How long until the earliest delayed or retrying job is due (`None`: there is none).
+    pub next_due_in: Option<Duration>,
+}
+
+/// One successful finish, for [`Backend::complete`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The delivery that finished.
+    pub lease: Lease,
+    /// What the handler returned.
+    pub result: serde_json::Value,
+}
+
+/// What became of one [`Completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckOutcome {
+    /// The job is now completed.
+    Completed,
+    /// This delivery had already completed it (a retried acknowledgement): nothing changed.
+    Already,
+    /// The lease is no longer this delivery's: nothing changed.
+    Stale,
+}
+
+/// One failed attempt, for [`Backend::fail`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The delivery that failed.
+    pub lease: Lease,
+    /// Why (kept on the job; cut to 1 KiB).
+    pub error: String,
+    /// False for errors that retrying cannot fix: the job goes straight to the DLQ.
+    pub retryable: bool,
+    /// The backoff to apply if the job is retried.
+    pub retry: RetryPolicy,
+}
+
+/// What became of a [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// The job will be retried at the given time (`retrying`).
+    Retrying {
+        /// When it becomes ready again.
+        at: DateTime<Utc>,
+    },
+    /// No retry left (or not retryable): the job is `failed` and in the dead-letter queue.
+    Dead,
+    /// The job had been asked to cancel while running; it is now `cancelled`.
+    Cancelled,
+    /// The lease is no longer this delivery's: nothing changed.
+    Stale,
+}
+
+/// What [`Backend::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelOutcome {
+    /// The job was pending, delayed or retrying and is now `cancelled`; it will never run.
+    Cancelled,
+    /// The job is running: it has been flagged, its worker will stop it and mark it
+    /// `cancelled` (at its timeout at the latest).
+    Requested,
+}
+
+/// A worker process's periodic sign of life, for [`Backend::heartbeat`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The worker.
+    pub worker_id: String,
+    /// What the worker tells the world about itself (shown by worker stats).
+    pub info: serde_json::Value,
+    /// The deliveries it holds, whose leases are to be extended.
+    pub leases: Vec<Lease>,
+    /// New lease length from now.
+    pub lease: Duration,
+    /// Grace past a job's timeout (leases never extend beyond `started + timeout + grace`).
+    pub grace: Duration,
+}
+
+/// The answer of [`Backend::heartbeat`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Deliveries the worker no longer holds (taken back, or finished elsewhere): stop them.
+    pub lost: Vec<JobId>,
+    /// Deliveries still held whose job has been asked to cancel.
+    pub cancel: Vec<JobId>,
+}
+
+/// A live worker as seen through the backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEntry {
+    /// The worker's id.
+    pub worker_id: String,
+    /// When it last sent a heartbeat.
+    pub last_seen: DateTime<Utc>,
+    /// What it said about itself.
+    pub info: serde_json::Value,
+}
+
+/// What [`Backend::reap`] is to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReapOptions {
+    /// At most one reap per this interval runs across all processes (zero: no such lock).
+    pub interval: Duration,
+    /// A lease must have lapsed this long before it is taken back.
+    pub grace: Duration,
+    /// The most jobs taken back in one call.
+    pub limit: usize,
+    /// How many times a job may be taken back from a lost worker before that counts as a
+    /// failed attempt ("worker lost"), so that a job that kills its worker cannot loop.
+    pub max_stalls: u32,
+    /// Backoff for jobs that the reap fails (timed out, or lost too often).
+    pub retry: RetryPolicy,
+    /// Workers silent this long are dropped from the worker list.
+    pub worker_ttl: Duration,
+}
+
+impl Default for ReapOptions {
+    fn default() -> Self {
+        ReapOptions {
+            interval: Duration::from_secs(5),
+            grace: Duration::from_secs(5),
+            limit: 100,
+            max_stalls: 2,
+            retry: RetryPolicy::default(),
+            worker_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one [`Backend::reap`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapReport {
+    /// False when another process held the reap lock and nothing was done.
+    pub ran: bool,
+    /// Jobs put back at the head of their priority (lost worker).
+    pub requeued: u64,
+    /// Jobs failed because they ran past their timeout, or were lost too often.
+    pub failed: u64,
+    /// Running jobs that had been asked to cancel, now `cancelled`.
+    pub cancelled: u64,
+}
+
+/// The storage of jobs. Every method is one atomic state change (or one consistent read).
+///
+/// See the [module docs](self) for the contract both implementations keep.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short name for logs (`"redis"`, `"memory"`).
+    fn kind(&self) -> &'static str;
+
+    /// Creates the jobs, all or none: either every job is written (or found to exist
+    /// already, [`EnqueueOutcome::Duplicate`]) or the call fails and nothing is written.
+    async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>>;
+
+    /// Promotes due delayed and retrying jobs, then leases up to `req.max` ready jobs.
+    async fn fetch(&self, req: &FetchRequest) -> Result<Fetched>;
+
+    /// Waits until work may be ready (a job enqueued, promoted, released or due), or `max`
+    /// has passed. Spurious wake-ups are allowed; missed ones are not: work that became
+    /// ready after the last `fetch` ends the wait at once.
+    async fn wait_for_work(&self, max: Duration) -> Result<()>;
+
+    /// Extends the leases a worker holds and records the worker as alive.
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
+
+    /// Marks deliveries completed with their results, one outcome per item. A job that was
+    /// asked to cancel while running but whose handler finished anyway is `completed`: the
+    /// work was done. Also purges a few expired finished records, so that retention needs
+    /// no timer.
+    async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>>;
+
+    /// Records a failed attempt: retry with backoff, or dead-letter.
+    async fn fail(&self, failure: &Failure) -> Result<FailOutcome>;
+
+    /// Gives running jobs back (graceful shutdown): each goes to the head of its priority
+    /// as `pending`, without using a retry. Returns how many were released; stale leases
+    /// are skipped.
+    async fn release(&self, leases: &[Lease]) -> Result<u64>;
+
+    /// Takes back jobs whose lease lapsed (their worker died or hung).
+    async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport>;
+
+    /// Cancels a job. Errors: [`Error::NotFound`](crate::Error::NotFound), and
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a finished job.
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
+
+    /// Reads one job, with its result.
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
+
+    /// Ready jobs of one priority (or of all, highest first) in the order they will run.
+    async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>>;
+
+    /// Dead-letter jobs, most recently failed first.
+    async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;
+
+    /// Puts a dead-letter job back as `pending` at the tail of its priority, keeping its
+    /// history (`retry_count`, `error`, `attempt`). It gets one more attempt, plus whatever
+    /// retries it had not used; if that fails it is dead again.
+    /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
+    async fn retry_dead(&self, id: JobId) -> Result<()>;
+
+    /// Empties the dead-letter queue, deleting those jobs. Returns how many.
+    async fn clear_dead(&self) -> Result<u64>;
+
+    /// Counts, in O(priorities).
+    async fn stats(&self) -> Result<QueueStats>;
+
+    /// Removes up to `limit` finished records past their retention. Returns how many.
+    async fn purge(&self, limit: usize) -> Result<u64>;
+
+    /// Workers whose last heartbeat is younger than `ttl`.
+    async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>>;
+}
+
+/// The longest error message kept on a job, in bytes.
+pub const MAX_ERROR_LEN: usize = 1024;
+/// Most expired finished records that [`Backend::complete`] purges in passing.
+pub const PURGE_ON_COMPLETE: usize = 10;
+/// Most due delayed/retrying jobs one [`Backend::fetch`] promotes.
+pub const PROMOTE_LIMIT: usize = 1000;
+/// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
+pub const DEAD_TRIM_LIMIT: usize = 100;
+/// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.
+pub const ERR_TIMEOUT: &str = "timeout: the job ran past its timeout and its worker did not report";
+/// The error recorded when a job's worker was lost more than `max_stalls` times.
+pub const ERR_WORKER_LOST: &str = "worker lost: the job's lease expired too many times";
+
+/// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary.
+pub fn truncate_error(msg: &str) -> &str {
+    if msg.len() <= MAX_ERROR_LEN {
+        return msg;
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    &msg[..end]
+}

@@ -1,0 +1,93 @@
+//! The crate's one error type.
+
+use crate::job::{JobId, JobStatus};
+
+/// Everything that can go wrong in `jobs-core`.
+///
+/// Client mistakes (an unknown id, a transition the job's state forbids, invalid input) have
+/// their own variants so that callers and the HTTP API can tell them apart from
+/// infrastructure failures ([`Error::Redis`], [`Error::Backend`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No job with this id exists (never did, or its record has been purged).
+    #[error("job {id} not found")]
+    NotFound {
+        /// The id asked for.
+        id: JobId,
+    },
+    /// The job exists but its status forbids the operation.
+    #[error("cannot {op} job {id}: it is {status}")]
+    InvalidState {
+        /// The job.
+        id: JobId,
+        /// Its current status.
+        status: JobStatus,
+        /// What was attempted (`"cancel"`, `"retry"`, …).
+        op: &'static str,
+    },
+    /// The caller's lease on the job is no longer valid: the lease expired and the job was
+    /// handed to another worker (or finished). The call changed nothing.
+    #[error("lease on job {id} (attempt {attempt}) is stale; the job was not changed")]
+    StaleLease {
+        /// The job.
+        id: JobId,
+        /// The attempt the caller held.
+        attempt: u32,
+    },
+    /// A string that is not a job id.
+    #[error("invalid job id `{id}`")]
+    InvalidJobId {
+        /// What was given (cut to 64 characters).
+        id: String,
+    },
+    /// A string that is not a priority.
+    #[error("invalid priority `{value}`; expected critical, high, normal or low")]
+    InvalidPriority {
+        /// What was given (cut to 64 characters).
+        value: String,
+    },
+    /// A job that cannot be enqueued as it is.
+    #[error("invalid job: {reason}")]
+    InvalidJob {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No handler is registered under this name.
+    #[error("no handler registered for job `{name}`")]
+    UnknownHandler {
+        /// The name asked for.
+        name: String,
+    },
+    /// The arguments do not fit the handler's argument type.
+    #[error("invalid arguments for job `{name}`: {message}")]
+    InvalidArgs {
+        /// The handler.
+        name: String,
+        /// What does not fit, naming the field where the decoder says.
+        message: String,
+    },
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A record in the backend that this version cannot read.
+    #[error("corrupt job record for {id}: {reason}")]
+    CorruptRecord {
+        /// The job whose record it is.
+        id: String,
+        /// What could not be read.
+        reason: String,
+    },
+    /// A Redis command failed.
+    #[error("redis command failed")]
+    Redis(#[from] redis::RedisError),
+    /// JSON (de)serialisation failed.
+    #[error("json encoding failed")]
+    Json(#[from] serde_json::Error),
+    /// The backend answered something this version does not understand.
+    #[error("unexpected backend reply: {0}")]
+    Backend(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

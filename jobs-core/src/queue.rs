@@ -1,0 +1,296 @@
+//! [`JobQueue`]: the queue API of the spec, over any [`Backend`].
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::backend::memory::MemoryBackend;
+use crate::backend::redis::{RedisBackend, RedisConfig};
+use crate::backend::{
+    AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, FailOutcome, Failure,
+    FetchRequest, Fetched, Lease,
+};
+use crate::error::{Error, Result};
+use crate::job::{EnqueueOutcome, Job, JobDefaults, JobId, JobPriority, NewJob, RunAt};
+use crate::stats::QueueStats;
+
+/// The queue: enqueue jobs, look them up, cancel them, operate the dead-letter queue, read
+/// statistics. Cheap to clone; every clone talks to the same backend.
+///
+/// ```
+/// use jobs_core::{JobQueue, JobPriority, JobStatus};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let queue = JobQueue::memory();
+///
+/// // Enqueue an immediate job.
+/// let id = queue
+///     .enqueue("sync_portfolio", json!({"user_id": "user-123"}))
+///     .priority(JobPriority::High)
+///     .await?;
+///
+/// // Enqueue a job that runs in an hour.
+/// queue.enqueue("send_report", json!({})).delay(std::time::Duration::from_secs(3600)).await?;
+///
+/// let job = queue.get_job(id).await?.expect("just enqueued");
+/// assert_eq!(job.status, JobStatus::Pending);
+///
+/// queue.cancel_job(id).await?;
+/// let stats = queue.stats().await?;
+/// assert_eq!(stats.total_pending, 0);
+/// assert_eq!(stats.scheduled, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JobQueue {
+    backend: Arc<dyn Backend>,
+    defaults: JobDefaults,
+}
+
+impl std::fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("backend", &self.backend.kind())
+            .field("defaults", &self.defaults)
+            .finish()
+    }
+}
+
+impl JobQueue {
+    /// A queue over the given backend.
+    pub fn new(backend: impl Backend) -> Self {
+        Self::from_backend(Arc::new(backend))
+    }
+
+    /// A queue over a shared backend.
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Self {
+        JobQueue { backend, defaults: JobDefaults::default() }
+    }
+
+    /// A queue on a fresh in-memory backend with default settings.
+    pub fn memory() -> Self {
+        Self::new(MemoryBackend::new(BackendConfig::default()))
+    }
+
+    /// A queue on Redis at `url` (e.g. `redis://127.0.0.1:6379`), in the default namespace.
+    pub async fn redis(url: &str) -> Result<Self> {
+        Ok(Self::new(RedisBackend::connect(RedisConfig::new(url)).await?))
+    }
+
+    /// The same queue with other defaults for jobs that do not say otherwise.
+    pub fn with_defaults(mut self, defaults: JobDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// The defaults applied to new jobs.
+    pub fn defaults(&self) -> JobDefaults {
+        self.defaults
+    }
+
+    /// The backend, for workers and tools that need the lower-level calls.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// A new job with this queue's defaults, to be adjusted and passed to
+    /// [`enqueue_many`](Self::enqueue_many).
+    pub fn new_job(&self, name: impl Into<String>, args: serde_json::Value) -> NewJob {
+        NewJob {
+            priority: self.defaults.priority,
+            max_retries: self.defaults.max_retries,
+            timeout: self.defaults.timeout,
+            ..NewJob::new(name, args)
+        }
+    }
+
+    /// Starts an enqueue of the job `name` with `args`; set options on the returned builder
+    /// and `.await` it to get the job's id.
+    ///
+    /// Arguments that cannot be serialised to JSON make the `.await` fail with
+    /// [`Error::Json`] before anything is written.
+    pub fn enqueue<A: Serialize>(&self, name: impl Into<String>, args: A) -> Enqueue<'_> {
+        let args = serde_json::to_value(args).map_err(Error::from);
+        let (job, err) = match args {
+            Ok(a) => (self.new_job(name, a), None),
+            Err(e) => (self.new_job(name, serde_json::Value::Null), Some(e)),
+        };
+        Enqueue { queue: self, job, err }
+    }
+
+    /// Enqueues a prepared job. A job whose id already exists is not written again
+    /// (the call succeeds: enqueue is idempotent by id).
+    pub async fn enqueue_job(&self, job: NewJob) -> Result<JobId> {
+        job.validate()?;
+        let id = job.id;
+        self.backend.enqueue(std::slice::from_ref(&job)).await?;
+        Ok(id)
+    }
+
+    /// Enqueues many jobs in one atomic write: all of them or, on any error, none.
+    /// Every job is validated before anything is written.
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
+        for j in jobs {
+            j.validate()?;
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.enqueue(jobs).await
+    }
+
+    /// The job with this id, if it exists (finished jobs are kept for the retention period).
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
+        self.backend.get_job(id).await
+    }
+
+    /// Cancels a pending, delayed or retrying job (it will never run), or asks a running
+    /// job to stop. Cancelling a finished job is [`Error::InvalidState`]; an unknown id is
+    /// [`Error::NotFound`].
+    pub async fn cancel_job(&self, id: JobId) -> Result<CancelOutcome> {
+        self.backend.cancel(id).await
+    }
+
+    /// Jobs ready to run, of one priority or (with `None`) of all, in the order they will
+    /// be fetched; at most `limit`.
+    pub async fn pending_jobs(
+        &self,
+        priority: Option<JobPriority>,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        self.backend.list_pending(priority, limit).await
+    }
+
+    /// The most recent `limit` jobs of the dead-letter queue, newest first.
+    pub async fn get_dead_letter_jobs(&self, limit: usize) -> Result<Vec<Job>> {
+        self.backend.list_dead(0, limit).await
+    }
+
+    /// Puts a dead-letter job back in its queue, keeping its history.
+    /// [`Error::NotFound`] if no such job exists, [`Error::InvalidState`] if it is not in the
+    /// dead-letter queue.
+    pub async fn retry_dead_letter_job(&self, id: JobId) -> Result<()> {
+        self.backend.retry_dead(id).await
+    }
+
+    /// Deletes every job in the dead-letter queue. Returns how many.
+    pub async fn clear_dead_letter_queue(&self) -> Result<u64> {
+        self.backend.clear_dead().await
+    }
+
+    /// Queue statistics (the spec's "Queue Statistics" JSON).
+    pub async fn stats(&self) -> Result<QueueStats> {
+        self.backend.stats().await
+    }
+
+    /// Leases up to `req.max` ready jobs (see [`Backend::fetch`]).
+    pub async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+        self.backend.fetch(req).await
+    }
+
+    /// Completes one delivery. [`Error::StaleLease`] if the lease is no longer the caller's;
+    /// a repeated acknowledgement of the same delivery succeeds.
+    pub async fn complete(&self, lease: Lease, result: serde_json::Value) -> Result<()> {
+        let out = self.backend.complete(&[Completion { lease, result }]).await?;
+        match out.first() {
+            Some(AckOutcome::Completed | AckOutcome::Already) => Ok(()),
+            Some(AckOutcome::Stale) => {
+                Err(Error::StaleLease { id: lease.id, attempt: lease.attempt })
+            }
+            None => Err(Error::Backend("complete returned no outcome".into())),
+        }
+    }
+
+    /// Records a failed attempt. [`Error::StaleLease`] if the lease is no longer the caller's.
+    pub async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
+        match self.backend.fail(failure).await? {
+            FailOutcome::Stale => Err(Error::StaleLease {
+                id: failure.lease.id,
+                attempt: failure.lease.attempt,
+            }),
+            other => Ok(other),
+        }
+    }
+}
+
+/// An enqueue being prepared: set options, then `.await` it.
+///
+/// Options given here override the handler's and the queue's defaults.
+#[must_use = "an enqueue does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct Enqueue<'q> {
+    queue: &'q JobQueue,
+    job: NewJob,
+    err: Option<Error>,
+}
+
+impl Enqueue<'_> {
+    /// Sets the priority.
+    pub fn priority(mut self, p: JobPriority) -> Self {
+        self.job.priority = p;
+        self
+    }
+
+    /// Sets how many retries the job may use.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.job.max_retries = n;
+        self
+    }
+
+    /// Sets how long one attempt may run.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.job.timeout = t;
+        self
+    }
+
+    /// Runs the job no earlier than `at` (the spec's `scheduled_at`).
+    pub fn scheduled_at(mut self, at: DateTime<Utc>) -> Self {
+        self.job.run_at = RunAt::Time(at);
+        self
+    }
+
+    /// Runs the job after `d` (measured on the backend's clock from when the job is written).
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.job.run_at = RunAt::Delay(d);
+        self
+    }
+
+    /// Sets the user the job acts for.
+    pub fn user_id(mut self, user: impl Into<String>) -> Self {
+        self.job.user_id = Some(user.into());
+        self
+    }
+
+    /// Creates the job under this id instead of a fresh one: enqueueing twice with one id
+    /// creates one job (an idempotency key).
+    pub fn id(mut self, id: JobId) -> Self {
+        self.job.id = id;
+        self
+    }
+
+    /// The job as it would be written.
+    pub fn job(&self) -> &NewJob {
+        &self.job
+    }
+}
+
+impl<'q> IntoFuture for Enqueue<'q> {
+    type Output = Result<JobId>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<JobId>> + Send + 'q>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            if let Some(e) = self.err {
+                return Err(e);
+            }
+            self.queue.enqueue_job(self.job).await
+        })
+    }
+}

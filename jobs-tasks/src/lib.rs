@@ -1,0 +1,1 @@
+//! Predefined trading-platform tasks for the jobs runtime.
