@@ -25,6 +25,65 @@
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
 //!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+//!
+//! ## Exact semantics (what the conformance suite checks, field by field)
+//!
+//! * `enqueue`: a job whose id exists (or appears earlier in the same batch) is
+//!   `Duplicate` and nothing of it is written. `RunAt::Time(t)` with `t` later than the
+//!   backend's now, or `RunAt::Delay(d)` with `d > 0`, makes a *delayed* job: `pending`,
+//!   `scheduled_at = Some(due)`, not fetchable before `due`. Otherwise the job is ready at
+//!   once (`scheduled_at = None`) and goes to the tail of its priority. `created_at` is the
+//!   backend's now; `attempt = 0`, `retry_count = 0`. Counter `enqueued` += jobs created.
+//! * `fetch`: first promotes up to [`PROMOTE_LIMIT`] due jobs, delayed ones (by due time)
+//!   then retrying ones (by due time), each to the tail of its priority as `pending`
+//!   (`scheduled_at` keeps the due time). Then takes up to `max` ready jobs: `running`,
+//!   `attempt += 1`, `started_at = now`, lease deadline `min(now + lease, now + timeout +
+//!   grace)`. Returned jobs carry their args. `next_due_in` is the time from now until the
+//!   earliest remaining delayed or retrying job (zero if already due), `None` if none.
+//! * `heartbeat`: for each lease whose job is `running` with the same attempt, the deadline
+//!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
+//!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
+//!   worker with `last_seen = now` and its `info`.
+//! * `complete`: `Completed` if the job is `running` with the same attempt (status
+//!   `completed`, `completed_at = now`, `result` set, args dropped, kept `result_ttl`;
+//!   counter `completed` += 1); `Already` if it is `completed` with the same attempt;
+//!   `Stale` otherwise (unknown id included). Then purges up to [`PURGE_ON_COMPLETE`]
+//!   expired finished records.
+//! * `fail` (only for a `running` job with the same attempt, else `Stale`): the error
+//!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
+//!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
+//!   Else if `retryable` and `retry_count < max_retries`: `retry_count += 1`, status
+//!   `retrying`, due `now + retry.delay(retry_count)` (+ jitter), `scheduled_at = due`;
+//!   counters `failed` and `retried` += 1. Else: status `failed`, `completed_at = now`,
+//!   into the DLQ (args kept); counters `failed` and `dead` += 1; then the DLQ is trimmed:
+//!   entries older than `dead_ttl`, then the oldest beyond `dead_max`, at most
+//!   [`DEAD_TRIM_LIMIT`] per call, their records deleted, counter `dead_dropped`.
+//! * `release`: each lease whose job is `running` with the same attempt goes back to the
+//!   head of its priority as `pending` (`attempt` unchanged, so the old delivery is stale);
+//!   given leases keep their order at the head (the first given is fetched first). A job
+//!   with a cancel request is cancelled instead. Returns the number released or cancelled.
+//! * `reap`: unless `interval > 0` and another reap ran within `interval` (then `ran =
+//!   false`), takes up to `limit` jobs whose lease deadline is `<= now - grace`, earliest
+//!   deadline first. Each: cancel requested → cancelled; `now >= started_at + timeout +
+//!   grace` → the `fail` path (retryable) with [`ERR_TIMEOUT`]; otherwise counter
+//!   `stalled` += 1 and the job's stall count += 1: beyond `max_stalls` → the `fail` path
+//!   (retryable) with [`ERR_WORKER_LOST`], else back to the head of its priority as
+//!   `pending` (processed in deadline order, each pushed to the head, so the last one
+//!   processed is fetched first). Finally forgets workers silent for `worker_ttl`.
+//! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
+//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched; running →
+//!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
+//! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
+//!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
+//!   `InvalidState { op: "retry" }`.
+//! * `clear_dead`: deletes every DLQ job's record.
+//! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
+//!   with args. `list_dead`: by death time, newest first (ties: larger id first).
+//! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
+//!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
+//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged.
+//! * `list_workers(ttl)`: workers seen within `ttl`, sorted by worker id.
+//! * Unknown ids: `get_job` → `None`; `complete`/`fail`/`heartbeat`/`release` → stale.
 
 use std::time::Duration;
 
