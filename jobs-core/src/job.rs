@@ -326,17 +326,17 @@ impl NewJob {
                 reason: format!("max_retries must be at most {MAX_RETRIES}, found {}", self.max_retries),
             });
         }
-        if let RunAt::Delay(d) = self.run_at {
-            if d > MAX_DELAY {
-                return Err(Error::InvalidJob {
-                    reason: format!("delay must be at most {} days", MAX_DELAY.as_secs() / 86_400),
-                });
-            }
+        if let RunAt::Delay(d) = self.run_at
+            && d > MAX_DELAY
+        {
+            return Err(Error::InvalidJob {
+                reason: format!("delay must be at most {} days", MAX_DELAY.as_secs() / 86_400),
+            });
         }
-        if let Some(u) = &self.user_id {
-            if u.len() > 200 {
-                return Err(Error::InvalidJob { reason: "user_id must be at most 200 bytes".into() });
-            }
+        if let Some(u) = &self.user_id
+            && u.len() > 200
+        {
+            return Err(Error::InvalidJob { reason: "user_id must be at most 200 bytes".into() });
         }
         Ok(())
     }

@@ -1,59 +1,634 @@
-//! The Redis backend (placeholder while it is being written).
-#![allow(missing_docs, unused)]
+//! The Redis backend: every state change is one Lua script (see `scripts/`), every key is
+//! built in [`keys`], every timestamp is the server's `TIME`.
+//!
+//! Layout and design: `shared/REDIS.md`. In short, per namespace:
+//! ready jobs in one LIST per priority (cheaper than a ZSET in CPU and memory, and FIFO by
+//! construction); delayed and retrying jobs, leases, the DLQ and finished jobs in ZSETs
+//! scored by time; job records, payloads, results and errors as fields of four HASHes (so
+//! scripts that find ids on the server never build a key name). Idle workers block on
+//! `BZPOPMIN` of a marker ZSET instead of polling.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Script, Value};
+use serde::Serialize;
 
 use super::*;
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
-use crate::stats::QueueStats;
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt, ms_to_time};
+use crate::stats::{QueueCounters, QueueStats};
 
+pub mod keys;
+mod record;
+mod scripts;
+
+use keys::Keys;
+use scripts::SCRIPTS;
+
+/// How to reach Redis and where to keep this deployment's keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://` where TLS is built in).
     pub url: String,
+    /// All keys of one deployment live in this namespace (default `jobs`). Deployments that
+    /// share a Redis must use different namespaces.
     pub namespace: String,
+    /// The first part of every key (default `jobq`).
     pub prefix: String,
+    /// Retention and dead-letter caps.
     pub backend: BackendConfig,
+    /// How long one command may take before it fails (default 5 s). Blocking waits get
+    /// their own connections and allowance.
+    pub response_timeout: Duration,
+    /// How long to wait for a connection (default 5 s).
+    pub connect_timeout: Duration,
 }
 
 impl RedisConfig {
+    /// Defaults for the server at `url`.
     pub fn new(url: &str) -> Self {
-        RedisConfig { url: url.into(), namespace: "jobs".into(), prefix: "jobq".into(), backend: BackendConfig::default() }
+        RedisConfig {
+            url: url.to_owned(),
+            namespace: "jobs".into(),
+            prefix: "jobq".into(),
+            backend: BackendConfig::default(),
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same configuration in another namespace.
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+
+    /// The same configuration with other retention and dead-letter settings.
+    pub fn backend(mut self, cfg: BackendConfig) -> Self {
+        self.backend = cfg;
+        self
     }
 }
 
-pub struct RedisBackend;
+/// The Redis implementation of [`Backend`].
+pub struct RedisBackend {
+    client: ::redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    cfg: RedisConfig,
+    /// Connections for `BZPOPMIN`. A blocking command holds its whole connection, so each
+    /// concurrent waiter takes one of these instead of the shared multiplexed connection.
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend").field("namespace", &self.cfg.namespace).finish()
+    }
+}
+
+/// The longest single BZPOPMIN: bounds how long a lost wake-up (e.g. a worker that died
+/// holding the delayed-job marker) can delay work. REDIS.md §4.
+const MAX_BLOCK: Duration = Duration::from_secs(5);
+
+/// Most dead-letter records one `clear_dead` script call deletes (the client loops).
+const CLEAR_CHUNK: usize = 500;
 
 impl RedisBackend {
-    pub async fn connect(_cfg: RedisConfig) -> Result<Self> {
-        Err(Error::Backend("not yet".into()))
+    /// Connects and checks the server answers. An unreachable server or a refused password
+    /// is an error here, not later.
+    pub async fn connect(cfg: RedisConfig) -> Result<Self> {
+        let keys = Keys::new(&cfg.prefix, &cfg.namespace)?;
+        let client = ::redis::Client::open(cfg.url.as_str())?;
+        let mgr_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(cfg.response_timeout))
+            .set_connection_timeout(Some(cfg.connect_timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let mut conn = client.get_connection_manager_with_config(mgr_cfg).await?;
+        let _: String = ::redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(RedisBackend { client, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
+    }
+
+    /// The keys of this backend's namespace (for tools and tests that inspect Redis).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The configuration this backend was built with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+
+    /// A clone of the shared multiplexed connection (for callers that need raw commands
+    /// beside the queue, such as the benchmark and the tests).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn run<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        let mut inv = script.prepare_invoke();
+        for k in self.keys.all() {
+            inv.key(k);
+        }
+        args(&mut inv);
+        let mut conn = self.conn.clone();
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        ms(self.cfg.backend.result_ttl)
+    }
+
+    /// The policy arguments shared by `fail` and `reap` (`policy()` in lib.lua).
+    fn policy_args(&self, inv: &mut ::redis::ScriptInvocation<'_>, retry: &crate::RetryPolicy) {
+        let jitter = retry.delay_with_jitter(1).saturating_sub(retry.delay(1));
+        let b = &self.cfg.backend;
+        inv.arg(ms(retry.base))
+            .arg(ms(retry.cap))
+            .arg(ms(jitter))
+            .arg(b.dead_max)
+            .arg(ms(b.dead_ttl))
+            .arg(ms(b.result_ttl))
+            .arg(DEAD_TRIM_LIMIT);
+    }
+
+    async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
+        let pooled = self.blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(c) = pooled {
+            return Ok(c);
+        }
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.cfg.connect_timeout))
+            .set_response_timeout(Some(MAX_BLOCK + self.cfg.response_timeout));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&cfg).await?)
+    }
+
+    /// Reads jobs by id with their payloads and errors (and results), skipping ids whose
+    /// record is gone.
+    async fn read_jobs(&self, ids: &[String], with_result: bool) -> Result<Vec<Job>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
+        pipe.cmd("HMGET").arg(self.keys.payload()).arg(ids);
+        pipe.cmd("HMGET").arg(self.keys.errors()).arg(ids);
+        if with_result {
+            pipe.cmd("HMGET").arg(self.keys.results()).arg(ids);
+        }
+        let mut conn = self.conn.clone();
+        let mut cols: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
+        let results = if with_result { cols.pop() } else { None };
+        let (recs, pays, errs) = match (cols.first(), cols.get(1), cols.get(2)) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => return Err(Error::Backend("short HMGET pipeline reply".into())),
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, sid) in ids.iter().enumerate() {
+            let Some(Some(rec)) = recs.get(i) else { continue };
+            let id: JobId = sid.parse()?;
+            let pay = pays.get(i).and_then(|p| p.as_deref());
+            let err = errs.get(i).and_then(|e| e.as_deref()).map(lossy);
+            let res = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r.as_deref());
+            out.push(record::to_job(id, rec, pay, res, err)?);
+        }
+        Ok(out)
     }
 }
 
-fn nyi<T>() -> Result<T> {
-    Err(Error::Backend("not yet".into()))
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn int(v: &Value) -> Result<i64> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Backend("expected an integer".into())),
+        other => Err(Error::Backend(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+fn bytes(v: &Value) -> Result<&[u8]> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        other => Err(Error::Backend(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn text(v: &Value) -> Result<&str> {
+    std::str::from_utf8(bytes(v)?).map_err(|_| Error::Backend("reply is not UTF-8".into()))
+}
+
+fn status_letter(v: Option<&Value>) -> crate::job::JobStatus {
+    v.and_then(|v| bytes(v).ok())
+        .and_then(|b| b.first().copied())
+        .and_then(record::status_from_letter)
+        .unwrap_or(crate::job::JobStatus::Pending)
+}
+
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    n: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    u: Option<&'a str>,
 }
 
 #[async_trait]
 impl Backend for RedisBackend {
-    fn kind(&self) -> &'static str { "redis" }
-    async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> { nyi() }
-    async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> { nyi() }
-    async fn wait_for_work(&self, max: Duration) -> Result<()> { nyi() }
-    async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply> { nyi() }
-    async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>> { nyi() }
-    async fn fail(&self, failure: &Failure) -> Result<FailOutcome> { nyi() }
-    async fn release(&self, leases: &[Lease]) -> Result<u64> { nyi() }
-    async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport> { nyi() }
-    async fn cancel(&self, id: JobId) -> Result<CancelOutcome> { nyi() }
-    async fn get_job(&self, id: JobId) -> Result<Option<Job>> { nyi() }
-    async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>> { nyi() }
-    async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>> { nyi() }
-    async fn retry_dead(&self, id: JobId) -> Result<()> { nyi() }
-    async fn clear_dead(&self) -> Result<u64> { nyi() }
-    async fn stats(&self) -> Result<QueueStats> { nyi() }
-    async fn purge(&self, limit: usize) -> Result<u64> { nyi() }
-    async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> { nyi() }
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Encode everything first: a job that cannot be encoded fails the call before
+        // anything reaches Redis.
+        let mut enc = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let meta = serde_json::to_string(&MetaOut { n: &j.name, u: j.user_id.as_deref() })?;
+            let payload = serde_json::to_string(&j.args)?;
+            let (run_at, delay) = match j.run_at {
+                RunAt::Now => (0, 0),
+                RunAt::Time(t) => (t.timestamp_millis().max(0), 0),
+                // Rounded up, as in the memory backend: any positive delay delays.
+                RunAt::Delay(d) => {
+                    (0, i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX))
+                }
+            };
+            enc.push((j, meta, payload, run_at, delay));
+        }
+        let reply: Vec<i64> = self
+            .run(&SCRIPTS.enqueue, |inv| {
+                inv.arg(jobs.len());
+                for (j, meta, payload, run_at, delay) in &enc {
+                    inv.arg(j.id.to_string())
+                        .arg(j.priority.index())
+                        .arg(*run_at)
+                        .arg(*delay)
+                        .arg(j.max_retries)
+                        .arg(ms(j.timeout))
+                        .arg(meta)
+                        .arg(payload);
+                }
+            })
+            .await?;
+        if reply.len() != jobs.len() {
+            return Err(Error::Backend("enqueue answered for a different number of jobs".into()));
+        }
+        Ok(reply
+            .into_iter()
+            .map(|r| if r == 1 { EnqueueOutcome::Created } else { EnqueueOutcome::Duplicate })
+            .collect())
+    }
+
+    async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+        let reply: Vec<Value> = self
+            .run(&SCRIPTS.fetch, |inv| {
+                inv.arg(req.max)
+                    .arg(&req.worker_id)
+                    .arg(ms(req.lease))
+                    .arg(ms(req.grace))
+                    .arg(PROMOTE_LIMIT);
+            })
+            .await?;
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
+            return Err(Error::Backend("malformed fetch reply".into()));
+        }
+        let next = int(&reply[1])?;
+        let mut out = Fetched {
+            jobs: Vec::with_capacity((reply.len() - 2) / 4),
+            next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
+        };
+        let mut corrupt = Vec::new();
+        for c in reply[2..].chunks_exact(4) {
+            let sid = text(&c[0])?;
+            let attempt = u32::try_from(int(&c[1])?).unwrap_or(u32::MAX);
+            let id: JobId = match sid.parse() {
+                Ok(id) => id,
+                Err(_) => {
+                    tracing::error!(job.id = sid, "job id in redis is not a uuid; skipped");
+                    continue;
+                }
+            };
+            let lease = Lease { id, attempt };
+            match record::to_job(id, bytes(&c[2])?, Some(bytes(&c[3])?), None, None) {
+                Ok(job) => out.jobs.push(LeasedJob { job, lease }),
+                Err(e) => corrupt.push((lease, e)),
+            }
+        }
+        // A record this version cannot read must not block the queue or crash a worker:
+        // it goes to the dead-letter queue with the reason.
+        for (lease, e) in corrupt {
+            tracing::error!(job.id = %lease.id, error = %e, "unreadable job dead-lettered");
+            let failure = Failure {
+                lease,
+                error: e.to_string(),
+                retryable: false,
+                retry: crate::RetryPolicy::default(),
+            };
+            self.fail(&failure).await?;
+        }
+        Ok(out)
+    }
+
+    async fn wait_for_work(&self, max: Duration) -> Result<()> {
+        let t = max.min(MAX_BLOCK);
+        // BZPOPMIN with timeout 0 blocks forever; never send it.
+        if t.is_zero() {
+            return Ok(());
+        }
+        let mut conn = self.blocking_conn().await?;
+        let r: ::redis::RedisResult<Value> = ::redis::cmd("BZPOPMIN")
+            .arg(self.keys.marker())
+            .arg(t.as_secs_f64().max(0.001))
+            .query_async(&mut conn)
+            .await;
+        match r {
+            Ok(_) => {
+                self.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+                Ok(())
+            }
+            // The connection is dropped: it may be in an unknown state.
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply> {
+        let info = serde_json::to_string(&beat.info)?;
+        let (lost, cancel): (Vec<String>, Vec<String>) = self
+            .run(&SCRIPTS.heartbeat, |inv| {
+                inv.arg(&beat.worker_id)
+                    .arg(&info)
+                    .arg(ms(beat.lease))
+                    .arg(ms(beat.grace))
+                    .arg(beat.leases.len());
+                for l in &beat.leases {
+                    inv.arg(l.id.to_string()).arg(l.attempt);
+                }
+            })
+            .await?;
+        let parse = |v: Vec<String>| v.iter().map(|s| s.parse()).collect::<Result<Vec<JobId>>>();
+        Ok(HeartbeatReply { lost: parse(lost)?, cancel: parse(cancel)? })
+    }
+
+    async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results =
+            items.iter().map(|c| serde_json::to_string(&c.result)).collect::<Result<Vec<_>, _>>()?;
+        let reply: Vec<i64> = self
+            .run(&SCRIPTS.complete, |inv| {
+                inv.arg(self.ttl_ms()).arg(PURGE_ON_COMPLETE).arg(items.len());
+                for (c, r) in items.iter().zip(&results) {
+                    inv.arg(c.lease.id.to_string()).arg(c.lease.attempt).arg(r);
+                }
+            })
+            .await?;
+        Ok(reply
+            .into_iter()
+            .map(|r| match r {
+                1 => AckOutcome::Completed,
+                2 => AckOutcome::Already,
+                _ => AckOutcome::Stale,
+            })
+            .collect())
+    }
+
+    async fn fail(&self, f: &Failure) -> Result<FailOutcome> {
+        let reply: Vec<Value> = self
+            .run(&SCRIPTS.fail, |inv| {
+                inv.arg(f.lease.id.to_string())
+                    .arg(f.lease.attempt)
+                    .arg(truncate_error(&f.error))
+                    .arg(if f.retryable { 1 } else { 0 });
+                self.policy_args(inv, &f.retry);
+            })
+            .await?;
+        match reply.first().map(text).transpose()? {
+            Some("RETRY") => {
+                let due = reply.get(1).map(int).transpose()?.unwrap_or(0);
+                let at = ms_to_time(due).ok_or_else(|| Error::Backend("bad retry time".into()))?;
+                Ok(FailOutcome::Retrying { at })
+            }
+            Some("DEAD") => Ok(FailOutcome::Dead),
+            Some("CANCELLED") => Ok(FailOutcome::Cancelled),
+            Some("STALE") => Ok(FailOutcome::Stale),
+            other => Err(Error::Backend(format!("unexpected fail reply {other:?}"))),
+        }
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        self.run(&SCRIPTS.release, |inv| {
+            inv.arg(self.ttl_ms()).arg(leases.len());
+            for l in leases {
+                inv.arg(l.id.to_string()).arg(l.attempt);
+            }
+        })
+        .await
+    }
+
+    async fn reap(&self, o: &ReapOptions) -> Result<ReapReport> {
+        let r: Vec<u64> = self
+            .run(&SCRIPTS.reap, |inv| {
+                inv.arg(ms(o.interval))
+                    .arg(ms(o.grace))
+                    .arg(o.limit)
+                    .arg(o.max_stalls)
+                    .arg(ms(o.worker_ttl));
+                self.policy_args(inv, &o.retry);
+                inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST);
+            })
+            .await?;
+        match r.as_slice() {
+            [ran, requeued, failed, cancelled] => Ok(ReapReport {
+                ran: *ran == 1,
+                requeued: *requeued,
+                failed: *failed,
+                cancelled: *cancelled,
+            }),
+            _ => Err(Error::Backend("malformed reap reply".into())),
+        }
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
+        let reply: Vec<Value> = self
+            .run(&SCRIPTS.cancel, |inv| {
+                inv.arg(id.to_string()).arg(self.ttl_ms());
+            })
+            .await?;
+        match reply.first().map(text).transpose()? {
+            Some("CANCELLED") => Ok(CancelOutcome::Cancelled),
+            Some("RUNNING") => Ok(CancelOutcome::Requested),
+            Some("NOTFOUND") => Err(Error::NotFound { id }),
+            Some("STATE") => {
+                Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "cancel" })
+            }
+            other => Err(Error::Backend(format!("unexpected cancel reply {other:?}"))),
+        }
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
+        Ok(self.read_jobs(&[id.to_string()], true).await?.pop())
+    }
+
+    async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>> {
+        let prios: Vec<JobPriority> = match priority {
+            Some(p) => vec![p],
+            None => JobPriority::ALL.to_vec(),
+        };
+        let mut out = Vec::new();
+        let mut conn = self.conn.clone();
+        let ghosts: Vec<Option<i64>> = ::redis::cmd("HMGET")
+            .arg(self.keys.counters())
+            .arg(&["ghost0", "ghost1", "ghost2", "ghost3"])
+            .query_async(&mut conn)
+            .await?;
+        for p in prios {
+            if out.len() >= limit {
+                break;
+            }
+            // Reading `want + ghosts` entries is enough to find `want` live ones: at most
+            // `ghosts` entries of the list are cancelled leftovers.
+            let want = limit - out.len();
+            let g = ghosts.get(p.index()).copied().flatten().unwrap_or(0).max(0) as usize;
+            let stop = (want + g).saturating_sub(1);
+            let ids: Vec<String> = ::redis::cmd("LRANGE")
+                .arg(self.keys.pending(p.index()))
+                .arg(0)
+                .arg(stop)
+                .query_async(&mut conn)
+                .await?;
+            let jobs = self.read_jobs(&ids, false).await?;
+            out.extend(
+                jobs.into_iter()
+                    .filter(|j| j.status == crate::job::JobStatus::Pending)
+                    .take(want),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = ::redis::cmd("ZREVRANGE")
+            .arg(self.keys.dead())
+            .arg(offset)
+            .arg(offset + limit - 1)
+            .query_async(&mut conn)
+            .await?;
+        self.read_jobs(&ids, false).await
+    }
+
+    async fn retry_dead(&self, id: JobId) -> Result<()> {
+        let reply: Vec<Value> =
+            self.run(&SCRIPTS.retry_dead, |inv| { inv.arg(id.to_string()); }).await?;
+        match reply.first().map(text).transpose()? {
+            Some("OK") => Ok(()),
+            Some("NOTFOUND") => Err(Error::NotFound { id }),
+            Some("STATE") => {
+                Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "retry" })
+            }
+            other => Err(Error::Backend(format!("unexpected retry reply {other:?}"))),
+        }
+    }
+
+    async fn clear_dead(&self) -> Result<u64> {
+        let mut total = 0;
+        // Bounded script calls keep Redis responsive while a large DLQ is cleared.
+        loop {
+            let n: u64 = self.run(&SCRIPTS.clear_dead, |inv| { inv.arg(CLEAR_CHUNK); }).await?;
+            total += n;
+            if n < CLEAR_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        let k = &self.keys;
+        let mut pipe = ::redis::pipe();
+        for p in 0..4 {
+            pipe.cmd("LLEN").arg(k.pending(p));
+        }
+        pipe.cmd("ZCARD").arg(k.scheduled());
+        pipe.cmd("ZCARD").arg(k.retry());
+        pipe.cmd("ZCARD").arg(k.active());
+        pipe.cmd("ZCARD").arg(k.dead());
+        let mut conn = self.conn.clone();
+        let (lens, counters): (Vec<u64>, std::collections::HashMap<String, i64>) = {
+            pipe.cmd("HGETALL").arg(k.counters());
+            let mut v: Vec<Value> = pipe.query_async(&mut conn).await?;
+            let c = v.pop().ok_or_else(|| Error::Backend("short stats reply".into()))?;
+            let lens = v.iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<_>>()?;
+            (lens, ::redis::from_redis_value(c).map_err(|e| Error::Backend(e.to_string()))?)
+        };
+        let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+        let mut s = QueueStats::default();
+        for p in JobPriority::ALL {
+            let ghost = get(&format!("ghost{}", p.index()));
+            s.pending.set(p, lens[p.index()].saturating_sub(ghost));
+        }
+        s.total_pending = s.pending.total();
+        s.retrying = lens[5];
+        s.scheduled = lens[4] + lens[5];
+        s.processing = lens[6];
+        s.dead_letter = lens[7];
+        s.counters = QueueCounters {
+            enqueued: get("enqueued"),
+            completed: get("completed"),
+            failed: get("failed"),
+            retried: get("retried"),
+            dead: get("dead"),
+            cancelled: get("cancelled"),
+            stalled: get("stalled"),
+            dead_dropped: get("dead_dropped"),
+            purged: get("purged"),
+        };
+        Ok(s)
+    }
+
+    async fn purge(&self, limit: usize) -> Result<u64> {
+        self.run(&SCRIPTS.purge, |inv| { inv.arg(limit); }).await
+    }
+
+    async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {
+        let reply: Vec<Value> =
+            self.run(&SCRIPTS.workers, |inv| { inv.arg(ms(ttl)); }).await?;
+        let mut out = Vec::new();
+        for c in reply.get(1..).unwrap_or_default().chunks_exact(3) {
+            let last = int(&c[1])?;
+            out.push(WorkerEntry {
+                worker_id: text(&c[0])?.to_owned(),
+                last_seen: ms_to_time(last).unwrap_or_default(),
+                info: serde_json::from_slice(bytes(&c[2])?).unwrap_or(serde_json::Value::Null),
+            });
+        }
+        out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        Ok(out)
+    }
 }

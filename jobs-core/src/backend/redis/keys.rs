@@ -1,0 +1,163 @@
+//! Every Redis key of a namespace is built here and nowhere else.
+//!
+//! Keys are `<prefix>:{<namespace>}:<suffix>`. The braces are a Redis Cluster hash tag: all
+//! keys of one namespace hash to one slot, so every script can touch any of them, on a
+//! single server and on a cluster alike. Scripts never build key names; every script gets
+//! the same fixed list ([`Keys::all`]) and refers to its entries by position, so the set of
+//! keys a script may touch is always declared.
+
+use crate::error::{Error, Result};
+
+/// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
+const SUFFIXES: [&str; 20] = [
+    "jobs",        // HASH id -> record: compact hot state '|' meta JSON (see record.rs)
+    "payload",     // HASH id -> args JSON (dropped when the job completes or is cancelled)
+    "results",     // HASH id -> result JSON
+    "errors",      // HASH id -> last error text
+    "pending:0",   // LIST of ready ids, critical (RPUSH at the tail, LPOP at the head)
+    "pending:1",   // LIST, high
+    "pending:2",   // LIST, normal
+    "pending:3",   // LIST, low
+    "scheduled",   // ZSET id -> due ms (delayed jobs)
+    "retry",       // ZSET id -> due ms (retrying jobs)
+    "active",      // ZSET id -> lease deadline ms (running jobs)
+    "dead",        // ZSET id -> died ms (the dead-letter queue)
+    "finished",    // ZSET id -> expiry ms (completed and cancelled jobs; the retention index)
+    "marker",      // ZSET "0" -> 0 (work ready) | "1" -> earliest due ms; the BZPOPMIN target
+    "counters",    // HASH counter name -> integer (monotonic counters and ghost counts)
+    "workers",     // ZSET worker id -> last heartbeat ms
+    "worker_info", // HASH worker id -> JSON the worker reports about itself
+    "reap_lock",   // STRING, SET NX PX: at most one reap per interval across processes
+    "cron",        // HASH schedule name -> definition JSON (scheduler)
+    "cron_due",    // ZSET schedule name -> next run ms (scheduler)
+];
+
+/// The key names of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    all: Vec<String>,
+}
+
+impl Keys {
+    /// Builds the keys of `namespace` under `prefix`. Both must be non-empty and free of
+    /// braces (a brace would break the hash tag) and of whitespace.
+    pub fn new(prefix: &str, namespace: &str) -> Result<Self> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 100
+                && !s.contains(['{', '}'])
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if !ok(prefix) {
+            return Err(Error::Config(format!(
+                "invalid redis key prefix `{prefix}`: 1-100 characters, no braces or spaces"
+            )));
+        }
+        if !ok(namespace) {
+            return Err(Error::Config(format!(
+                "invalid namespace `{namespace}`: 1-100 characters, no braces or spaces"
+            )));
+        }
+        Ok(Keys { all: SUFFIXES.iter().map(|s| format!("{prefix}:{{{namespace}}}:{s}")).collect() })
+    }
+
+    /// Every key, in the order the scripts expect them as `KEYS[1..]`.
+    pub fn all(&self) -> &[String] {
+        &self.all
+    }
+
+    fn at(&self, suffix: &str) -> &str {
+        let i = SUFFIXES.iter().position(|s| *s == suffix).unwrap_or(0);
+        &self.all[i]
+    }
+
+    /// HASH id → record.
+    pub fn jobs(&self) -> &str {
+        self.at("jobs")
+    }
+    /// HASH id → args JSON.
+    pub fn payload(&self) -> &str {
+        self.at("payload")
+    }
+    /// HASH id → result JSON.
+    pub fn results(&self) -> &str {
+        self.at("results")
+    }
+    /// HASH id → last error.
+    pub fn errors(&self) -> &str {
+        self.at("errors")
+    }
+    /// LIST of ready ids of priority `p` (0 = critical … 3 = low).
+    pub fn pending(&self, p: usize) -> &str {
+        &self.all[4 + p.min(3)]
+    }
+    /// ZSET of delayed jobs.
+    pub fn scheduled(&self) -> &str {
+        self.at("scheduled")
+    }
+    /// ZSET of retrying jobs.
+    pub fn retry(&self) -> &str {
+        self.at("retry")
+    }
+    /// ZSET of running jobs by lease deadline.
+    pub fn active(&self) -> &str {
+        self.at("active")
+    }
+    /// ZSET, the dead-letter queue.
+    pub fn dead(&self) -> &str {
+        self.at("dead")
+    }
+    /// ZSET, finished jobs by expiry.
+    pub fn finished(&self) -> &str {
+        self.at("finished")
+    }
+    /// ZSET, the wake-up marker workers block on.
+    pub fn marker(&self) -> &str {
+        self.at("marker")
+    }
+    /// HASH of counters.
+    pub fn counters(&self) -> &str {
+        self.at("counters")
+    }
+    /// ZSET of workers by last heartbeat.
+    pub fn workers(&self) -> &str {
+        self.at("workers")
+    }
+    /// HASH worker → info JSON.
+    pub fn worker_info(&self) -> &str {
+        self.at("worker_info")
+    }
+    /// HASH of schedule definitions.
+    pub fn cron(&self) -> &str {
+        self.at("cron")
+    }
+    /// ZSET of schedules by next run.
+    pub fn cron_due(&self) -> &str {
+        self.at("cron_due")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_shares_one_hash_tag() -> Result<()> {
+        let k = Keys::new("jobq", "prod")?;
+        assert_eq!(k.all().len(), 20);
+        assert!(k.all().iter().all(|s| s.starts_with("jobq:{prod}:")));
+        assert_eq!(k.pending(2), "jobq:{prod}:pending:2");
+        assert_eq!(k.jobs(), "jobq:{prod}:jobs");
+        assert_eq!(k.cron_due(), "jobq:{prod}:cron_due");
+        Ok(())
+    }
+
+    #[test]
+    fn braces_and_blanks_are_refused() {
+        assert!(Keys::new("jobq", "a{b").is_err());
+        assert!(Keys::new("jobq", "a}b").is_err());
+        assert!(Keys::new("jo{bq", "a").is_err());
+        assert!(Keys::new("jobq", "").is_err());
+        assert!(Keys::new("jobq", "a b").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! The job record as the scripts store it: `<hot state>|<meta JSON>` (see `scripts/lib.lua`).
+//!
+//! The hot state is the part scripts test and change, kept in a form Lua reads with one
+//! `string.match` and no JSON decoder (decoding JSON in hot scripts doubled their CPU cost in
+//! our measurements, REDIS.md §9). The meta JSON is written by the client and never decoded
+//! by a script.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId, JobPriority, JobStatus, ms_to_time};
+
+/// The client-written part of a record.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Meta<'a> {
+    /// Handler name.
+    #[serde(borrow)]
+    pub n: std::borrow::Cow<'a, str>,
+    /// User id.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub u: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The hot state of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hot {
+    pub status: JobStatus,
+    pub priority: JobPriority,
+    pub attempt: u32,
+    pub retry_count: u32,
+    pub max_retries: u32,
+    pub timeout_ms: u64,
+    pub created: i64,
+    pub scheduled: i64,
+    pub started: i64,
+    pub finished: i64,
+}
+
+pub(crate) fn status_from_letter(c: u8) -> Option<JobStatus> {
+    Some(match c {
+        b'p' => JobStatus::Pending,
+        b'r' => JobStatus::Running,
+        b'c' => JobStatus::Completed,
+        b'f' => JobStatus::Failed,
+        b'x' => JobStatus::Cancelled,
+        b'y' => JobStatus::Retrying,
+        _ => return None,
+    })
+}
+
+/// Splits and reads a record.
+pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>)> {
+    let corrupt = |reason: &str| Error::CorruptRecord { id: id.to_owned(), reason: reason.into() };
+    let bar = rec.iter().position(|&b| b == b'|').ok_or_else(|| corrupt("no state separator"))?;
+    let (head, meta) = (&rec[..bar], &rec[bar + 1..]);
+    if head.len() < 2 {
+        return Err(corrupt("state too short"));
+    }
+    let status = status_from_letter(head[0]).ok_or_else(|| corrupt("unknown status"))?;
+    let priority = JobPriority::from_index(usize::from(head[1].wrapping_sub(b'0')))
+        .ok_or_else(|| corrupt("unknown priority"))?;
+    let text = std::str::from_utf8(&head[2..]).map_err(|_| corrupt("state is not text"))?;
+    let mut f = text.split(':').skip(1);
+    let mut next = |what: &str| -> Result<i64> {
+        f.next().and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| corrupt(what))
+    };
+    let attempt = next("attempt")?;
+    let retry_count = next("retry count")?;
+    let max_retries = next("max retries")?;
+    let timeout_ms = next("timeout")?;
+    let _cancel = next("cancel flag")?;
+    let _stalls = next("stall count")?;
+    let created = next("created")?;
+    let scheduled = next("scheduled")?;
+    let started = next("started")?;
+    let finished = next("finished")?;
+    let to_u32 = |v: i64| u32::try_from(v).map_err(|_| corrupt("counter out of range"));
+    let hot = Hot {
+        status,
+        priority,
+        attempt: to_u32(attempt)?,
+        retry_count: to_u32(retry_count)?,
+        max_retries: to_u32(max_retries)?,
+        timeout_ms: u64::try_from(timeout_ms).map_err(|_| corrupt("negative timeout"))?,
+        created,
+        scheduled,
+        started,
+        finished,
+    };
+    let meta: Meta<'_> =
+        serde_json::from_slice(meta).map_err(|e| corrupt(&format!("meta is not valid: {e}")))?;
+    Ok((hot, meta))
+}
+
+/// Builds a [`Job`] from a record and the optional payload, result and error.
+pub(crate) fn to_job(
+    id: JobId,
+    rec: &[u8],
+    payload: Option<&[u8]>,
+    result: Option<&[u8]>,
+    error: Option<String>,
+) -> Result<Job> {
+    let sid = id.to_string();
+    let (hot, meta) = parse(&sid, rec)?;
+    let json = |b: Option<&[u8]>, what: &str| -> Result<Option<serde_json::Value>> {
+        match b {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(b).map(Some).map_err(|e| Error::CorruptRecord {
+                id: sid.clone(),
+                reason: format!("{what} is not valid JSON: {e}"),
+            }),
+        }
+    };
+    Ok(Job {
+        id,
+        name: meta.n.into_owned(),
+        args: json(payload, "payload")?.unwrap_or(serde_json::Value::Null),
+        status: hot.status,
+        priority: hot.priority,
+        created_at: ms_to_time(hot.created).unwrap_or_default(),
+        scheduled_at: ms_to_time(hot.scheduled),
+        started_at: ms_to_time(hot.started),
+        completed_at: ms_to_time(hot.finished),
+        error,
+        result: json(result, "result")?,
+        retry_count: hot.retry_count,
+        max_retries: hot.max_retries,
+        timeout: Duration::from_millis(hot.timeout_ms),
+        user_id: meta.u.map(|u| u.into_owned()),
+        attempt: hot.attempt,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_record_written_by_the_scripts() -> Result<()> {
+        let rec = br#"r1:2:1:3:30000:0:0:1700000000123:0:1700000000200:0|{"n":"sync","u":"u-1"}"#;
+        let id = JobId::new();
+        let job = to_job(id, rec, Some(br#"{"a":1}"#), None, Some("boom".into()))?;
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.priority, JobPriority::High);
+        assert_eq!((job.attempt, job.retry_count, job.max_retries), (2, 1, 3));
+        assert_eq!(job.timeout, Duration::from_secs(30));
+        assert_eq!(job.name, "sync");
+        assert_eq!(job.user_id.as_deref(), Some("u-1"));
+        assert_eq!(job.args, serde_json::json!({"a": 1}));
+        assert_eq!(job.created_at.timestamp_millis(), 1_700_000_000_123);
+        assert!(job.scheduled_at.is_none());
+        assert_eq!(job.error.as_deref(), Some("boom"));
+        Ok(())
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error_never_a_panic() {
+        for rec in [
+            &b""[..],
+            b"|",
+            b"z1:0|{}",
+            b"p9:0:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0|not json",
+            b"p1:-1:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:\xff:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
+        ] {
+            let r = to_job(JobId::new(), rec, None, None, None);
+            assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");
+        }
+    }
+}

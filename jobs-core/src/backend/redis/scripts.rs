@@ -1,0 +1,39 @@
+//! The Lua scripts, one per atomic transition, each prefixed with `lib.lua`.
+//!
+//! `::redis::Script` sends `EVALSHA` and falls back to loading the script on `NOSCRIPT`
+//! (after a Redis restart or failover), so callers never see a missing script.
+
+use std::sync::LazyLock;
+
+use ::redis::Script;
+
+const LIB: &str = include_str!("scripts/lib.lua");
+
+fn with_lib(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+macro_rules! scripts {
+    ($($name:ident => $file:literal),* $(,)?) => {
+        /// Every script, loaded once per process.
+        pub(crate) struct Scripts { $(pub(crate) $name: Script,)* }
+        pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+            $($name: with_lib(include_str!(concat!("scripts/", $file))),)*
+        });
+    };
+}
+
+scripts! {
+    enqueue => "enqueue.lua",
+    fetch => "fetch.lua",
+    heartbeat => "heartbeat.lua",
+    complete => "complete.lua",
+    fail => "fail.lua",
+    release => "release.lua",
+    reap => "reap.lua",
+    cancel => "cancel.lua",
+    retry_dead => "retry_dead.lua",
+    clear_dead => "clear_dead.lua",
+    purge => "purge.lua",
+    workers => "workers.lua",
+}

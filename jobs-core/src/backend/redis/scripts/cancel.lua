@@ -1,0 +1,25 @@
+-- cancel: a waiting job is cancelled for good; a running one is flagged for its worker.
+-- ARGV[1]: id, ARGV[2]: result ttl ms
+-- Returns: {'CANCELLED'} | {'RUNNING'} | {'NOTFOUND'} | {'STATE', status letter}
+local id, ttl = ARGV[1], tonumber(ARGV[2])
+local h = parse(redis.call('HGET', K_JOBS, id))
+if not h then return { 'NOTFOUND' } end
+local now = now_ms()
+if h.s == 'p' then
+  -- A delayed job leaves its ZSET in O(log n). A ready one stays in its list as a ghost
+  -- (O(1) instead of LREM's O(n)); fetch skips it and the ghost count keeps stats exact.
+  if redis.call('ZREM', K_SCHED, id) == 0 then incr(GHOST[h.p + 1], 1) end
+elseif h.s == 'y' then
+  redis.call('ZREM', K_RETRY, id)
+elseif h.s == 'r' then
+  if h.cx == 0 then
+    h.cx = 1
+    redis.call('HSET', K_JOBS, id, fmt(h))
+  end
+  return { 'RUNNING' }
+else
+  return { 'STATE', h.s }
+end
+finish(id, h, 'x', now, ttl)
+incr('cancelled', 1)
+return { 'CANCELLED' }

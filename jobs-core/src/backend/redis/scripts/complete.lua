@@ -1,0 +1,45 @@
+-- complete: marks deliveries completed with their results.
+-- ARGV[1]: result ttl ms, ARGV[2]: purge limit, ARGV[3]: k, then k triples: id, attempt, result
+-- Returns: one integer per item: 1 completed, 2 already completed by this attempt, 0 stale.
+local ttl, purge_k, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local ids = {}
+for i = 1, k do ids[i] = ARGV[1 + 3 * i] end
+local recs = hmget(K_JOBS, ids)
+local out, upd, res, done, fin = {}, {}, {}, {}, {}
+local completed = 0
+for i = 1, k do
+  local id, att = ids[i], tonumber(ARGV[2 + 3 * i])
+  local h = parse(recs[i])
+  if not h or h.att ~= att then
+    out[i] = 0
+  elseif h.s == 'c' then
+    out[i] = 2
+  elseif h.s ~= 'r' then
+    out[i] = 0
+  else
+    h.s = 'c'
+    h.fa = now
+    -- Later items of this batch must see the new state (an id acked twice in one batch).
+    for j = i + 1, k do if ids[j] == id then recs[j] = fmt(h) end end
+    upd[#upd + 1] = id
+    upd[#upd + 1] = fmt(h)
+    res[#res + 1] = id
+    res[#res + 1] = ARGV[3 + 3 * i]
+    done[#done + 1] = id
+    fin[#fin + 1] = now + ttl
+    fin[#fin + 1] = id
+    completed = completed + 1
+    out[i] = 1
+  end
+end
+bulk('HSET', K_JOBS, upd, 2)
+bulk('HSET', K_RESULTS, res, 2)
+bulk('HDEL', K_PAYLOAD, done)
+bulk('ZREM', K_ACTIVE, done)
+bulk('ZADD', K_FINISHED, fin, 2)
+incr('completed', completed)
+
+-- Retention without a timer: every completion purges a few expired records.
+purge_finished(now, purge_k)
+return out

@@ -1,0 +1,89 @@
+-- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
+-- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
+-- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit
+-- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record, payload }
+local n = tonumber(ARGV[1])
+local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+
+-- 1. Promote, at most `limit` in all: delayed jobs first, then retries, each in due order,
+-- to the tail of their priority.
+for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
+  local due = {}
+  if limit > 0 then
+    due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
+    limit = limit - #due
+  end
+  if #due > 0 then
+    bulk('ZREM', zkey, due)
+    local recs = hmget(K_JOBS, due)
+    local upd, ready = {}, { {}, {}, {}, {} }
+    for i = 1, #due do
+      local h = parse(recs[i])
+      -- Only a waiting job is promoted; anything else was an index entry left behind.
+      if h and (h.s == 'p' or h.s == 'y') then
+        h.s = 'p'
+        upd[#upd + 1] = due[i]
+        upd[#upd + 1] = fmt(h)
+        local r = ready[h.p + 1]
+        r[#r + 1] = due[i]
+      end
+    end
+    bulk('HSET', K_JOBS, upd, 2)
+    for p = 1, 4 do
+      if #ready[p] > 0 then
+        bulk('RPUSH', K_PENDING[p], ready[p])
+
+      end
+    end
+  end
+end
+
+-- 2. Pop in strict priority order until n live jobs are leased.
+local out = { now, -1 }
+local taken = 0
+local upd, act = {}, {}
+for p = 1, 4 do
+  while taken < n do
+    local ids = redis.call('LPOP', K_PENDING[p], n - taken)
+    if not ids then break end
+    local recs = hmget(K_JOBS, ids)
+    local pays = hmget(K_PAYLOAD, ids)
+    local ghosts = 0
+    for i = 1, #ids do
+      local h = parse(recs[i])
+      if h and h.s == 'p' then
+        h.s = 'r'
+        h.att = h.att + 1
+        h.st = now
+        local rec = fmt(h)
+        upd[#upd + 1] = ids[i]
+        upd[#upd + 1] = rec
+        act[#act + 1] = math.min(now + lease, now + h.to + grace)
+        act[#act + 1] = ids[i]
+        out[#out + 1] = ids[i]
+        out[#out + 1] = h.att
+        out[#out + 1] = rec
+        out[#out + 1] = pays[i] or ''
+        taken = taken + 1
+      else
+        -- Cancelled while queued (or purged since): its entry was counted as a ghost.
+        ghosts = ghosts + 1
+      end
+    end
+    incr(GHOST[p], -ghosts)
+  end
+end
+bulk('HSET', K_JOBS, upd, 2)
+bulk('ZADD', K_ACTIVE, act, 2)
+
+-- 3. Work left: wake the next worker (a burst wakes processes one after another).
+for p = 1, 4 do
+  if redis.call('LLEN', K_PENDING[p]) > 0 then
+    mark_ready()
+    break
+  end
+end
+local d = next_due()
+if d then out[2] = math.max(d - now, 0) end
+return out

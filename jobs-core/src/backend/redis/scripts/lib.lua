@@ -1,0 +1,186 @@
+-- lib.lua: prepended to every script (see scripts.rs). Names the fixed KEYS list, reads the
+-- server clock, and holds the transitions that several scripts share (fail, finish, trim).
+--
+-- KEYS (the same 20 for every script, in keys.rs order):
+--   1 jobs  2 payload  3 results  4 errors  5..8 pending:0..3  9 scheduled  10 retry
+--   11 active  12 dead  13 finished  14 marker  15 counters  16 workers  17 worker_info
+--   18 reap_lock  19 cron  20 cron_due
+--
+-- A job record (HASH jobs, field = id) is "<hot state>|<meta JSON>". The hot state is what
+-- scripts test and change, in a form read with one string.match and no JSON decoder:
+--   <s><p>:<att>:<rc>:<mr>:<to>:<cx>:<stl>:<ca>:<sa>:<st>:<fa>
+--   s   status: p pending, r running, c completed, f failed, x cancelled, y retrying
+--   p   priority 0..3      att  deliveries so far (the fencing token)
+--   rc  retries used       mr   max retries        to  timeout ms
+--   cx  1 = cancel asked   stl  times taken back from a lost worker
+--   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
+-- The meta JSON is written by the client and never decoded here.
+
+local K_JOBS, K_PAYLOAD, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_PENDING = { KEYS[5], KEYS[6], KEYS[7], KEYS[8] } -- index = priority + 1
+local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[14], KEYS[15], KEYS[16], KEYS[17], KEYS[18]
+local K_CRON, K_CRONDUE = KEYS[19], KEYS[20]
+
+-- Lua 5.1's unpack is limited by the C stack (LUAI_MAXCSTACK = 8000): variadic commands are
+-- sent in chunks of this many arguments.
+local CHUNK = 4000
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Runs `cmd key a1 a2 ...` over `list`, in chunks. `stride` keeps pairs together.
+local function bulk(cmd, key, list, stride)
+  local n = #list
+  if n == 0 then return end
+  local step = CHUNK - (CHUNK % (stride or 1))
+  for i = 1, n, step do
+    local j = math.min(i + step - 1, n)
+    redis.call(cmd, key, unpack(list, i, j))
+  end
+end
+
+-- HMGET over many fields, chunked; returns one flat array.
+local function hmget(key, ids)
+  local out = {}
+  for i = 1, #ids, CHUNK do
+    local j = math.min(i + CHUNK - 1, #ids)
+    local part = redis.call('HMGET', key, unpack(ids, i, j))
+    for k = 1, #part do out[#out + 1] = part[k] end
+  end
+  return out
+end
+
+local function parse(rec)
+  if not rec then return nil end
+  local s, p, att, rc, mr, to, cx, stl, ca, sa, st, fa, j = string.match(rec,
+    '^(%a)(%d):(%d+):(%d+):(%d+):(%d+):(%d):(%d+):(%d+):(%d+):(%d+):(%d+)|()')
+  if not s then return nil end
+  return {
+    s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
+    to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
+    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), meta = string.sub(rec, j),
+  }
+end
+
+-- Integers up to 2^53 print exactly with %d (tostring would use %.14g).
+local function fmt(h)
+  return string.format('%s%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d|', h.s, h.p, h.att, h.rc, h.mr,
+    h.to, h.cx, h.stl, h.ca, h.sa, h.st, h.fa) .. h.meta
+end
+
+local function incr(field, n)
+  if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
+end
+
+-- Wakes one blocked worker: there is work to fetch now.
+local function mark_ready()
+  redis.call('ZADD', K_MARKER, 0, '0')
+end
+
+-- Tells blocked workers about a due time (kept only if it is the earliest known).
+local function mark_due(due)
+  redis.call('ZADD', K_MARKER, 'LT', due, '1')
+end
+
+-- completed/cancelled: keep the record until now + ttl, drop the payload.
+local function finish(id, h, status, now, ttl)
+  h.s = status
+  h.fa = now
+  redis.call('HSET', K_JOBS, id, fmt(h))
+  redis.call('HDEL', K_PAYLOAD, id)
+  redis.call('ZADD', K_FINISHED, now + ttl, id)
+end
+
+local function delete_records(ids)
+  bulk('HDEL', K_JOBS, ids)
+  bulk('HDEL', K_PAYLOAD, ids)
+  bulk('HDEL', K_RESULTS, ids)
+  bulk('HDEL', K_ERRORS, ids)
+end
+
+-- Removes up to `limit` finished records whose retention ended. Returns how many.
+local function purge_finished(now, limit)
+  local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', now, 'LIMIT', 0, limit)
+  if #old > 0 then
+    bulk('ZREM', K_FINISHED, old)
+    delete_records(old)
+    incr('purged', #old)
+  end
+  return #old
+end
+
+-- Drops DLQ entries older than dead_ttl, then the oldest beyond dead_max; at most `limit`.
+local function trim_dead(now, dead_max, dead_ttl, limit)
+  local old = redis.call('ZRANGEBYSCORE', K_DEAD, '-inf', now - dead_ttl, 'LIMIT', 0, limit)
+  local dropped = #old
+  if dropped > 0 then
+    bulk('ZREM', K_DEAD, old)
+    delete_records(old)
+  end
+  local excess = redis.call('ZCARD', K_DEAD) - dead_max
+  if excess > 0 and dropped < limit then
+    local over = redis.call('ZRANGE', K_DEAD, 0, math.min(excess, limit - dropped) - 1)
+    bulk('ZREM', K_DEAD, over)
+    delete_records(over)
+    dropped = dropped + #over
+  end
+  incr('dead_dropped', dropped)
+end
+
+-- The end of a failed attempt of a job that is no longer in `active`. `o` holds the policy:
+-- base, cap, jitter (ms), dead_max, dead_ttl, ttl. Returns {'RETRY', due} | {'DEAD'} |
+-- {'CANCELLED'}.
+local function fail_job(id, h, err, retryable, now, o)
+  redis.call('HSET', K_ERRORS, id, err)
+  if h.cx == 1 then
+    finish(id, h, 'x', now, o.ttl)
+    incr('cancelled', 1)
+    return { 'CANCELLED' }
+  end
+  incr('failed', 1)
+  if retryable and h.rc < h.mr then
+    h.rc = h.rc + 1
+    local delay = math.min(o.base * math.pow(2, h.rc - 1), o.cap) + o.jitter
+    local due = now + math.floor(delay)
+    h.s = 'y'
+    h.sa = due
+    redis.call('HSET', K_JOBS, id, fmt(h))
+    redis.call('ZADD', K_RETRY, due, id)
+    mark_due(due)
+    incr('retried', 1)
+    return { 'RETRY', due }
+  end
+  h.s = 'f'
+  h.fa = now
+  redis.call('HSET', K_JOBS, id, fmt(h))
+  redis.call('ZADD', K_DEAD, now, id)
+  incr('dead', 1)
+  trim_dead(now, o.dead_max, o.dead_ttl, o.trim)
+  return { 'DEAD' }
+end
+
+-- Parses the policy arguments ARGV[i..i+6]: base cap jitter dead_max dead_ttl ttl trim.
+local function policy(i)
+  return {
+    base = tonumber(ARGV[i]), cap = tonumber(ARGV[i + 1]), jitter = tonumber(ARGV[i + 2]),
+    dead_max = tonumber(ARGV[i + 3]), dead_ttl = tonumber(ARGV[i + 4]),
+    ttl = tonumber(ARGV[i + 5]), trim = tonumber(ARGV[i + 6]),
+  }
+end
+
+-- Ids whose pending-list entry is left behind by a cancel ("ghosts") are counted per
+-- priority so that stats stay exact without an O(n) LREM; fetch drops them as it pops.
+local GHOST = { 'ghost0', 'ghost1', 'ghost2', 'ghost3' }
+
+-- Earliest due time among delayed and retrying jobs, or nil.
+local function next_due()
+  local a = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')
+  local b = redis.call('ZRANGE', K_RETRY, 0, 0, 'WITHSCORES')
+  local d = nil
+  if a[2] then d = tonumber(a[2]) end
+  if b[2] and (not d or tonumber(b[2]) < d) then d = tonumber(b[2]) end
+  return d
+end

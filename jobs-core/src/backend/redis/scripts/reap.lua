@@ -1,0 +1,54 @@
+-- reap: takes back jobs whose lease lapsed (their worker died, hung or lost Redis).
+-- ARGV[1]: interval ms (0: no lock), ARGV[2]: grace ms, ARGV[3]: limit, ARGV[4]: max stalls,
+-- ARGV[5]: worker ttl ms, ARGV[6..12]: base ms, cap ms, jitter ms, dead_max, dead_ttl ms,
+-- result ttl ms, trim limit, ARGV[13]: timeout error text, ARGV[14]: worker-lost error text
+-- Returns: { ran 0/1, requeued, failed, cancelled }
+local interval, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_stalls, worker_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local o = policy(6)
+local now = now_ms()
+-- Every process runs reap on a timer; the lock keeps it to one run per interval in all.
+if interval > 0 and not redis.call('SET', K_REAPLOCK, '1', 'NX', 'PX', interval) then
+  return { 0, 0, 0, 0 }
+end
+local requeued, failed, cancelled = 0, 0, 0
+local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now - grace, 'LIMIT', 0, limit)
+local recs = hmget(K_JOBS, ids)
+local any = false
+for i = 1, #ids do
+  local id = ids[i]
+  local h = parse(recs[i])
+  redis.call('ZREM', K_ACTIVE, id)
+  if not h or h.s ~= 'r' then
+    -- An index entry without a running job behind it: nothing to take back.
+  elseif h.cx == 1 then
+    finish(id, h, 'x', now, o.ttl)
+    incr('cancelled', 1)
+    cancelled = cancelled + 1
+  elseif now >= h.st + h.to + grace then
+    fail_job(id, h, ARGV[13], true, now, o)
+    failed = failed + 1
+  else
+    incr('stalled', 1)
+    h.stl = h.stl + 1
+    if h.stl > max_stalls then
+      -- Poison pill: a job that keeps killing its worker counts as a failed attempt.
+      fail_job(id, h, ARGV[14], true, now, o)
+      failed = failed + 1
+    else
+      h.s = 'p'
+      redis.call('HSET', K_JOBS, id, fmt(h))
+      redis.call('LPUSH', K_PENDING[h.p + 1], id)
+      requeued = requeued + 1
+      any = true
+    end
+  end
+end
+if any then mark_ready() end
+
+local gone = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', '(' .. (now - worker_ttl))
+if #gone > 0 then
+  bulk('ZREM', K_WORKERS, gone)
+  bulk('HDEL', K_WINFO, gone)
+end
+return { 1, requeued, failed, cancelled }

@@ -1,0 +1,13 @@
+-- retry_dead: puts a dead-letter job back at the tail of its priority.
+-- ARGV[1]: id
+-- Returns: {'OK'} | {'NOTFOUND'} | {'STATE', status letter}
+local id = ARGV[1]
+local h = parse(redis.call('HGET', K_JOBS, id))
+if not h then return { 'NOTFOUND' } end
+if h.s ~= 'f' or redis.call('ZREM', K_DEAD, id) == 0 then return { 'STATE', h.s } end
+h.s = 'p'
+h.fa = 0
+redis.call('HSET', K_JOBS, id, fmt(h))
+redis.call('RPUSH', K_PENDING[h.p + 1], id)
+mark_ready()
+return { 'OK' }
