@@ -323,7 +323,10 @@ impl NewJob {
         }
         if self.max_retries > MAX_RETRIES {
             return Err(Error::InvalidJob {
-                reason: format!("max_retries must be at most {MAX_RETRIES}, found {}", self.max_retries),
+                reason: format!(
+                    "max_retries must be at most {MAX_RETRIES}, found {}",
+                    self.max_retries
+                ),
             });
         }
         if let RunAt::Delay(d) = self.run_at
@@ -387,7 +390,14 @@ mod tests {
             JobStatus::ALL.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect();
         assert_eq!(
             s,
-            [r#""pending""#, r#""running""#, r#""completed""#, r#""failed""#, r#""cancelled""#, r#""retrying""#]
+            [
+                r#""pending""#,
+                r#""running""#,
+                r#""completed""#,
+                r#""failed""#,
+                r#""cancelled""#,
+                r#""retrying""#
+            ]
         );
         let p: Vec<&str> = JobPriority::ALL.iter().map(|p| p.as_str()).collect();
         assert_eq!(p, ["critical", "high", "normal", "low"]);
@@ -417,8 +427,21 @@ mod tests {
         };
         let v = serde_json::to_value(&job)?;
         for field in [
-            "id", "name", "args", "status", "priority", "created_at", "scheduled_at", "started_at",
-            "completed_at", "error", "result", "retry_count", "max_retries", "timeout", "user_id",
+            "id",
+            "name",
+            "args",
+            "status",
+            "priority",
+            "created_at",
+            "scheduled_at",
+            "started_at",
+            "completed_at",
+            "error",
+            "result",
+            "retry_count",
+            "max_retries",
+            "timeout",
+            "user_id",
         ] {
             assert!(v.get(field).is_some(), "missing {field}");
         }

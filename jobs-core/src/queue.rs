@@ -102,11 +102,17 @@ impl JobQueue {
 
     /// A new job with this queue's defaults, to be adjusted and passed to
     /// [`enqueue_many`](Self::enqueue_many).
+    ///
+    /// Options come from the handler's attributes when a handler of that name is linked
+    /// into this process (`#[job_handler("x", priority = "high")]`), else from the queue's
+    /// defaults.
     pub fn new_job(&self, name: impl Into<String>, args: serde_json::Value) -> NewJob {
+        let name = name.into();
+        let h = crate::registry::linked_handler(&name).map(|h| h.defaults()).unwrap_or_default();
         NewJob {
-            priority: self.defaults.priority,
-            max_retries: self.defaults.max_retries,
-            timeout: self.defaults.timeout,
+            priority: h.priority.unwrap_or(self.defaults.priority),
+            max_retries: h.max_retries.unwrap_or(self.defaults.max_retries),
+            timeout: h.timeout.unwrap_or(self.defaults.timeout),
             ..NewJob::new(name, args)
         }
     }
@@ -129,6 +135,7 @@ impl JobQueue {
     /// (the call succeeds: enqueue is idempotent by id).
     pub async fn enqueue_job(&self, job: NewJob) -> Result<JobId> {
         job.validate()?;
+        crate::registry::validate_args(&job.name, &job.args)?;
         let id = job.id;
         self.backend.enqueue(std::slice::from_ref(&job)).await?;
         Ok(id)
@@ -139,6 +146,7 @@ impl JobQueue {
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         for j in jobs {
             j.validate()?;
+            crate::registry::validate_args(&j.name, &j.args)?;
         }
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -211,10 +219,9 @@ impl JobQueue {
     /// Records a failed attempt. [`Error::StaleLease`] if the lease is no longer the caller's.
     pub async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
         match self.backend.fail(failure).await? {
-            FailOutcome::Stale => Err(Error::StaleLease {
-                id: failure.lease.id,
-                attempt: failure.lease.attempt,
-            }),
+            FailOutcome::Stale => {
+                Err(Error::StaleLease { id: failure.lease.id, attempt: failure.lease.attempt })
+            }
             other => Ok(other),
         }
     }

@@ -1,1 +1,29 @@
-//! Support for the integration tests.
+//! Support for the integration tests of the jobs workspace.
+//!
+//! * [`RedisServer`]: a private `redis-server` on a free loopback port, killed on drop and
+//!   when the test process dies; [`stop`](RedisServer::stop) and
+//!   [`restart`](RedisServer::restart) for restart tests (with
+//!   [`persistent(true)`](RedisServerBuilder::persistent)).
+//! * [`shared`]: one server per test binary, and [`unique_namespace`] so that the tests of
+//!   that binary run in parallel without seeing each other's keys.
+//! * [`redis_backend`]: a [`RedisBackend`](jobs_core::backend::redis::RedisBackend) on the
+//!   shared server.
+//!
+//! `redis-server` must be on `PATH`; when it is not, starting a server panics with the
+//! command that installs it. Tests never skip silently.
+//!
+//! ```no_run
+//! use jobs_core::backend::BackendConfig;
+//! use jobs_test_support::{redis_backend, unique_namespace};
+//!
+//! # async fn example() {
+//! let backend = redis_backend(&unique_namespace("example"), BackendConfig::default()).await;
+//! # drop(backend);
+//! # }
+//! ```
+
+mod redis_server;
+mod shared;
+
+pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};

@@ -46,9 +46,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("unknown argument `{bad}`; expected --quick and/or --json").into());
     }
     let s = if quick {
-        Sizes { single: 2_000, in_flight: 100, batched: 5_000, batch: 1_000, drain: 5_000, drainers: 4, memory: 10_000 }
+        Sizes {
+            single: 2_000,
+            in_flight: 100,
+            batched: 5_000,
+            batch: 1_000,
+            drain: 5_000,
+            drainers: 4,
+            memory: 10_000,
+        }
     } else {
-        Sizes { single: 20_000, in_flight: 100, batched: 50_000, batch: 1_000, drain: 50_000, drainers: 4, memory: 100_000 }
+        Sizes {
+            single: 20_000,
+            in_flight: 100,
+            batched: 50_000,
+            batch: 1_000,
+            drain: 50_000,
+            drainers: 4,
+            memory: 100_000,
+        }
     };
 
     let server = RedisServer::start();
@@ -99,7 +115,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn queue(server: &RedisServer, ns: &str) -> jobs_core::Result<JobQueue> {
-    let cfg = RedisConfig { namespace: ns.into(), backend: BackendConfig::default(), ..RedisConfig::new(&server.url()) };
+    let cfg = RedisConfig {
+        namespace: ns.into(),
+        backend: BackendConfig::default(),
+        ..RedisConfig::new(&server.url())
+    };
     Ok(JobQueue::new(RedisBackend::connect(cfg).await?))
 }
 

@@ -55,10 +55,7 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     /// An empty backend applying `config` to every job.
     pub fn new(config: BackendConfig) -> Self {
-        MemoryBackend {
-            state: Mutex::new(State::new(config)),
-            work: Notify::new(),
-        }
+        MemoryBackend { state: Mutex::new(State::new(config)), work: Notify::new() }
     }
 
     /// Runs one atomic operation. The notification is sent after the lock is released, and
@@ -442,9 +439,7 @@ impl State {
             self.schedule(id, due, true);
             self.counters.failed += 1;
             self.counters.retried += 1;
-            return FailOutcome::Retrying {
-                at: ms_to_time(due).unwrap_or_default(),
-            };
+            return FailOutcome::Retrying { at: ms_to_time(due).unwrap_or_default() };
         }
         rec.status = JobStatus::Failed;
         rec.completed = Some(now);
@@ -555,11 +550,7 @@ impl State {
         let mut n = 0;
         for retry in [false, true] {
             while n < PROMOTE_LIMIT {
-                let set = if retry {
-                    &mut self.retrying
-                } else {
-                    &mut self.delayed
-                };
+                let set = if retry { &mut self.retrying } else { &mut self.delayed };
                 let Some(entry) = set.first_entry() else {
                     break;
                 };
@@ -598,10 +589,9 @@ impl State {
                 if rec.status != JobStatus::Pending || rec.place != Place::Ready {
                     continue;
                 }
-                let deadline = now.saturating_add(lease_ms).min(
-                    now.saturating_add(dur_ms(rec.timeout))
-                        .saturating_add(grace_ms),
-                );
+                let deadline = now
+                    .saturating_add(lease_ms)
+                    .min(now.saturating_add(dur_ms(rec.timeout)).saturating_add(grace_ms));
                 rec.status = JobStatus::Running;
                 rec.attempt = rec.attempt.saturating_add(1);
                 rec.started = Some(now);
@@ -609,10 +599,7 @@ impl State {
                 self.active.insert((deadline, id));
                 jobs.push(LeasedJob {
                     job: rec.to_job(id),
-                    lease: Lease {
-                        id,
-                        attempt: rec.attempt,
-                    },
+                    lease: Lease { id, attempt: rec.attempt },
                 });
             }
         }
@@ -620,9 +607,7 @@ impl State {
         if promoted > 0 && self.has_ready() {
             self.wake = true;
         }
-        let next_due_in = self
-            .earliest_due()
-            .map(|due| ms_duration(due.saturating_sub(now)));
+        let next_due_in = self.earliest_due().map(|due| ms_duration(due.saturating_sub(now)));
         Fetched { jobs, next_due_in }
     }
 
@@ -663,8 +648,7 @@ impl State {
                 reply.cancel.push(lease.id);
             }
         }
-        self.workers
-            .insert(beat.worker_id.clone(), (now, beat.info.clone()));
+        self.workers.insert(beat.worker_id.clone(), (now, beat.info.clone()));
         reply
     }
 
@@ -704,20 +688,10 @@ impl State {
     fn fail(&mut self, failure: &Failure) -> FailOutcome {
         let now = self.now();
         let lease = &failure.lease;
-        if !self
-            .jobs
-            .get(&lease.id)
-            .is_some_and(|r| r.is_held_by(lease))
-        {
+        if !self.jobs.get(&lease.id).is_some_and(|r| r.is_held_by(lease)) {
             return FailOutcome::Stale;
         }
-        self.fail_running(
-            lease.id,
-            now,
-            &failure.error,
-            failure.retryable,
-            &failure.retry,
-        )
+        self.fail_running(lease.id, now, &failure.error, failure.retryable, &failure.retry)
     }
 
     fn release(&mut self, leases: &[Lease]) -> u64 {
@@ -767,10 +741,7 @@ impl State {
             .take(opts.limit)
             .copied()
             .collect();
-        let mut report = ReapReport {
-            ran: true,
-            ..ReapReport::default()
-        };
+        let mut report = ReapReport { ran: true, ..ReapReport::default() };
         for (deadline, id) in lapsed {
             let Some(rec) = self.jobs.get_mut(&id) else {
                 // An index entry without a record would otherwise be found by every reap.
@@ -826,11 +797,7 @@ impl State {
                 Ok(CancelOutcome::Requested)
             }
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {
-                Err(Error::InvalidState {
-                    id,
-                    status,
-                    op: "cancel",
-                })
+                Err(Error::InvalidState { id, status, op: "cancel" })
             }
         }
     }
@@ -840,11 +807,7 @@ impl State {
             return Err(Error::NotFound { id });
         };
         if rec.status != JobStatus::Failed {
-            return Err(Error::InvalidState {
-                id,
-                status: rec.status,
-                op: "retry",
-            });
+            return Err(Error::InvalidState { id, status: rec.status, op: "retry" });
         }
         rec.completed = None;
         self.unlink(id);
@@ -941,19 +904,11 @@ mod tests {
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
     fn new_job(name: &str, priority: JobPriority) -> NewJob {
-        NewJob {
-            priority,
-            ..NewJob::new(name, json!({"n": name}))
-        }
+        NewJob { priority, ..NewJob::new(name, json!({"n": name})) }
     }
 
     fn req(max: usize, lease: Duration) -> FetchRequest {
-        FetchRequest {
-            max,
-            worker_id: "w1".into(),
-            lease,
-            grace: Duration::ZERO,
-        }
+        FetchRequest { max, worker_id: "w1".into(), lease, grace: Duration::ZERO }
     }
 
     fn names(jobs: &[LeasedJob]) -> Vec<&str> {
@@ -961,11 +916,7 @@ mod tests {
     }
 
     fn reap_now() -> ReapOptions {
-        ReapOptions {
-            interval: Duration::ZERO,
-            grace: Duration::ZERO,
-            ..ReapOptions::default()
-        }
+        ReapOptions { interval: Duration::ZERO, grace: Duration::ZERO, ..ReapOptions::default() }
     }
 
     #[tokio::test]
@@ -1039,10 +990,8 @@ mod tests {
     #[tokio::test]
     async fn released_jobs_go_to_the_head_in_the_given_order() -> TestResult {
         let b = MemoryBackend::default();
-        let jobs: Vec<NewJob> = ["a", "b", "c"]
-            .iter()
-            .map(|n| new_job(n, JobPriority::Normal))
-            .collect();
+        let jobs: Vec<NewJob> =
+            ["a", "b", "c"].iter().map(|n| new_job(n, JobPriority::Normal)).collect();
         b.enqueue(&jobs).await?;
         let got = b.fetch(&req(2, Duration::from_secs(30))).await?;
         let leases: Vec<Lease> = got.jobs.iter().rev().map(|j| j.lease).collect(); // b, a
@@ -1069,11 +1018,7 @@ mod tests {
         let old = first.jobs.first().ok_or("not fetched")?.lease;
 
         let early = b.reap(&reap_now()).await?;
-        assert_eq!(
-            (early.ran, early.requeued),
-            (true, 0),
-            "the lease has not lapsed yet"
-        );
+        assert_eq!((early.ran, early.requeued), (true, 0), "the lease has not lapsed yet");
         tokio::time::sleep(Duration::from_millis(150)).await;
         let report = b.reap(&reap_now()).await?;
         assert_eq!((report.requeued, report.failed), (1, 0));
@@ -1083,10 +1028,7 @@ mod tests {
         let new = second.jobs.first().ok_or("not fetched again")?.lease;
         assert_eq!(new.attempt, 2);
 
-        let done = |lease| Completion {
-            lease,
-            result: json!("ok"),
-        };
+        let done = |lease| Completion { lease, result: json!("ok") };
         assert_eq!(b.complete(&[done(old)]).await?, [AckOutcome::Stale]);
         assert_eq!(b.complete(&[done(new)]).await?, [AckOutcome::Completed]);
         assert_eq!(b.complete(&[done(new)]).await?, [AckOutcome::Already]);
@@ -1104,10 +1046,7 @@ mod tests {
         let beat = Heartbeat {
             worker_id: "w1".into(),
             info: json!({"pid": 1}),
-            leases: vec![Lease {
-                id: JobId::new(),
-                attempt: 1,
-            }],
+            leases: vec![Lease { id: JobId::new(), attempt: 1 }],
             lease: Duration::from_secs(30),
             grace: Duration::ZERO,
         };
@@ -1115,21 +1054,12 @@ mod tests {
         assert_eq!(reply.lost, [beat.leases[0].id]);
         assert_eq!(b.list_workers(Duration::from_secs(60)).await?.len(), 1);
 
-        let opts = ReapOptions {
-            interval: Duration::from_secs(60),
-            ..ReapOptions::default()
-        };
+        let opts = ReapOptions { interval: Duration::from_secs(60), ..ReapOptions::default() };
         assert!(b.reap(&opts).await?.ran);
-        assert!(
-            !b.reap(&opts).await?.ran,
-            "another reap ran within the interval"
-        );
+        assert!(!b.reap(&opts).await?.ran, "another reap ran within the interval");
 
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let forget = ReapOptions {
-            worker_ttl: Duration::from_millis(5),
-            ..reap_now()
-        };
+        let forget = ReapOptions { worker_ttl: Duration::from_millis(5), ..reap_now() };
         assert!(b.reap(&forget).await?.ran);
         assert!(b.list_workers(Duration::from_secs(60)).await?.is_empty());
         Ok(())
@@ -1138,30 +1068,16 @@ mod tests {
     #[tokio::test]
     async fn retries_then_dead_letter_then_retry_dead() -> TestResult {
         let b = MemoryBackend::default();
-        let job = NewJob {
-            max_retries: 1,
-            ..new_job("flaky", JobPriority::High)
-        };
+        let job = NewJob { max_retries: 1, ..new_job("flaky", JobPriority::High) };
         b.enqueue(std::slice::from_ref(&job)).await?;
         let retry = RetryPolicy::exponential(Duration::from_millis(20), Duration::from_secs(1));
-        let fail = |lease| Failure {
-            lease,
-            error: "boom".into(),
-            retryable: true,
-            retry,
-        };
+        let fail = |lease| Failure { lease, error: "boom".into(), retryable: true, retry };
 
         let lease = b.fetch(&req(1, Duration::from_secs(30))).await?.jobs[0].lease;
-        assert!(matches!(
-            b.fail(&fail(lease)).await?,
-            FailOutcome::Retrying { .. }
-        ));
+        assert!(matches!(b.fail(&fail(lease)).await?, FailOutcome::Retrying { .. }));
         assert_eq!(b.fail(&fail(lease)).await?, FailOutcome::Stale);
         let stored = b.get_job(job.id).await?.ok_or("missing")?;
-        assert_eq!(
-            (stored.status, stored.retry_count),
-            (JobStatus::Retrying, 1)
-        );
+        assert_eq!((stored.status, stored.retry_count), (JobStatus::Retrying, 1));
         assert_eq!(b.stats().await?.retrying, 1);
 
         let mut second = None;
@@ -1190,25 +1106,16 @@ mod tests {
             (back.status, back.completed_at, back.retry_count),
             (JobStatus::Pending, None, 1)
         );
-        assert!(matches!(
-            b.retry_dead(job.id).await,
-            Err(Error::InvalidState { op: "retry", .. })
-        ));
+        assert!(matches!(b.retry_dead(job.id).await, Err(Error::InvalidState { op: "retry", .. })));
         Ok(())
     }
 
     #[tokio::test]
     async fn the_dead_letter_queue_keeps_at_most_dead_max() -> TestResult {
-        let b = MemoryBackend::new(BackendConfig {
-            dead_max: 2,
-            ..BackendConfig::default()
-        });
+        let b = MemoryBackend::new(BackendConfig { dead_max: 2, ..BackendConfig::default() });
         let jobs: Vec<NewJob> = ["d1", "d2", "d3"]
             .iter()
-            .map(|n| NewJob {
-                max_retries: 0,
-                ..new_job(n, JobPriority::Normal)
-            })
+            .map(|n| NewJob { max_retries: 0, ..new_job(n, JobPriority::Normal) })
             .collect();
         b.enqueue(&jobs).await?;
         let got = b.fetch(&req(3, Duration::from_secs(30))).await?;
@@ -1226,15 +1133,9 @@ mod tests {
         let dead = b.list_dead(0, 10).await?;
         let listed: Vec<&str> = dead.iter().map(|j| j.name.as_str()).collect();
         assert_eq!(listed, ["d3", "d2"]);
-        assert!(
-            b.get_job(jobs[0].id).await?.is_none(),
-            "the dropped record is deleted"
-        );
+        assert!(b.get_job(jobs[0].id).await?.is_none(), "the dropped record is deleted");
         let s = b.stats().await?;
-        assert_eq!(
-            (s.dead_letter, s.counters.dead, s.counters.dead_dropped),
-            (2, 3, 1)
-        );
+        assert_eq!((s.dead_letter, s.counters.dead, s.counters.dead_dropped), (2, 3, 1));
 
         assert_eq!(b.clear_dead().await?, 2);
         assert!(b.get_job(jobs[2].id).await?.is_none());
@@ -1245,26 +1146,18 @@ mod tests {
     #[tokio::test]
     async fn cancel_pending_and_running() -> TestResult {
         let b = MemoryBackend::default();
-        let jobs: Vec<NewJob> = ["x", "y", "z"]
-            .iter()
-            .map(|n| new_job(n, JobPriority::Normal))
-            .collect();
+        let jobs: Vec<NewJob> =
+            ["x", "y", "z"].iter().map(|n| new_job(n, JobPriority::Normal)).collect();
         b.enqueue(&jobs).await?;
         assert_eq!(b.cancel(jobs[1].id).await?, CancelOutcome::Cancelled);
         let y = b.get_job(jobs[1].id).await?.ok_or("missing")?;
-        assert_eq!(
-            (y.status, y.args.clone()),
-            (JobStatus::Cancelled, Value::Null)
-        );
+        assert_eq!((y.status, y.args.clone()), (JobStatus::Cancelled, Value::Null));
         assert!(y.completed_at.is_some());
         assert!(matches!(
             b.cancel(jobs[1].id).await,
             Err(Error::InvalidState { op: "cancel", .. })
         ));
-        assert!(matches!(
-            b.cancel(JobId::new()).await,
-            Err(Error::NotFound { .. })
-        ));
+        assert!(matches!(b.cancel(JobId::new()).await, Err(Error::NotFound { .. })));
         assert_eq!(b.stats().await?.total_pending, 2);
 
         let got = b.fetch(&req(3, Duration::from_secs(30))).await?;
@@ -1297,9 +1190,7 @@ mod tests {
             let b = b.clone();
             tokio::spawn(async move {
                 let start = std::time::Instant::now();
-                b.wait_for_work(Duration::from_secs(10))
-                    .await
-                    .map(|()| start.elapsed())
+                b.wait_for_work(Duration::from_secs(10)).await.map(|()| start.elapsed())
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,9 +11,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Script, Value};
+use async_trait::async_trait;
 use serde::Serialize;
 
 use super::*;
@@ -393,8 +393,10 @@ impl Backend for RedisBackend {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let results =
-            items.iter().map(|c| serde_json::to_string(&c.result)).collect::<Result<Vec<_>, _>>()?;
+        let results = items
+            .iter()
+            .map(|c| serde_json::to_string(&c.result))
+            .collect::<Result<Vec<_>, _>>()?;
         let reply: Vec<i64> = self
             .run(&SCRIPTS.complete, |inv| {
                 inv.arg(self.ttl_ms()).arg(PURGE_ON_COMPLETE).arg(items.len());
@@ -522,9 +524,7 @@ impl Backend for RedisBackend {
                 .await?;
             let jobs = self.read_jobs(&ids, false).await?;
             out.extend(
-                jobs.into_iter()
-                    .filter(|j| j.status == crate::job::JobStatus::Pending)
-                    .take(want),
+                jobs.into_iter().filter(|j| j.status == crate::job::JobStatus::Pending).take(want),
             );
         }
         Ok(out)
@@ -545,8 +545,11 @@ impl Backend for RedisBackend {
     }
 
     async fn retry_dead(&self, id: JobId) -> Result<()> {
-        let reply: Vec<Value> =
-            self.run(&SCRIPTS.retry_dead, |inv| { inv.arg(id.to_string()); }).await?;
+        let reply: Vec<Value> = self
+            .run(&SCRIPTS.retry_dead, |inv| {
+                inv.arg(id.to_string());
+            })
+            .await?;
         match reply.first().map(text).transpose()? {
             Some("OK") => Ok(()),
             Some("NOTFOUND") => Err(Error::NotFound { id }),
@@ -561,7 +564,11 @@ impl Backend for RedisBackend {
         let mut total = 0;
         // Bounded script calls keep Redis responsive while a large DLQ is cleared.
         loop {
-            let n: u64 = self.run(&SCRIPTS.clear_dead, |inv| { inv.arg(CLEAR_CHUNK); }).await?;
+            let n: u64 = self
+                .run(&SCRIPTS.clear_dead, |inv| {
+                    inv.arg(CLEAR_CHUNK);
+                })
+                .await?;
             total += n;
             if n < CLEAR_CHUNK as u64 {
                 return Ok(total);
@@ -613,12 +620,18 @@ impl Backend for RedisBackend {
     }
 
     async fn purge(&self, limit: usize) -> Result<u64> {
-        self.run(&SCRIPTS.purge, |inv| { inv.arg(limit); }).await
+        self.run(&SCRIPTS.purge, |inv| {
+            inv.arg(limit);
+        })
+        .await
     }
 
     async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {
-        let reply: Vec<Value> =
-            self.run(&SCRIPTS.workers, |inv| { inv.arg(ms(ttl)); }).await?;
+        let reply: Vec<Value> = self
+            .run(&SCRIPTS.workers, |inv| {
+                inv.arg(ms(ttl));
+            })
+            .await?;
         let mut out = Vec::new();
         for c in reply.get(1..).unwrap_or_default().chunks_exact(3) {
             let last = int(&c[1])?;

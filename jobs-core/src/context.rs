@@ -1,0 +1,231 @@
+//! [`JobContext`]: what a running handler knows about its job and its surroundings, and
+//! [`State`], the typed application state a service shares with every handler.
+
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::job::{Job, JobId};
+use crate::queue::JobQueue;
+
+/// Application state shared with handlers, one value per type (a type map).
+///
+/// Build it once at startup, give it to the service (which keeps it in an `Arc`), and read it
+/// in handlers with [`JobContext::state`]. Values are shared, not cloned: put connection pools
+/// and clients in it, which are cheap to share.
+///
+/// ```
+/// use jobs_core::State;
+///
+/// struct Db { url: String }
+///
+/// let state = State::new().with(Db { url: "postgres://…".into() }).with(42u32);
+/// assert_eq!(state.get::<Db>().map(|d| d.url.as_str()), Some("postgres://…"));
+/// assert_eq!(state.get::<u32>(), Some(&42));
+/// assert!(state.get::<String>().is_none());
+/// ```
+#[derive(Default, Clone)]
+pub struct State {
+    values: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a value, replacing any earlier value of the same type.
+    pub fn with<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.insert(value);
+        self
+    }
+
+    /// Adds a value; returns whether one of the same type was replaced.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) -> bool {
+        self.values.insert(TypeId::of::<T>(), Arc::new(value)).is_some()
+    }
+
+    /// The value of type `T`, if one was added.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.values.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>())
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("State").field("len", &self.values.len()).finish_non_exhaustive()
+    }
+}
+
+/// [`JobContext::state`] found no value of the type asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no application state of type `{type_name}` is registered on the service")]
+pub struct MissingState {
+    type_name: &'static str,
+}
+
+/// What a handler knows about the job it runs: its id, name and attempt, a cancellation
+/// token, the queue (to enqueue follow-up jobs) and the application [`State`].
+///
+/// Take it as the last parameter of a handler (`ctx: JobContext`). Cheap to clone.
+///
+/// ```
+/// use jobs_core::prelude::*;
+/// use jobs_core::{JobId, State};
+///
+/// struct Mailer { from: &'static str }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Welcome { user_id: String }
+///
+/// #[job_handler("send_welcome")]
+/// async fn send_welcome(args: Welcome, ctx: JobContext) -> Result<String, JobError> {
+///     if ctx.is_cancelled() {
+///         return Err(JobError::msg("cancelled"));
+///     }
+///     let mailer = ctx.state::<Mailer>()?;
+///     Ok(format!("{} -> {} (attempt {})", mailer.from, args.user_id, ctx.attempt()))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), JobError> {
+/// // A context as the worker builds it, here for a unit test of the handler.
+/// let state = std::sync::Arc::new(State::new().with(Mailer { from: "noreply@example.com" }));
+/// let ctx = JobContext::new(JobId::new(), "send_welcome", 1, JobQueue::memory()).with_state(state);
+/// let out = send_welcome(Welcome { user_id: "u1".into() }, ctx).await?;
+/// assert_eq!(out, "noreply@example.com -> u1 (attempt 1)");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JobContext {
+    id: JobId,
+    name: Arc<str>,
+    attempt: u32,
+    user_id: Option<Arc<str>>,
+    cancel: CancellationToken,
+    queue: JobQueue,
+    state: Arc<State>,
+}
+
+impl JobContext {
+    /// A context for attempt `attempt` of job `id` named `name`, with a fresh cancellation
+    /// token and empty state. The worker adds its token and the service's state with
+    /// [`with_cancellation`](Self::with_cancellation) and [`with_state`](Self::with_state);
+    /// unit tests can use it as it is.
+    pub fn new(id: JobId, name: impl Into<Arc<str>>, attempt: u32, queue: JobQueue) -> Self {
+        JobContext {
+            id,
+            name: name.into(),
+            attempt,
+            user_id: None,
+            cancel: CancellationToken::new(),
+            queue,
+            state: Arc::new(State::new()),
+        }
+    }
+
+    /// A context for a fetched job: its id, name, attempt and user.
+    pub fn for_job(job: &Job, queue: JobQueue) -> Self {
+        let mut ctx = Self::new(job.id, job.name.as_str(), job.attempt, queue);
+        ctx.user_id = job.user_id.as_deref().map(Arc::from);
+        ctx
+    }
+
+    /// The same context with this cancellation token.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// The same context with this application state.
+    pub fn with_state(mut self, state: Arc<State>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The same context acting for this user.
+    pub fn with_user_id(mut self, user_id: impl Into<Arc<str>>) -> Self {
+        self.user_id = Some(user_id.into());
+        self
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> JobId {
+        self.id
+    }
+
+    /// The job's (handler's) name.
+    pub fn job_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which delivery this is: 1 for the first, more after retries and lost workers.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The user the job acts for, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The token cancelled when the job is asked to stop (cancelled by an operator, or the
+    /// worker shutting down). Long handlers should watch it, e.g. in a `tokio::select!`.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the job has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the job is asked to stop.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// The queue, to enqueue follow-up jobs.
+    pub fn queue(&self) -> &JobQueue {
+        &self.queue
+    }
+
+    /// The application state of type `T` registered on the service.
+    ///
+    /// Its error converts into [`JobError`](crate::JobError), so `ctx.state::<Db>()?` works
+    /// in handlers.
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, MissingState> {
+        self.state.get::<T>().ok_or(MissingState { type_name: type_name::<T>() })
+    }
+
+    /// The whole application state.
+    pub fn state_map(&self) -> &Arc<State> {
+        &self.state
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}

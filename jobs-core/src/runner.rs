@@ -1,0 +1,422 @@
+//! What a binary's `main` calls: configuration from flags and environment, the service
+//! started, a clean stop on SIGINT/SIGTERM, and the operator subcommands.
+//!
+//! ```no_run
+//! // src/bin/my-runner.rs of an application crate
+//! use my_tasks as _; // link the crate whose handlers should run (see the crate docs)
+//! # mod my_tasks {}
+//!
+//! fn main() -> std::process::ExitCode {
+//!     jobs_core::runner::main()
+//! }
+//! ```
+//!
+//! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend),
+//! `JOBS_NAMESPACE`, `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! `RUST_LOG` sets the log filter (default `info`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::backend::redis::RedisConfig;
+use crate::error::{Error, Result};
+use crate::job::{JobId, JobPriority};
+use crate::service::{BackendChoice, JobService, ServiceConfig};
+use crate::worker::WorkerConfig;
+
+/// The runner's command line.
+#[derive(Debug, Parser)]
+#[command(name = "jobs-runner", version, about = "Run and operate background jobs")]
+pub struct Cli {
+    #[command(flatten)]
+    conn: Connection,
+    /// Machine-readable output (JSON) for the operator commands.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+struct Connection {
+    /// Redis URL; without it the runner uses the in-memory backend.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Namespace of this deployment's keys.
+    #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
+    namespace: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run workers (the default).
+    Run(RunArgs),
+    /// Enqueue a job by name.
+    Enqueue {
+        /// Handler name.
+        name: String,
+        /// Arguments as JSON.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// critical, high, normal or low.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Run after this many seconds.
+        #[arg(long = "in", value_name = "SECS", conflicts_with = "at")]
+        delay: Option<f64>,
+        /// Run at this RFC 3339 time.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Show a job.
+    Job {
+        /// The job id.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Queue statistics.
+    Stats,
+    /// Handlers linked into this binary.
+    Handlers,
+    /// The dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        op: DlqOp,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqOp {
+    /// List dead jobs, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put a dead job back in its queue.
+    Retry {
+        /// The job id.
+        id: String,
+    },
+    /// Delete every dead job.
+    Clear,
+}
+
+#[derive(Debug, Args, Default)]
+struct RunArgs {
+    /// Workers in this process (more than 1 runs a pool).
+    #[arg(long, env = "JOBS_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, env = "JOBS_CONCURRENCY", default_value_t = 10)]
+    concurrency: usize,
+    /// Lease length in seconds (a killed runner's jobs come back after about this long).
+    #[arg(long, env = "JOBS_LEASE", default_value_t = 30.0)]
+    lease: f64,
+    /// Seconds running jobs get to finish at shutdown before they are released.
+    #[arg(long, env = "JOBS_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    shutdown_grace: f64,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    no_scheduler: bool,
+}
+
+/// Parses the command line, sets up logging, runs, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`). Only binaries call
+/// this; libraries never install a subscriber.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        Error::Config(format!("{what} must be a positive number of seconds, found {v}"))
+    })
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let command = cli.command.unwrap_or(Command::Run(RunArgs {
+        workers: env_or("JOBS_WORKERS", 1),
+        concurrency: env_or("JOBS_CONCURRENCY", 10),
+        lease: env_or("JOBS_LEASE", 30.0),
+        shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
+        no_scheduler: false,
+    }));
+    match command {
+        Command::Run(args) => serve(&cli.conn, args).await,
+        other => operate(&cli.conn, cli.json, other).await,
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn backend(conn: &Connection) -> BackendChoice {
+    match &conn.redis_url {
+        Some(url) if !url.is_empty() => {
+            BackendChoice::Redis(RedisConfig::new(url).namespace(conn.namespace.clone()))
+        }
+        _ => BackendChoice::Memory,
+    }
+}
+
+async fn serve(conn: &Connection, args: RunArgs) -> Result<()> {
+    let backend = backend(conn);
+    match &backend {
+        BackendChoice::Memory => tracing::warn!(
+            "using the embedded in-memory backend: jobs live in this process only and are lost on exit; set REDIS_URL to use Redis"
+        ),
+        BackendChoice::Redis(r) => {
+            tracing::info!(url = %redact(&r.url), namespace = %r.namespace, "using redis")
+        }
+    }
+    if args.workers == 0 || args.concurrency == 0 {
+        return Err(Error::Config("--workers and --concurrency must be at least 1".into()));
+    }
+    let lease = secs(args.lease, "--lease")?;
+    let cfg = ServiceConfig {
+        backend,
+        use_worker_pool: args.workers > 1,
+        num_workers: args.workers,
+        concurrency: args.concurrency,
+        enable_scheduler: !args.no_scheduler,
+        worker: WorkerConfig {
+            lease,
+            heartbeat_interval: lease / 3,
+            grace: Duration::from_secs(5).min(lease),
+            shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace).map_err(|_| {
+                Error::Config("--shutdown-grace must be a number of seconds".into())
+            })?,
+            ..WorkerConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let service = JobService::connect(cfg).await?;
+    let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
+    tracing::info!(handlers = names.len(), names = ?names, "runner starting");
+    service.start()?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
+    service.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Hides the password of a Redis URL in logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        println!("{}", human());
+    }
+    Ok(())
+}
+
+async fn operate(conn: &Connection, json: bool, command: Command) -> Result<()> {
+    if let Command::Handlers = command {
+        let service = JobService::with_parts(
+            ServiceConfig::default(),
+            crate::JobQueue::memory(),
+            std::sync::Arc::new(crate::Registry::global()?.clone()),
+            crate::State::new(),
+        );
+        let hs = service.handlers();
+        return print(json, &hs, || {
+            hs.iter()
+                .map(|h| {
+                    format!(
+                        "{:<28} priority={:<8} max_retries={:<3} timeout={}s  args={}",
+                        h.name, h.priority, h.max_retries, h.timeout, h.args_type
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    }
+    let BackendChoice::Redis(rc) = backend(conn) else {
+        return Err(Error::Config(
+            "operator commands need a shared backend: set REDIS_URL (the in-memory backend lives inside the running process)".into(),
+        ));
+    };
+    let queue = crate::JobQueue::new(crate::backend::redis::RedisBackend::connect(rc).await?);
+    match command {
+        Command::Enqueue { name, args, priority, delay, at } => {
+            let args: serde_json::Value = serde_json::from_str(&args)
+                .map_err(|e| Error::Config(format!("--args is not valid JSON: {e}")))?;
+            let mut e = queue.enqueue(name, args);
+            if let Some(p) = priority {
+                e = e.priority(p.parse::<JobPriority>()?);
+            }
+            if let Some(d) = delay {
+                e = e.delay(secs(d, "--in")?);
+            }
+            if let Some(at) = at {
+                let t = chrono::DateTime::parse_from_rfc3339(&at)
+                    .map_err(|e| Error::Config(format!("--at is not an RFC 3339 time: {e}")))?;
+                e = e.scheduled_at(t.with_timezone(&chrono::Utc));
+            }
+            let id = e.await?;
+            print(json, &serde_json::json!({ "id": id }), || format!("enqueued {id}"))
+        }
+        Command::Job { id } => {
+            let id: JobId = id.parse()?;
+            let job = queue.get_job(id).await?.ok_or(Error::NotFound { id })?;
+            print(json, &job, || serde_json::to_string_pretty(&job).unwrap_or_default())
+        }
+        Command::Cancel { id } => {
+            let id: JobId = id.parse()?;
+            let out = queue.cancel_job(id).await?;
+            print(json, &serde_json::json!({ "id": id, "outcome": out }), || match out {
+                crate::backend::CancelOutcome::Cancelled => format!("cancelled {id}"),
+                crate::backend::CancelOutcome::Requested => {
+                    format!("{id} is running; asked it to stop")
+                }
+            })
+        }
+        Command::Stats => {
+            let s = queue.stats().await?;
+            print(json, &s, || {
+                format!(
+                    "pending: critical={} high={} normal={} low={} (total {})\nscheduled: {} (retrying {})\nprocessing: {}\ndead letter: {}\ncounters: {}",
+                    s.pending.critical,
+                    s.pending.high,
+                    s.pending.normal,
+                    s.pending.low,
+                    s.total_pending,
+                    s.scheduled,
+                    s.retrying,
+                    s.processing,
+                    s.dead_letter,
+                    serde_json::to_string(&s.counters).unwrap_or_default()
+                )
+            })
+        }
+        Command::Dlq { op: DlqOp::List { limit } } => {
+            let jobs = queue.get_dead_letter_jobs(limit).await?;
+            print(json, &jobs, || {
+                jobs.iter()
+                    .map(|j| {
+                        format!(
+                            "{}  {:<24} retries={} error={}",
+                            j.id,
+                            j.name,
+                            j.retry_count,
+                            j.error.as_deref().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Command::Dlq { op: DlqOp::Retry { id } } => {
+            let id: JobId = id.parse()?;
+            queue.retry_dead_letter_job(id).await?;
+            print(json, &serde_json::json!({ "id": id, "retried": true }), || {
+                format!("{id} is pending again")
+            })
+        }
+        Command::Dlq { op: DlqOp::Clear } => {
+            let n = queue.clear_dead_letter_queue().await?;
+            print(json, &serde_json::json!({ "cleared": n }), || format!("cleared {n} dead jobs"))
+        }
+        Command::Run(_) | Command::Handlers => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_logs() {
+        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn cli_parses_the_documented_commands() {
+        for argv in [
+            &["jobs-runner"][..],
+            &["jobs-runner", "run", "--workers", "2", "--concurrency", "5"],
+            &["jobs-runner", "enqueue", "sync_portfolio", "--args", "{}", "--priority", "high"],
+            &["jobs-runner", "--json", "stats"],
+            &["jobs-runner", "dlq", "retry", "0190f5c2-7a3b-7c1d-9e2f-0123456789ab"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["jobs-runner", "enqueue", "x", "--in", "5", "--at", "t"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! Parsing shared by every attribute: `key = value` options, priorities, timeouts, job names,
+//! and finding our sibling attributes on the item.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Attribute, Ident, LitInt, LitStr, Token};
+
+/// Our attribute macros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    JobHandler,
+    EveryMinutes,
+    EverySeconds,
+    DailyAt,
+    Cron,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::JobHandler => "job_handler",
+            Kind::EveryMinutes => "every_minutes",
+            Kind::EverySeconds => "every_seconds",
+            Kind::DailyAt => "daily_at",
+            Kind::Cron => "cron",
+        }
+    }
+
+    fn from_path(path: &syn::Path) -> Option<Kind> {
+        // Recognised by the last segment, so `#[jobs_core::cron(..)]` and a plain `#[cron(..)]`
+        // both count. A renamed import (`use jobs_core::cron as c`) is not recognised; it then
+        // expands on its own and registers the handler a second time, which the registry
+        // refuses at startup with both locations.
+        let last = path.segments.last()?;
+        Some(match last.ident.to_string().as_str() {
+            "job_handler" => Kind::JobHandler,
+            "every_minutes" => Kind::EveryMinutes,
+            "every_seconds" => Kind::EverySeconds,
+            "daily_at" => Kind::DailyAt,
+            "cron" => Kind::Cron,
+            _ => return None,
+        })
+    }
+}
+
+/// One of our attributes, not yet parsed.
+pub(crate) struct RawAttr {
+    pub kind: Kind,
+    pub tokens: TokenStream,
+    /// Where errors about the attribute as a whole point.
+    pub span: Span,
+}
+
+/// Removes our attributes from `attrs`, returning them in source order. Each one's arguments
+/// are returned as tokens (an attribute without parentheses has none).
+pub(crate) fn take_ours(attrs: &mut Vec<Attribute>) -> Vec<RawAttr> {
+    let mut ours = Vec::new();
+    attrs.retain(|a| match Kind::from_path(a.path()) {
+        Some(kind) => {
+            let tokens = match &a.meta {
+                syn::Meta::List(l) => l.tokens.clone(),
+                _ => TokenStream::new(),
+            };
+            ours.push(RawAttr { kind, tokens, span: a.span() });
+            false
+        }
+        None => true,
+    });
+    ours
+}
+
+/// Accumulates errors so that every mistake is reported at once.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, e: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, msg));
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// A value on the right of `key =`.
+pub(crate) enum OptValue {
+    Str(LitStr),
+    Int(LitInt),
+    /// A `{...}` or `[...]` group: JSON written inline.
+    Json(TokenStream),
+    /// Any other expression.
+    Expr(Box<syn::Expr>),
+}
+
+impl OptValue {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            return Ok(OptValue::Str(input.parse()?));
+        }
+        if input.peek(LitInt) {
+            return Ok(OptValue::Int(input.parse()?));
+        }
+        if let Some((TokenTree::Group(g), _)) = input.cursor().token_tree()
+            && matches!(g.delimiter(), Delimiter::Brace | Delimiter::Bracket)
+        {
+            let tt: TokenTree = input.parse()?;
+            return Ok(OptValue::Json(tt.into_token_stream()));
+        }
+        Ok(OptValue::Expr(Box::new(input.parse()?)))
+    }
+
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            OptValue::Str(s) => s.span(),
+            OptValue::Int(i) => i.span(),
+            OptValue::Json(t) => t.span(),
+            OptValue::Expr(e) => e.span(),
+        }
+    }
+}
+
+impl ToTokens for OptValue {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        match self {
+            OptValue::Str(s) => s.to_tokens(tokens),
+            OptValue::Int(i) => i.to_tokens(tokens),
+            OptValue::Json(t) => t.to_tokens(tokens),
+            OptValue::Expr(e) => e.to_tokens(tokens),
+        }
+    }
+}
+
+/// A parsed `key = value`.
+pub(crate) struct Opt {
+    pub key: Ident,
+    pub value: OptValue,
+}
+
+/// An attribute's arguments: positional literals first, then `key = value` options.
+pub(crate) struct AttrArgs {
+    pub positional: Vec<syn::Lit>,
+    pub options: Vec<Opt>,
+}
+
+impl AttrArgs {
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Self> {
+        let parser = |input: ParseStream<'_>| {
+            let mut positional = Vec::new();
+            let mut options = Vec::new();
+            while !input.is_empty() {
+                if input.peek(Ident) && input.peek2(Token![=]) {
+                    let key = input.call(syn::ext::IdentExt::parse_any)?;
+                    input.parse::<Token![=]>()?;
+                    let value = OptValue::parse(input)?;
+                    options.push(Opt { key, value });
+                } else if options.is_empty() {
+                    positional.push(input.parse::<syn::Lit>()?);
+                } else {
+                    return Err(
+                        input.error("positional arguments must come before `key = value` options")
+                    );
+                }
+                if input.is_empty() {
+                    break;
+                }
+                input.parse::<Token![,]>()?;
+            }
+            Ok(AttrArgs { positional, options })
+        };
+        parser.parse2(tokens)
+    }
+
+    /// Checks the option keys against `allowed` (unknown and repeated keys are errors) and
+    /// returns the options by key.
+    pub(crate) fn check_options(&self, what: &str, allowed: &[&str], errors: &mut Errors) {
+        let mut seen: Vec<String> = Vec::new();
+        for opt in &self.options {
+            let key = opt.key.to_string();
+            if !allowed.contains(&key.as_str()) {
+                errors.spanned(
+                    &opt.key,
+                    format!("unknown option `{key}` for #[{what}]; expected {}", one_of(allowed)),
+                );
+            } else if seen.contains(&key) {
+                errors.spanned(&opt.key, format!("`{key}` specified more than once"));
+            } else {
+                seen.push(key);
+            }
+        }
+    }
+
+    /// The first option named `key`.
+    pub(crate) fn option(&self, key: &str) -> Option<&Opt> {
+        self.options.iter().find(|o| o.key == key)
+    }
+}
+
+/// "`a`, `b` or `c`".
+pub(crate) fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
+}
+
+/// A string option's value, or an error at the value.
+pub(crate) fn expect_str<'a>(opt: &'a Opt, errors: &mut Errors) -> Option<&'a LitStr> {
+    match &opt.value {
+        OptValue::Str(s) => Some(s),
+        other => {
+            errors.push(syn::Error::new(
+                other.span(),
+                format!("`{}` expects a string literal", opt.key),
+            ));
+            None
+        }
+    }
+}
+
+/// `priority = "high"` → the variant name.
+pub(crate) fn parse_priority(lit: &LitStr, errors: &mut Errors) -> Option<Ident> {
+    let v = lit.value();
+    let variant = match v.to_ascii_lowercase().as_str() {
+        "critical" => "Critical",
+        "high" => "High",
+        "normal" => "Normal",
+        "low" => "Low",
+        _ => {
+            errors.spanned(
+                lit,
+                format!("unknown priority `{v}`; expected `critical`, `high`, `normal` or `low`"),
+            );
+            return None;
+        }
+    };
+    Some(Ident::new(variant, lit.span()))
+}
+
+/// The longest timeout, as jobs-core's `MAX_TIMEOUT` (one week), in milliseconds.
+const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// `timeout = "30s"` / `"500ms"` / `"5m"` / `"1h"` / `"1d"`, or a number of seconds.
+pub(crate) fn parse_timeout(opt: &Opt, errors: &mut Errors) -> Option<u64> {
+    let (ms, span) = match &opt.value {
+        OptValue::Int(i) => match i.base10_parse::<u64>() {
+            Ok(secs) => (secs.checked_mul(1000), i.span()),
+            Err(e) => {
+                errors.push(e);
+                return None;
+            }
+        },
+        OptValue::Str(s) => match timeout_ms(&s.value()) {
+            Ok(ms) => (ms, s.span()),
+            Err(msg) => {
+                errors.push(syn::Error::new(s.span(), msg));
+                return None;
+            }
+        },
+        other => {
+            errors.push(syn::Error::new(
+                other.span(),
+                "`timeout` expects a duration string such as \"30s\" or a number of seconds",
+            ));
+            return None;
+        }
+    };
+    match ms {
+        Some(ms) if ms > 0 && ms <= MAX_TIMEOUT_MS => Some(ms),
+        _ => {
+            errors.push(syn::Error::new(span, "timeout must be between 1 ms and 7 days"));
+            None
+        }
+    }
+}
+
+/// Milliseconds of a duration string; `Ok(None)` on overflow.
+pub(crate) fn timeout_ms(s: &str) -> Result<Option<u64>, String> {
+    let bad = || {
+        format!(
+            "invalid timeout \"{s}\"; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. \"30s\""
+        )
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    Ok(n.checked_mul(factor))
+}
+
+/// Job and schedule names: what `NewJob::validate` accepts.
+pub(crate) fn check_name(lit: &LitStr, errors: &mut Errors) {
+    let v = lit.value();
+    if v.is_empty() || v.len() > 200 {
+        errors.spanned(lit, "name must be 1 to 200 bytes long");
+    } else if v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        errors.spanned(lit, "name must not contain whitespace or control characters");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(timeout_ms("30s"), Ok(Some(30_000)));
+        assert_eq!(timeout_ms("500ms"), Ok(Some(500)));
+        assert_eq!(timeout_ms("5m"), Ok(Some(300_000)));
+        assert_eq!(timeout_ms("2h"), Ok(Some(7_200_000)));
+        assert_eq!(timeout_ms("1d"), Ok(Some(86_400_000)));
+        assert_eq!(timeout_ms("45"), Ok(Some(45_000)));
+        assert!(timeout_ms("thirty").is_err());
+        assert!(timeout_ms("30x").is_err());
+        assert!(timeout_ms("s").is_err());
+        assert_eq!(timeout_ms("99999999999999999999d").ok(), None);
+    }
+
+    #[test]
+    fn one_of_lists() {
+        assert_eq!(one_of(&["a"]), "`a`");
+        assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
+    }
+
+    #[test]
+    fn options_after_positionals() {
+        let a = AttrArgs::parse(quote::quote!(5, name = "x", args = {"a": 1})).ok();
+        let a = a.map(|a| (a.positional.len(), a.options.len()));
+        assert_eq!(a, Some((1, 2)));
+        assert!(AttrArgs::parse(quote::quote!(name = "x", 5)).is_err());
+    }
+}

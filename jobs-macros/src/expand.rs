@@ -1,0 +1,245 @@
+//! One expansion for every attribute: whichever of our attributes expands first takes the
+//! others off the function and expands them all together, so that `#[job_handler]` and
+//! schedule attributes combine in any order and the handler is registered exactly once.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::{ItemFn, LitStr};
+
+use crate::attrs::{self, Errors, Kind, OptValue, RawAttr};
+use crate::job_handler::{self, HandlerArgs, HandlerSig, Output};
+use crate::schedule::{ScheduleSpec, When};
+
+/// Expands attribute `kind` with arguments `attr` on `item`.
+pub(crate) fn expand(kind: Kind, attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let msg = format!("#[{}] can only be applied to an `async fn`", kind.name());
+            let err = syn::Error::new(Span::call_site(), msg).to_compile_error();
+            return quote!(#err #item);
+        }
+    };
+    let mut raws = vec![RawAttr { kind, tokens: attr, span: Span::call_site() }];
+    raws.extend(attrs::take_ours(&mut func.attrs));
+
+    match build(&func, &raws) {
+        Ok(tokens) => tokens,
+        // The function is still emitted (without our attributes), so that its callers do
+        // not get a cascade of "cannot find function" errors.
+        Err(e) => {
+            let err = e.to_compile_error();
+            quote!(#err #func)
+        }
+    }
+}
+
+fn build(func: &ItemFn, raws: &[RawAttr]) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let mut handler: Option<HandlerArgs> = None;
+    let mut seen_handler = false;
+    let mut schedules = Vec::new();
+    for raw in raws {
+        if raw.kind == Kind::JobHandler {
+            if seen_handler {
+                errors.push(syn::Error::new(raw.span, "#[job_handler] specified more than once"));
+                continue;
+            }
+            seen_handler = true;
+            handler = HandlerArgs::parse(raw, &mut errors);
+        } else if let Some(s) = ScheduleSpec::parse(raw, &mut errors) {
+            schedules.push(s);
+        }
+    }
+    let sig = job_handler::check_signature(
+        &func.sig,
+        raws.first().map_or("job_handler", |r| r.kind.name()),
+        &mut errors,
+    );
+    let handler = handler.unwrap_or_default();
+    let fn_ident = &func.sig.ident;
+    let fn_name = fn_ident.to_string();
+    let fn_name = fn_name.strip_prefix("r#").unwrap_or(&fn_name);
+    let name = handler.name.clone().unwrap_or_else(|| LitStr::new(fn_name, fn_ident.span()));
+
+    // Schedule names default to the handler's; two schedules on one function need names.
+    let mut names: Vec<String> = Vec::new();
+    for s in &schedules {
+        let n = s.name.as_ref().unwrap_or(&name).value();
+        if names.contains(&n) {
+            errors.push(syn::Error::new(
+                s.span,
+                format!("a schedule named `{n}` is already defined on this function; give this one a `name = \"...\"`"),
+            ));
+        }
+        names.push(n);
+    }
+    errors.finish()?;
+    // Every check above reported into `errors`; a `None` here means one of them failed.
+    let Some(sig) = sig else {
+        return Err(syn::Error::new(Span::call_site(), "invalid job handler"));
+    };
+    Ok(generate(func, &name, &handler, &sig, &schedules))
+}
+
+fn generate(
+    func: &ItemFn,
+    name: &LitStr,
+    handler: &HandlerArgs,
+    sig: &HandlerSig,
+    schedules: &[ScheduleSpec],
+) -> TokenStream {
+    let p = quote!(::jobs_core::__private);
+    let fn_ident = &func.sig.ident;
+    let vis = &func.vis;
+    let job_ty = job_handler::typed_name(fn_ident);
+
+    let args_ty = match &sig.args_ty {
+        Some(t) => t.to_token_stream(),
+        None => quote!(()),
+    };
+    let takes_args = sig.args_ty.is_some();
+    let opt = |v: Option<TokenStream>| match v {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let max_retries = opt(handler.max_retries.map(|n| quote!(#n)));
+    let timeout = opt(handler.timeout_ms.map(|ms| quote!(#p::Duration::from_millis(#ms))));
+    let priority = opt(handler.priority.as_ref().map(|v| quote!(#p::JobPriority::#v)));
+
+    // The call of the user's function, as written.
+    let call_args = match (takes_args, sig.has_ctx) {
+        (true, true) => quote!(args, ctx),
+        (true, false) => quote!(args),
+        (false, true) => quote!(ctx),
+        (false, false) => quote!(),
+    };
+    let decode = if takes_args {
+        quote!(let args = <#job_ty as #p::HandlerArgs>::decode(args)?;)
+    } else {
+        quote!(let _ = args;)
+    };
+    let drop_ctx = if sig.has_ctx { quote!() } else { quote!(let _ = ctx;) };
+    let validate = if takes_args {
+        quote!(<#job_ty as #p::HandlerArgs>::validate)
+    } else {
+        quote!(#p::validate_none)
+    };
+    let (returns_impl, finish) = match &sig.output {
+        Output::Unit => (
+            quote!(impl #p::ReturnsOther for #job_ty { type Output = (); }),
+            quote!(<#job_ty as #p::ReturnsOther>::finish),
+        ),
+        Output::Result { ok, err } => (
+            quote!(impl #p::ReturnsResult for #job_ty { type Ok = #ok; type Err = #err; }),
+            quote!(<#job_ty as #p::ReturnsResult>::finish),
+        ),
+        Output::Other(t) => (
+            quote!(impl #p::ReturnsOther for #job_ty { type Output = #t; }),
+            quote!(<#job_ty as #p::ReturnsOther>::finish),
+        ),
+    };
+    // Span the boxing at the function's name, so that a future that is not `Send` is
+    // reported there.
+    let boxed = quote_spanned! {fn_ident.span()=>
+        #p::Box::pin(async move {
+            #decode
+            #drop_ctx
+            #finish(#fn_ident(#call_args).await)
+        })
+    };
+    let location = |span: Span| {
+        quote_spanned! {span=>
+            #p::Location { file: ::core::file!(), line: ::core::line!(), module_path: ::core::module_path!() }
+        }
+    };
+    let handler_loc = location(fn_ident.span());
+
+    let schedule_items = schedules.iter().enumerate().map(|(i, s)| {
+        let args_fn = format_ident!("__jobs_schedule_args_{}", i);
+        let sched_name = s.name.as_ref().unwrap_or(name);
+        let kind = match &s.when {
+            When::Interval { secs } => quote!(#p::ScheduleKind::Interval { secs: #secs }),
+            When::Cron { expr } => quote!(#p::ScheduleKind::Cron { expr: #expr }),
+        };
+        let priority = opt(s.priority.as_ref().map(|v| quote!(#p::JobPriority::#v)));
+        let body = match &s.args {
+            None => quote_spanned! {s.span=>
+                #p::default_args::<<#job_ty as #p::JobDefinition>::Args>()
+            },
+            Some(OptValue::Json(t)) => {
+                quote!(::core::result::Result::Ok(#p::serde_json::json!(#t)))
+            }
+            Some(OptValue::Str(lit)) => quote!(#p::json_str_args(#lit)),
+            Some(v @ (OptValue::Int(_) | OptValue::Expr(_))) => {
+                quote_spanned! {v.span()=> <#job_ty as #p::HandlerArgs>::encode(#v) }
+            }
+        };
+        let loc = location(s.span);
+        quote! {
+            fn #args_fn() -> ::core::result::Result<#p::serde_json::Value, ::std::string::String> {
+                #body
+            }
+            #p::inventory::submit! {
+                #p::ScheduleRegistration::new(
+                    #sched_name,
+                    <#job_ty as #p::JobDefinition>::NAME,
+                    #kind,
+                    #priority,
+                    #args_fn,
+                    #loc,
+                )
+            }
+        }
+    });
+
+    let doc = format!(
+        "The job handler `{}` (the function `{}`) as a type: enqueue it with \
+         `queue.enqueue_typed::<{}>(args)`.",
+        name.value(),
+        fn_ident,
+        job_ty
+    );
+    quote! {
+        #func
+
+        #[doc = #doc]
+        #[derive(Debug, Clone, Copy, Default)]
+        #vis struct #job_ty;
+
+        const _: () = {
+            impl #p::JobDefinition for #job_ty {
+                const NAME: &'static str = #name;
+                type Args = #args_ty;
+                const DEFAULTS: #p::HandlerDefaults = #p::HandlerDefaults {
+                    max_retries: #max_retries,
+                    timeout: #timeout,
+                    priority: #priority,
+                };
+            }
+
+            #returns_impl
+
+            fn __jobs_call(
+                args: #p::serde_json::Value,
+                ctx: #p::JobContext,
+            ) -> #p::BoxFuture<::core::result::Result<#p::serde_json::Value, #p::JobError>> {
+                #boxed
+            }
+
+            #p::inventory::submit! {
+                #p::HandlerRegistration::new(
+                    <#job_ty as #p::JobDefinition>::NAME,
+                    __jobs_call,
+                    #validate,
+                    <#job_ty as #p::HandlerArgs>::args_type,
+                    #takes_args,
+                    <#job_ty as #p::JobDefinition>::DEFAULTS,
+                    #handler_loc,
+                )
+            }
+
+            #(#schedule_items)*
+        };
+    }
+}

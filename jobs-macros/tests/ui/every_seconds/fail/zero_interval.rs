@@ -1,0 +1,6 @@
+use jobs_core::prelude::*;
+
+#[every_seconds(0)]
+async fn spin() {}
+
+fn main() {}

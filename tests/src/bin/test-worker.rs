@@ -1,0 +1,44 @@
+//! A runner for the reliability tests: `jobs_core::runner::main()` with test handlers that
+//! record every start in Redis (`TEST_STARTS_KEY`, a hash of job id → starts), so a test
+//! can count duplicates across processes it kills.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use jobs_core::prelude::*;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+fn redis() -> Option<redis::Client> {
+    static CLIENT: OnceLock<Option<redis::Client>> = OnceLock::new();
+    CLIENT.get_or_init(|| redis::Client::open(std::env::var("REDIS_URL").ok()?).ok()).clone()
+}
+
+async fn record_start(ctx: &JobContext) -> Result<(), JobError> {
+    let (Some(client), Ok(key)) = (redis(), std::env::var("TEST_STARTS_KEY")) else {
+        return Ok(());
+    };
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let _: i64 = redis::cmd("HINCRBY")
+        .arg(key)
+        .arg(ctx.job_id().to_string())
+        .arg(1)
+        .query_async(&mut c)
+        .await?;
+    Ok(())
+}
+
+/// Records its start, then sleeps `ms`.
+#[job_handler("reliability_sleep")]
+async fn reliability_sleep(args: Sleep, ctx: JobContext) -> Result<(), JobError> {
+    record_start(&ctx).await?;
+    tokio::time::sleep(Duration::from_millis(args.ms)).await;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    jobs_core::runner::main()
+}

@@ -1,0 +1,255 @@
+//! Workers and pools against both backends: results, failures, panics, timeouts, cancel,
+//! graceful shutdown, and two pools racing on one queue.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jobs_core::backend::memory::MemoryBackend;
+use jobs_core::backend::{Backend, BackendConfig};
+use jobs_core::prelude::*;
+use jobs_core::worker::{JobWorker, WorkerConfig, WorkerPool};
+use jobs_core::{Job, JobId, JobStatus, Registry, RetryPolicy, State};
+use jobs_test_support::{redis_backend, unique_namespace};
+use serde_json::json;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Echo {
+    n: u32,
+}
+
+#[job_handler("test_echo")]
+async fn echo(args: Echo) -> Result<serde_json::Value, JobError> {
+    Ok(json!({ "n": args.n }))
+}
+
+#[job_handler("test_fail")]
+async fn always_fails() -> Result<(), JobError> {
+    Err(JobError::msg("boom"))
+}
+
+#[job_handler("test_permanent")]
+async fn fails_for_good() -> Result<(), JobError> {
+    Err(JobError::permanent_msg("bad input"))
+}
+
+#[job_handler("test_panic")]
+async fn panics() -> Result<(), JobError> {
+    panic!("handler exploded")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+/// Sleeps, but stops early (with an error) when the job is cancelled.
+#[job_handler("test_sleep")]
+async fn sleepy(args: Sleep, ctx: JobContext) -> Result<(), JobError> {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_millis(args.ms)) => Ok(()),
+        _ = ctx.cancelled() => Err(JobError::msg("cancelled")),
+    }
+}
+
+/// Every start of every job, by id: what the race test counts.
+static STARTS: Mutex<Option<HashMap<JobId, Vec<u32>>>> = Mutex::new(None);
+
+#[job_handler("test_count")]
+async fn counted(_args: serde_json::Value, ctx: JobContext) -> Result<(), JobError> {
+    let mut g = STARTS.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(HashMap::new).entry(ctx.job_id()).or_default().push(ctx.attempt());
+    Ok(())
+}
+
+fn config(concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        max_concurrent_jobs: concurrency,
+        poll_interval: Duration::from_millis(500),
+        lease: Duration::from_secs(5),
+        grace: Duration::from_millis(200),
+        heartbeat_interval: Duration::from_millis(100),
+        retry: RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(80)),
+        shutdown_grace: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    }
+}
+
+fn registry() -> Arc<Registry> {
+    Arc::new(Registry::global().expect("handlers register").clone())
+}
+
+fn worker(queue: &JobQueue, cfg: WorkerConfig) -> JobWorker {
+    JobWorker::with_registry(queue.clone(), registry(), Arc::new(State::new()), cfg)
+        .expect("valid worker config")
+}
+
+/// Waits (bounded) until the job satisfies `done`; returns it.
+async fn wait_for(queue: &JobQueue, id: JobId, done: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = queue.get_job(id).await.expect("get_job").expect("job exists");
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never reached the expected state: {job:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn memory() -> JobQueue {
+    JobQueue::new(MemoryBackend::new(BackendConfig::default()))
+}
+
+async fn redis() -> JobQueue {
+    JobQueue::new(redis_backend(&unique_namespace("worker"), BackendConfig::default()).await)
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::memory().await).await } )* }
+        mod on_redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::redis().await).await } )* }
+    };
+}
+
+both!(
+    runs_jobs_and_records_results,
+    failures_retry_then_dead_letter,
+    panics_and_timeouts_are_failures,
+    cancel_running_job_stops_it,
+    graceful_stop_releases_running_jobs,
+    two_pools_never_run_a_job_twice,
+);
+
+async fn runs_jobs_and_records_results(queue: JobQueue) {
+    let w = worker(&queue, config(4));
+    let running = w.start();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(queue.enqueue("test_echo", json!({ "n": n })).await.expect("enqueue"));
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let job = wait_for(&queue, *id, |j| j.status == JobStatus::Completed).await;
+        assert_eq!(job.result, Some(json!({ "n": n })));
+        assert_eq!(job.attempt, 1);
+        assert!(job.started_at.is_some() && job.completed_at.is_some());
+    }
+    let stats = w.stats();
+    assert_eq!((stats.jobs_processed, stats.jobs_succeeded, stats.jobs_failed), (20, 20, 0));
+    assert_eq!(stats.success_rate, 100.0);
+    running.stop().await.expect("stop");
+    let q = queue.stats().await.expect("stats");
+    assert_eq!(q.counters.completed, 20);
+    assert_eq!(q.total_pending + q.processing, 0);
+}
+
+async fn failures_retry_then_dead_letter(queue: JobQueue) {
+    let running = worker(&queue, config(2)).start();
+    let id = queue.enqueue("test_fail", json!(null)).max_retries(2).await.expect("enqueue");
+    let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
+    assert_eq!(job.retry_count, 2);
+    assert_eq!(job.attempt, 3);
+    assert_eq!(job.error.as_deref(), Some("boom"));
+    let dead = queue.get_dead_letter_jobs(10).await.expect("dlq");
+    assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+
+    // A permanent error skips the retries.
+    let id = queue.enqueue("test_permanent", json!(null)).max_retries(5).await.expect("enqueue");
+    let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
+    assert_eq!((job.retry_count, job.attempt), (0, 1));
+
+    // A job nobody handles fails with a clear error instead of disappearing.
+    let id = queue.enqueue("no_such_handler", json!({})).max_retries(0).await.expect("enqueue");
+    let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
+    assert!(job.error.as_deref().unwrap_or("").contains("no handler registered"), "{job:?}");
+    running.stop().await.expect("stop");
+    let s = queue.stats().await.expect("stats");
+    assert_eq!(s.dead_letter, 3);
+    assert_eq!(s.counters.retried, 2);
+    assert_eq!(s.counters.failed, 5);
+}
+
+async fn panics_and_timeouts_are_failures(queue: JobQueue) {
+    let w = worker(&queue, config(2));
+    let running = w.start();
+    let p = queue.enqueue("test_panic", json!(null)).max_retries(0).await.expect("enqueue");
+    let t = queue
+        .enqueue("test_sleep", json!({ "ms": 10_000 }))
+        .timeout(Duration::from_millis(100))
+        .max_retries(0)
+        .await
+        .expect("enqueue");
+    let job = wait_for(&queue, p, |j| j.status == JobStatus::Failed).await;
+    assert!(job.error.as_deref().unwrap_or("").contains("handler exploded"), "{job:?}");
+    let job = wait_for(&queue, t, |j| j.status == JobStatus::Failed).await;
+    assert!(job.error.as_deref().unwrap_or("").starts_with("timeout"), "{job:?}");
+    // The worker survived both and still runs jobs.
+    let ok = queue.enqueue("test_echo", json!({ "n": 7 })).await.expect("enqueue");
+    wait_for(&queue, ok, |j| j.status == JobStatus::Completed).await;
+    let s = w.stats();
+    assert_eq!((s.jobs_processed, s.jobs_failed), (3, 2));
+    running.stop().await.expect("stop");
+}
+
+async fn cancel_running_job_stops_it(queue: JobQueue) {
+    let running = worker(&queue, config(1)).start();
+    let id = queue.enqueue("test_sleep", json!({ "ms": 30_000 })).await.expect("enqueue");
+    wait_for(&queue, id, |j| j.status == JobStatus::Running).await;
+    let out = queue.cancel_job(id).await.expect("cancel");
+    assert_eq!(out, jobs_core::backend::CancelOutcome::Requested);
+    // The heartbeat (every 100 ms) tells the worker; the handler stops; the job is cancelled.
+    let job = wait_for(&queue, id, |j| j.status == JobStatus::Cancelled).await;
+    assert_eq!(job.attempt, 1, "a cancelled job is not retried");
+    running.stop().await.expect("stop");
+}
+
+async fn graceful_stop_releases_running_jobs(queue: JobQueue) {
+    let running = worker(&queue, config(2)).start();
+    let a = queue.enqueue("test_sleep", json!({ "ms": 60_000 })).await.expect("enqueue");
+    let b = queue.enqueue("test_sleep", json!({ "ms": 60_000 })).await.expect("enqueue");
+    wait_for(&queue, a, |j| j.status == JobStatus::Running).await;
+    wait_for(&queue, b, |j| j.status == JobStatus::Running).await;
+    let t = Instant::now();
+    running.stop().await.expect("stop");
+    // Released at once (shutdown grace 200 ms), not after the 5 s lease.
+    assert!(t.elapsed() < Duration::from_secs(4), "stop took {:?}", t.elapsed());
+    for id in [a, b] {
+        let job = queue.get_job(id).await.expect("get").expect("exists");
+        assert_eq!(job.status, JobStatus::Pending, "{job:?}");
+        assert_eq!(job.retry_count, 0, "a release does not use a retry");
+    }
+    let s = queue.stats().await.expect("stats");
+    assert_eq!((s.total_pending, s.processing), (2, 0));
+}
+
+async fn two_pools_never_run_a_job_twice(queue: JobQueue) {
+    // Two pools in two "processes" (separate worker sets on one backend).
+    let backend: Arc<dyn Backend> = queue.backend().clone();
+    let other = JobQueue::from_backend(backend);
+    let mk = |q: &JobQueue, name: &str| {
+        WorkerPool::new(
+            q.clone(),
+            registry(),
+            Arc::new(State::new()),
+            2,
+            8,
+            WorkerConfig { worker_id: name.into(), ..config(8) },
+        )
+        .expect("pool")
+    };
+    let p1 = mk(&queue, "pool-a").start();
+    let p2 = mk(&other, "pool-b").start();
+    let jobs: Vec<_> = (0..500).map(|i| queue.new_job("test_count", json!({ "i": i }))).collect();
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    queue.enqueue_many(&jobs).await.expect("enqueue");
+    for id in &ids {
+        wait_for(&queue, *id, |j| j.status == JobStatus::Completed).await;
+    }
+    p1.stop().await.expect("stop");
+    p2.stop().await.expect("stop");
+    let starts = STARTS.lock().unwrap_or_else(|e| e.into_inner());
+    let starts = starts.as_ref().expect("some starts");
+    for id in &ids {
+        assert_eq!(starts.get(id).map(Vec::as_slice), Some(&[1u32][..]), "job {id}");
+    }
+}
