@@ -67,6 +67,19 @@ pub enum Error {
         /// What does not fit, naming the field where the decoder says.
         message: String,
     },
+    /// No schedule is registered under this name.
+    #[error("schedule `{name}` not found")]
+    ScheduleNotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A schedule that cannot be registered as it is: a bad cron expression or time zone,
+    /// an interval of zero, a name out of bounds.
+    #[error("invalid schedule: {reason}")]
+    InvalidSchedule {
+        /// What is wrong with it (names the schedule and the offending part).
+        reason: String,
+    },
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -77,6 +90,15 @@ pub enum Error {
         id: String,
         /// What could not be read.
         reason: String,
+    },
+    /// Redis could not be reached, or refused the credentials, at start-up.
+    #[error("cannot connect to redis at {url}")]
+    Connect {
+        /// The URL, with any password hidden.
+        url: String,
+        /// Why.
+        #[source]
+        source: redis::RedisError,
     },
     /// A Redis command failed.
     #[error("redis command failed")]

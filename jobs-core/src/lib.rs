@@ -3,21 +3,27 @@
 
 extern crate self as jobs_core;
 
+#[cfg(feature = "api")]
+pub mod api;
 pub mod backend;
 mod context;
+mod cron;
 mod error;
 mod handler;
 mod job;
+mod metrics;
 mod queue;
 pub mod registry;
 mod retry;
 pub mod runner;
+mod scheduler;
 pub mod service;
 mod stats;
 mod typed;
 pub mod worker;
 
 pub use context::{JobContext, MissingState, State};
+pub use cron::{CronExpr, MAX_INTERVAL_SECS};
 pub use error::{Error, Result};
 pub use handler::{
     BoxFuture, HandlerFn, IntoJobError, IntoJobResult, JobArgs, JobDefinition, JobError, JobOutput,
@@ -33,6 +39,10 @@ pub use registry::{
     ScheduleKind, ScheduleRegistration,
 };
 pub use retry::RetryPolicy;
+pub use scheduler::{
+    MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType, Scheduler, SchedulerConfig,
+    SchedulerStats,
+};
 pub use stats::{PendingByPriority, QueueCounters, QueueStats};
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.

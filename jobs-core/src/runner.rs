@@ -13,6 +13,8 @@
 //!
 //! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend),
 //! `JOBS_NAMESPACE`, `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
+//! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
 
 use std::process::ExitCode;
@@ -22,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::backend::redis::RedisConfig;
+use crate::context::State;
 use crate::error::{Error, Result};
 use crate::job::{JobId, JobPriority};
 use crate::service::{BackendChoice, JobService, ServiceConfig};
@@ -126,10 +129,86 @@ struct RunArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     no_scheduler: bool,
+    #[cfg(feature = "api")]
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// The HTTP admin API's flags (see [`crate::api`]).
+#[cfg(feature = "api")]
+#[derive(Debug, Args, Default)]
+struct ApiArgs {
+    /// Address of the HTTP admin API (`host:port`).
+    #[arg(long, env = "JOBS_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Bearer token the API requires on every endpoint but health.
+    #[arg(long, env = "JOBS_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Serve the API on a non-loopback address even without a token.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Largest request body the API accepts, in bytes.
+    #[arg(long, env = "JOBS_API_BODY_LIMIT", default_value_t = crate::api::DEFAULT_BODY_LIMIT)]
+    api_body_limit: usize,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    no_api: bool,
+}
+
+#[cfg(feature = "api")]
+impl ApiArgs {
+    fn from_env() -> Self {
+        ApiArgs {
+            bind: std::env::var("JOBS_BIND").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+            api_token: std::env::var("JOBS_API_TOKEN").ok(),
+            api_body_limit: env_or("JOBS_API_BODY_LIMIT", crate::api::DEFAULT_BODY_LIMIT),
+            ..ApiArgs::default()
+        }
+    }
+
+    /// Starts the API for `service`, unless `--no-api`.
+    async fn start(
+        &self,
+        service: std::sync::Arc<JobService>,
+    ) -> Result<Option<crate::api::RunningApi>> {
+        if self.no_api {
+            return Ok(None);
+        }
+        let config = crate::api::ApiConfig::default()
+            .token(self.api_token.clone())
+            .body_limit(self.api_body_limit);
+        let auth = config.has_token();
+        let state = crate::api::ApiState::new(service, config);
+        let api = crate::api::start(&self.bind, state, self.allow_remote).await?;
+        tracing::info!(addr = %api.local_addr(), auth, "serving the HTTP API");
+        Ok(Some(api))
+    }
 }
 
 /// Parses the command line, sets up logging, runs, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    main_with_state(|_| async { Ok(State::new()) })
+}
+
+/// Like [`main`], with application state for the handlers (`ctx.state::<T>()`), built once
+/// at start-up from the Redis URL in use (`None`: the in-memory backend).
+///
+/// ```no_run
+/// use jobs_core::State;
+///
+/// struct Db { url: Option<String> }
+///
+/// fn main() -> std::process::ExitCode {
+///     jobs_core::runner::main_with_state(|redis_url| async move {
+///         Ok(State::new().with(Db { url: redis_url }))
+///     })
+/// }
+/// ```
+pub fn main_with_state<F, Fut>(state: F) -> ExitCode
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
     let cli = Cli::parse();
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -139,7 +218,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run_with_state(cli, state)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
@@ -148,12 +227,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its sources on one line (`a: b: c`), as the runner prints them.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // Some errors (redis-rs's among them) already print their source; say it once.
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -176,15 +260,29 @@ fn secs(v: f64, what: &str) -> Result<Duration> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    run_with_state(cli, |_| async { Ok(State::new()) }).await
+}
+
+/// Runs a parsed command line with application state (see [`main_with_state`]).
+pub async fn run_with_state<F, Fut>(cli: Cli, state: F) -> Result<()>
+where
+    F: FnOnce(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
     let command = cli.command.unwrap_or(Command::Run(RunArgs {
         workers: env_or("JOBS_WORKERS", 1),
         concurrency: env_or("JOBS_CONCURRENCY", 10),
         lease: env_or("JOBS_LEASE", 30.0),
         shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
         no_scheduler: false,
+        #[cfg(feature = "api")]
+        api: ApiArgs::from_env(),
     }));
     match command {
-        Command::Run(args) => serve(&cli.conn, args).await,
+        Command::Run(args) => {
+            let st = state(cli.conn.redis_url.clone().filter(|u| !u.is_empty())).await?;
+            serve(&cli.conn, args, st).await
+        }
         other => operate(&cli.conn, cli.json, other).await,
     }
 }
@@ -202,7 +300,7 @@ fn backend(conn: &Connection) -> BackendChoice {
     }
 }
 
-async fn serve(conn: &Connection, args: RunArgs) -> Result<()> {
+async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
     let backend = backend(conn);
     match &backend {
         BackendChoice::Memory => tracing::warn!(
@@ -233,24 +331,24 @@ async fn serve(conn: &Connection, args: RunArgs) -> Result<()> {
         },
         ..ServiceConfig::default()
     };
-    let service = JobService::connect(cfg).await?;
+    let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
     let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
     tracing::info!(handlers = names.len(), names = ?names, "runner starting");
+    #[cfg(feature = "api")]
+    let api = args.api.start(service.clone()).await?;
     service.start()?;
     shutdown_signal().await;
     tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
+    #[cfg(feature = "api")]
+    if let Some(api) = api {
+        api.stop().await?;
+    }
     service.stop().await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-/// Hides the password of a Redis URL in logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
+use crate::backend::redis::redact_url as redact;
 
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -289,7 +387,7 @@ async fn operate(conn: &Connection, json: bool, command: Command) -> Result<()> 
             ServiceConfig::default(),
             crate::JobQueue::memory(),
             std::sync::Arc::new(crate::Registry::global()?.clone()),
-            crate::State::new(),
+            State::new(),
         );
         let hs = service.handlers();
         return print(json, &hs, || {
@@ -400,7 +498,8 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_in_logs() {
-        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://***@host:6379/0");
+        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redact("redis://:secret@host:6379"), "redis://***@host:6379");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 

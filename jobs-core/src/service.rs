@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::job::{JobDefaults, JobPriority};
 use crate::queue::{Enqueue, JobQueue};
 use crate::registry::Registry;
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerStats};
 use crate::stats::QueueStats;
 use crate::worker::{JobWorker, RunningPool, RunningWorker, WorkerConfig, WorkerPool, WorkerStats};
 
@@ -39,8 +40,11 @@ pub struct ServiceConfig {
     pub num_workers: usize,
     /// Jobs each worker runs at once (default 10).
     pub concurrency: usize,
-    /// Run the scheduler (default true).
+    /// Run the scheduler loop in this process (default true). Any number of processes
+    /// may run it: each tick still enqueues exactly one job.
     pub enable_scheduler: bool,
+    /// How the scheduler loop sleeps and batches.
+    pub scheduler: SchedulerConfig,
     /// Run workers at all (default true; false makes an enqueue-only or API-only process).
     pub enable_workers: bool,
     /// Lease, grace, retry policy, shutdown grace… (`max_concurrent_jobs` is taken from
@@ -59,6 +63,7 @@ impl Default for ServiceConfig {
             num_workers: 3,
             concurrency: 10,
             enable_scheduler: true,
+            scheduler: SchedulerConfig::default(),
             enable_workers: true,
             worker: WorkerConfig::default(),
             defaults: JobDefaults::default(),
@@ -94,11 +99,19 @@ pub struct FullStats {
     pub handlers: Vec<HandlerInfo>,
     /// Whether this process's workers are running.
     pub running: bool,
+    /// The schedules of the deployment and this process's scheduler loop.
+    pub scheduler: SchedulerStats,
 }
 
 enum Running {
     Worker(RunningWorker),
     Pool(RunningPool),
+}
+
+/// Workers built but not started yet.
+enum Built {
+    Worker(JobWorker),
+    Pool(WorkerPool),
 }
 
 /// The job service: owns the queue, the workers (or pool) and the scheduler.
@@ -124,6 +137,7 @@ pub struct JobService {
     registry: Arc<Registry>,
     state: Arc<State>,
     running: Mutex<Option<Running>>,
+    scheduler: Scheduler,
 }
 
 impl std::fmt::Debug for JobService {
@@ -155,7 +169,15 @@ impl JobService {
         registry: Arc<Registry>,
         state: State,
     ) -> Self {
-        JobService { cfg, queue, registry, state: Arc::new(state), running: Mutex::new(None) }
+        let scheduler = Scheduler::new(queue.clone(), registry.clone(), cfg.scheduler.clone());
+        JobService {
+            cfg,
+            queue,
+            registry,
+            state: Arc::new(state),
+            running: Mutex::new(None),
+            scheduler,
+        }
     }
 
     /// Application state handed to every handler through `ctx.state::<T>()`. Call before
@@ -180,49 +202,67 @@ impl JobService {
         &self.cfg
     }
 
-    /// Starts the workers (and, with the scheduler issue, the scheduler). Must be called
-    /// inside a tokio runtime. Starting twice is an error.
+    /// Starts the scheduler loop (if `enable_scheduler`) and the workers (if
+    /// `enable_workers`). Must be called inside a tokio runtime. Starting twice is an error.
     pub fn start(&self) -> Result<()> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if running.is_some() {
+        if running.is_some() || self.scheduler.is_running() {
             return Err(Error::Config("the service is already running".into()));
         }
-        if !self.cfg.enable_workers {
-            return Ok(());
-        }
-        let wc =
-            WorkerConfig { max_concurrent_jobs: self.cfg.concurrency, ..self.cfg.worker.clone() };
-        *running = Some(if self.cfg.use_worker_pool {
-            let pool = WorkerPool::new(
-                self.queue.clone(),
-                self.registry.clone(),
-                self.state.clone(),
-                self.cfg.num_workers,
-                self.cfg.concurrency,
-                wc,
-            )?;
-            Running::Pool(pool.start())
+        // Build the workers first: that is what can fail, and nothing is started then.
+        let workers = if !self.cfg.enable_workers {
+            None
         } else {
-            let w = JobWorker::with_registry(
-                self.queue.clone(),
-                self.registry.clone(),
-                self.state.clone(),
-                wc,
-            )?;
-            Running::Worker(w.start())
-        });
+            let wc = WorkerConfig {
+                max_concurrent_jobs: self.cfg.concurrency,
+                ..self.cfg.worker.clone()
+            };
+            Some(if self.cfg.use_worker_pool {
+                Built::Pool(WorkerPool::new(
+                    self.queue.clone(),
+                    self.registry.clone(),
+                    self.state.clone(),
+                    self.cfg.num_workers,
+                    self.cfg.concurrency,
+                    wc,
+                )?)
+            } else {
+                Built::Worker(JobWorker::with_registry(
+                    self.queue.clone(),
+                    self.registry.clone(),
+                    self.state.clone(),
+                    wc,
+                )?)
+            })
+        };
+        if self.cfg.enable_scheduler {
+            self.scheduler.start()?;
+        }
+        *running = match workers {
+            None => None,
+            Some(Built::Worker(w)) => Some(Running::Worker(w.start())),
+            Some(Built::Pool(p)) => Some(Running::Pool(p.start())),
+        };
         Ok(())
     }
 
-    /// Stops gracefully: no new jobs; running ones get the shutdown grace, then are
-    /// released back to the queue. Stopping a stopped service does nothing.
+    /// Stops gracefully: the scheduler loop first (no new ticks), then the workers: no new
+    /// jobs; running ones get the shutdown grace, then are released back to the queue.
+    /// Stopping a stopped service does nothing.
     pub async fn stop(&self) -> Result<()> {
+        self.scheduler.stop().await;
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
         match running {
             None => Ok(()),
             Some(Running::Worker(w)) => w.stop().await,
             Some(Running::Pool(p)) => p.stop().await,
         }
+    }
+
+    /// The scheduler: register, enable, disable, run and list schedules (shared by every
+    /// process of the deployment, whether or not this one runs the scheduler loop).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
     }
 
     /// Whether the workers are running.
@@ -263,13 +303,14 @@ impl JobService {
             .collect()
     }
 
-    /// Queue, workers and handlers in one object.
+    /// Queue, workers, handlers and scheduler in one object.
     pub async fn get_full_stats(&self) -> Result<FullStats> {
         Ok(FullStats {
             queue: self.queue.stats().await?,
             workers: self.worker_stats().await?,
             handlers: self.handlers(),
             running: self.is_running(),
+            scheduler: self.scheduler.stats().await?,
         })
     }
 }

@@ -529,6 +529,7 @@ enum Outcome {
 
 async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
     let LeasedJob { job, lease } = lj;
+    let name = job.name.clone();
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %job.name,
         job.attempt = lease.attempt, job.priority = %job.priority);
     async move {
@@ -541,6 +542,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
         match outcome {
             Outcome::Success(result) => {
                 inner.record(true, took);
+                crate::metrics::observe(&name, took);
                 let (tx, rx) = oneshot::channel();
                 if inner.acks.send((Completion { lease, result }, tx)).is_err() {
                     tracing::error!("acknowledgement channel closed; the job will be redelivered");
@@ -548,6 +550,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                 }
                 match rx.await {
                     Ok(Ok(AckOutcome::Completed | AckOutcome::Already)) => {
+                        crate::metrics::record(&name, crate::metrics::Event::Completed);
                         tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
                     }
                     Ok(Ok(AckOutcome::Stale)) => tracing::warn!(
@@ -559,13 +562,17 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
             }
             Outcome::Failure { error, retryable } => {
                 inner.record(false, took);
+                crate::metrics::observe(&name, took);
+                crate::metrics::record(&name, crate::metrics::Event::Failed);
                 let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
                 let backend = inner.queue.backend().clone();
                 match retry_until(inner.cfg.lease, "fail", || backend.fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
+                        crate::metrics::record(&name, crate::metrics::Event::Retried);
                         tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
                     }
                     Ok(FailOutcome::Dead) => {
+                        crate::metrics::record(&name, crate::metrics::Event::DeadLettered);
                         tracing::error!(error = %error, "job failed; moved to the dead-letter queue")
                     }
                     Ok(FailOutcome::Cancelled) => tracing::info!("job cancelled"),

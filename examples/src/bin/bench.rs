@@ -12,20 +12,26 @@
 //! * `enqueue_batched`: 50,000 jobs in batches of 1,000.
 //! * `fetch_complete`: queue level, no workers: drain 50,000 jobs with fetch(64) +
 //!   complete(batch of 64), 4 drainers; Redis CPU per job from `INFO cpu`.
+//! * `drain`: a real `JobWorker` (concurrency 50) draining 50,000 no-op jobs.
+//! * `pickup`: enqueue-to-start latency of an idle worker (p50/p99), and how late a job
+//!   delayed by 50 ms starts.
 //! * `bytes_per_job`: `INFO memory` `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
 //! No figure here is asserted anywhere: these machines are shared and noisy; compare
 //! medians and ratios measured in one run.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::backend::{BackendConfig, Completion, FetchRequest};
-use jobs_core::{JobQueue, NewJob};
+use jobs_core::prelude::*;
+use jobs_core::worker::{JobWorker, WorkerConfig};
+use jobs_core::{NewJob, Registry, State};
 use jobs_test_support::RedisServer;
 use serde_json::json;
+use tokio::sync::mpsc;
 
 struct Sizes {
     single: usize,
@@ -35,7 +41,26 @@ struct Sizes {
     drain: usize,
     drainers: usize,
     memory: usize,
+    worker_drain: usize,
+    pickups: usize,
 }
+
+/// The no-op handler the worker scenarios run.
+#[job_handler("bench_noop")]
+async fn bench_noop() -> Result<(), JobError> {
+    Ok(())
+}
+
+/// Reports when it started, for the latency scenarios.
+#[job_handler("bench_probe")]
+async fn bench_probe() -> Result<(), JobError> {
+    if let Some(tx) = PROBE.get() {
+        let _ = tx.send(Instant::now());
+    }
+    Ok(())
+}
+
+static PROBE: OnceLock<mpsc::UnboundedSender<Instant>> = OnceLock::new();
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,6 +79,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             drain: 5_000,
             drainers: 4,
             memory: 10_000,
+            worker_drain: 5_000,
+            pickups: 50,
         }
     } else {
         Sizes {
@@ -64,6 +91,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             drain: 50_000,
             drainers: 4,
             memory: 100_000,
+            worker_drain: 50_000,
+            pickups: 500,
         }
     };
 
@@ -94,6 +123,47 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report.insert("fetch_complete_per_s".into(), json!(rate(drained, elapsed)));
     report.insert("redis_cpu_us_per_job".into(), json!(round1(cpu / drained as f64)));
+
+    // A real worker, concurrency 50, no-op handlers: the throughput users see.
+    let q = queue(&server, "bench-worker").await?;
+    enqueue_batched_named(&q, s.worker_drain, s.batch, "bench_noop").await?;
+    let cpu0 = redis_cpu_us(&server).await?;
+    let t = Instant::now();
+    let running = worker(&q, 50)?.start();
+    wait_completed(&q, s.worker_drain as u64).await?;
+    let elapsed = t.elapsed();
+    let cpu = redis_cpu_us(&server).await? - cpu0;
+    running.stop().await?;
+    report.insert("drain_per_s".into(), json!(rate(s.worker_drain, elapsed)));
+    report.insert("drain_redis_cpu_us_per_job".into(), json!(round1(cpu / s.worker_drain as f64)));
+
+    // Latency: an idle worker (blocked on Redis), one job at a time.
+    let q = queue(&server, "bench-latency").await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    PROBE.set(tx).map_err(|_| "probe already set")?;
+    let running = worker(&q, 10)?.start();
+    let mut pickup = Vec::with_capacity(s.pickups);
+    for _ in 0..s.pickups {
+        // Let the worker go back to blocking on the marker.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let t = Instant::now();
+        q.enqueue("bench_probe", json!(null)).await?;
+        let started = rx.recv().await.ok_or("probe channel closed")?;
+        pickup.push(started.saturating_duration_since(t).as_secs_f64() * 1000.0);
+    }
+    let mut late = Vec::with_capacity(s.pickups / 5);
+    for _ in 0..(s.pickups / 5).max(5) {
+        let delay = Duration::from_millis(50);
+        let t = Instant::now();
+        q.enqueue("bench_probe", json!(null)).delay(delay).await?;
+        let started = rx.recv().await.ok_or("probe channel closed")?;
+        late.push(started.saturating_duration_since(t + delay).as_secs_f64() * 1000.0);
+    }
+    running.stop().await?;
+    report.insert("pickup_p50_ms".into(), json!(round3(percentile(&mut pickup, 0.50))));
+    report.insert("pickup_p99_ms".into(), json!(round3(percentile(&mut pickup, 0.99))));
+    report.insert("delayed_lateness_p50_ms".into(), json!(round3(percentile(&mut late, 0.50))));
+    report.insert("delayed_lateness_p99_ms".into(), json!(round3(percentile(&mut late, 0.99))));
     drop(server);
 
     // A fresh server, so nothing else is in its memory.
@@ -125,6 +195,52 @@ async fn queue(server: &RedisServer, ns: &str) -> jobs_core::Result<JobQueue> {
 
 fn job(q: &JobQueue) -> NewJob {
     q.new_job("sync_portfolio", json!({"user_id": "user-123"}))
+}
+
+fn worker(q: &JobQueue, concurrency: usize) -> jobs_core::Result<JobWorker> {
+    let cfg = WorkerConfig { max_concurrent_jobs: concurrency, ..WorkerConfig::default() };
+    let registry = Arc::new(Registry::global()?.clone());
+    JobWorker::with_registry(q.clone(), registry, Arc::new(State::new()), cfg)
+}
+
+async fn wait_completed(q: &JobQueue, n: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while q.stats().await?.counters.completed < n {
+        if Instant::now() > deadline {
+            return Err("drain did not finish within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+async fn enqueue_batched_named(
+    q: &JobQueue,
+    n: usize,
+    batch: usize,
+    name: &str,
+) -> jobs_core::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(batch);
+        let jobs: Vec<NewJob> = (0..k).map(|_| q.new_job(name, json!(null))).collect();
+        q.enqueue_many(&jobs).await?;
+        left -= k;
+    }
+    Ok(())
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 async fn enqueue_single(q: &JobQueue, n: usize, in_flight: usize) -> jobs_core::Result<()> {

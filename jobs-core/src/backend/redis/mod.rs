@@ -26,7 +26,7 @@ mod record;
 mod scripts;
 
 use keys::Keys;
-use scripts::SCRIPTS;
+use scripts::{SCHED_SCRIPTS, SCRIPTS};
 
 /// How to reach Redis and where to keep this deployment's keys.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub struct RedisBackend {
     cfg: RedisConfig,
     /// Connections for `BZPOPMIN`. A blocking command holds its whole connection, so each
     /// concurrent waiter takes one of these instead of the shared multiplexed connection.
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    blocking: Mutex<Vec<Blocker>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -90,9 +90,19 @@ impl std::fmt::Debug for RedisBackend {
     }
 }
 
+/// A connection reserved for `BZPOPMIN`, with its `CLIENT ID` so that a wait can be ended
+/// early with `CLIENT UNBLOCK`.
+struct Blocker {
+    conn: MultiplexedConnection,
+    id: i64,
+}
+
 /// The longest single BZPOPMIN: bounds how long a lost wake-up (e.g. a worker that died
 /// holding the delayed-job marker) can delay work. REDIS.md §4.
 const MAX_BLOCK: Duration = Duration::from_secs(5);
+
+/// How much longer than our own timer the server-side BZPOPMIN timeout is.
+const UNBLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// Most dead-letter records one `clear_dead` script call deletes (the client loops).
 const CLEAR_CHUNK: usize = 500;
@@ -102,14 +112,17 @@ impl RedisBackend {
     /// is an error here, not later.
     pub async fn connect(cfg: RedisConfig) -> Result<Self> {
         let keys = Keys::new(&cfg.prefix, &cfg.namespace)?;
-        let client = ::redis::Client::open(cfg.url.as_str())?;
+        let client = ::redis::Client::open(cfg.url.as_str())
+            .map_err(|source| Error::Connect { url: redact_url(&cfg.url), source })?;
         let mgr_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(cfg.response_timeout))
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = client.get_connection_manager_with_config(mgr_cfg).await?;
-        let _: String = ::redis::cmd("PING").query_async(&mut conn).await?;
+        let connect_err = |source| Error::Connect { url: redact_url(&cfg.url), source };
+        let mut conn =
+            client.get_connection_manager_with_config(mgr_cfg).await.map_err(connect_err)?;
+        let _: String = ::redis::cmd("PING").query_async(&mut conn).await.map_err(connect_err)?;
         Ok(RedisBackend { client, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
     }
 
@@ -160,15 +173,17 @@ impl RedisBackend {
             .arg(DEAD_TRIM_LIMIT);
     }
 
-    async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
+    async fn blocking_conn(&self) -> Result<Blocker> {
         let pooled = self.blocking.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(c) = pooled {
             return Ok(c);
         }
         let cfg = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.cfg.connect_timeout))
-            .set_response_timeout(Some(MAX_BLOCK + self.cfg.response_timeout));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&cfg).await?)
+            .set_response_timeout(Some(MAX_BLOCK + UNBLOCK_SLACK + self.cfg.response_timeout));
+        let mut conn = self.client.get_multiplexed_async_connection_with_config(&cfg).await?;
+        let id: i64 = ::redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+        Ok(Blocker { conn, id })
     }
 
     /// Reads jobs by id with their payloads and errors (and results), skipping ids whose
@@ -201,6 +216,23 @@ impl RedisBackend {
             out.push(record::to_job(id, rec, pay, res, err)?);
         }
         Ok(out)
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!(
+                "{}://{}{}***@{}",
+                &url[..s],
+                user,
+                if user.is_empty() { "" } else { ":" },
+                &url[at + 1..]
+            )
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -309,16 +341,16 @@ impl Backend for RedisBackend {
                     .arg(PROMOTE_LIMIT);
             })
             .await?;
-        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(5) {
             return Err(Error::Backend("malformed fetch reply".into()));
         }
         let next = int(&reply[1])?;
         let mut out = Fetched {
-            jobs: Vec::with_capacity((reply.len() - 2) / 4),
+            jobs: Vec::with_capacity((reply.len() - 2) / 5),
             next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
         };
         let mut corrupt = Vec::new();
-        for c in reply[2..].chunks_exact(4) {
+        for c in reply[2..].chunks_exact(5) {
             let sid = text(&c[0])?;
             let attempt = u32::try_from(int(&c[1])?).unwrap_or(u32::MAX);
             let id: JobId = match sid.parse() {
@@ -329,7 +361,11 @@ impl Backend for RedisBackend {
                 }
             };
             let lease = Lease { id, attempt };
-            match record::to_job(id, bytes(&c[2])?, Some(bytes(&c[3])?), None, None) {
+            let error = match &c[4] {
+                Value::Nil => None,
+                v => Some(lossy(bytes(v)?)),
+            };
+            match record::to_job(id, bytes(&c[2])?, Some(bytes(&c[3])?), None, error) {
                 Ok(job) => out.jobs.push(LeasedJob { job, lease }),
                 Err(e) => corrupt.push((lease, e)),
             }
@@ -351,19 +387,36 @@ impl Backend for RedisBackend {
 
     async fn wait_for_work(&self, max: Duration) -> Result<()> {
         let t = max.min(MAX_BLOCK);
-        // BZPOPMIN with timeout 0 blocks forever; never send it.
         if t.is_zero() {
             return Ok(());
         }
-        let mut conn = self.blocking_conn().await?;
-        let r: ::redis::RedisResult<Value> = ::redis::cmd("BZPOPMIN")
-            .arg(self.keys.marker())
-            .arg(t.as_secs_f64().max(0.001))
-            .query_async(&mut conn)
-            .await;
+        let b = self.blocking_conn().await?;
+        // Redis checks blocking timeouts only about every 100 ms (hz 10), which would make a
+        // delayed job start up to 100 ms late. So the server-side timeout is only a backstop:
+        // our own timer ends the wait on time, through CLIENT UNBLOCK from the shared
+        // connection. (Never a zero timeout: BZPOPMIN 0 blocks forever.)
+        let mut cmd = ::redis::cmd("BZPOPMIN");
+        cmd.arg(self.keys.marker()).arg((t + UNBLOCK_SLACK).as_secs_f64());
+        let mut conn = b.conn.clone();
+        let pop = cmd.query_async::<Value>(&mut conn);
+        tokio::pin!(pop);
+        let r = tokio::select! {
+            r = &mut pop => r,
+            _ = tokio::time::sleep(t) => {
+                let mut c = self.conn.clone();
+                let unblocked: ::redis::RedisResult<i64> =
+                    ::redis::cmd("CLIENT").arg("UNBLOCK").arg(b.id).query_async(&mut c).await;
+                if let Err(e) = unblocked {
+                    // The connection is dropped with its command outstanding; the server
+                    // times it out by itself.
+                    return Err(e.into());
+                }
+                (&mut pop).await
+            }
+        };
         match r {
             Ok(_) => {
-                self.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+                self.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
                 Ok(())
             }
             // The connection is dropped: it may be in an unknown state.
@@ -644,4 +697,206 @@ impl Backend for RedisBackend {
         out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         Ok(out)
     }
+
+    async fn time(&self) -> Result<DateTime<Utc>> {
+        let mut conn = self.conn.clone();
+        let (secs, micros): (i64, i64) = ::redis::cmd("TIME").query_async(&mut conn).await?;
+        DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
+            .ok_or_else(|| Error::Backend("TIME out of range".into()))
+    }
+
+    async fn schedule_upsert(
+        &self,
+        entry: &ScheduleEntry,
+        hash: &str,
+        enabled: Option<bool>,
+        first_next: Option<DateTime<Utc>>,
+    ) -> Result<UpsertOutcome> {
+        check_schedule_hash(hash)?;
+        let def = serde_json::to_string(entry)?;
+        let reply: String = self
+            .run(&SCHED_SCRIPTS.upsert, |inv| {
+                inv.arg(&entry.name)
+                    .arg(&def)
+                    .arg(hash)
+                    .arg(match enabled {
+                        Some(true) => "1",
+                        Some(false) => "0",
+                        None => "",
+                    })
+                    .arg(opt_ms(first_next));
+            })
+            .await?;
+        match reply.as_str() {
+            "CREATED" => Ok(UpsertOutcome::Created),
+            "UPDATED" => Ok(UpsertOutcome::Updated),
+            "KEPT" => Ok(UpsertOutcome::Kept),
+            other => Err(Error::Backend(format!("unexpected sched_upsert reply {other:?}"))),
+        }
+    }
+
+    async fn schedule_set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        first_next: Option<DateTime<Utc>>,
+    ) -> Result<StoredSchedule> {
+        let reply: Vec<Value> = self
+            .run(&SCHED_SCRIPTS.enable, |inv| {
+                inv.arg(name).arg(if enabled { "1" } else { "0" }).arg(opt_ms(first_next));
+            })
+            .await?;
+        match reply.as_slice() {
+            [] => Err(Error::ScheduleNotFound { name: name.to_owned() }),
+            [rec, next] => schedule_from(name, bytes(rec)?, int(next)?),
+            _ => Err(Error::Backend("malformed sched_enable reply".into())),
+        }
+    }
+
+    async fn schedule_remove(&self, name: &str) -> Result<bool> {
+        let n: i64 = self
+            .run(&SCHED_SCRIPTS.remove, |inv| {
+                inv.arg(name);
+            })
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        if name.is_empty() {
+            // The script reads '' as "every schedule"; no schedule has an empty name.
+            return Ok(None);
+        }
+        Ok(self.read_schedules(name).await?.pop())
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        let mut all = self.read_schedules("").await?;
+        all.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
+        Ok(all)
+    }
+
+    async fn schedule_due(&self, limit: usize) -> Result<DueSchedules> {
+        let reply: Vec<Value> = self
+            .run(&SCHED_SCRIPTS.due, |inv| {
+                inv.arg(limit);
+            })
+            .await?;
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(3) {
+            return Err(Error::Backend("malformed sched_due reply".into()));
+        }
+        let now = ms_to_time(int(&reply[0])?)
+            .ok_or_else(|| Error::Backend("server time out of range".into()))?;
+        let next_run = ms_to_time(int(&reply[1])?);
+        let mut due = Vec::with_capacity((reply.len() - 2) / 3);
+        for c in reply[2..].chunks_exact(3) {
+            let name = text(&c[0])?;
+            let tick = int(&c[1])?;
+            let at = ms_to_time(tick).ok_or_else(|| Error::Backend("bad tick time".into()))?;
+            match schedule_from(name, bytes(&c[2])?, tick) {
+                Ok(s) => due.push((at, s)),
+                // One unreadable schedule must not stop the others from firing.
+                Err(e) => {
+                    tracing::error!(schedule = name, error = %e, "unreadable schedule skipped")
+                }
+            }
+        }
+        Ok(DueSchedules { now, due, next_run })
+    }
+
+    async fn schedule_fire(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        fire.check()?;
+        let job = &fire.job;
+        let meta = serde_json::to_string(&MetaOut { n: &job.name, u: job.user_id.as_deref() })?;
+        let payload = serde_json::to_string(&job.args)?;
+        let claim = fire.claim.as_ref();
+        let reply: Vec<Value> = self
+            .run(&SCHED_SCRIPTS.fire, |inv| {
+                inv.arg(&fire.name)
+                    .arg(
+                        claim
+                            .map(|c| c.expected.timestamp_millis().to_string())
+                            .unwrap_or_default(),
+                    )
+                    .arg(opt_ms(claim.and_then(|c| c.next)))
+                    .arg(claim.map(|c| c.hash.as_str()).unwrap_or_default())
+                    .arg(job.id.to_string())
+                    .arg(job.priority.index())
+                    .arg(job.max_retries)
+                    .arg(ms(job.timeout))
+                    .arg(&meta)
+                    .arg(&payload);
+            })
+            .await?;
+        let time = |v: Option<&Value>| -> Result<DateTime<Utc>> {
+            v.map(int)
+                .transpose()?
+                .and_then(ms_to_time)
+                .ok_or_else(|| Error::Backend("sched_fire reply without a time".into()))
+        };
+        match reply.first().map(text).transpose()? {
+            Some("FIRED") => Ok(FireOutcome::Fired),
+            Some("DUP") => Ok(FireOutcome::Duplicate),
+            Some("STALE") => {
+                let cur = reply.get(1).map(int).transpose()?.unwrap_or(-1);
+                Ok(FireOutcome::Stale { current: ms_to_time(cur) })
+            }
+            Some("NOTDUE") => Ok(FireOutcome::NotDue { now: time(reply.get(1))? }),
+            Some("NOTFOUND") => Ok(FireOutcome::NotFound),
+            other => Err(Error::Backend(format!("unexpected sched_fire reply {other:?}"))),
+        }
+    }
+}
+
+impl RedisBackend {
+    /// One schedule (`name`) or all (`""`), read in one script call.
+    async fn read_schedules(&self, name: &str) -> Result<Vec<StoredSchedule>> {
+        let reply: Vec<Value> = self
+            .run(&SCHED_SCRIPTS.read, |inv| {
+                inv.arg(name);
+            })
+            .await?;
+        if !reply.len().is_multiple_of(3) {
+            return Err(Error::Backend("malformed sched_read reply".into()));
+        }
+        reply
+            .chunks_exact(3)
+            .map(|c| schedule_from(text(&c[0])?, bytes(&c[1])?, int(&c[2])?))
+            .collect()
+    }
+}
+
+/// A time as the scripts take it: Unix ms, or `""` for none.
+fn opt_ms(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.timestamp_millis().to_string()).unwrap_or_default()
+}
+
+/// Reads a schedule record, `<en>:<runs>:<last>:<hash>:<job>|<definition JSON>` (see
+/// `scripts/sched_lib.lua`), with its next run (`-1`: none).
+fn schedule_from(name: &str, rec: &[u8], next: i64) -> Result<StoredSchedule> {
+    let corrupt = |reason: &str| Error::CorruptRecord {
+        id: format!("schedule {name}"),
+        reason: reason.into(),
+    };
+    let bar = rec.iter().position(|&b| b == b'|').ok_or_else(|| corrupt("no state separator"))?;
+    let head = std::str::from_utf8(&rec[..bar]).map_err(|_| corrupt("state is not text"))?;
+    let mut f = head.split(':');
+    let (Some(en), Some(runs), Some(last), Some(hash), Some(job), None) =
+        (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+    else {
+        return Err(corrupt("state has the wrong number of fields"));
+    };
+    let entry: ScheduleEntry =
+        serde_json::from_slice(&rec[bar + 1..]).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(StoredSchedule {
+        entry,
+        hash: hash.to_owned(),
+        state: ScheduleState {
+            enabled: en == "1",
+            next_run: ms_to_time(next),
+            last_run: last.parse().ok().and_then(ms_to_time),
+            run_count: runs.parse().map_err(|_| corrupt("run count"))?,
+            last_job_id: if job.is_empty() { None } else { Some(job.parse()?) },
+        },
+    })
 }

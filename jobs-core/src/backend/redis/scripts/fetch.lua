@@ -1,7 +1,7 @@
 -- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit
--- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record, payload }
+-- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record, payload, last error }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
@@ -49,6 +49,7 @@ for p = 1, 4 do
     if not ids then break end
     local recs = hmget(K_JOBS, ids)
     local pays = hmget(K_PAYLOAD, ids)
+    local errs = hmget(K_ERRORS, ids)
     local ghosts = 0
     for i = 1, #ids do
       local h = parse(recs[i])
@@ -65,6 +66,7 @@ for p = 1, 4 do
         out[#out + 1] = h.att
         out[#out + 1] = rec
         out[#out + 1] = pays[i] or ''
+        out[#out + 1] = errs[i] or false
         taken = taken + 1
       else
         -- Cancelled while queued (or purged since): its entry was counted as a ghost.

@@ -1,0 +1,460 @@
+//! The endpoints under `/api/v1/jobs` (schedules are in [`schedule`](super::schedule)), and
+//! `/metrics`. Each is annotated with `#[utoipa::path]`: the OpenAPI document and the router
+//! are built from the same list (see [`routes`](super::routes)).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::model::*;
+use crate::error::Error;
+use crate::job::{JobId, MAX_DELAY, MAX_TIMEOUT};
+use crate::metrics::{self, Event};
+
+/// How long the health check waits for the backend.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Parses a job id from a path segment (400 `invalid_job_id`).
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse::<JobId>().map_err(ApiError::from)
+}
+
+fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT as usize),
+        Some(n) if n <= MAX_LIMIT => Ok(n as usize),
+        Some(n) => {
+            Err(ApiError::invalid_request(format!("limit must be at most {MAX_LIMIT}, found {n}")))
+        }
+    }
+}
+
+/// Service health: whether the backend answers.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/health", tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "The backend answers", body = HealthResponse),
+        (status = 503, description = "The backend does not answer", body = HealthResponse),
+    )
+)]
+pub async fn health(State(s): State<ApiState>) -> (StatusCode, Json<HealthResponse>) {
+    let svc = s.service();
+    let ok = match tokio::time::timeout(HEALTH_TIMEOUT, svc.queue().stats()).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check: the backend failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health check: the backend did not answer in time");
+            false
+        }
+    };
+    let body = HealthResponse {
+        status: if ok { Health::Healthy } else { Health::Unhealthy },
+        backend: svc.queue().backend().kind().to_owned(),
+        workers_running: svc.is_running(),
+        scheduler_running: svc.scheduler().is_running(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
+
+/// Everything at once: queue (with counters), workers, handlers, scheduler.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/stats", tag = "stats",
+    responses(
+        (status = 200, body = FullStatsResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>, ApiError> {
+    let full = s.service().get_full_stats().await?;
+    Ok(Json(FullStatsResponse {
+        queue: full.queue.into(),
+        workers: full.workers.into_iter().map(Into::into).collect(),
+        handlers: handler_views(&s),
+        running: full.running,
+        scheduler: full.scheduler.into(),
+    }))
+}
+
+/// Queue statistics, as the spec's "Queue Statistics" object.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/queue/stats", tag = "stats",
+    responses(
+        (status = 200, body = QueueStatsView),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn queue_stats(State(s): State<ApiState>) -> Result<Json<QueueStatsView>, ApiError> {
+    Ok(Json(s.service().queue().stats().await?.into()))
+}
+
+/// Every live worker of the deployment, each as the spec's "Worker Statistics" object.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/workers/stats", tag = "stats",
+    responses(
+        (status = 200, body = WorkersResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn workers_stats(State(s): State<ApiState>) -> Result<Json<WorkersResponse>, ApiError> {
+    let workers: Vec<WorkerStatsView> =
+        s.service().worker_stats().await?.into_iter().map(Into::into).collect();
+    Ok(Json(WorkersResponse { total_workers: workers.len() as u64, workers }))
+}
+
+fn handler_views(s: &ApiState) -> Vec<HandlerView> {
+    let reg = s.service().registry();
+    s.service()
+        .handlers()
+        .into_iter()
+        .map(|h| {
+            let takes_args = reg.handler(&h.name).is_none_or(|r| r.takes_args());
+            HandlerView::new(h, takes_args)
+        })
+        .collect()
+}
+
+/// The handlers linked into the serving process, with their defaults and argument types.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/handlers", tag = "stats",
+    responses(
+        (status = 200, body = HandlersResponse),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn handlers(State(s): State<ApiState>) -> Json<HandlersResponse> {
+    Json(HandlersResponse { handlers: handler_views(&s) })
+}
+
+/// Enqueues a job.
+///
+/// The handler must be linked into the serving process (else 404) and the arguments must
+/// fit its argument type (else 422, naming the field).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/enqueue", tag = "jobs",
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Enqueued", body = EnqueueResponse, links(
+            ("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))),
+            ("GetJobResult" = (operation_id = "job_result", parameters(("job_id" = "$response.body#/job_id")))),
+            ("CancelJob" = (operation_id = "cancel_job", parameters(("job_id" = "$response.body#/job_id")))),
+            ("RetryDeadJob" = (operation_id = "retry_dlq", parameters(("job_id" = "$response.body#/job_id")))),
+        )),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such handler", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Arguments that do not fit the handler", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn enqueue(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<EnqueueRequest>,
+) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    let svc = s.service();
+    if svc.registry().handler(&req.name).is_none() {
+        let name: String = req.name.chars().take(64).collect();
+        return Err(Error::UnknownHandler { name }.into());
+    }
+    let args = req.args.unwrap_or_else(|| serde_json::json!({}));
+    svc.registry().validate_args(&req.name, &args)?;
+    let mut e = svc.enqueue(req.name.clone(), args);
+    if let Some(p) = req.priority {
+        e = e.priority(p.into());
+    }
+    match (req.delay_seconds, req.scheduled_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "give either `delay_seconds` or `scheduled_at`, not both",
+            ));
+        }
+        (Some(d), None) => {
+            let delay = Duration::try_from_secs_f64(d)
+                .ok()
+                .filter(|d| *d <= MAX_DELAY)
+                .ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "field `delay_seconds`: must be between 0 and {} seconds, found {d}",
+                        MAX_DELAY.as_secs()
+                    ))
+                })?;
+            e = e.delay(delay);
+        }
+        (None, Some(at)) => {
+            let latest = Utc::now() + MAX_DELAY;
+            if at > latest {
+                return Err(ApiError::invalid_request(format!(
+                    "field `scheduled_at`: must be at most {} days ahead",
+                    MAX_DELAY.as_secs() / 86_400
+                )));
+            }
+            e = e.scheduled_at(at);
+        }
+        (None, None) => {}
+    }
+    if let Some(n) = req.max_retries {
+        e = e.max_retries(n);
+    }
+    if let Some(t) = req.timeout {
+        let timeout = Duration::try_from_secs_f64(t)
+            .ok()
+            .filter(|t| !t.is_zero() && *t <= MAX_TIMEOUT)
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "field `timeout`: must be more than 0 and at most {} seconds, found {t}",
+                    MAX_TIMEOUT.as_secs()
+                ))
+            })?;
+        e = e.timeout(timeout);
+    }
+    if let Some(u) = req.user_id {
+        e = e.user_id(u);
+    }
+    let id = e.await?;
+    metrics::record(&req.name, Event::Enqueued);
+    Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id.0 })))
+}
+
+/// A job, with every field of the spec's `Job`.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/job/{job_id}", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn get_job(
+    State(s): State<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = job_id(&raw)?;
+    let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
+    Ok(Json(job.into()))
+}
+
+/// A job's result (or its error, or `null` while it has none).
+#[utoipa::path(
+    get, path = "/api/v1/jobs/job/{job_id}/result", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = JobResultResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn job_result(
+    State(s): State<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<JobResultResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
+    Ok(Json(JobResultResponse {
+        job_id: job.id.0,
+        status: job.status.into(),
+        result: job.result,
+        error: job.error,
+        completed_at: job.completed_at,
+    }))
+}
+
+/// Cancels a waiting job, or asks a running one to stop.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/job/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = CancelResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn cancel_job(
+    State(s): State<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    let outcome = s.service().queue().cancel_job(id).await?;
+    Ok(Json(CancelResponse { job_id: id.0, outcome: outcome.into() }))
+}
+
+/// Jobs ready to run, in the order they will run.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/pending", tag = "jobs",
+    params(PendingQuery),
+    responses(
+        (status = 200, body = JobListResponse),
+        (status = 400, description = "An invalid priority or limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn pending(
+    State(s): State<ApiState>,
+    ApiQuery(q): ApiQuery<PendingQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let n = limit(q.limit)?;
+    let jobs = s.service().queue().pending_jobs(q.priority.map(Into::into), n).await?;
+    Ok(Json(job_list(jobs)))
+}
+
+fn job_list(jobs: Vec<crate::job::Job>) -> JobListResponse {
+    JobListResponse { count: jobs.len() as u64, jobs: jobs.into_iter().map(Into::into).collect() }
+}
+
+/// The dead-letter queue, most recently failed first.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/dlq", tag = "dlq",
+    params(LimitQuery),
+    responses(
+        (status = 200, body = JobListResponse),
+        (status = 400, description = "An invalid limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn list_dlq(
+    State(s): State<ApiState>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let n = limit(q.limit)?;
+    Ok(Json(job_list(s.service().queue().get_dead_letter_jobs(n).await?)))
+}
+
+/// Puts a dead-letter job back in its queue.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/dlq/{job_id}/retry", tag = "dlq",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = RetryResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not in the dead-letter queue", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn retry_dlq(
+    State(s): State<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<RetryResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    s.service().queue().retry_dead_letter_job(id).await?;
+    Ok(Json(RetryResponse { job_id: id.0, status: Status::Pending }))
+}
+
+/// Deletes every job in the dead-letter queue.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/dlq", tag = "dlq",
+    responses(
+        (status = 200, body = ClearResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn clear_dlq(State(s): State<ApiState>) -> Result<Json<ClearResponse>, ApiError> {
+    Ok(Json(ClearResponse { cleared: s.service().queue().clear_dead_letter_queue().await? }))
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/openapi.json", tag = "meta",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document", body = Object, content_type = "application/json"),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn openapi_json() -> Response {
+    let mut res = super::openapi::document_json().to_owned().into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// Prometheus metrics: this process's job counters and processing-time histograms by
+/// handler, and the deployment's queue depths, dead-letter size and live workers.
+#[utoipa::path(
+    get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn prometheus(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    let svc = s.service();
+    let q = svc.queue().stats().await?;
+    let workers = svc.worker_stats().await?;
+    let mut out = String::with_capacity(4096);
+    metrics::render_process(&mut out);
+
+    metrics::family(&mut out, "jobs_queue_pending", "gauge", "Jobs ready to run, by priority.");
+    for (p, n) in [
+        ("critical", q.pending.critical),
+        ("high", q.pending.high),
+        ("normal", q.pending.normal),
+        ("low", q.pending.low),
+    ] {
+        let _ = writeln!(out, "jobs_queue_pending{{priority=\"{p}\"}} {n}");
+    }
+    let gauges = [
+        ("jobs_queue_scheduled", "Jobs due later (delayed, and retries waiting).", q.scheduled),
+        ("jobs_queue_retrying", "Retries waiting for their next attempt.", q.retrying),
+        ("jobs_queue_processing", "Jobs running.", q.processing),
+        ("jobs_dead_letter_size", "Jobs in the dead-letter queue.", q.dead_letter),
+        ("jobs_workers_live", "Workers of the deployment with a recent heartbeat.", {
+            workers.len() as u64
+        }),
+    ];
+    for (name, help, v) in gauges {
+        metrics::family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    let c = q.counters;
+    let backend_counters = [
+        ("jobs_backend_enqueued_total", "Jobs created in the deployment.", c.enqueued),
+        ("jobs_backend_completed_total", "Jobs completed in the deployment.", c.completed),
+        ("jobs_backend_failed_total", "Failed attempts in the deployment.", c.failed),
+        ("jobs_backend_retried_total", "Retries scheduled in the deployment.", c.retried),
+        ("jobs_backend_dead_lettered_total", "Jobs dead-lettered in the deployment.", c.dead),
+        ("jobs_backend_cancelled_total", "Jobs cancelled in the deployment.", c.cancelled),
+        ("jobs_backend_stalled_total", "Leases taken back from lost workers.", c.stalled),
+    ];
+    for (name, help, v) in backend_counters {
+        metrics::family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    super::schedule::render_metrics(&s, &mut out).await?;
+
+    let mut res = out.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(res)
+}

@@ -1,0 +1,116 @@
+//! The OpenAPI document, generated from the endpoints' `#[utoipa::path]` annotations and
+//! the request/response types' `ToSchema` derives (see [`routes`](super::routes)).
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::error::ErrorBody;
+
+/// The parts of the document that are not endpoints: info, tags, security.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "jobs admin API",
+        description = "Operate background jobs: enqueue, inspect and cancel jobs, the \
+            dead-letter queue, schedules and statistics. Every error is \
+            `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. When the server has a \
+            token (`JOBS_API_TOKEN`), every endpoint but `health` requires \
+            `Authorization: Bearer <token>`.",
+    ),
+    tags(
+        (name = "health", description = "Liveness of the service and its backend"),
+        (name = "stats", description = "Queue, worker and handler statistics"),
+        (name = "jobs", description = "Enqueue, inspect and cancel jobs"),
+        (name = "dlq", description = "The dead-letter queue"),
+        (name = "scheduler", description = "Interval, cron and one-time schedules"),
+        (name = "meta", description = "This document and Prometheus metrics"),
+    ),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+pub(crate) struct BaseDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The OpenAPI 3.1 document of the API: every endpoint, request and response.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    super::routes().split_for_parts().1
+}
+
+/// The document as JSON, built once.
+pub(crate) fn document_json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let json = serde_json::to_value(openapi()).and_then(|mut doc| {
+            fix_links(&mut doc);
+            serde_json::to_string(&doc)
+        });
+        match json {
+            Ok(s) => s,
+            Err(e) => {
+                // Serialising a document of plain strings and maps cannot fail; answer an
+                // empty document rather than panic if it ever does.
+                tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+                "{}".to_owned()
+            }
+        }
+    })
+}
+
+/// utoipa 5 serialises the fields of a Link Object in snake case (`operation_id`), where
+/// OpenAPI spells them in camel case (`operationId`); tools then see links without a
+/// target. Renames them in every response's `links`.
+fn fix_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|r| r.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_owned(), v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_links_use_openapi_field_names() -> Result<(), serde_json::Error> {
+        let doc: serde_json::Value = serde_json::from_str(document_json())?;
+        let link =
+            &doc["paths"]["/api/v1/jobs/enqueue"]["post"]["responses"]["201"]["links"]["GetJob"];
+        assert_eq!(link["operationId"], "get_job");
+        assert!(link.get("operation_id").is_none());
+        assert_eq!(link["parameters"]["job_id"], "$response.body#/job_id");
+        Ok(())
+    }
+}

@@ -1,0 +1,841 @@
+//! The HTTP admin API against a service on a private Redis: one test per endpoint (status
+//! and body), every bad-input case, authentication, the OpenAPI document and `/metrics`.
+//!
+//! Requests go through `router(state).oneshot(request)`: no port is bound.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use jobs_core::api::{ApiConfig, ApiState, router};
+use jobs_core::backend::BackendConfig;
+use jobs_core::prelude::*;
+use jobs_core::service::{JobService, ServiceConfig};
+use jobs_core::worker::WorkerConfig;
+use jobs_core::{JobId, Registry, RetryPolicy, State};
+use jobs_test_support::{redis_backend, unique_namespace};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SyncArgs {
+    user_id: String,
+    count: u32,
+}
+
+#[job_handler("api_sync", priority = "high", max_retries = 5, timeout = "30s")]
+async fn api_sync(args: SyncArgs) -> Result<Value, JobError> {
+    Ok(json!({ "user_id": args.user_id, "count": args.count }))
+}
+
+#[job_handler("api_noargs")]
+async fn api_noargs() -> Result<(), JobError> {
+    Ok(())
+}
+
+#[job_handler("api_broken")]
+async fn api_broken() -> Result<(), JobError> {
+    Err(JobError::permanent_msg("always broken"))
+}
+
+const TOKEN: &str = "t0ken-for-tests";
+
+struct Fixture {
+    router: Router,
+    service: Arc<JobService>,
+}
+
+async fn fixture_with(api: ApiConfig, workers: bool) -> Fixture {
+    let backend = redis_backend(&unique_namespace("api"), BackendConfig::default()).await;
+    let cfg = ServiceConfig {
+        enable_workers: workers,
+        concurrency: 4,
+        worker: WorkerConfig {
+            poll_interval: Duration::from_millis(200),
+            lease: Duration::from_secs(5),
+            grace: Duration::from_millis(200),
+            heartbeat_interval: Duration::from_millis(100),
+            retry: RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(80)),
+            shutdown_grace: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let registry = Arc::new(Registry::global().expect("handlers register").clone());
+    let service =
+        Arc::new(JobService::with_parts(cfg, JobQueue::new(backend), registry, State::new()));
+    if workers {
+        service.start().expect("service starts");
+    }
+    Fixture { router: router(ApiState::new(service.clone(), api)), service }
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(ApiConfig::default(), false).await
+}
+
+/// One request; the body is JSON when given.
+fn request(method: Method, uri: &str, body: Option<Value>) -> Request<Body> {
+    let b = Request::builder().method(method).uri(uri);
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .expect("valid request"),
+        None => b.body(Body::empty()).expect("valid request"),
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let res = router.clone().oneshot(req).await.expect("the router is infallible");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, bytes.to_vec())
+}
+
+async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let (status, bytes) = send(router, request(method, uri, body)).await;
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "{uri} answered {status} with a non-JSON body ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, v)
+}
+
+async fn get(router: &Router, uri: &str) -> (StatusCode, Value) {
+    call(router, Method::GET, uri, None).await
+}
+
+async fn post(router: &Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(router, Method::POST, uri, Some(body)).await
+}
+
+/// Asserts the error shape and code; returns the message.
+#[track_caller]
+fn assert_error(got: &(StatusCode, Value), status: u16, code: &str) -> String {
+    assert_eq!(got.0.as_u16(), status, "{}", got.1);
+    let obj = got.1.as_object().expect("an object");
+    assert_eq!(obj.len(), 1, "only `error`: {}", got.1);
+    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
+    got.1["error"]["message"].as_str().expect("a message").to_owned()
+}
+
+async fn enqueue(router: &Router, body: Value) -> JobId {
+    let got = post(router, "/api/v1/jobs/enqueue", body).await;
+    assert_eq!(got.0, StatusCode::CREATED, "{}", got.1);
+    got.1["job_id"].as_str().expect("job_id").parse().expect("a job id")
+}
+
+/// Polls the job until `done` holds (bounded).
+async fn wait_for_job(router: &Router, id: JobId, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, job) = get(router, &format!("/api/v1/jobs/job/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job never reached the expected state: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sync_args() -> Value {
+    json!({"user_id": "user-123", "count": 2})
+}
+
+// ---------------------------------------------------------------- health and stats
+
+#[tokio::test]
+async fn health_answers_healthy() {
+    let fx = fixture().await;
+    let got = get(&fx.router, "/api/v1/jobs/health").await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["status"], "healthy");
+    assert_eq!(got.1["backend"], "redis");
+    assert_eq!(got.1["workers_running"], false);
+    assert_eq!(got.1["scheduler_running"], false);
+}
+
+#[tokio::test]
+async fn health_is_unhealthy_when_redis_is_gone() {
+    let server = jobs_test_support::RedisServer::start();
+    let cfg = jobs_core::backend::redis::RedisConfig {
+        response_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        ..jobs_core::backend::redis::RedisConfig::new(&server.url())
+    };
+    let backend =
+        jobs_core::backend::redis::RedisBackend::connect(cfg).await.expect("redis connects");
+    let service = Arc::new(JobService::with_parts(
+        ServiceConfig { enable_workers: false, ..ServiceConfig::default() },
+        JobQueue::new(backend),
+        Arc::new(Registry::default()),
+        State::new(),
+    ));
+    let app = router(ApiState::new(service, ApiConfig::default()));
+    drop(server);
+    let got = get(&app, "/api/v1/jobs/health").await;
+    assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.1);
+    assert_eq!(got.1["status"], "unhealthy");
+    // Other endpoints answer a generic 500 that does not leak Redis details.
+    let msg = assert_error(&get(&app, "/api/v1/jobs/queue/stats").await, 500, "internal_error");
+    assert!(!msg.to_lowercase().contains("redis"), "{msg}");
+}
+
+#[tokio::test]
+async fn queue_stats_is_exactly_the_spec_object() {
+    let fx = fixture().await;
+    for p in ["critical", "high", "high", "low"] {
+        enqueue(&fx.router, json!({"name": "api_noargs", "priority": p})).await;
+    }
+    enqueue(&fx.router, json!({"name": "api_noargs", "delay_seconds": 3600})).await;
+    let got = get(&fx.router, "/api/v1/jobs/queue/stats").await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(
+        got.1,
+        json!({
+            "pending": {"critical": 1, "high": 2, "normal": 0, "low": 1},
+            "scheduled": 1,
+            "processing": 0,
+            "dead_letter": 0,
+            "total_pending": 4
+        })
+    );
+}
+
+#[tokio::test]
+async fn full_stats_has_queue_workers_and_handlers() {
+    let fx = fixture().await;
+    enqueue(&fx.router, json!({"name": "api_noargs"})).await;
+    let got = get(&fx.router, "/api/v1/jobs/stats").await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["queue"]["total_pending"], 1);
+    assert_eq!(got.1["queue"]["counters"]["enqueued"], 1);
+    assert_eq!(got.1["queue"]["retrying"], 0);
+    assert_eq!(got.1["workers"], json!([]));
+    assert_eq!(got.1["running"], false);
+    let names: Vec<&str> = got.1["handlers"]
+        .as_array()
+        .expect("handlers")
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert!(names.contains(&"api_sync"), "{names:?}");
+}
+
+#[tokio::test]
+async fn workers_stats_lists_live_workers_in_the_spec_shape() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got = get(&fx.router, "/api/v1/jobs/workers/stats").await;
+        assert_eq!(got.0, StatusCode::OK);
+        if got.1["total_workers"] == 1 {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "no worker appeared: {}", got.1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let w = &got.1["workers"][0];
+    for field in [
+        "worker_id",
+        "status",
+        "jobs_processed",
+        "jobs_succeeded",
+        "jobs_failed",
+        "success_rate",
+        "average_processing_time",
+    ] {
+        assert!(w.get(field).is_some(), "missing {field}: {w}");
+    }
+    assert_eq!(w["success_rate"], 100.0);
+    fx.service.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn handlers_lists_defaults_and_argument_types() {
+    let fx = fixture().await;
+    let got = get(&fx.router, "/api/v1/jobs/handlers").await;
+    assert_eq!(got.0, StatusCode::OK);
+    let all = got.1["handlers"].as_array().expect("handlers");
+    let sync = all.iter().find(|h| h["name"] == "api_sync").expect("api_sync listed");
+    assert_eq!(sync["priority"], "high");
+    assert_eq!(sync["max_retries"], 5);
+    assert_eq!(sync["timeout"], 30);
+    assert_eq!(sync["takes_args"], true);
+    assert!(sync["args_type"].as_str().expect("args_type").ends_with("SyncArgs"), "{sync}");
+    assert!(sync["location"].as_str().expect("location").contains("api.rs"), "{sync}");
+    let none = all.iter().find(|h| h["name"] == "api_noargs").expect("api_noargs listed");
+    assert_eq!(none["takes_args"], false);
+    assert_eq!(none["priority"], "normal");
+    assert_eq!(none["max_retries"], 3);
+    assert_eq!(none["args_schema"]["additionalProperties"], false);
+}
+
+// ---------------------------------------------------------------- enqueue and jobs
+
+#[tokio::test]
+async fn enqueue_creates_a_job_with_the_options_given() {
+    let fx = fixture().await;
+    let id = enqueue(
+        &fx.router,
+        json!({"name": "api_sync", "args": sync_args(), "priority": "critical",
+               "max_retries": 7, "timeout": 12.5, "user_id": "user-123"}),
+    )
+    .await;
+    let (status, job) = get(&fx.router, &format!("/api/v1/jobs/job/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(job["id"], id.to_string());
+    assert_eq!(job["name"], "api_sync");
+    assert_eq!(job["args"], sync_args());
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["priority"], "critical");
+    assert_eq!(job["max_retries"], 7);
+    assert_eq!(job["timeout"], 12.5);
+    assert_eq!(job["user_id"], "user-123");
+    assert_eq!(job["retry_count"], 0);
+    for field in ["created_at", "scheduled_at", "started_at", "completed_at", "error", "result"] {
+        assert!(job.get(field).is_some(), "missing {field}");
+    }
+}
+
+#[tokio::test]
+async fn enqueue_applies_handler_defaults_and_delays() {
+    let fx = fixture().await;
+    let id = enqueue(&fx.router, json!({"name": "api_sync", "args": sync_args()})).await;
+    let (_, job) = get(&fx.router, &format!("/api/v1/jobs/job/{id}")).await;
+    assert_eq!(job["priority"], "high");
+    assert_eq!(job["max_retries"], 5);
+    assert_eq!(job["timeout"], 30);
+    assert_eq!(job["scheduled_at"], Value::Null);
+
+    let id = enqueue(&fx.router, json!({"name": "api_noargs", "delay_seconds": 60})).await;
+    let (_, job) = get(&fx.router, &format!("/api/v1/jobs/job/{id}")).await;
+    assert!(job["scheduled_at"].is_string(), "{job}");
+
+    let at = "2999-01-01T00:00:00Z";
+    let got =
+        post(&fx.router, "/api/v1/jobs/enqueue", json!({"name": "api_noargs", "scheduled_at": at}))
+            .await;
+    assert_error(&got, 400, "invalid_request");
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let id = enqueue(&fx.router, json!({"name": "api_noargs", "scheduled_at": at})).await;
+    let (_, job) = get(&fx.router, &format!("/api/v1/jobs/job/{id}")).await;
+    assert!(job["scheduled_at"].is_string(), "{job}");
+    let (_, stats) = get(&fx.router, "/api/v1/jobs/queue/stats").await;
+    assert_eq!(stats["scheduled"], 2);
+}
+
+#[tokio::test]
+async fn enqueue_rejects_bad_input_with_the_right_status() {
+    let fx = fixture_with(ApiConfig::default().body_limit(4096), false).await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/enqueue";
+
+    // 400: not JSON at all, or cut short.
+    let raw = |body: &'static str, ct: &'static str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, ct)
+            .body(Body::from(body))
+            .expect("valid request")
+    };
+    for body in ["{", "{\"name\": \"api_noargs\"", "nope", "", "{\"name\": \"api_noargs\"} x"] {
+        let (status, bytes) = send(r, raw(body, "application/json")).await;
+        let v: Value = serde_json::from_slice(&bytes).expect("json error body");
+        assert_error(&(status, v), 400, "malformed_json");
+    }
+    // 400: well-formed JSON with a bad field.
+    for (body, field) in [
+        (json!([1, 2]), ""),
+        (json!({"args": {}}), "name"),
+        (json!({"name": 5}), "name"),
+        (json!({"name": "api_noargs", "priority": "urgent"}), "priority"),
+        (json!({"name": "api_noargs", "delay_seconds": -1}), "delay_seconds"),
+        (json!({"name": "api_noargs", "delay_seconds": 1e12}), "delay_seconds"),
+        (
+            json!({"name": "api_noargs", "delay_seconds": 1, "scheduled_at": "2030-01-01T00:00:00Z"}),
+            "scheduled_at",
+        ),
+        (json!({"name": "api_noargs", "scheduled_at": "tomorrow"}), "scheduled_at"),
+        (json!({"name": "api_noargs", "timeout": 0}), "timeout"),
+        (json!({"name": "api_noargs", "max_retries": -1}), "max_retries"),
+        (json!({"name": "api_noargs", "max_retries": 100000}), "max_retries"),
+        (json!({"name": "api_noargs", "surprise": true}), "surprise"),
+    ] {
+        let got = post(r, uri, body.clone()).await;
+        let msg = assert_error(&got, 400, "invalid_request");
+        assert!(msg.contains(field), "{body}: {msg}");
+    }
+    // 404: no such handler.
+    let msg =
+        assert_error(&post(r, uri, json!({"name": "api_nope"})).await, 404, "handler_not_found");
+    assert!(msg.contains("api_nope"), "{msg}");
+    // 422: arguments that do not fit, naming the field.
+    let got =
+        post(r, uri, json!({"name": "api_sync", "args": {"user_id": "u", "count": "x"}})).await;
+    let msg = assert_error(&got, 422, "invalid_args");
+    assert!(msg.contains("count"), "{msg}");
+    let got = post(r, uri, json!({"name": "api_sync", "args": {"count": 1}})).await;
+    let msg = assert_error(&got, 422, "invalid_args");
+    assert!(msg.contains("user_id"), "{msg}");
+    let got = post(r, uri, json!({"name": "api_noargs", "args": {"a": 1}})).await;
+    assert_error(&got, 422, "invalid_args");
+    // 413: over the body limit.
+    let big = json!({"name": "api_noargs", "user_id": "x".repeat(8192)});
+    assert_error(&post(r, uri, big).await, 413, "payload_too_large");
+    // 415: not declared as JSON.
+    let (status, bytes) = send(r, raw("{\"name\": \"api_noargs\"}", "text/plain")).await;
+    let v: Value = serde_json::from_slice(&bytes).expect("json error body");
+    assert_error(&(status, v), 415, "unsupported_media_type");
+    // Nothing was enqueued by any of it.
+    let (_, stats) = get(r, "/api/v1/jobs/queue/stats").await;
+    assert_eq!(stats["total_pending"], 0);
+}
+
+#[tokio::test]
+async fn get_job_answers_404_and_400() {
+    let fx = fixture().await;
+    let unknown = JobId::new();
+    let msg = assert_error(
+        &get(&fx.router, &format!("/api/v1/jobs/job/{unknown}")).await,
+        404,
+        "job_not_found",
+    );
+    assert!(msg.contains(&unknown.to_string()), "{msg}");
+    assert_error(&get(&fx.router, "/api/v1/jobs/job/not-a-uuid").await, 400, "invalid_job_id");
+    assert_error(&get(&fx.router, "/api/v1/jobs/job/%FF%FE").await, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn job_result_is_null_until_completed() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let id = enqueue(
+        &fx.router,
+        json!({"name": "api_sync", "args": sync_args(), "delay_seconds": 3600}),
+    )
+    .await;
+    let got = get(&fx.router, &format!("/api/v1/jobs/job/{id}/result")).await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(
+        got.1,
+        json!({"job_id": id.to_string(), "status": "pending", "result": null, "error": null, "completed_at": null})
+    );
+
+    let id = enqueue(&fx.router, json!({"name": "api_sync", "args": sync_args()})).await;
+    wait_for_job(&fx.router, id, |j| j["status"] == "completed").await;
+    let got = get(&fx.router, &format!("/api/v1/jobs/job/{id}/result")).await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["status"], "completed");
+    assert_eq!(got.1["result"], json!({"user_id": "user-123", "count": 2}));
+    assert!(got.1["completed_at"].is_string());
+
+    assert_error(
+        &get(&fx.router, &format!("/api/v1/jobs/job/{}/result", JobId::new())).await,
+        404,
+        "job_not_found",
+    );
+    assert_error(&get(&fx.router, "/api/v1/jobs/job/123/result").await, 400, "invalid_job_id");
+    fx.service.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn cancel_cancels_waiting_jobs_and_refuses_finished_ones() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let r = &fx.router;
+    let id = enqueue(r, json!({"name": "api_noargs", "delay_seconds": 3600})).await;
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{id}/cancel"), None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1, json!({"job_id": id.to_string(), "outcome": "cancelled"}));
+    // Twice: the job is cancelled now, a finished state.
+    let again = call(r, Method::POST, &format!("/api/v1/jobs/job/{id}/cancel"), None).await;
+    assert_error(&again, 409, "invalid_state");
+    // A completed job.
+    let done = enqueue(r, json!({"name": "api_noargs"})).await;
+    wait_for_job(r, done, |j| j["status"] == "completed").await;
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{done}/cancel"), None).await;
+    let msg = assert_error(&got, 409, "invalid_state");
+    assert!(msg.contains("completed"), "{msg}");
+    let unknown =
+        call(r, Method::POST, &format!("/api/v1/jobs/job/{}/cancel", JobId::new()), None).await;
+    assert_error(&unknown, 404, "job_not_found");
+    let bad = call(r, Method::POST, "/api/v1/jobs/job/xyz/cancel", None).await;
+    assert_error(&bad, 400, "invalid_job_id");
+    fx.service.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn pending_lists_ready_jobs_in_order() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let low = enqueue(r, json!({"name": "api_noargs", "priority": "low"})).await;
+    let high = enqueue(r, json!({"name": "api_noargs", "priority": "high"})).await;
+    let high2 = enqueue(r, json!({"name": "api_noargs", "priority": "high"})).await;
+    enqueue(r, json!({"name": "api_noargs", "delay_seconds": 3600})).await;
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["jobs"]
+            .as_array()
+            .expect("jobs")
+            .iter()
+            .map(|j| j["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let got = get(r, "/api/v1/jobs/pending").await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["count"], 3);
+    assert_eq!(ids(&got.1), [high.to_string(), high2.to_string(), low.to_string()]);
+    let got = get(r, "/api/v1/jobs/pending?priority=low").await;
+    assert_eq!(ids(&got.1), [low.to_string()]);
+    let got = get(r, "/api/v1/jobs/pending?priority=high&limit=1").await;
+    assert_eq!(ids(&got.1), [high.to_string()]);
+    let got = get(r, "/api/v1/jobs/pending?limit=0").await;
+    assert_eq!(got.1, json!({"count": 0, "jobs": []}));
+
+    assert_error(&get(r, "/api/v1/jobs/pending?priority=urgent").await, 400, "invalid_request");
+    assert_error(&get(r, "/api/v1/jobs/pending?limit=1001").await, 400, "invalid_request");
+    assert_error(&get(r, "/api/v1/jobs/pending?limit=-1").await, 400, "invalid_request");
+    assert_error(&get(r, "/api/v1/jobs/pending?limit=ten").await, 400, "invalid_request");
+}
+
+// ---------------------------------------------------------------- dead-letter queue
+
+#[tokio::test]
+async fn dlq_list_retry_and_clear() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let r = &fx.router;
+    let dead = enqueue(r, json!({"name": "api_broken"})).await;
+    let job = wait_for_job(r, dead, |j| j["status"] == "failed").await;
+    assert_eq!(job["error"], "always broken");
+
+    let got = get(r, "/api/v1/jobs/dlq").await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["count"], 1);
+    assert_eq!(got.1["jobs"][0]["id"], dead.to_string());
+    assert_eq!(got.1["jobs"][0]["status"], "failed");
+    assert_eq!(get(r, "/api/v1/jobs/dlq?limit=0").await.1["count"], 0);
+    assert_error(&get(r, "/api/v1/jobs/dlq?limit=5000").await, 400, "invalid_request");
+
+    // Retry puts it back; it fails again and returns to the DLQ.
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/dlq/{dead}/retry"), None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1, json!({"job_id": dead.to_string(), "status": "pending"}));
+    wait_for_job(r, dead, |j| j["status"] == "failed").await;
+
+    // 409 for a job that is not in the DLQ, 404 for none, 400 for a bad id.
+    let waiting = enqueue(r, json!({"name": "api_noargs", "delay_seconds": 3600})).await;
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/dlq/{waiting}/retry"), None).await;
+    assert_error(&got, 409, "invalid_state");
+    let got =
+        call(r, Method::POST, &format!("/api/v1/jobs/dlq/{}/retry", JobId::new()), None).await;
+    assert_error(&got, 404, "job_not_found");
+    assert_error(
+        &call(r, Method::POST, "/api/v1/jobs/dlq/nope/retry", None).await,
+        400,
+        "invalid_job_id",
+    );
+
+    let got = call(r, Method::DELETE, "/api/v1/jobs/dlq", None).await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1, json!({"cleared": 1}));
+    assert_eq!(get(r, "/api/v1/jobs/dlq").await.1, json!({"count": 0, "jobs": []}));
+    fx.service.stop().await.expect("stops");
+}
+
+// ---------------------------------------------------------------- schedules
+
+fn interval_schedule(name: &str) -> Value {
+    json!({"name": name, "job_name": "api_sync", "args": sync_args(),
+           "schedule": {"type": "interval", "seconds": 300}})
+}
+
+#[tokio::test]
+async fn scheduler_stats_is_the_spec_object() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    assert_eq!(
+        post(r, "/api/v1/jobs/scheduled/register", interval_schedule("every5")).await.0,
+        StatusCode::OK
+    );
+    let daily = json!({"name": "daily", "job_name": "api_noargs", "enabled": false,
+                       "schedule": {"type": "cron", "expression": "0 8 * * *"}});
+    assert_eq!(post(r, "/api/v1/jobs/scheduled/register", daily).await.0, StatusCode::OK);
+    let got = get(r, "/api/v1/jobs/scheduler/stats").await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["running"], false);
+    assert_eq!(got.1["total_tasks"], 2);
+    assert_eq!(got.1["enabled_tasks"], 1);
+    assert_eq!(got.1["disabled_tasks"], 1);
+    assert_eq!(got.1["due_tasks"], 0);
+    let names: Vec<&str> = got.1["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["daily", "every5"]);
+    // The full stats carry the same object.
+    let (_, full) = get(r, "/api/v1/jobs/stats").await;
+    assert_eq!(full["scheduler"]["total_tasks"], 2);
+}
+
+#[tokio::test]
+async fn schedules_register_list_enable_disable_run_and_unregister() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let got = post(r, "/api/v1/jobs/scheduled/register", interval_schedule("sync5")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["name"], "sync5");
+    assert_eq!(got.1["job_name"], "api_sync");
+    assert_eq!(got.1["schedule_type"], "interval");
+    assert_eq!(got.1["interval_seconds"], 300);
+    // The handler's priority when none is given.
+    assert_eq!(got.1["priority"], "high");
+    assert_eq!(got.1["enabled"], true);
+    assert!(got.1["next_run"].is_string());
+    assert_eq!(got.1["run_count"], 0);
+    assert_eq!(got.1["misfire_policy"], "coalesce");
+
+    let got = get(r, "/api/v1/jobs/scheduled").await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["count"], 1);
+    assert_eq!(got.1["tasks"][0]["name"], "sync5");
+
+    let got = call(r, Method::POST, "/api/v1/jobs/scheduled/sync5/disable", None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["enabled"], false);
+    assert_eq!(got.1["next_run"], Value::Null);
+    let got = call(r, Method::POST, "/api/v1/jobs/scheduled/sync5/enable", None).await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1["enabled"], true);
+    assert!(got.1["next_run"].is_string());
+
+    let got = call(r, Method::POST, "/api/v1/jobs/scheduled/sync5/run", None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["name"], "sync5");
+    let job_id = got.1["job_id"].as_str().expect("job_id").to_owned();
+    let (status, job) = get(r, &format!("/api/v1/jobs/job/{job_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(job["name"], "api_sync");
+    assert_eq!(job["args"], sync_args());
+    let (_, info) = get(r, "/api/v1/jobs/scheduled").await;
+    assert_eq!(info["tasks"][0]["run_count"], 1);
+    assert_eq!(info["tasks"][0]["last_job_id"], job_id.as_str());
+
+    let got = call(r, Method::DELETE, "/api/v1/jobs/scheduled/sync5", None).await;
+    assert_eq!(got.0, StatusCode::OK);
+    assert_eq!(got.1, json!({"name": "sync5", "removed": true}));
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1, json!({"count": 0, "tasks": []}));
+}
+
+#[tokio::test]
+async fn schedules_reject_bad_input_with_the_right_status() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/scheduled/register";
+    let with =
+        |schedule: Value| json!({"name": "s", "job_name": "api_noargs", "schedule": schedule});
+    for schedule in [
+        json!({"type": "cron", "expression": "61 * * * *"}),
+        json!({"type": "cron", "expression": "not a cron"}),
+        json!({"type": "cron", "expression": "0 8 * * *", "timezone": "Mars/Olympus"}),
+        json!({"type": "interval", "seconds": 0}),
+    ] {
+        assert_error(&post(r, uri, with(schedule.clone())).await, 400, "invalid_schedule");
+    }
+    for schedule in [
+        json!({"type": "hourly"}),
+        json!({"type": "interval", "seconds": -5}),
+        json!({"type": "interval"}),
+        json!({"type": "once", "at": "soon"}),
+        json!("every minute"),
+    ] {
+        assert_error(&post(r, uri, with(schedule.clone())).await, 400, "invalid_request");
+    }
+    let bad_name = json!({"name": "", "job_name": "api_noargs", "schedule": {"type": "interval", "seconds": 5}});
+    assert_error(&post(r, uri, bad_name).await, 400, "invalid_schedule");
+    let unknown = json!({"name": "s", "job_name": "api_nope", "schedule": {"type": "interval", "seconds": 5}});
+    assert_error(&post(r, uri, unknown).await, 404, "handler_not_found");
+    let bad_args = json!({"name": "s", "job_name": "api_sync", "args": {"user_id": 1},
+                          "schedule": {"type": "interval", "seconds": 5}});
+    let msg = assert_error(&post(r, uri, bad_args).await, 422, "invalid_args");
+    assert!(msg.contains("user_id"), "{msg}");
+    let (status, bytes) = send(
+        r,
+        Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"name\":"))
+            .expect("request"),
+    )
+    .await;
+    assert_error(&(status, serde_json::from_slice(&bytes).expect("json")), 400, "malformed_json");
+
+    for (method, path) in [
+        (Method::POST, "/api/v1/jobs/scheduled/ghost/enable"),
+        (Method::POST, "/api/v1/jobs/scheduled/ghost/disable"),
+        (Method::POST, "/api/v1/jobs/scheduled/ghost/run"),
+        (Method::DELETE, "/api/v1/jobs/scheduled/ghost"),
+    ] {
+        let msg = assert_error(&call(r, method, path, None).await, 404, "schedule_not_found");
+        assert!(msg.contains("ghost"), "{msg}");
+    }
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 0);
+}
+
+// ---------------------------------------------------------------- auth, routing, documents
+
+#[tokio::test]
+async fn a_configured_token_is_required_everywhere_but_health() {
+    let fx = fixture_with(ApiConfig::default().token(Some(TOKEN.into())), false).await;
+    let r = &fx.router;
+    let with = |method: Method, uri: &str, auth: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::empty()).expect("valid request")
+    };
+    for uri in [
+        "/api/v1/jobs/stats",
+        "/api/v1/jobs/queue/stats",
+        "/api/v1/jobs/handlers",
+        "/api/v1/jobs/dlq",
+        "/api/v1/jobs/openapi.json",
+        "/metrics",
+        "/api/v1/jobs/nowhere",
+    ] {
+        for auth in [None, Some("Bearer wrong"), Some("Basic dDBrZW4="), Some(TOKEN)] {
+            let res = r.clone().oneshot(with(Method::GET, uri, auth)).await.expect("infallible");
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri} with {auth:?}");
+            assert_eq!(
+                res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..])
+            );
+            let body = res.into_body().collect().await.expect("body").to_bytes();
+            let v: Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _) = send(r, with(Method::GET, "/api/v1/jobs/queue/stats", Some(&bearer))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(r, with(Method::GET, "/metrics", Some(&bearer))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(r, with(Method::GET, "/api/v1/jobs/health", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    // A POST without the token changes nothing.
+    let req = request(Method::POST, "/api/v1/jobs/enqueue", Some(json!({"name": "api_noargs"})));
+    assert_eq!(send(r, req).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fx.service.queue().stats().await.expect("stats").total_pending, 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let fx = fixture().await;
+    assert_error(&get(&fx.router, "/api/v1/jobs/nowhere").await, 404, "not_found");
+    assert_error(
+        &call(&fx.router, Method::PUT, "/api/v1/jobs/health", None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(&fx.router, Method::GET, "/api/v1/jobs/enqueue", None).await,
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_endpoint() {
+    let fx = fixture().await;
+    let (status, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/v1/jobs/health", &["get"][..]),
+        ("/api/v1/jobs/stats", &["get"]),
+        ("/api/v1/jobs/queue/stats", &["get"]),
+        ("/api/v1/jobs/workers/stats", &["get"]),
+        ("/api/v1/jobs/scheduler/stats", &["get"]),
+        ("/api/v1/jobs/handlers", &["get"]),
+        ("/api/v1/jobs/enqueue", &["post"]),
+        ("/api/v1/jobs/job/{job_id}", &["get"]),
+        ("/api/v1/jobs/job/{job_id}/result", &["get"]),
+        ("/api/v1/jobs/job/{job_id}/cancel", &["post"]),
+        ("/api/v1/jobs/pending", &["get"]),
+        ("/api/v1/jobs/dlq", &["get", "delete"]),
+        ("/api/v1/jobs/dlq/{job_id}/retry", &["post"]),
+        ("/api/v1/jobs/scheduled", &["get"]),
+        ("/api/v1/jobs/scheduled/register", &["post"]),
+        ("/api/v1/jobs/scheduled/{name}", &["delete"]),
+        ("/api/v1/jobs/scheduled/{name}/enable", &["post"]),
+        ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),
+        ("/api/v1/jobs/scheduled/{name}/run", &["post"]),
+        ("/api/v1/jobs/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for m in methods {
+            let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[m];
+            assert!(op["responses"].is_object(), "{m} {path} has no responses");
+        }
+    }
+    assert_eq!(paths.len(), 21);
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let r = &fx.router;
+    let id = enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
+    wait_for_job(r, id, |j| j["status"] == "completed").await;
+    enqueue(r, json!({"name": "api_noargs", "priority": "low", "delay_seconds": 3600})).await;
+    fx.service.stop().await.expect("stops");
+
+    let res = r.clone().oneshot(request(Method::GET, "/metrics", None)).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no sample {prefix}:\n{text}"))
+    };
+    assert!(value("jobs_enqueued_total{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_completed_total{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_processing_seconds_count{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_processing_seconds_bucket{handler=\"api_sync\",le=\"+Inf\"}") >= 1.0);
+    assert_eq!(value("jobs_queue_pending{priority=\"low\"}"), 0.0);
+    assert_eq!(value("jobs_queue_scheduled"), 1.0);
+    assert_eq!(value("jobs_queue_processing"), 0.0);
+    assert_eq!(value("jobs_dead_letter_size"), 0.0);
+    assert!(value("jobs_workers_live") >= 0.0);
+    assert_eq!(value("jobs_backend_completed_total"), 1.0);
+    for family in ["jobs_failed_total", "jobs_retried_total", "jobs_dead_lettered_total"] {
+        assert!(text.contains(&format!("# TYPE {family} counter")), "{family}");
+    }
+    assert!(text.contains("# TYPE jobs_processing_seconds histogram"));
+}

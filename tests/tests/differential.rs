@@ -1,0 +1,248 @@
+//! Differential (model-based) testing: random sequences of queue operations run against the
+//! in-memory backend and the Redis backend side by side; every observable result must be
+//! the same: what each call returns, which jobs are fetched and in which order, the job
+//! records, the pending and dead-letter listings, and the stats.
+//!
+//! Time-based transitions are kept deterministic: delayed jobs and retries are due in an hour
+//! (never during a case), and the only expiry is a lease of 1 ms, which a reap (after a
+//! 10 ms pause) takes back in both backends alike.
+//!
+//! `PROPTEST_CASES` sets the number of cases (default 48).
+
+use std::time::Duration;
+
+use jobs_core::backend::memory::MemoryBackend;
+use jobs_core::backend::{
+    Backend, BackendConfig, Completion, Failure, FetchRequest, Lease, ReapOptions,
+};
+use jobs_core::{Job, JobId, JobPriority, NewJob, RetryPolicy, RunAt};
+use jobs_test_support::{redis_backend, unique_namespace};
+use proptest::prelude::*;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue {
+        prio: usize,
+        delayed: bool,
+        max_retries: u32,
+    },
+    EnqueueMany {
+        n: usize,
+        prio: usize,
+    },
+    /// Re-enqueue an existing id: must be a duplicate.
+    EnqueueDup {
+        job: usize,
+    },
+    Fetch {
+        n: usize,
+        short_lease: bool,
+    },
+    Complete {
+        lease: usize,
+    },
+    Fail {
+        lease: usize,
+        retryable: bool,
+    },
+    Cancel {
+        job: usize,
+    },
+    Release {
+        lease: usize,
+    },
+    RetryDead {
+        job: usize,
+    },
+    ClearDead,
+    /// Pause 10 ms, then reap with no grace: takes back exactly the 1 ms leases.
+    Reap,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4usize, proptest::bool::weighted(0.2), 0..3u32)
+            .prop_map(|(prio, delayed, max_retries)| Op::Enqueue { prio, delayed, max_retries }),
+        1 => (1..5usize, 0..4usize).prop_map(|(n, prio)| Op::EnqueueMany { n, prio }),
+        1 => (0..64usize).prop_map(|job| Op::EnqueueDup { job }),
+        3 => (1..4usize, proptest::bool::weighted(0.25))
+            .prop_map(|(n, short_lease)| Op::Fetch { n, short_lease }),
+        2 => (0..64usize).prop_map(|lease| Op::Complete { lease }),
+        2 => (0..64usize, proptest::bool::weighted(0.7))
+            .prop_map(|(lease, retryable)| Op::Fail { lease, retryable }),
+        1 => (0..64usize).prop_map(|job| Op::Cancel { job }),
+        1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
+        1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
+        1 => Just(Op::ClearDead),
+        1 => Just(Op::Reap),
+    ]
+}
+
+/// A job as both backends must agree on it: timestamps reduced to "set or not".
+fn shape(j: &Job) -> serde_json::Value {
+    json!({
+        "id": j.id, "name": j.name, "args": j.args, "status": j.status, "priority": j.priority,
+        "scheduled": j.scheduled_at.is_some(), "started": j.started_at.is_some(),
+        "completed": j.completed_at.is_some(), "error": j.error, "result": j.result,
+        "retry_count": j.retry_count, "max_retries": j.max_retries, "attempt": j.attempt,
+        "timeout_ms": j.timeout.as_millis() as u64, "user_id": j.user_id,
+    })
+}
+
+fn prio(i: usize) -> JobPriority {
+    JobPriority::from_index(i).unwrap_or_default()
+}
+
+fn hour_retry() -> RetryPolicy {
+    RetryPolicy::exponential(Duration::from_secs(3600), Duration::from_secs(7200))
+}
+
+/// Runs one operation on one backend; returns what it observed, as JSON.
+async fn apply(
+    b: &dyn Backend,
+    op: &Op,
+    jobs: &[NewJob],
+    leases: &mut Vec<Lease>,
+) -> serde_json::Value {
+    let pick = |v: &[Lease], i: usize| if v.is_empty() { None } else { Some(v[i % v.len()]) };
+    match op {
+        Op::Enqueue { .. } | Op::EnqueueMany { .. } | Op::EnqueueDup { .. } => {
+            // `jobs` holds the batch prepared by the caller (same ids for both backends).
+            json!(format!("{:?}", b.enqueue(jobs).await))
+        }
+        Op::Fetch { n, short_lease } => {
+            let req = FetchRequest {
+                max: *n,
+                worker_id: "diff".into(),
+                lease: if *short_lease {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::from_secs(60)
+                },
+                grace: Duration::ZERO,
+            };
+            match b.fetch(&req).await {
+                Ok(f) => {
+                    leases.extend(f.jobs.iter().map(|j| j.lease));
+                    json!(f.jobs.iter().map(|j| shape(&j.job)).collect::<Vec<_>>())
+                }
+                Err(e) => json!(format!("error {e}")),
+            }
+        }
+        Op::Complete { lease } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => {
+                let r = b
+                    .complete(&[Completion { lease: l, result: json!({ "ok": l.attempt }) }])
+                    .await;
+                json!(format!("{r:?}"))
+            }
+        },
+        Op::Fail { lease, retryable } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => {
+                let f = Failure {
+                    lease: l,
+                    error: format!("failed attempt {}", l.attempt),
+                    retryable: *retryable,
+                    retry: hour_retry(),
+                };
+                // The retry time differs by the calls' own instants: compare the outcome kind.
+                match b.fail(&f).await {
+                    Ok(jobs_core::backend::FailOutcome::Retrying { .. }) => json!("retrying"),
+                    other => json!(format!("{other:?}")),
+                }
+            }
+        },
+        Op::Cancel { job } => {
+            let r = b.cancel(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
+            json!(format!("{r:?}"))
+        }
+        Op::Release { lease } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => json!(format!("{:?}", b.release(&[l]).await)),
+        },
+        Op::RetryDead { job } => {
+            let r = b.retry_dead(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
+            json!(format!("{r:?}"))
+        }
+        Op::ClearDead => json!(format!("{:?}", b.clear_dead().await)),
+        Op::Reap => {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let opts = ReapOptions {
+                interval: Duration::ZERO,
+                grace: Duration::ZERO,
+                retry: hour_retry(),
+                ..ReapOptions::default()
+            };
+            json!(format!("{:?}", b.reap(&opts).await))
+        }
+    }
+}
+
+/// Everything observable about the backend's state.
+async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
+    let mut jobs = Vec::new();
+    for id in ids {
+        jobs.push(b.get_job(*id).await.ok().flatten().map(|j| shape(&j)));
+    }
+    let pending: Vec<JobId> = b
+        .list_pending(None, 1000)
+        .await
+        .map(|v| v.iter().map(|j| j.id).collect())
+        .unwrap_or_default();
+    let dead: Vec<JobId> =
+        b.list_dead(0, 1000).await.map(|v| v.iter().map(|j| j.id).collect()).unwrap_or_default();
+    let stats = b.stats().await.map(|s| json!(s)).unwrap_or(json!("stats failed"));
+    json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats })
+}
+
+async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mem = MemoryBackend::new(BackendConfig::default());
+    let red = redis_backend(&unique_namespace("diff"), BackendConfig::default()).await;
+    let mut all: Vec<NewJob> = Vec::new();
+    let (mut mem_leases, mut red_leases) = (Vec::new(), Vec::new());
+    for (step, op) in ops.iter().enumerate() {
+        // Prepare the batch once, so that both backends get the same ids.
+        let mk = |p: usize, delayed: bool, mr: u32| {
+            let mut j = NewJob::new("diff_job", json!({ "p": p }));
+            j.priority = prio(p);
+            j.max_retries = mr;
+            if delayed {
+                j.run_at = RunAt::Delay(Duration::from_secs(3600));
+            }
+            j
+        };
+        let batch: Vec<NewJob> = match op {
+            Op::Enqueue { prio, delayed, max_retries } => vec![mk(*prio, *delayed, *max_retries)],
+            Op::EnqueueMany { n, prio } => (0..*n).map(|_| mk(*prio, false, 1)).collect(),
+            Op::EnqueueDup { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
+            Op::EnqueueDup { .. } => continue,
+            Op::Cancel { .. } | Op::RetryDead { .. } if all.is_empty() => continue,
+            _ => all.clone(),
+        };
+        let is_enqueue = matches!(op, Op::Enqueue { .. } | Op::EnqueueMany { .. });
+        let a = apply(&mem, op, &batch, &mut mem_leases).await;
+        let b = apply(&red, op, &batch, &mut red_leases).await;
+        prop_assert_eq!(&a, &b, "step {} {:?}: results differ", step, op);
+        prop_assert_eq!(&mem_leases, &red_leases, "step {}: leases differ", step);
+        if is_enqueue {
+            all.extend(batch);
+        }
+        let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
+        let (sa, sb) = (observe(&mem, &ids).await, observe(&red, &ids).await);
+        prop_assert_eq!(sa, sb, "step {} {:?}: state differs", step, op);
+    }
+    Ok(())
+}
+
+#[test]
+fn memory_and_redis_backends_agree() {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..40))| {
+        rt.block_on(run_case(ops))?;
+    });
+}
