@@ -457,7 +457,14 @@ impl Inner {
         };
         WorkerStats {
             worker_id: self.cfg.worker_id.clone(),
-            status: *lock(&self.status),
+            // While running, what matters is whether a job is in hand now.
+            status: match *lock(&self.status) {
+                WorkerStatus::Idle | WorkerStatus::Processing if in_flight > 0 => {
+                    WorkerStatus::Processing
+                }
+                WorkerStatus::Idle | WorkerStatus::Processing => WorkerStatus::Idle,
+                other => other,
+            },
             jobs_processed: c.processed,
             jobs_succeeded: c.succeeded,
             jobs_failed: c.failed,

@@ -54,6 +54,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    throughput_counts_completions_and_failures_per_minute,
     enqueue_writes_every_field,
     fetch_serves_priorities_strictly_and_fifo_within_each,
     fetch_batches_keep_the_same_order,
@@ -986,6 +987,41 @@ async fn expired_lease_is_reaped_to_the_head_and_the_old_ack_is_stale(kind: Kind
     assert_eq!((job.status, job.result), (JobStatus::Completed, Some(json!("new"))));
     let c = env.stats().await?.counters;
     assert_eq!(c, QueueCounters { enqueued: 2, completed: 1, stalled: 1, ..Default::default() });
+    Ok(())
+}
+
+async fn throughput_counts_completions_and_failures_per_minute(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let empty = env.b.throughput().await?;
+    assert_eq!(empty.len(), 60);
+    assert!(empty.iter().all(|b| b.completed == 0 && b.failed == 0));
+    assert!(empty.windows(2).all(|w| w[1].start - w[0].start == chrono::Duration::minutes(1)));
+    let before = chrono::Utc::now();
+    for i in 0..5 {
+        let id = env.add(&format!("t{i}"), JobPriority::Normal).await?;
+        let leased = env.take(id, LEASE).await?;
+        if i < 3 {
+            env.q.complete(leased.lease, serde_json::json!(i)).await?;
+        } else {
+            // One retry and one dead-lettering: two failed attempts.
+            env.fail(failure(leased.lease, "boom", i == 3, late_retry())).await?;
+        }
+    }
+    let after = chrono::Utc::now();
+    let buckets = env.b.throughput().await?;
+    assert_eq!(buckets.len(), 60);
+    let last = buckets.last().ok_or("no buckets")?;
+    assert!(last.start <= after && after - last.start < chrono::Duration::minutes(1));
+    let (c, f): (u64, u64) =
+        buckets.iter().fold((0, 0), |(c, f), b| (c + b.completed, f + b.failed));
+    assert_eq!((c, f), (3, 2), "every event counted once, in the last hour");
+    // All in the minute(s) the calls ran in.
+    let first_minute = before.timestamp().div_euclid(60) * 60;
+    for b in &buckets {
+        if b.completed + b.failed > 0 {
+            assert!(b.start.timestamp() >= first_minute, "{b:?}");
+        }
+    }
     Ok(())
 }
 

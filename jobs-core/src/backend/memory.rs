@@ -21,8 +21,8 @@ use super::{
     AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, DEAD_TRIM_LIMIT, DueSchedules,
     ERR_TIMEOUT, ERR_WORKER_LOST, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome,
     Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions,
-    ReapReport, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule, UpsertOutcome,
-    WorkerEntry, truncate_error,
+    ReapReport, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule, THROUGHPUT_MINUTES,
+    ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt, ms_to_time};
@@ -175,6 +175,13 @@ impl Backend for MemoryBackend {
 
     async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {
         Ok(self.with_state(|st| st.list_workers(ttl)))
+    }
+
+    async fn throughput(&self) -> Result<Vec<ThroughputBucket>> {
+        Ok(self.with_state(|st| {
+            let now = st.now();
+            throughput_buckets(now, &st.throughput)
+        }))
     }
 
     async fn time(&self) -> Result<DateTime<Utc>> {
@@ -489,6 +496,8 @@ struct State {
     /// worker id → (last seen ms, info).
     workers: BTreeMap<String, (i64, Value)>,
     counters: QueueCounters,
+    /// slot → (minute, completed, failed): the same 60-minute ring as Redis's.
+    throughput: HashMap<i64, (i64, u64, u64)>,
     seq: u64,
     /// Mirrors Redis's `SET reap_lock NX PX interval`: no reap with an interval runs before
     /// this time.
@@ -518,6 +527,7 @@ impl State {
             finished: BTreeSet::new(),
             workers: BTreeMap::new(),
             counters: QueueCounters::default(),
+            throughput: HashMap::new(),
             seq: 0,
             reap_locked_until: i64::MIN,
             clock: i64::MIN,
@@ -530,6 +540,20 @@ impl State {
     fn now(&mut self) -> i64 {
         self.clock = self.clock.max(wall_ms());
         self.clock
+    }
+
+    /// Counts a completion (`failed = false`) or a failed attempt in the current minute.
+    fn bump_minute(&mut self, now: i64, failed: bool) {
+        let minute = now.div_euclid(60_000);
+        let slot = self.throughput.entry(minute.rem_euclid(THROUGHPUT_MINUTES)).or_default();
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        if failed {
+            slot.2 += 1;
+        } else {
+            slot.1 += 1;
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -664,6 +688,7 @@ impl State {
             self.unlink(id);
             self.schedule(id, due, true);
             self.counters.failed += 1;
+            self.bump_minute(now, true);
             self.counters.retried += 1;
             return FailOutcome::Retrying { at: ms_to_time(due).unwrap_or_default() };
         }
@@ -675,6 +700,7 @@ impl State {
         }
         self.dead.insert((now, id));
         self.counters.failed += 1;
+        self.bump_minute(now, true);
         self.counters.dead += 1;
         self.trim_dead(now);
         FailOutcome::Dead
@@ -904,6 +930,7 @@ impl State {
                 }
                 self.finished.insert((expire, id));
                 self.counters.completed += 1;
+                self.bump_minute(now, false);
             }
             out.push(outcome);
         }

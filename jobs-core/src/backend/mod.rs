@@ -468,6 +468,43 @@ pub enum FireOutcome {
     NotFound,
 }
 
+/// One minute of the throughput history ([`Backend::throughput`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThroughputBucket {
+    /// The minute's start.
+    pub start: DateTime<Utc>,
+    /// Jobs completed in it.
+    pub completed: u64,
+    /// Failed attempts in it (retried or dead-lettered).
+    pub failed: u64,
+}
+
+/// Minutes of history [`Backend::throughput`] keeps.
+pub const THROUGHPUT_MINUTES: i64 = 60;
+
+/// Builds the last [`THROUGHPUT_MINUTES`] buckets, oldest first (the last is the current,
+/// partial minute), from a ring of `slot -> (minute, completed, failed)` read at `now_ms`.
+/// A slot holding another minute than the one it stands for counts as empty.
+pub(crate) fn throughput_buckets(
+    now_ms: i64,
+    ring: &std::collections::HashMap<i64, (i64, u64, u64)>,
+) -> Vec<ThroughputBucket> {
+    let current = now_ms.div_euclid(60_000);
+    (current - THROUGHPUT_MINUTES + 1..=current)
+        .map(|minute| {
+            let (completed, failed) = match ring.get(&minute.rem_euclid(THROUGHPUT_MINUTES)) {
+                Some(&(m, c, f)) if m == minute => (c, f),
+                _ => (0, 0),
+            };
+            ThroughputBucket {
+                start: DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
+                completed,
+                failed,
+            }
+        })
+        .collect()
+}
+
 /// The storage of jobs. Every method is one atomic state change (or one consistent read).
 ///
 /// See the [module docs](self) for the contract both implementations keep.
@@ -539,6 +576,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Workers whose last heartbeat is younger than `ttl`.
     async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>>;
+
+    /// Completions and failed attempts per minute over the last hour, oldest first, counted
+    /// by every process of the deployment.
+    async fn throughput(&self) -> Result<Vec<ThroughputBucket>>;
 
     /// The backend's clock (Redis `TIME`): what due times and schedules are measured on.
     async fn time(&self) -> Result<DateTime<Utc>>;

@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
 const SUFFIXES: [&str; 20] = [
-    "jobs",        // HASH id -> record: compact hot state '|' meta JSON (see record.rs)
-    "payload",     // HASH id -> args JSON (dropped when the job completes or is cancelled)
+    "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
     "pending:0",   // LIST of ready ids, critical (RPUSH at the tail, LPOP at the head)
@@ -30,6 +29,7 @@ const SUFFIXES: [&str; 20] = [
     "reap_lock",   // STRING, SET NX PX: at most one reap per interval across processes
     "cron",        // HASH schedule name -> definition JSON (scheduler)
     "cron_due",    // ZSET schedule name -> next run ms (scheduler)
+    "throughput",  // HASH 60-slot ring of per-minute counts: m<slot> minute, c<slot>, f<slot>
 ];
 
 /// The key names of one namespace.
@@ -75,10 +75,6 @@ impl Keys {
     pub fn jobs(&self) -> &str {
         self.at("jobs")
     }
-    /// HASH id → args JSON.
-    pub fn payload(&self) -> &str {
-        self.at("payload")
-    }
     /// HASH id → result JSON.
     pub fn results(&self) -> &str {
         self.at("results")
@@ -89,7 +85,7 @@ impl Keys {
     }
     /// LIST of ready ids of priority `p` (0 = critical … 3 = low).
     pub fn pending(&self, p: usize) -> &str {
-        &self.all[4 + p.min(3)]
+        &self.all[3 + p.min(3)]
     }
     /// ZSET of delayed jobs.
     pub fn scheduled(&self) -> &str {
@@ -134,6 +130,10 @@ impl Keys {
     /// ZSET of schedules by next run.
     pub fn cron_due(&self) -> &str {
         self.at("cron_due")
+    }
+    /// HASH, the per-minute throughput ring.
+    pub fn throughput(&self) -> &str {
+        self.at("throughput")
     }
 }
 

@@ -194,7 +194,6 @@ impl RedisBackend {
         }
         let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
-        pipe.cmd("HMGET").arg(self.keys.payload()).arg(ids);
         pipe.cmd("HMGET").arg(self.keys.errors()).arg(ids);
         if with_result {
             pipe.cmd("HMGET").arg(self.keys.results()).arg(ids);
@@ -202,18 +201,17 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         let mut cols: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
         let results = if with_result { cols.pop() } else { None };
-        let (recs, pays, errs) = match (cols.first(), cols.get(1), cols.get(2)) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
+        let (recs, errs) = match (cols.first(), cols.get(1)) {
+            (Some(a), Some(b)) => (a, b),
             _ => return Err(Error::Backend("short HMGET pipeline reply".into())),
         };
         let mut out = Vec::with_capacity(ids.len());
         for (i, sid) in ids.iter().enumerate() {
             let Some(Some(rec)) = recs.get(i) else { continue };
             let id: JobId = sid.parse()?;
-            let pay = pays.get(i).and_then(|p| p.as_deref());
             let err = errs.get(i).and_then(|e| e.as_deref()).map(lossy);
             let res = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r.as_deref());
-            out.push(record::to_job(id, rec, pay, res, err)?);
+            out.push(record::to_job(id, rec, res, err)?);
         }
         Ok(out)
     }
@@ -341,16 +339,16 @@ impl Backend for RedisBackend {
                     .arg(PROMOTE_LIMIT);
             })
             .await?;
-        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(5) {
+        if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
             return Err(Error::Backend("malformed fetch reply".into()));
         }
         let next = int(&reply[1])?;
         let mut out = Fetched {
-            jobs: Vec::with_capacity((reply.len() - 2) / 5),
+            jobs: Vec::with_capacity((reply.len() - 2) / 4),
             next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
         };
         let mut corrupt = Vec::new();
-        for c in reply[2..].chunks_exact(5) {
+        for c in reply[2..].chunks_exact(4) {
             let sid = text(&c[0])?;
             let attempt = u32::try_from(int(&c[1])?).unwrap_or(u32::MAX);
             let id: JobId = match sid.parse() {
@@ -361,11 +359,11 @@ impl Backend for RedisBackend {
                 }
             };
             let lease = Lease { id, attempt };
-            let error = match &c[4] {
+            let error = match &c[3] {
                 Value::Nil => None,
                 v => Some(lossy(bytes(v)?)),
             };
-            match record::to_job(id, bytes(&c[2])?, Some(bytes(&c[3])?), None, error) {
+            match record::to_job(id, bytes(&c[2])?, None, error) {
                 Ok(job) => out.jobs.push(LeasedJob { job, lease }),
                 Err(e) => corrupt.push((lease, e)),
             }
@@ -677,6 +675,23 @@ impl Backend for RedisBackend {
             inv.arg(limit);
         })
         .await
+    }
+
+    async fn throughput(&self) -> Result<Vec<ThroughputBucket>> {
+        let reply: Vec<Value> = self.run(&SCRIPTS.throughput, |_| {}).await?;
+        let now = reply.first().map(int).transpose()?.unwrap_or(0);
+        let mut fields = std::collections::HashMap::new();
+        for kv in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+            fields.insert(text(&kv[0])?.to_owned(), int(&kv[1])?);
+        }
+        let mut ring = std::collections::HashMap::new();
+        for slot in 0..THROUGHPUT_MINUTES {
+            if let Some(&m) = fields.get(&format!("m{slot}")) {
+                let get = |k: &str| fields.get(&format!("{k}{slot}")).copied().unwrap_or(0).max(0);
+                ring.insert(slot, (m, get("c") as u64, get("f") as u64));
+            }
+        }
+        Ok(throughput_buckets(now, &ring))
     }
 
     async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {

@@ -1,4 +1,5 @@
-//! The job record as the scripts store it: `<hot state>|<meta JSON>` (see `scripts/lib.lua`).
+//! The job record as the scripts store it: `<hot state>|<meta JSON>[\n<args JSON>]` (see
+//! `scripts/lib.lua`; the args are dropped when the job completes or is cancelled).
 //!
 //! The hot state is the part scripts test and change, kept in a form Lua reads with one
 //! `string.match` and no JSON decoder (decoding JSON in hot scripts doubled their CPU cost in
@@ -50,8 +51,8 @@ pub(crate) fn status_from_letter(c: u8) -> Option<JobStatus> {
     })
 }
 
-/// Splits and reads a record.
-pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>)> {
+/// Splits and reads a record: its hot state, its meta, and its args if it still has them.
+pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Option<&'r [u8]>)> {
     let corrupt = |reason: &str| Error::CorruptRecord { id: id.to_owned(), reason: reason.into() };
     let bar = rec.iter().position(|&b| b == b'|').ok_or_else(|| corrupt("no state separator"))?;
     let (head, meta) = (&rec[..bar], &rec[bar + 1..]);
@@ -89,21 +90,25 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>)> {
         started,
         finished,
     };
+    // Compact JSON never contains a raw newline: the first one ends the meta.
+    let (meta, args) = match meta.iter().position(|&b| b == b'\n') {
+        Some(nl) => (&meta[..nl], Some(&meta[nl + 1..])),
+        None => (meta, None),
+    };
     let meta: Meta<'_> =
         serde_json::from_slice(meta).map_err(|e| corrupt(&format!("meta is not valid: {e}")))?;
-    Ok((hot, meta))
+    Ok((hot, meta, args))
 }
 
-/// Builds a [`Job`] from a record and the optional payload, result and error.
+/// Builds a [`Job`] from a record and the optional result and error.
 pub(crate) fn to_job(
     id: JobId,
     rec: &[u8],
-    payload: Option<&[u8]>,
     result: Option<&[u8]>,
     error: Option<String>,
 ) -> Result<Job> {
     let sid = id.to_string();
-    let (hot, meta) = parse(&sid, rec)?;
+    let (hot, meta, payload) = parse(&sid, rec)?;
     let json = |b: Option<&[u8]>, what: &str| -> Result<Option<serde_json::Value>> {
         match b {
             None => Ok(None),
@@ -139,9 +144,9 @@ mod tests {
 
     #[test]
     fn reads_a_record_written_by_the_scripts() -> Result<()> {
-        let rec = br#"r1:2:1:3:30000:0:0:1700000000123:0:1700000000200:0|{"n":"sync","u":"u-1"}"#;
+        let rec = b"r1:2:1:3:30000:0:0:1700000000123:0:1700000000200:0|{\"n\":\"sync\",\"u\":\"u-1\"}\n{\"a\":1}";
         let id = JobId::new();
-        let job = to_job(id, rec, Some(br#"{"a":1}"#), None, Some("boom".into()))?;
+        let job = to_job(id, rec, None, Some("boom".into()))?;
         assert_eq!(job.status, JobStatus::Running);
         assert_eq!(job.priority, JobPriority::High);
         assert_eq!((job.attempt, job.retry_count, job.max_retries), (2, 1, 3));
@@ -164,10 +169,11 @@ mod tests {
             b"p9:0:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:0:0:0|{\"n\":\"x\"}",
             b"p1:0:0:0:0:0:0:0:0:0:0|not json",
+            b"p1:0:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}\nnot json",
             b"p1:-1:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:\xff:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
         ] {
-            let r = to_job(JobId::new(), rec, None, None, None);
+            let r = to_job(JobId::new(), rec, None, None);
             assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");
         }
     }

@@ -61,4 +61,5 @@ scripts! {
     clear_dead => "clear_dead.lua",
     purge => "purge.lua",
     workers => "workers.lua",
+    throughput => "throughput.lua",
 }

@@ -20,6 +20,7 @@ for i = 1, k do
   else
     h.s = 'c'
     h.fa = now
+    h.meta = drop_args(h.meta)
     -- Later items of this batch must see the new state (an id acked twice in one batch).
     for j = i + 1, k do if ids[j] == id then recs[j] = fmt(h) end end
     upd[#upd + 1] = id
@@ -35,7 +36,6 @@ for i = 1, k do
 end
 bulk('HSET', K_JOBS, upd, 2)
 bulk('HSET', K_RESULTS, res, 2)
-bulk('HDEL', K_PAYLOAD, done)
 bulk('ZREM', K_ACTIVE, done)
 bulk('ZADD', K_FINISHED, fin, 2)
 incr('completed', completed)

@@ -20,7 +20,7 @@ for i = 0, n - 1 do ids[i + 1] = ARGV[2 + i * 8] end
 local existing = hmget(K_JOBS, ids)
 
 local out, seen = {}, {}
-local recs, pays, sched = {}, {}, {}
+local recs, sched = {}, {}
 local ready = { {}, {}, {} , {} }
 local created, earliest = 0, nil
 for i = 0, n - 1 do
@@ -38,11 +38,9 @@ for i = 0, n - 1 do
     if run_at > now then due = run_at elseif delay > 0 then due = now + delay end
     local h = { s = 'p', p = p, att = 0, rc = 0, mr = tonumber(ARGV[b + 4]),
       to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0,
-      meta = ARGV[b + 6] }
+      meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
     recs[#recs + 1] = id
     recs[#recs + 1] = fmt(h)
-    pays[#pays + 1] = id
-    pays[#pays + 1] = ARGV[b + 7]
     if due > 0 then
       sched[#sched + 1] = due
       sched[#sched + 1] = id
@@ -55,7 +53,6 @@ for i = 0, n - 1 do
 end
 
 bulk('HSET', K_JOBS, recs, 2)
-bulk('HSET', K_PAYLOAD, pays, 2)
 bulk('ZADD', K_SCHED, sched, 2)
 local any_ready = false
 for p = 1, 4 do

@@ -1,7 +1,8 @@
 -- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit
--- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record, payload, last error }
+-- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
+--          last error or false }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
@@ -48,7 +49,6 @@ for p = 1, 4 do
     local ids = redis.call('LPOP', K_PENDING[p], n - taken)
     if not ids then break end
     local recs = hmget(K_JOBS, ids)
-    local pays = hmget(K_PAYLOAD, ids)
     local errs = hmget(K_ERRORS, ids)
     local ghosts = 0
     for i = 1, #ids do
@@ -65,7 +65,6 @@ for p = 1, 4 do
         out[#out + 1] = ids[i]
         out[#out + 1] = h.att
         out[#out + 1] = rec
-        out[#out + 1] = pays[i] or ''
         out[#out + 1] = errs[i] or false
         taken = taken + 1
       else

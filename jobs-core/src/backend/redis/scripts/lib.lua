@@ -2,11 +2,14 @@
 -- server clock, and holds the transitions that several scripts share (fail, finish, trim).
 --
 -- KEYS (the same 20 for every script, in keys.rs order):
---   1 jobs  2 payload  3 results  4 errors  5..8 pending:0..3  9 scheduled  10 retry
---   11 active  12 dead  13 finished  14 marker  15 counters  16 workers  17 worker_info
---   18 reap_lock  19 cron  20 cron_due
+--   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
+--   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
+--   18 cron  19 cron_due  20 throughput
 --
--- A job record (HASH jobs, field = id) is "<hot state>|<meta JSON>". The hot state is what
+-- A job record (HASH jobs, field = id) is "<hot state>|<meta JSON>\n<args JSON>"; the args
+-- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
+-- newline, so the first one splits meta from args. One hash entry per job instead of two
+-- saves about 100 bytes of Redis memory per queued job.) The hot state is what
 -- scripts test and change, in a form read with one string.match and no JSON decoder:
 --   <s><p>:<att>:<rc>:<mr>:<to>:<cx>:<stl>:<ca>:<sa>:<st>:<fa>
 --   s   status: p pending, r running, c completed, f failed, x cancelled, y retrying
@@ -16,19 +19,25 @@
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
 -- The meta JSON is written by the client and never decoded here.
 
-local K_JOBS, K_PAYLOAD, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_PENDING = { KEYS[5], KEYS[6], KEYS[7], KEYS[8] } -- index = priority + 1
-local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
-local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[14], KEYS[15], KEYS[16], KEYS[17], KEYS[18]
-local K_CRON, K_CRONDUE = KEYS[19], KEYS[20]
+local K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
+local K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
+local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local K_CRON, K_CRONDUE, K_TPUT = KEYS[18], KEYS[19], KEYS[20]
 
 -- Lua 5.1's unpack is limited by the C stack (LUAI_MAXCSTACK = 8000): variadic commands are
 -- sent in chunks of this many arguments.
 local CHUNK = 4000
 
+-- One reading of the server clock per script call: every decision of one atomic step uses
+-- the same instant.
+local NOW = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 -- Runs `cmd key a1 a2 ...` over `list`, in chunks. `stride` keeps pairs together.
@@ -71,8 +80,38 @@ local function fmt(h)
     h.to, h.cx, h.stl, h.ca, h.sa, h.st, h.fa) .. h.meta
 end
 
+-- Per-minute completions and failures for the last hour (the dashboard's chart), in a ring
+-- of 60 slots that needs no expiry: a slot holding an older minute is reset on first use.
+local function bump_minute(kind, n)
+  local minute = math.floor(now_ms() / 60000)
+  local slot = minute % 60
+  if tonumber(redis.call('HGET', K_TPUT, 'm' .. slot)) ~= minute then
+    redis.call('HSET', K_TPUT, 'm' .. slot, minute, 'c' .. slot, 0, 'f' .. slot, 0)
+  end
+  redis.call('HINCRBY', K_TPUT, kind .. slot, n)
+end
+
+-- The meta part of a record with the job's args appended (see the record format above).
+local function with_args(meta, args)
+  return meta .. '\n' .. args
+end
+
+-- The meta part without the args: what a finished job keeps.
+local function drop_args(meta)
+  local i = string.find(meta, '\n', 1, true)
+  if i then return string.sub(meta, 1, i - 1) end
+  return meta
+end
+
 local function incr(field, n)
-  if n ~= 0 then redis.call('HINCRBY', K_COUNTERS, field, n) end
+  if n ~= 0 then
+    redis.call('HINCRBY', K_COUNTERS, field, n)
+    if field == 'completed' then
+      bump_minute('c', n)
+    elseif field == 'failed' then
+      bump_minute('f', n)
+    end
+  end
 end
 
 -- Wakes one blocked worker: there is work to fetch now.
@@ -85,18 +124,17 @@ local function mark_due(due)
   redis.call('ZADD', K_MARKER, 'LT', due, '1')
 end
 
--- completed/cancelled: keep the record until now + ttl, drop the payload.
+-- completed/cancelled: keep the record until now + ttl, without its args.
 local function finish(id, h, status, now, ttl)
   h.s = status
   h.fa = now
+  h.meta = drop_args(h.meta)
   redis.call('HSET', K_JOBS, id, fmt(h))
-  redis.call('HDEL', K_PAYLOAD, id)
   redis.call('ZADD', K_FINISHED, now + ttl, id)
 end
 
 local function delete_records(ids)
   bulk('HDEL', K_JOBS, ids)
-  bulk('HDEL', K_PAYLOAD, ids)
   bulk('HDEL', K_RESULTS, ids)
   bulk('HDEL', K_ERRORS, ids)
 end

@@ -41,9 +41,8 @@ end
 -- from (name, tick), so HEXISTS is a second guard against a repeated tick.
 if redis.call('HEXISTS', K_JOBS, id) == 1 then return { 'DUP', now } end
 local h = { s = 'p', p = p, att = 0, rc = 0, mr = mr, to = to, cx = 0, stl = 0, ca = now,
-  sa = tick or 0, st = 0, fa = 0, meta = meta }
+  sa = tick or 0, st = 0, fa = 0, meta = with_args(meta, payload) }
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('HSET', K_PAYLOAD, id, payload)
 redis.call('RPUSH', K_PENDING[p + 1], id)
 mark_ready()
 incr('enqueued', 1)
