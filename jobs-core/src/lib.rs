@@ -1,4 +1,48 @@
-//! Background jobs for Rust.
+//! Background jobs for Rust: typed handlers declared with attribute macros, run by workers
+//! over a Redis-backed queue (or an embedded in-memory one) with four strict priorities,
+//! delayed jobs, retries with exponential backoff, a dead-letter queue, cancellation,
+//! timeouts, leases that survive a killed process, schedules that fire exactly once across
+//! processes, statistics, an HTTP admin API and a dashboard.
+//!
+//! ```
+//! use jobs_core::prelude::*;
+//! use jobs_core::JobStatus;
+//! use jobs_core::service::{JobService, ServiceConfig};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SyncPortfolio { user_id: String }
+//!
+//! #[job_handler("sync_portfolio", max_retries = 5, timeout = "30s")]
+//! async fn sync_portfolio(args: SyncPortfolio, ctx: JobContext) -> Result<String, JobError> {
+//!     Ok(format!("synced {} (attempt {})", args.user_id, ctx.attempt()))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> jobs_core::Result<()> {
+//! // In memory here; `BackendChoice::Redis(RedisConfig::new(url))` for a deployment.
+//! let service = JobService::connect(ServiceConfig::default()).await?;
+//! service.start()?;
+//! let id = service
+//!     .queue()
+//!     .enqueue_typed::<SyncPortfolioJob>(SyncPortfolio { user_id: "user-123".into() })
+//!     .await?;
+//! # for _ in 0..500 {
+//! #     if service.queue().get_job(id).await?.map(|j| j.status) == Some(JobStatus::Completed) { break }
+//! #     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! # }
+//! let job = service.queue().get_job(id).await?.expect("kept for 24 h");
+//! assert_eq!(job.status, JobStatus::Completed);
+//! assert_eq!(job.result, Some(serde_json::json!("synced user-123 (attempt 1)")));
+//! service.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Delivery is at least once: a job whose worker dies is run again by another, so handlers
+//! should be idempotent. Handlers register at link time through `inventory`, which only
+//! sees crates the binary links: a runner names its task crates (`use my_tasks as _;`).
+//! See [`runner`] for a ready-made `main`, [`JobQueue`] for the queue API, and
+//! [`backend`] for the storage contract.
 #![doc(html_root_url = "https://docs.rs/jobs-core")]
 
 extern crate self as jobs_core;

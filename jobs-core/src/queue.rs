@@ -137,7 +137,10 @@ impl JobQueue {
         job.validate()?;
         crate::registry::validate_args(&job.name, &job.args)?;
         let id = job.id;
-        self.backend.enqueue(std::slice::from_ref(&job)).await?;
+        let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
+        if out.first() == Some(&EnqueueOutcome::Created) {
+            crate::metrics::record(&job.name, crate::metrics::Event::Enqueued);
+        }
         Ok(id)
     }
 
@@ -151,7 +154,13 @@ impl JobQueue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        self.backend.enqueue(jobs).await
+        let out = self.backend.enqueue(jobs).await?;
+        for (j, o) in jobs.iter().zip(&out) {
+            if *o == EnqueueOutcome::Created {
+                crate::metrics::record(&j.name, crate::metrics::Event::Enqueued);
+            }
+        }
+        Ok(out)
     }
 
     /// The job with this id, if it exists (finished jobs are kept for the retention period).

@@ -93,6 +93,32 @@ enum Command {
         #[command(subcommand)]
         op: DlqOp,
     },
+    /// Schedules (shared by every runner of the deployment).
+    Schedules {
+        #[command(subcommand)]
+        op: ScheduleOp,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleOp {
+    /// List schedules with their last and next runs.
+    List,
+    /// Enable a schedule.
+    Enable {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Disable a schedule (for every runner, until enabled again).
+    Disable {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Enqueue one job of the schedule now (its next run does not move).
+    Run {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +155,9 @@ struct RunArgs {
     /// Do not run the scheduler in this process.
     #[arg(long)]
     no_scheduler: bool,
+    /// Do not run workers in this process (an API- or scheduler-only runner).
+    #[arg(long)]
+    no_workers: bool,
     #[cfg(feature = "api")]
     #[command(flatten)]
     api: ApiArgs,
@@ -190,6 +219,16 @@ pub fn main() -> ExitCode {
     main_with_state(|_| async { Ok(State::new()) })
 }
 
+/// What the application-state closure of [`main_with_state`] learns about the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunnerEnv {
+    /// The Redis URL in use (`None`: the in-memory backend).
+    pub redis_url: Option<String>,
+    /// The namespace of the deployment's keys.
+    pub namespace: String,
+}
+
 /// Like [`main`], with application state for the handlers (`ctx.state::<T>()`), built once
 /// at start-up from the Redis URL in use (`None`: the in-memory backend).
 ///
@@ -199,14 +238,14 @@ pub fn main() -> ExitCode {
 /// struct Db { url: Option<String> }
 ///
 /// fn main() -> std::process::ExitCode {
-///     jobs_core::runner::main_with_state(|redis_url| async move {
-///         Ok(State::new().with(Db { url: redis_url }))
+///     jobs_core::runner::main_with_state(|env| async move {
+///         Ok(State::new().with(Db { url: env.redis_url }))
 ///     })
 /// }
 /// ```
 pub fn main_with_state<F, Fut>(state: F) -> ExitCode
 where
-    F: FnOnce(Option<String>) -> Fut,
+    F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
     let cli = Cli::parse();
@@ -266,7 +305,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 /// Runs a parsed command line with application state (see [`main_with_state`]).
 pub async fn run_with_state<F, Fut>(cli: Cli, state: F) -> Result<()>
 where
-    F: FnOnce(Option<String>) -> Fut,
+    F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
     let command = cli.command.unwrap_or(Command::Run(RunArgs {
@@ -275,12 +314,17 @@ where
         lease: env_or("JOBS_LEASE", 30.0),
         shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
         no_scheduler: false,
+        no_workers: false,
         #[cfg(feature = "api")]
         api: ApiArgs::from_env(),
     }));
     match command {
         Command::Run(args) => {
-            let st = state(cli.conn.redis_url.clone().filter(|u| !u.is_empty())).await?;
+            let env = RunnerEnv {
+                redis_url: cli.conn.redis_url.clone().filter(|u| !u.is_empty()),
+                namespace: cli.conn.namespace.clone(),
+            };
+            let st = state(env).await?;
             serve(&cli.conn, args, st).await
         }
         other => operate(&cli.conn, cli.json, other).await,
@@ -301,6 +345,8 @@ fn backend(conn: &Connection) -> BackendChoice {
 }
 
 async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while starting must still stop us cleanly.
+    let shutdown = Shutdown::install()?;
     let backend = backend(conn);
     match &backend {
         BackendChoice::Memory => tracing::warn!(
@@ -320,6 +366,7 @@ async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
         num_workers: args.workers,
         concurrency: args.concurrency,
         enable_scheduler: !args.no_scheduler,
+        enable_workers: !args.no_workers,
         worker: WorkerConfig {
             lease,
             heartbeat_interval: lease / 3,
@@ -337,7 +384,7 @@ async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
     #[cfg(feature = "api")]
     let api = args.api.start(service.clone()).await?;
     service.start()?;
-    shutdown_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
     #[cfg(feature = "api")]
     if let Some(api) = api {
@@ -350,25 +397,42 @@ async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
 
 use crate::backend::redis::redact_url as redact;
 
-async fn shutdown_signal() {
+/// SIGINT/SIGTERM, listened for from the moment it is installed.
+struct Shutdown {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let err = |e: std::io::Error| Error::Config(format!("cannot listen for signals: {e}"));
+            Ok(Shutdown {
+                term: signal(SignalKind::terminate()).map_err(err)?,
+                int: signal(SignalKind::interrupt()).map_err(err)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let Shutdown { mut term, mut int } = self;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -488,6 +552,56 @@ async fn operate(conn: &Connection, json: bool, command: Command) -> Result<()> 
             let n = queue.clear_dead_letter_queue().await?;
             print(json, &serde_json::json!({ "cleared": n }), || format!("cleared {n} dead jobs"))
         }
+        Command::Schedules { op } => {
+            let registry = std::sync::Arc::new(crate::Registry::global()?.clone());
+            let sched =
+                crate::Scheduler::new(queue.clone(), registry, crate::SchedulerConfig::default());
+            match op {
+                ScheduleOp::List => {
+                    let list = sched.list().await?;
+                    print(json, &list, || {
+                        list.iter()
+                            .map(|s| {
+                                let when = match (&s.cron_expression, s.interval_seconds) {
+                                    (Some(c), _) => format!("cron {c}"),
+                                    (None, Some(n)) => format!("every {n}s"),
+                                    _ => "once".to_owned(),
+                                };
+                                format!(
+                                    "{:<22} {:<28} {:<22} {:<8} next={} last={} runs={}",
+                                    s.name,
+                                    s.job_name,
+                                    when,
+                                    if s.enabled { "enabled" } else { "disabled" },
+                                    s.next_run
+                                        .map(|t| t.to_rfc3339())
+                                        .unwrap_or_else(|| "-".into()),
+                                    s.last_run
+                                        .map(|t| t.to_rfc3339())
+                                        .unwrap_or_else(|| "-".into()),
+                                    s.run_count
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                }
+                ScheduleOp::Enable { name } => {
+                    let s = sched.enable(&name).await?;
+                    print(json, &s, || format!("{name} enabled"))
+                }
+                ScheduleOp::Disable { name } => {
+                    let s = sched.disable(&name).await?;
+                    print(json, &s, || format!("{name} disabled"))
+                }
+                ScheduleOp::Run { name } => {
+                    let id = sched.run_now(&name).await?;
+                    print(json, &serde_json::json!({ "schedule": name, "job_id": id }), || {
+                        format!("enqueued {id} for {name}")
+                    })
+                }
+            }
+        }
         Command::Run(_) | Command::Handlers => Ok(()),
     }
 }
@@ -511,6 +625,8 @@ mod tests {
             &["jobs-runner", "enqueue", "sync_portfolio", "--args", "{}", "--priority", "high"],
             &["jobs-runner", "--json", "stats"],
             &["jobs-runner", "dlq", "retry", "0190f5c2-7a3b-7c1d-9e2f-0123456789ab"],
+            &["jobs-runner", "schedules", "disable", "portfolio_sync"],
+            &["jobs-runner", "run", "--no-workers"],
         ] {
             assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
         }

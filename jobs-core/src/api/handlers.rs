@@ -17,7 +17,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::*;
 use crate::error::Error;
 use crate::job::{JobId, MAX_DELAY, MAX_TIMEOUT};
-use crate::metrics::{self, Event};
+use crate::metrics;
 
 /// How long the health check waits for the backend.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -87,6 +87,31 @@ pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>,
         handlers: handler_views(&s),
         running: full.running,
         scheduler: full.scheduler.into(),
+    }))
+}
+
+/// Completions and failed attempts per minute over the last hour, counted in the backend by
+/// every runner (the dashboard's chart).
+#[utoipa::path(
+    get, path = "/api/v1/jobs/stats/throughput", tag = "stats",
+    responses(
+        (status = 200, body = ThroughputResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn throughput(State(s): State<ApiState>) -> Result<Json<ThroughputResponse>, ApiError> {
+    let buckets = s.service().queue().backend().throughput().await?;
+    Ok(Json(ThroughputResponse {
+        bucket_seconds: 60,
+        buckets: buckets
+            .into_iter()
+            .map(|b| ThroughputBucketView {
+                start: b.start,
+                completed: b.completed,
+                failed: b.failed,
+            })
+            .collect(),
     }))
 }
 
@@ -229,7 +254,6 @@ pub async fn enqueue(
         e = e.user_id(u);
     }
     let id = e.await?;
-    metrics::record(&req.name, Event::Enqueued);
     Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id.0 })))
 }
 

@@ -9,8 +9,9 @@
 //! # async fn run() -> jobs_core::Result<()> {
 //! let service = Arc::new(JobService::connect(ServiceConfig::default()).await?);
 //! let state = ApiState::new(service, ApiConfig::default().token(Some("s3cret".into())));
-//! let listener = api::bind("127.0.0.1:8080", state.config(), false).await?;
-//! api::serve(listener, state, std::future::pending()).await?;
+//! let api = api::start("127.0.0.1:8080", state, false).await?;
+//! // ... serve until shutdown, then:
+//! api.stop().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -151,6 +152,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::health))
         .routes(routes!(handlers::stats))
         .routes(routes!(handlers::queue_stats))
+        .routes(routes!(handlers::throughput))
         .routes(routes!(handlers::workers_stats))
         .routes(routes!(schedule::stats))
         .routes(routes!(handlers::handlers))

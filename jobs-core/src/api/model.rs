@@ -597,3 +597,24 @@ pub struct LimitQuery {
     #[param(minimum = 0, maximum = 1000)]
     pub limit: Option<u32>,
 }
+
+/// One minute of history (`GET /api/v1/jobs/stats/throughput`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputBucketView {
+    /// The minute's start (RFC 3339 UTC).
+    pub start: DateTime<Utc>,
+    /// Jobs completed in it, by every runner.
+    pub completed: u64,
+    /// Failed attempts in it (retried or dead-lettered).
+    pub failed: u64,
+}
+
+/// Completions and failures per minute over the last hour, oldest first; the last bucket is
+/// the current, partial minute.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputResponse {
+    /// Width of a bucket, seconds (60).
+    pub bucket_seconds: u64,
+    /// 60 buckets, oldest first.
+    pub buckets: Vec<ThroughputBucketView>,
+}

@@ -44,8 +44,31 @@ impl Modify for BearerAuth {
 }
 
 /// The OpenAPI 3.1 document of the API: every endpoint, request and response.
+///
+/// (Served at `/api/v1/jobs/openapi.json` with its links' field names corrected: utoipa 5
+/// serialises them in snake case.)
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    super::routes().split_for_parts().1
+    let mut doc = super::routes().split_for_parts().1;
+    seal_variants(&mut doc, "ScheduleView");
+    doc
+}
+
+/// Marks the variants of an internally tagged enum as closed (`additionalProperties:
+/// false`): serde's `deny_unknown_fields` on the enum rejects unknown keys in every variant,
+/// but utoipa only carries it over to structs.
+fn seal_variants(doc: &mut utoipa::openapi::OpenApi, name: &str) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    let Some(RefOr::T(Schema::OneOf(one_of))) =
+        doc.components.as_mut().and_then(|c| c.schemas.get_mut(name))
+    else {
+        return;
+    };
+    for item in &mut one_of.items {
+        if let RefOr::T(Schema::Object(obj)) = item {
+            obj.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
+    }
 }
 
 /// The document as JSON, built once.
@@ -111,6 +134,11 @@ mod tests {
         assert_eq!(link["operationId"], "get_job");
         assert!(link.get("operation_id").is_none());
         assert_eq!(link["parameters"]["job_id"], "$response.body#/job_id");
+        let variants = doc["components"]["schemas"]["ScheduleView"]["oneOf"].as_array();
+        assert_eq!(variants.map(Vec::len), Some(3));
+        for variant in variants.into_iter().flatten() {
+            assert_eq!(variant["additionalProperties"], false, "{variant}");
+        }
         Ok(())
     }
 }

@@ -24,9 +24,8 @@ fn main() -> ExitCode {
     if subcommand(&args).as_deref() == Some("seed-demo") {
         return seed_main(args);
     }
-    let namespace = namespace(&args);
-    jobs_core::runner::main_with_state(move |redis_url| async move {
-        let platform = build_platform(redis_url.as_deref(), &namespace).await?;
+    jobs_core::runner::main_with_state(|env| async move {
+        let platform = build_platform(env.redis_url.as_deref(), &env.namespace).await?;
         Ok(State::new().with(platform))
     })
 }
@@ -37,7 +36,7 @@ async fn build_platform(redis_url: Option<&str>, namespace: &str) -> jobs_core::
     let platform = match redis_url {
         Some(url) => {
             let p = Platform::redis(url, namespace).await.map_err(|e| {
-                tracing::error!(url = %redact(url), namespace, "cannot open the trading store on redis");
+                tracing::error!(url = %jobs_core::backend::redis::redact_url(url), namespace, "cannot open the trading store on redis");
                 core_error(e)
             })?;
             let users = p.store().users().await.map_err(core_error)?.len();
@@ -67,14 +66,6 @@ async fn build_platform(redis_url: Option<&str>, namespace: &str) -> jobs_core::
         }
     };
     resume_simulated_feed(platform, DEFAULT_SEED).await.map_err(core_error)
-}
-
-/// Hides the password of a Redis URL in logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
 }
 
 fn core_error(e: PlatformError) -> jobs_core::Error {
@@ -172,21 +163,10 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: cannot seed the demo data: {}", chain(&e));
+            eprintln!("error: cannot seed the demo data: {}", jobs_core::runner::error_chain(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Global options of the runner that take a separate value (`--namespace ns`).
@@ -203,20 +183,4 @@ fn subcommand(args: &[OsString]) -> Option<String> {
         }
     }
     None
-}
-
-/// The namespace the runner will use (`--namespace`, else `JOBS_NAMESPACE`, else `jobs`):
-/// the trading store lives in the same namespace as the queue.
-fn namespace(args: &[OsString]) -> String {
-    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
-    while let Some(a) = it.next() {
-        if a == "--namespace" {
-            if let Some(v) = it.next() {
-                return v.into_owned();
-            }
-        } else if let Some(v) = a.strip_prefix("--namespace=") {
-            return v.to_owned();
-        }
-    }
-    std::env::var("JOBS_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| "jobs".into())
 }
