@@ -188,7 +188,7 @@ impl RedisBackend {
 
     /// Reads jobs by id with their payloads and errors (and results), skipping ids whose
     /// record is gone.
-    async fn read_jobs(&self, ids: &[String], with_result: bool) -> Result<Vec<Job>> {
+    async fn read_jobs(&self, ids: &[String], with_result: bool) -> Result<Vec<Result<Job>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -208,10 +208,16 @@ impl RedisBackend {
         let mut out = Vec::with_capacity(ids.len());
         for (i, sid) in ids.iter().enumerate() {
             let Some(Some(rec)) = recs.get(i) else { continue };
-            let id: JobId = sid.parse()?;
+            let id: JobId = match sid.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
             let err = errs.get(i).and_then(|e| e.as_deref()).map(lossy);
             let res = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r.as_deref());
-            out.push(record::to_job(id, rec, res, err)?);
+            out.push(record::to_job(id, rec, res, err));
         }
         Ok(out)
     }
@@ -232,6 +238,17 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// The jobs of a listing that this version can read; the others are logged and left out
+/// (a listing must not fail because of one record; `get_job` on it gives the error).
+fn readable(jobs: Vec<Result<Job>>) -> Vec<Job> {
+    jobs.into_iter()
+        .filter_map(|j| {
+            j.map_err(|e| tracing::warn!(error = %e, "unreadable job record left out of a listing"))
+                .ok()
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> u64 {
@@ -543,7 +560,7 @@ impl Backend for RedisBackend {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
-        Ok(self.read_jobs(&[id.to_string()], true).await?.pop())
+        self.read_jobs(&[id.to_string()], true).await?.pop().transpose()
     }
 
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>> {
@@ -573,7 +590,7 @@ impl Backend for RedisBackend {
                 .arg(stop)
                 .query_async(&mut conn)
                 .await?;
-            let jobs = self.read_jobs(&ids, false).await?;
+            let jobs = readable(self.read_jobs(&ids, false).await?);
             out.extend(
                 jobs.into_iter().filter(|j| j.status == crate::job::JobStatus::Pending).take(want),
             );
@@ -592,7 +609,7 @@ impl Backend for RedisBackend {
             .arg(offset + limit - 1)
             .query_async(&mut conn)
             .await?;
-        self.read_jobs(&ids, false).await
+        Ok(readable(self.read_jobs(&ids, false).await?))
     }
 
     async fn retry_dead(&self, id: JobId) -> Result<()> {

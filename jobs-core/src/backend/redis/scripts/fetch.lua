@@ -43,13 +43,12 @@ end
 -- 2. Pop in strict priority order until n live jobs are leased.
 local out = { now, -1 }
 local taken = 0
-local upd, act = {}, {}
+local upd, act, again = {}, {}, {}
 for p = 1, 4 do
   while taken < n do
     local ids = redis.call('LPOP', K_PENDING[p], n - taken)
     if not ids then break end
     local recs = hmget(K_JOBS, ids)
-    local errs = hmget(K_ERRORS, ids)
     local ghosts = 0
     for i = 1, #ids do
       local h = parse(recs[i])
@@ -65,8 +64,16 @@ for p = 1, 4 do
         out[#out + 1] = ids[i]
         out[#out + 1] = h.att
         out[#out + 1] = rec
-        out[#out + 1] = errs[i] or false
+        out[#out + 1] = false
+        -- Only a job that ran before can have an error to show its handler.
+        if h.att > 1 then again[#again + 1] = #out end
         taken = taken + 1
+      elseif recs[i] and not h then
+        -- A record this version cannot read (written by hand, or by a newer version): it
+        -- must neither vanish nor block the queue. To the dead-letter queue, with why.
+        redis.call('ZADD', K_DEAD, now, ids[i])
+        redis.call('HSET', K_ERRORS, ids[i], 'corrupt record: its state cannot be read')
+        incr('dead', 1)
       else
         -- Cancelled while queued (or purged since): its entry was counted as a ghost.
         ghosts = ghosts + 1
@@ -74,6 +81,12 @@ for p = 1, 4 do
     end
     incr(GHOST[p], -ghosts)
   end
+end
+if #again > 0 then
+  local ids = {}
+  for i = 1, #again do ids[i] = out[again[i] - 3] end
+  local errs = hmget(K_ERRORS, ids)
+  for i = 1, #again do out[again[i]] = errs[i] or false end
 end
 bulk('HSET', K_JOBS, upd, 2)
 bulk('ZADD', K_ACTIVE, act, 2)
