@@ -17,7 +17,17 @@ use serde_json::json;
 
 fn spawn_runner(server: &RedisServer, ns: &str, starts_key: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_test-worker"))
-        .args(["run", "--concurrency", "5", "--lease", "1", "--shutdown-grace", "5"])
+        .args([
+            "run",
+            "--concurrency",
+            "5",
+            "--lease",
+            "1",
+            "--shutdown-grace",
+            "5",
+            "--no-scheduler",
+            "--no-api",
+        ])
         .env("REDIS_URL", server.url())
         .env("JOBS_NAMESPACE", ns)
         .env("TEST_STARTS_KEY", starts_key)

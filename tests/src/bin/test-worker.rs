@@ -42,3 +42,32 @@ async fn reliability_sleep(args: Sleep, ctx: JobContext) -> Result<(), JobError>
 fn main() -> std::process::ExitCode {
     jobs_core::runner::main()
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Soak {
+    kind: String,
+    ms: u64,
+}
+
+/// The chaos soak's job: records its start, then succeeds, fails for good, panics or
+/// hangs past its timeout, as its `kind` says.
+#[job_handler("soak_job")]
+async fn soak_job(args: Soak, ctx: JobContext) -> Result<(), JobError> {
+    record_start(&ctx).await?;
+    tokio::time::sleep(Duration::from_millis(args.ms)).await;
+    match args.kind.as_str() {
+        "fail" => Err(JobError::permanent_msg("soak: deliberate failure")),
+        "panic" => panic!("soak: deliberate panic"),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The chaos soak's one-second schedule: every tick records its start.
+#[every_seconds(1, name = "soak_tick")]
+async fn soak_tick(ctx: JobContext) -> Result<(), JobError> {
+    record_start(&ctx).await
+}
