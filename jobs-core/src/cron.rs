@@ -547,3 +547,50 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_owned()),
+            (0u32..100).prop_map(|n| n.to_string()),
+            (0u32..70, 0u32..70).prop_map(|(a, b)| format!("{a}-{b}")),
+            (1u32..70).prop_map(|n| format!("*/{n}")),
+            (0u32..70, 0u32..70, 0u32..20).prop_map(|(a, b, s)| format!("{a}-{b}/{s}")),
+            (0u32..70, 0u32..70).prop_map(|(a, b)| format!("{a},{b}")),
+            "[A-Za-z?#L/,*-]{1,4}".prop_map(|s| s),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Cron-like input of any shape parses or is refused with an error; a parsed
+        /// expression's next occurrence is always later than the instant asked about.
+        #[test]
+        fn arbitrary_expressions_never_panic(
+            fields in proptest::collection::vec(field(), 0..8),
+            tz in prop_oneof![Just(None), Just(Some("Europe/Berlin".to_owned())), "[A-Za-z/_]{0,20}".prop_map(Some)],
+            secs in 0i64..4_102_444_800,
+        ) {
+            let expr = fields.join(" ");
+            if let Ok(c) = CronExpr::parse(&expr, tz.as_deref()) {
+                let t = Utc.timestamp_opt(secs, 0).single().unwrap_or_default();
+                if let Some(next) = c.next_after(t) {
+                    prop_assert!(next > t, "{expr}: {next} is not after {t}");
+                }
+            }
+        }
+
+        /// Arbitrary text, too.
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,40}") {
+            let _ = CronExpr::parse(&s, None);
+        }
+    }
+}

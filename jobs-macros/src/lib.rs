@@ -43,6 +43,9 @@ mod expand;
 mod job_handler;
 mod schedule;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use proc_macro::TokenStream;
 
 use attrs::Kind;

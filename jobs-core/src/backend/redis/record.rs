@@ -178,3 +178,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const VALID: &[u8] =
+        b"r1:2:1:3:30000:0:0:1700000000123:0:1700000000200:0|{\"n\":\"sync\"}\n{\"a\":1}";
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any bytes at all: a job or a clear error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(rec in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = to_job(JobId::new(), &rec, Some(&rec), Some("e".into()));
+        }
+
+        /// A valid record with a few bytes changed, cut, or grown: the realistic corruptions.
+        #[test]
+        fn mutated_records_never_panic(
+            edits in proptest::collection::vec((0..VALID.len(), any::<u8>()), 0..6),
+            cut in 0..=VALID.len(),
+        ) {
+            let mut rec = VALID.to_vec();
+            for (i, b) in edits {
+                rec[i] = b;
+            }
+            rec.truncate(cut);
+            match to_job(JobId::new(), &rec, None, None) {
+                Ok(job) => prop_assert!(!job.name.is_empty() || rec.contains(&b'|')),
+                Err(e) => prop_assert!(matches!(e, Error::CorruptRecord { .. }), "{e:?}"),
+            }
+        }
+    }
+}
