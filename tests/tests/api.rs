@@ -770,6 +770,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/health", &["get"][..]),
         ("/api/v1/jobs/stats", &["get"]),
         ("/api/v1/jobs/queue/stats", &["get"]),
+        ("/api/v1/jobs/stats/throughput", &["get"]),
         ("/api/v1/jobs/workers/stats", &["get"]),
         ("/api/v1/jobs/scheduler/stats", &["get"]),
         ("/api/v1/jobs/handlers", &["get"]),
@@ -794,7 +795,7 @@ async fn openapi_document_describes_every_endpoint() {
             assert!(op["responses"].is_object(), "{m} {path} has no responses");
         }
     }
-    assert_eq!(paths.len(), 21);
+    assert_eq!(paths.len(), 22);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
