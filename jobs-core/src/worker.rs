@@ -38,6 +38,9 @@ use crate::queue::JobQueue;
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 
+/// The longest a busy worker waits for more free slots before it fetches anyway.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
 /// How a worker behaves. Defaults: 1 job at a time (the spec's), leases of 30 s renewed
 /// every 10 s, reaping every 5 s, 30 s of grace at shutdown.
 #[derive(Debug, Clone)]
@@ -347,6 +350,7 @@ impl JobWorker {
         let inner = &self.inner;
         let backend = inner.queue.backend().clone();
         let mut backoff = Backoff::default();
+        let mut batch_wait_over = false;
         loop {
             while jobs.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
@@ -360,6 +364,19 @@ impl JobWorker {
                 }
                 continue;
             }
+            // Batching: while busy, fetch when a quarter of the slots are free, or after
+            // a short moment, rather than one job per call as each one finishes. A fetch
+            // costs Redis about the same for one job as for a dozen (REDIS.md §9).
+            let low_water = (inner.cfg.max_concurrent_jobs / 4).max(1);
+            if free < low_water && !jobs.is_empty() && !batch_wait_over {
+                tokio::select! {
+                    _ = jobs.join_next() => {}
+                    _ = tokio::time::sleep(BATCH_WAIT) => batch_wait_over = true,
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            batch_wait_over = false;
             let req = FetchRequest {
                 max: free.min(64),
                 worker_id: inner.cfg.worker_id.clone(),

@@ -1,21 +1,24 @@
-//! The benchmark of record: queue throughput, memory and Redis CPU per job against a private
-//! `redis-server` it starts itself (never a shared one).
+//! The benchmark of record: queue and worker throughput, latency, memory and Redis CPU per
+//! job, against a private `redis-server` it starts itself (never a shared one).
 //!
 //! ```text
-//! cargo run --release -p examples --bin bench            # full run, table + JSON
-//! cargo run --release -p examples --bin bench -- --quick # small counts (what CI runs)
-//! cargo run --release -p examples --bin bench -- --json  # only the JSON object
+//! cargo run --release -p examples --bin bench                          # full, medians of 3
+//! cargo run --release -p examples --bin bench -- --quick               # small, 1 run (CI)
+//! cargo run --release -p examples --bin bench -- --json --svg out.svg  # JSON only, + chart
 //! ```
 //!
-//! Scenarios (each in a fresh namespace):
-//! * `enqueue_single`: 20,000 single enqueues, 100 in flight.
-//! * `enqueue_batched`: 50,000 jobs in batches of 1,000.
-//! * `fetch_complete`: queue level, no workers: drain 50,000 jobs with fetch(64) +
-//!   complete(batch of 64), 4 drainers; Redis CPU per job from `INFO cpu`.
-//! * `drain`: a real `JobWorker` (concurrency 50) draining 50,000 no-op jobs.
-//! * `pickup`: enqueue-to-start latency of an idle worker (p50/p99), and how late a job
-//!   delayed by 50 ms starts.
-//! * `bytes_per_job`: `INFO memory` `used_memory` before/after 100,000 queued jobs with args
+//! Scenarios (each in a fresh namespace; `--runs N` repeats each, the median is reported):
+//! * `enqueue_single_per_s`: 20,000 single enqueues, 100 in flight.
+//! * `enqueue_batched_per_s`: 50,000 jobs in batches of 1,000.
+//! * `fetch_complete_per_s`: queue level, no workers: fetch(64) + complete(64), 4 loops.
+//! * `drain_per_s_by_concurrency`: a real `JobWorker` draining no-op jobs at concurrency 1,
+//!   10, 50 and 200 (`drain_per_s` is concurrency 50, 50,000 jobs), and
+//!   `drain_two_processes_per_s`: two processes of concurrency 50 on one queue.
+//! * `redis_cpu_us_per_job`: Redis CPU (`INFO cpu` user+sys delta) per drained job at
+//!   concurrency 50.
+//! * `pickup_p50_ms`/`pickup_p99_ms`: enqueue-to-start latency of an idle worker;
+//!   `delayed_lateness_*`: how late a job delayed by 50 ms starts.
+//! * `bytes_per_job`: `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
 //! No figure here is asserted anywhere: these machines are shared and noisy; compare
@@ -65,11 +68,36 @@ static PROBE: OnceLock<mpsc::UnboundedSender<Instant>> = OnceLock::new();
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let json_only = args.iter().any(|a| a == "--json");
-    if let Some(bad) = args.iter().find(|a| !matches!(a.as_str(), "--quick" | "--json")) {
-        return Err(format!("unknown argument `{bad}`; expected --quick and/or --json").into());
+    if args.first().map(String::as_str) == Some("--child-drain") {
+        return child_drain(&args[1..]).await;
     }
+    let mut quick = false;
+    let mut json_only = false;
+    let mut runs: Option<usize> = None;
+    let mut svg: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--json" => json_only = true,
+            "--runs" => {
+                runs = it.next().and_then(|v| v.parse().ok()).filter(|n| *n > 0).or(Some(0))
+            }
+            "--svg" => svg = it.next().cloned(),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; expected --quick, --json, --runs N, --svg PATH"
+                )
+                .into());
+            }
+        }
+    }
+    let runs = match runs {
+        Some(0) => return Err("--runs takes a whole number of at least 1".into()),
+        Some(n) => n,
+        None if quick => 1,
+        None => 3,
+    };
     let s = if quick {
         Sizes {
             single: 2_000,
@@ -99,43 +127,122 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = RedisServer::start();
     let mut report = serde_json::Map::new();
     report.insert("quick".into(), json!(quick));
+    report.insert("runs".into(), json!(runs));
     report.insert("redis_version".into(), json!(redis_version(&server).await?));
+    let progress = |what: &str, run: usize| {
+        if !json_only {
+            eprintln!("  {what} (run {}/{runs})", run + 1);
+        }
+    };
 
-    let q = queue(&server, "bench-single").await?;
-    let t = Instant::now();
-    enqueue_single(&q, s.single, s.in_flight).await?;
-    report.insert("enqueue_single_per_s".into(), json!(rate(s.single, t.elapsed())));
-
-    let q = queue(&server, "bench-batched").await?;
-    let t = Instant::now();
-    enqueue_batched(&q, s.batched, s.batch).await?;
-    report.insert("enqueue_batched_per_s".into(), json!(rate(s.batched, t.elapsed())));
-
-    let q = queue(&server, "bench-drain").await?;
-    enqueue_batched(&q, s.drain, s.batch).await?;
-    let cpu0 = redis_cpu_us(&server).await?;
-    let t = Instant::now();
-    let drained = drain(&q, s.drainers).await?;
-    let elapsed = t.elapsed();
-    let cpu = redis_cpu_us(&server).await? - cpu0;
-    if drained != s.drain {
-        return Err(format!("drained {drained} of {} jobs", s.drain).into());
+    let mut v = Vec::new();
+    for r in 0..runs {
+        progress("enqueue single, 100 in flight", r);
+        let q = queue(&server, &format!("bench-single-{r}")).await?;
+        let t = Instant::now();
+        enqueue_single(&q, s.single, s.in_flight).await?;
+        v.push(rate(s.single, t.elapsed()));
     }
-    report.insert("fetch_complete_per_s".into(), json!(rate(drained, elapsed)));
-    report.insert("redis_cpu_us_per_job".into(), json!(round1(cpu / drained as f64)));
+    report.insert("enqueue_single_per_s".into(), json!(median(&mut v)));
 
-    // A real worker, concurrency 50, no-op handlers: the throughput users see.
-    let q = queue(&server, "bench-worker").await?;
-    enqueue_batched_named(&q, s.worker_drain, s.batch, "bench_noop").await?;
-    let cpu0 = redis_cpu_us(&server).await?;
-    let t = Instant::now();
-    let running = worker(&q, 50)?.start();
-    wait_completed(&q, s.worker_drain as u64).await?;
-    let elapsed = t.elapsed();
-    let cpu = redis_cpu_us(&server).await? - cpu0;
-    running.stop().await?;
-    report.insert("drain_per_s".into(), json!(rate(s.worker_drain, elapsed)));
-    report.insert("drain_redis_cpu_us_per_job".into(), json!(round1(cpu / s.worker_drain as f64)));
+    let mut v = Vec::new();
+    for r in 0..runs {
+        progress("enqueue batched, 1,000 per call", r);
+        let q = queue(&server, &format!("bench-batched-{r}")).await?;
+        let t = Instant::now();
+        enqueue_batched(&q, s.batched, s.batch).await?;
+        v.push(rate(s.batched, t.elapsed()));
+    }
+    report.insert("enqueue_batched_per_s".into(), json!(median(&mut v)));
+
+    let (mut v, mut cpu_v) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        progress("fetch(64) + complete(64), queue level", r);
+        let q = queue(&server, &format!("bench-drain-{r}")).await?;
+        enqueue_batched(&q, s.drain, s.batch).await?;
+        let cpu0 = redis_cpu_us(&server).await?;
+        let t = Instant::now();
+        let drained = drain(&q, s.drainers).await?;
+        let elapsed = t.elapsed();
+        let cpu = redis_cpu_us(&server).await? - cpu0;
+        if drained != s.drain {
+            return Err(format!("drained {drained} of {} jobs", s.drain).into());
+        }
+        v.push(rate(drained, elapsed));
+        cpu_v.push(round1(cpu / drained as f64));
+    }
+    report.insert("fetch_complete_per_s".into(), json!(median(&mut v)));
+    report.insert("fetch_complete_redis_cpu_us_per_job".into(), json!(median(&mut cpu_v)));
+
+    // Real workers, no-op handlers: the throughput users see, by concurrency.
+    let mut by_concurrency = serde_json::Map::new();
+    for c in [1usize, 10, 50, 200] {
+        let n = if c == 1 { s.worker_drain / 10 } else { s.worker_drain };
+        let (mut v, mut cpu_v) = (Vec::new(), Vec::new());
+        for r in 0..runs {
+            progress(&format!("worker drain, concurrency {c}, {n} jobs"), r);
+            let q = queue(&server, &format!("bench-worker-{c}-{r}")).await?;
+            enqueue_batched_named(&q, n, s.batch, "bench_noop").await?;
+            let profile = c == 50 && r == 0;
+            if profile {
+                reset_stats(&server).await?;
+            }
+            let cpu0 = redis_cpu_us(&server).await?;
+            let t = Instant::now();
+            let running = worker(&q, c)?.start();
+            wait_completed(&q, n as u64).await?;
+            let elapsed = t.elapsed();
+            let cpu = redis_cpu_us(&server).await? - cpu0;
+            running.stop().await?;
+            if profile {
+                // Where Redis's time goes: commands run inside the scripts are counted under
+                // their own names, so this is a per-command profile of the drain.
+                report.insert(
+                    "redis_profile_us_per_job_c50".into(),
+                    command_profile(&server, n).await?,
+                );
+            }
+            v.push(rate(n, elapsed));
+            cpu_v.push(round1(cpu / n as f64));
+        }
+        let per_s = median(&mut v);
+        by_concurrency.insert(c.to_string(), json!(per_s));
+        if c == 50 {
+            report.insert("drain_per_s".into(), json!(per_s));
+            report.insert("redis_cpu_us_per_job".into(), json!(median(&mut cpu_v)));
+        }
+    }
+    report.insert("drain_per_s_by_concurrency".into(), serde_json::Value::Object(by_concurrency));
+
+    // Two processes (this binary, twice), concurrency 50 each.
+    let mut v = Vec::new();
+    for r in 0..runs {
+        progress("worker drain, two processes x concurrency 50", r);
+        let ns = format!("bench-two-{r}");
+        let q = queue(&server, &ns).await?;
+        enqueue_batched_named(&q, s.worker_drain, s.batch, "bench_noop").await?;
+        let exe = std::env::current_exe()?;
+        let t = Instant::now();
+        let mut children = Vec::new();
+        for _ in 0..2 {
+            children.push(
+                tokio::process::Command::new(&exe)
+                    .args(["--child-drain", &server.url(), &ns, &s.worker_drain.to_string()])
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        wait_completed(&q, s.worker_drain as u64).await?;
+        let elapsed = t.elapsed();
+        for mut ch in children {
+            let status = ch.wait().await?;
+            if !status.success() {
+                return Err(format!("a drain child failed: {status}").into());
+            }
+        }
+        v.push(rate(s.worker_drain, elapsed));
+    }
+    report.insert("drain_two_processes_per_s".into(), json!(median(&mut v)));
 
     // Latency: an idle worker (blocked on Redis), one job at a time.
     let q = queue(&server, "bench-latency").await?;
@@ -175,6 +282,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report.insert("bytes_per_job".into(), json!(round1((after - before) / s.memory as f64)));
 
     let report = serde_json::Value::Object(report);
+    if let Some(path) = svg {
+        std::fs::write(&path, svg_chart(&report))?;
+    }
     if !json_only {
         for (k, v) in report.as_object().into_iter().flatten() {
             println!("{k:<26} {v}");
@@ -345,4 +455,92 @@ async fn redis_version(server: &RedisServer) -> Result<String, Box<dyn std::erro
         .unwrap_or("unknown")
         .trim()
         .to_owned())
+}
+
+/// `--child-drain URL NS N`: a worker of concurrency 50 that exits once the namespace has
+/// completed N jobs (the two-process scenario).
+async fn child_drain(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [url, ns, n] = args else {
+        return Err("--child-drain takes URL NAMESPACE JOBS".into());
+    };
+    let n: u64 = n.parse()?;
+    let cfg = RedisConfig { namespace: ns.clone(), ..RedisConfig::new(url) };
+    let q = JobQueue::new(RedisBackend::connect(cfg).await?);
+    let running = worker(&q, 50)?.start();
+    wait_completed(&q, n).await?;
+    running.stop().await?;
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+/// Drain throughput against concurrency, as an SVG bar chart.
+fn svg_chart(report: &serde_json::Value) -> String {
+    let by = report["drain_per_s_by_concurrency"].as_object().cloned().unwrap_or_default();
+    let mut bars: Vec<(String, f64)> =
+        by.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect();
+    bars.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(0));
+    if let Some(two) = report["drain_two_processes_per_s"].as_f64() {
+        bars.push(("2x50".into(), two));
+    }
+    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
+    let (w, h, left, bottom) = (560.0, 300.0, 70.0, 40.0);
+    let bw = (w - left - 20.0) / bars.len().max(1) as f64;
+    let mut out = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n\
+         <text x='{left}' y='16' font-size='14'>Drain throughput (jobs/s) by concurrency, no-op jobs</text>\n"
+    );
+    for i in 0..=4 {
+        let y = h - bottom - (h - bottom - 30.0) * f64::from(i) / 4.0;
+        let label = (max * f64::from(i) / 4.0).round();
+        out += &format!(
+            "<line x1='{left}' x2='{}' y1='{y}' y2='{y}' stroke='#ddd'/><text x='{}' y='{}' text-anchor='end'>{label}</text>\n",
+            w - 20.0,
+            left - 6.0,
+            y + 4.0
+        );
+    }
+    for (i, (k, v)) in bars.iter().enumerate() {
+        let bh = (h - bottom - 30.0) * v / max;
+        let x = left + bw * i as f64 + bw * 0.15;
+        let y = h - bottom - bh;
+        out += &format!(
+            "<rect x='{x}' y='{y}' width='{}' height='{bh}' fill='#3b6fd8'/><text x='{}' y='{}' text-anchor='middle'>{k}</text><text x='{}' y='{}' text-anchor='middle'>{}</text>\n",
+            bw * 0.7,
+            x + bw * 0.35,
+            h - bottom + 16.0,
+            x + bw * 0.35,
+            y - 4.0,
+            v.round()
+        );
+    }
+    out += "</svg>\n";
+    out
+}
+
+async fn reset_stats(server: &RedisServer) -> Result<(), redis::RedisError> {
+    let client = redis::Client::open(server.url())?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut c).await
+}
+
+/// `INFO commandstats` as microseconds per job, largest first.
+async fn command_profile(
+    server: &RedisServer,
+    jobs: usize,
+) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let i = info(server, "commandstats").await?;
+    let mut rows: Vec<(String, f64)> = i
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let usec =
+                rest.split(',').find_map(|kv| kv.strip_prefix("usec="))?.parse::<f64>().ok()?;
+            Some((name.to_owned(), round3(usec / jobs as f64)))
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(serde_json::Value::Object(rows.into_iter().take(12).map(|(k, v)| (k, json!(v))).collect()))
 }
