@@ -83,7 +83,7 @@ pub struct MissingState {
 ///
 /// Take it as the last parameter of a handler (`ctx: JobContext`). Cheap to clone.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use jobs_core::prelude::*;
 /// use jobs_core::{JobId, State};
 ///

@@ -218,7 +218,7 @@ impl<R: JobOutput, E: IntoJobError> IntoJobResult for Result<R, E> {
 /// A handler known by type, for typed enqueue. `#[job_handler]` implements it on a unit
 /// struct named after the function (`sync_portfolio` → `SyncPortfolioJob`).
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use jobs_core::prelude::*;
 ///
 /// #[derive(Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! timeouts, leases that survive a killed process, schedules that fire exactly once across
 //! processes, statistics, an HTTP admin API and a dashboard.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use jobs_core::prelude::*;
 //! use jobs_core::JobStatus;
 //! use jobs_core::service::{JobService, ServiceConfig};

@@ -316,7 +316,7 @@ impl From<RegistryError> for Error {
 
 /// Every handler and schedule of this process, by name.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// use jobs_core::prelude::*;
 /// use jobs_core::{Registry, ScheduleKind};
 ///

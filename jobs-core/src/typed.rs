@@ -12,7 +12,7 @@ impl JobQueue {
     /// options (`priority`, `max_retries`, `timeout` on its attribute) are applied first;
     /// options set on the returned builder override them.
     ///
-    /// ```
+    /// ```rust,standalone_crate
     /// use jobs_core::prelude::*;
     ///
     /// #[derive(Serialize, Deserialize)]
@@ -40,7 +40,7 @@ impl JobQueue {
     ///
     /// Passing anything but the handler's argument type does not compile:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,standalone_crate
     /// # use jobs_core::prelude::*;
     /// # #[derive(Serialize, Deserialize)]
     /// # struct SyncPortfolio { user_id: String }
