@@ -112,12 +112,7 @@ impl WorkerConfig {
 
 /// A worker id unique enough to tell processes apart: host, pid and a random suffix.
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+    let host = Some(hostname()).filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
     let suffix: u16 = rand::random();
     format!("{host}-{}-{suffix:04x}", std::process::id())
 }
