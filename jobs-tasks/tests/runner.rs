@@ -31,8 +31,7 @@ impl Drop for Runner {
 impl Runner {
     /// Sends SIGTERM and waits (bounded) for the exit.
     fn terminate(&mut self, limit: Duration) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        assert_eq!(send_sigterm(pid), 0, "kill(SIGTERM) failed");
+        jobs_test_support::sigterm(&self.child).expect("kill(SIGTERM) failed");
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the runner") {
@@ -45,13 +44,6 @@ impl Runner {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-#[allow(unsafe_code)]
-fn send_sigterm(pid: libc::pid_t) -> i32 {
-    // SAFETY: `kill` has no memory-safety preconditions; `pid` is our own child, which has
-    // not been waited for yet, so the id cannot have been reused by another process.
-    unsafe { libc::kill(pid, libc::SIGTERM) }
 }
 
 fn free_port() -> u16 {

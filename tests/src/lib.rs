@@ -22,8 +22,10 @@
 //! # }
 //! ```
 
+mod process;
 mod redis_server;
 mod shared;
 
+pub use process::sigterm;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};

@@ -121,17 +121,9 @@ async fn sigkill_mid_job_loses_nothing_and_duplicates_only_in_flight_jobs() {
     assert_eq!(s.counters.stalled, in_flight.len() as u64);
 
     // SIGTERM: a clean exit.
-    let pid = second.id() as libc::pid_t;
-    // SAFETY-free: `kill` through the shell would race; use the libc call on our own child.
-    assert_eq!(unsafe_kill_term(pid), 0);
+    jobs_test_support::sigterm(&second).expect("SIGTERM the runner");
     let status = second.wait().expect("wait");
     assert!(status.success(), "runner exited with {status}");
-}
-
-#[allow(unsafe_code)]
-fn unsafe_kill_term(pid: libc::pid_t) -> i32 {
-    // SAFETY: sending a signal to a child process we spawned and have not yet waited for.
-    unsafe { libc::kill(pid, libc::SIGTERM) }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

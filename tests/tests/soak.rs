@@ -39,14 +39,6 @@ fn spawn_runner(server: &RedisServer, n: usize) -> Child {
         .expect("start the test-worker binary")
 }
 
-#[allow(unsafe_code)]
-fn sigterm(child: &Child) {
-    // SAFETY: signalling a child process we spawned and have not waited for yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-}
-
 async fn queue(server: &RedisServer) -> JobQueue {
     let cfg = RedisConfig { namespace: NS.into(), ..RedisConfig::new(&server.url()) };
     JobQueue::new(RedisBackend::connect(cfg).await.expect("connect"))
@@ -136,7 +128,7 @@ async fn chaos_soak() {
     let elapsed = started.elapsed();
     // Stop the schedule first so that no new tick appears while we count.
     for r in &runners {
-        sigterm(r);
+        jobs_test_support::sigterm(r).expect("SIGTERM a runner");
     }
     for r in &mut runners {
         let status = r.wait().expect("wait for a runner");
