@@ -11,8 +11,9 @@
 //! }
 //! ```
 //!
-//! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend),
-//! `JOBS_NAMESPACE`, `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
+//! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
+//! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`, `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
 //! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -23,7 +24,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::backend::redis::RedisConfig;
+use crate::backend::redis::{RedisConfig, TlsFiles};
 use crate::context::State;
 use crate::error::{Error, Result};
 use crate::job::{JobId, JobPriority};
@@ -45,12 +46,22 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Connection {
-    /// Redis URL; without it the runner uses the in-memory backend.
+    /// Redis URL (`redis://` or `rediss://`; a comma-separated list names the seed nodes of a
+    /// cluster); without it the runner uses the in-memory backend.
     #[arg(long, env = "REDIS_URL", global = true)]
     redis_url: Option<String>,
     /// Namespace of this deployment's keys.
     #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
     namespace: String,
+    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
+    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
+    redis_ca_cert: Option<std::path::PathBuf>,
+    /// PEM file of a client certificate for Redis servers that require one.
+    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
+    redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
+    redis_client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -338,7 +349,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn backend(conn: &Connection) -> BackendChoice {
     match &conn.redis_url {
         Some(url) if !url.is_empty() => {
-            BackendChoice::Redis(RedisConfig::new(url).namespace(conn.namespace.clone()))
+            let tls = TlsFiles {
+                ca_cert: conn.redis_ca_cert.clone(),
+                client_cert: conn.redis_client_cert.clone(),
+                client_key: conn.redis_client_key.clone(),
+            };
+            BackendChoice::Redis(
+                RedisConfig { tls, ..RedisConfig::new(url) }.namespace(conn.namespace.clone()),
+            )
         }
         _ => BackendChoice::Memory,
     }

@@ -19,6 +19,7 @@ use crate::worker::{JobWorker, RunningPool, RunningWorker, WorkerConfig, WorkerP
 
 /// Where jobs are stored.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // built once per service; boxing would only burden callers
 pub enum BackendChoice {
     /// In this process only (lost on exit): the embedded default, and for tests.
     Memory,

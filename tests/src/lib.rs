@@ -8,6 +8,8 @@
 //!   that binary run in parallel without seeing each other's keys.
 //! * [`redis_backend`]: a [`RedisBackend`](jobs_core::backend::redis::RedisBackend) on the
 //!   shared server.
+//! * [`RedisCluster`]: a Redis Cluster of private servers; [`shared_cluster`] and
+//!   [`cluster_backend`] as above.
 //!
 //! `redis-server` must be on `PATH`; when it is not, starting a server panics with the
 //! command that installs it. Tests never skip silently.
@@ -22,10 +24,12 @@
 //! # }
 //! ```
 
+mod cluster;
 mod process;
 mod redis_server;
 mod shared;
 
+pub use cluster::{RedisCluster, cluster_backend, shared_cluster};
 pub use process::sigterm;
-pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use redis_server::{RedisServer, RedisServerBuilder, free_port};
 pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};

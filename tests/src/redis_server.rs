@@ -363,7 +363,12 @@ impl Drop for RedisServer {
 }
 
 /// A port that was free on 127.0.0.1 a moment ago (the kernel picks it for port 0).
-fn free_port() -> io::Result<u16> {
+/// Never 6379.
+///
+/// # Errors
+///
+/// If no socket can be bound on loopback.
+pub fn free_port() -> io::Result<u16> {
     for _ in 0..10 {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
         if port != DEFAULT_REDIS_PORT {

@@ -55,16 +55,18 @@ impl SharedRedis {
 /// If `redis-server` is missing or does not start (see [`RedisServer::start`]).
 pub fn shared() -> &'static SharedRedis {
     static SHARED: OnceLock<SharedRedis> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        remove_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{SHARED_DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()
-            .unwrap_or_else(|e| {
-                panic!("cannot create a temporary directory for redis-server: {e}")
-            });
-        SharedRedis { server: RedisServer::builder().start_in(dir) }
-    })
+    SHARED.get_or_init(|| SharedRedis { server: RedisServer::builder().start_in(shared_dir()) })
+}
+
+/// A temporary directory for a server that lives as long as the test process (see
+/// [`shared`]): named so that a later test process removes it once this one is gone.
+pub(crate) fn shared_dir() -> tempfile::TempDir {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    CLEANED.get_or_init(remove_stale_dirs);
+    tempfile::Builder::new()
+        .prefix(&format!("{SHARED_DIR_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot create a temporary directory for redis-server: {e}"))
 }
 
 /// Removes `jobs-redis-shared-<pid>-*` directories whose process no longer exists.

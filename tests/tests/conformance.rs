@@ -2,7 +2,8 @@
 //! module docs of `jobs_core::backend`), written once and run against both backends.
 //!
 //! Each case is an `async fn(Kind) -> TestResult` below; [`conformance!`] turns the list of
-//! cases into `memory::<case>` and `redis::<case>` tests. Redis tests share one private
+//! cases into `memory::<case>`, `redis::<case>` and `cluster::<case>` tests (the last on a
+//! three-master Redis Cluster). Redis tests share one private
 //! `redis-server` per test binary, each test in its own namespace.
 //!
 //! Timing: backends decide due times and leases on their own clock, which is this machine's
@@ -25,13 +26,13 @@ use jobs_core::{
     EnqueueOutcome, Error, Job, JobId, JobPriority, JobQueue, JobStatus, NewJob, PendingByPriority,
     QueueCounters, QueueStats, RetryPolicy, RunAt,
 };
-use jobs_test_support::{redis_backend, unique_namespace};
+use jobs_test_support::{cluster_backend, redis_backend, unique_namespace};
 use serde_json::{Value, json};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), BoxError>;
 
-/// Generates one `#[tokio::test]` per case and backend: `memory::<case>`, `redis::<case>`.
+/// Generates one `#[tokio::test]` per case and backend: `memory::`, `redis::`, `cluster::<case>`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod memory {
@@ -47,6 +48,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() -> super::TestResult {
                     super::$case(super::Kind::Redis).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() -> super::TestResult {
+                    super::$case(super::Kind::Cluster).await
                 }
             )*
         }
@@ -102,6 +111,8 @@ conformance!(
 enum Kind {
     Memory,
     Redis,
+    /// The Redis backend on a three-master Redis Cluster.
+    Cluster,
 }
 
 /// A fresh backend (an empty in-memory one, or a new Redis namespace) and a queue over it.
@@ -211,6 +222,7 @@ impl Env {
         let b: Arc<dyn Backend> = match kind {
             Kind::Memory => Arc::new(MemoryBackend::new(cfg)),
             Kind::Redis => Arc::new(redis_backend(&ns, cfg).await),
+            Kind::Cluster => Arc::new(cluster_backend(&ns, cfg).await),
         };
         let q = JobQueue::from_backend(b.clone());
         Env { kind, ns, cfg, b, q }
@@ -222,6 +234,7 @@ impl Env {
         match self.kind {
             Kind::Memory => self.b.clone(),
             Kind::Redis => Arc::new(redis_backend(&self.ns, self.cfg).await),
+            Kind::Cluster => Arc::new(cluster_backend(&self.ns, self.cfg).await),
         }
     }
 
@@ -1665,7 +1678,7 @@ async fn workers_are_listed_after_heartbeat_and_forgotten_after_ttl(kind: Kind) 
 // Schedules (the "Schedules" section of the contract in `jobs_core::backend`)
 // ---------------------------------------------------------------------------------------
 
-/// The schedule cases, as `schedules::memory::<case>` and `schedules::redis::<case>`.
+/// The schedule cases, as `schedules::{memory,redis,cluster}::<case>`.
 mod schedules {
     use super::*;
     use jobs_core::backend::{

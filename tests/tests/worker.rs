@@ -1,5 +1,5 @@
-//! Workers and pools against both backends: results, failures, panics, timeouts, cancel,
-//! graceful shutdown, and two pools racing on one queue.
+//! Workers and pools against every backend (memory, Redis, Redis Cluster): results,
+//! failures, panics, timeouts, cancel, graceful shutdown, and two pools racing on one queue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use jobs_core::backend::{Backend, BackendConfig};
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig, WorkerPool};
 use jobs_core::{Job, JobId, JobStatus, Registry, RetryPolicy, State};
-use jobs_test_support::{redis_backend, unique_namespace};
+use jobs_test_support::{cluster_backend, redis_backend, unique_namespace};
 use serde_json::json;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,10 +105,16 @@ async fn redis() -> JobQueue {
     JobQueue::new(redis_backend(&unique_namespace("worker"), BackendConfig::default()).await)
 }
 
+/// The Redis backend on the shared three-master Redis Cluster.
+async fn cluster() -> JobQueue {
+    JobQueue::new(cluster_backend(&unique_namespace("worker"), BackendConfig::default()).await)
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod on_memory { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::memory().await).await } )* }
         mod on_redis { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::redis().await).await } )* }
+        mod on_cluster { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::cluster().await).await } )* }
     };
 }
 

@@ -11,8 +11,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use ::redis::{AsyncConnectionConfig, Script, Value};
+use ::redis::{Script, Value};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -21,18 +20,25 @@ use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt, ms_to_time};
 use crate::stats::{QueueCounters, QueueStats};
 
+mod conn;
 pub mod keys;
 mod record;
 mod scripts;
 
+use conn::Connector;
+pub use conn::{RedisConnection, TlsFiles};
 use keys::Keys;
 use scripts::{SCHED_SCRIPTS, SCRIPTS};
 
 /// How to reach Redis and where to keep this deployment's keys.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `rediss://` where TLS is built in).
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. A Redis Cluster
+    /// is found by itself from the URL of any of its nodes; several seed nodes may be given
+    /// as a comma-separated list (`redis://a:7000,redis://b:7001`).
     pub url: String,
+    /// CA and client certificates for `rediss://` beyond the system's trust store.
+    pub tls: TlsFiles,
     /// All keys of one deployment live in this namespace (default `jobs`). Deployments that
     /// share a Redis must use different namespaces.
     pub namespace: String,
@@ -52,6 +58,7 @@ impl RedisConfig {
     pub fn new(url: &str) -> Self {
         RedisConfig {
             url: url.to_owned(),
+            tls: TlsFiles::default(),
             namespace: "jobs".into(),
             prefix: "jobq".into(),
             backend: BackendConfig::default(),
@@ -75,8 +82,8 @@ impl RedisConfig {
 
 /// The Redis implementation of [`Backend`].
 pub struct RedisBackend {
-    client: ::redis::Client,
-    conn: ConnectionManager,
+    connector: Connector,
+    conn: RedisConnection,
     keys: Keys,
     cfg: RedisConfig,
     /// Connections for `BZPOPMIN`. A blocking command holds its whole connection, so each
@@ -93,7 +100,7 @@ impl std::fmt::Debug for RedisBackend {
 /// A connection reserved for `BZPOPMIN`, with its `CLIENT ID` so that a wait can be ended
 /// early with `CLIENT UNBLOCK`.
 struct Blocker {
-    conn: MultiplexedConnection,
+    conn: RedisConnection,
     id: i64,
 }
 
@@ -112,18 +119,8 @@ impl RedisBackend {
     /// is an error here, not later.
     pub async fn connect(cfg: RedisConfig) -> Result<Self> {
         let keys = Keys::new(&cfg.prefix, &cfg.namespace)?;
-        let client = ::redis::Client::open(cfg.url.as_str())
-            .map_err(|source| Error::Connect { url: redact_url(&cfg.url), source })?;
-        let mgr_cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(cfg.response_timeout))
-            .set_connection_timeout(Some(cfg.connect_timeout))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let connect_err = |source| Error::Connect { url: redact_url(&cfg.url), source };
-        let mut conn =
-            client.get_connection_manager_with_config(mgr_cfg).await.map_err(connect_err)?;
-        let _: String = ::redis::cmd("PING").query_async(&mut conn).await.map_err(connect_err)?;
-        Ok(RedisBackend { client, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
+        let (connector, conn) = Connector::open(&cfg).await?;
+        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
     }
 
     /// The keys of this backend's namespace (for tools and tests that inspect Redis).
@@ -138,8 +135,13 @@ impl RedisBackend {
 
     /// A clone of the shared multiplexed connection (for callers that need raw commands
     /// beside the queue, such as the benchmark and the tests).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
+    }
+
+    /// Whether the backend talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     async fn run<T: ::redis::FromRedisValue>(
@@ -178,11 +180,10 @@ impl RedisBackend {
         if let Some(c) = pooled {
             return Ok(c);
         }
-        let cfg = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.cfg.connect_timeout))
-            .set_response_timeout(Some(MAX_BLOCK + UNBLOCK_SLACK + self.cfg.response_timeout));
-        let mut conn = self.client.get_multiplexed_async_connection_with_config(&cfg).await?;
-        let id: i64 = ::redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await?;
+        let timeout = MAX_BLOCK + UNBLOCK_SLACK + self.cfg.response_timeout;
+        let mut conn = self.connector.dedicated(&self.cfg, timeout).await?;
+        // On a cluster this asks the node of the marker key: the one BZPOPMIN blocks on.
+        let id: i64 = conn.on_node_of(::redis::cmd("CLIENT").arg("ID"), self.keys.marker()).await?;
         Ok(Blocker { conn, id })
     }
 
@@ -225,6 +226,10 @@ impl RedisBackend {
 
 /// The URL with its password (if any) replaced by `***`, for logs and errors.
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        // The seed nodes of a cluster, each with its own credentials.
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let user = url[s + 3..at].split(':').next().unwrap_or("");
@@ -419,8 +424,9 @@ impl Backend for RedisBackend {
             r = &mut pop => r,
             _ = tokio::time::sleep(t) => {
                 let mut c = self.conn.clone();
-                let unblocked: ::redis::RedisResult<i64> =
-                    ::redis::cmd("CLIENT").arg("UNBLOCK").arg(b.id).query_async(&mut c).await;
+                let unblocked: ::redis::RedisResult<i64> = c
+                    .on_node_of(::redis::cmd("CLIENT").arg("UNBLOCK").arg(b.id), self.keys.marker())
+                    .await;
                 if let Err(e) = unblocked {
                     // The connection is dropped with its command outstanding; the server
                     // times it out by itself.
@@ -732,7 +738,9 @@ impl Backend for RedisBackend {
 
     async fn time(&self) -> Result<DateTime<Utc>> {
         let mut conn = self.conn.clone();
-        let (secs, micros): (i64, i64) = ::redis::cmd("TIME").query_async(&mut conn).await?;
+        // The clock of the node that runs this namespace's scripts.
+        let (secs, micros): (i64, i64) =
+            conn.on_node_of(&::redis::cmd("TIME"), self.keys.jobs()).await?;
         DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
             .ok_or_else(|| Error::Backend("TIME out of range".into()))
     }
