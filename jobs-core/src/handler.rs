@@ -259,6 +259,50 @@ pub mod rt {
         check_args::<T>(args).map(drop)
     }
 
+    /// Probes whether a handler's argument type has a JSON Schema (derives
+    /// [`schemars::JsonSchema`]), without requiring it: the generated code calls
+    /// `(&&SchemaProbe::<T>::new()).args_schema()`, which method resolution sends to
+    /// [`ViaJsonSchema`] when `T: JsonSchema` (its impl is on `&SchemaProbe<T>`, found at the
+    /// first autoref step) and to [`NoJsonSchema`] otherwise ("autoref specialisation").
+    pub struct SchemaProbe<T: ?Sized>(std::marker::PhantomData<T>);
+
+    impl<T: ?Sized> SchemaProbe<T> {
+        /// The probe.
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            SchemaProbe(std::marker::PhantomData)
+        }
+    }
+
+    /// The schema of an argument type that has one.
+    pub trait ViaJsonSchema {
+        /// The JSON Schema (draft 2020-12) of the argument type.
+        fn args_schema(&self) -> Option<serde_json::Value>;
+    }
+
+    impl<T: schemars::JsonSchema + ?Sized> ViaJsonSchema for &SchemaProbe<T> {
+        fn args_schema(&self) -> Option<serde_json::Value> {
+            serde_json::to_value(schemars::schema_for!(T)).ok()
+        }
+    }
+
+    /// The fallback for argument types without a schema: none.
+    pub trait NoJsonSchema {
+        /// `None`.
+        fn args_schema(&self) -> Option<serde_json::Value>;
+    }
+
+    impl<T: ?Sized> NoJsonSchema for SchemaProbe<T> {
+        fn args_schema(&self) -> Option<serde_json::Value> {
+            None
+        }
+    }
+
+    /// The schema function of a handler without arguments.
+    pub fn no_args_schema() -> Option<serde_json::Value> {
+        None
+    }
+
     /// The argument validator of a handler without arguments: `null` or `{}`.
     pub fn validate_none(args: &serde_json::Value) -> Result<(), String> {
         match args {

@@ -91,16 +91,24 @@ pub use stats::{PendingByPriority, QueueCounters, QueueStats};
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.
 ///
-/// Includes serde's `Serialize` and `Deserialize` (traits and derives). The derives expand to
-/// paths through the `serde` crate, so a crate that derives them depends on `serde` itself
-/// (or adds `#[serde(crate = "jobs_core::__private::serde")]`).
+/// Includes serde's `Serialize` and `Deserialize` and schemars' `JsonSchema` (traits and
+/// derives). The derives expand to paths through the `serde` and `schemars` crates, so a
+/// crate that derives them depends on those crates itself (or adds
+/// `#[serde(crate = "jobs_core::__private::serde")]`,
+/// `#[schemars(crate = "jobs_core::schemars")]`). Deriving `JsonSchema` on a handler's
+/// argument type is optional: with it, the HTTP API lists a JSON Schema of the arguments
+/// and the dashboard builds a form from it.
 pub mod prelude {
     pub use crate::{
         JobContext, JobDefinition, JobError, JobPriority, JobQueue, cron, daily_at, every_minutes,
         every_seconds, job_handler,
     };
+    pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};
 }
+
+/// The `schemars` version whose `JsonSchema` argument types may derive (see [`prelude`]).
+pub use schemars;
 
 /// Not public API: what the macros' generated code names.
 #[doc(hidden)]
@@ -113,6 +121,7 @@ pub mod __private {
         HandlerDefaults, HandlerRegistration, Location, ScheduleKind, ScheduleRegistration,
     };
     pub use inventory;
+    pub use schemars;
     pub use serde;
     pub use serde_json;
     pub use std::boxed::Box;

@@ -70,6 +70,7 @@ pub struct HandlerRegistration {
     call: HandlerFn,
     validate: fn(&serde_json::Value) -> Result<(), String>,
     args_type: fn() -> &'static str,
+    args_schema: fn() -> Option<serde_json::Value>,
     takes_args: bool,
     defaults: HandlerDefaults,
     location: Location,
@@ -87,7 +88,28 @@ impl HandlerRegistration {
         defaults: HandlerDefaults,
         location: Location,
     ) -> Self {
-        HandlerRegistration { name, call, validate, args_type, takes_args, defaults, location }
+        HandlerRegistration {
+            name,
+            call,
+            validate,
+            args_type,
+            args_schema: crate::handler::rt::no_args_schema,
+            takes_args,
+            defaults,
+            location,
+        }
+    }
+
+    /// The same registration with a JSON Schema of its arguments (the macros set it when
+    /// the argument type derives `schemars::JsonSchema`).
+    pub const fn with_args_schema(mut self, schema: fn() -> Option<serde_json::Value>) -> Self {
+        self.args_schema = schema;
+        self
+    }
+
+    /// A JSON Schema (draft 2020-12) of its arguments, when the argument type has one.
+    pub fn args_schema(&self) -> Option<serde_json::Value> {
+        (self.args_schema)()
     }
 
     /// The handler's name, under which jobs are enqueued.

@@ -97,7 +97,7 @@ pub async fn check_price_alerts(ctx: JobContext) -> Result<AlertCheckSummary, Jo
 }
 
 /// Arguments of `send_price_notification`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PriceNotification {
     /// The triggered alert.
     pub alert_id: String,

@@ -82,7 +82,7 @@ fn is_fresh(beat: Option<DateTime<Utc>>, now: DateTime<Utc>, threshold: chrono::
 }
 
 /// Arguments of `restart_unhealthy_bots`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RestartBots {
     /// Only these bots (absent: every unhealthy bot).
     #[serde(default)]

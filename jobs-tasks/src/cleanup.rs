@@ -12,7 +12,7 @@ use crate::model::{VacuumPlan, VacuumReport};
 use crate::platform::{Platform, ago};
 
 /// Arguments of `cleanup_data`; absent fields take the platform's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CleanupData {
     /// Keep trades this many days.
     #[serde(default)]

@@ -9,7 +9,7 @@ use crate::model::{Quote, Stats24h};
 use crate::platform::Platform;
 
 /// Arguments of `fetch_market_data`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FetchMarketData {
     /// Only these symbols (absent: every tracked symbol). Untracked ones start being tracked.
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The platform's records, as the stores keep them (JSON) and the tasks read them.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A user of the platform.
@@ -120,7 +121,9 @@ pub struct RiskLimit {
 }
 
 /// Which limit a breach is of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BreachKind {
     /// Gross exposure above `max_exposure`.
@@ -164,7 +167,7 @@ pub struct RiskMetrics {
 }
 
 /// A limit found exceeded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RiskBreach {
     /// Stable id: `<user>:<kind>:<opened ms>`.
     pub id: String,

@@ -13,7 +13,7 @@ use crate::model::{PortfolioSnapshot, Position, PositionValue, Quote};
 use crate::platform::Platform;
 
 /// Arguments of `sync_portfolio`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SyncPortfolio {
     /// Whose portfolio.
     pub user_id: String,

@@ -14,7 +14,7 @@ use crate::platform::Platform;
 use crate::portfolio::{round2, value_portfolio};
 
 /// Arguments of `generate_daily_report`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct GenerateDailyReport {
     /// The day to file it under (absent: today, UTC).
     #[serde(default)]

@@ -13,7 +13,7 @@ use crate::platform::{Platform, ago};
 use crate::portfolio::{round2, value_portfolio};
 
 /// Arguments of `monitor_risk`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MonitorRisk {
     /// One user, or (absent) every user.
     #[serde(default)]
@@ -179,7 +179,7 @@ pub async fn evaluate_risk_limits(ctx: JobContext) -> Result<EvaluationSummary, 
 }
 
 /// Arguments of `send_risk_notification`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RiskNotification {
     /// The breach to tell its user about.
     pub breach: RiskBreach,

@@ -20,10 +20,25 @@ use jobs_test_support::{redis_backend, unique_namespace};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+// Through jobs-core's re-export: this crate does not depend on schemars itself.
+#[schemars(crate = "jobs_core::schemars")]
 struct SyncArgs {
+    /// Whose account.
     user_id: String,
     count: u32,
+}
+
+/// Arguments without a JSON Schema (no `JsonSchema` derive).
+#[derive(Debug, Serialize, Deserialize)]
+struct OpaqueArgs {
+    blob: String,
+}
+
+#[job_handler("api_opaque")]
+async fn api_opaque(args: OpaqueArgs) -> Result<(), JobError> {
+    drop(args.blob);
+    Ok(())
 }
 
 #[job_handler("api_sync", priority = "high", max_retries = 5, timeout = "30s")]
@@ -281,6 +296,17 @@ async fn handlers_lists_defaults_and_argument_types() {
     assert_eq!(none["priority"], "normal");
     assert_eq!(none["max_retries"], 3);
     assert_eq!(none["args_schema"]["additionalProperties"], false);
+    // The schema derived through the macro from `SyncArgs: JsonSchema`.
+    let schema = &sync["args_schema"];
+    assert_eq!(schema["type"], "object", "{schema}");
+    assert_eq!(schema["required"], json!(["user_id", "count"]), "{schema}");
+    assert_eq!(schema["properties"]["user_id"]["type"], "string", "{schema}");
+    assert_eq!(schema["properties"]["user_id"]["description"], "Whose account.", "{schema}");
+    assert_eq!(schema["properties"]["count"]["type"], "integer", "{schema}");
+    assert_eq!(schema["properties"]["count"]["minimum"], 0, "{schema}");
+    // A type without a schema: any JSON (the type still checks it on enqueue).
+    let opaque = all.iter().find(|h| h["name"] == "api_opaque").expect("api_opaque listed");
+    assert_eq!((&opaque["takes_args"], &opaque["args_schema"]), (&json!(true), &json!({})));
 }
 
 // ---------------------------------------------------------------- enqueue and jobs

@@ -149,8 +149,9 @@ fn handler_views(s: &ApiState) -> Vec<HandlerView> {
         .handlers()
         .into_iter()
         .map(|h| {
-            let takes_args = reg.handler(&h.name).is_none_or(|r| r.takes_args());
-            HandlerView::new(h, takes_args)
+            let r = reg.handler(&h.name);
+            let takes_args = r.is_none_or(|r| r.takes_args());
+            HandlerView::new(h, takes_args, r.and_then(|r| r.args_schema()))
         })
         .collect()
 }

@@ -372,9 +372,10 @@ pub struct HandlerView {
     pub name: String,
     /// The Rust type of its arguments (`()` when it takes none).
     pub args_type: String,
-    /// A JSON Schema of its arguments. Handlers without arguments accept `null` or `{}`;
-    /// for typed arguments the schema is `{}` (any JSON, checked by the handler's type on
-    /// enqueue, see `args_type`).
+    /// A JSON Schema (draft 2020-12) of its arguments: derived from the argument type when
+    /// it implements `schemars::JsonSchema`, otherwise `{}` (any JSON; the handler's type
+    /// still checks it on enqueue, see `args_type`). Handlers without arguments accept
+    /// `null` or `{}`.
     #[schema(value_type = Object)]
     pub args_schema: serde_json::Value,
     /// Whether it takes arguments.
@@ -391,10 +392,10 @@ pub struct HandlerView {
 }
 
 impl HandlerView {
-    /// The view of `h`, which takes arguments if `takes_args`.
-    pub(crate) fn new(h: HandlerInfo, takes_args: bool) -> Self {
+    /// The view of `h`, which takes arguments if `takes_args`, described by `schema`.
+    pub(crate) fn new(h: HandlerInfo, takes_args: bool, schema: Option<serde_json::Value>) -> Self {
         let args_schema = if takes_args {
-            serde_json::json!({})
+            schema.unwrap_or_else(|| serde_json::json!({}))
         } else {
             serde_json::json!({
                 "type": ["object", "null"],
