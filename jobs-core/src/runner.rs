@@ -64,6 +64,16 @@ struct Connection {
     redis_client_key: Option<std::path::PathBuf>,
 }
 
+impl Connection {
+    fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca_cert: self.redis_ca_cert.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run workers (the default).
@@ -238,6 +248,21 @@ pub struct RunnerEnv {
     pub redis_url: Option<String>,
     /// The namespace of the deployment's keys.
     pub namespace: String,
+    /// The TLS files for a `rediss://` URL (`REDIS_CA_CERT`, `REDIS_CLIENT_CERT`,
+    /// `REDIS_CLIENT_KEY`).
+    pub redis_tls: TlsFiles,
+}
+
+impl RunnerEnv {
+    /// The Redis configuration in use (URL, TLS files, namespace), for application data kept
+    /// on the same Redis (see
+    /// [`RedisConnection::connect`](crate::backend::redis::RedisConnection::connect));
+    /// `None` on the in-memory backend.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        let url = self.redis_url.as_deref()?;
+        let cfg = RedisConfig { tls: self.redis_tls.clone(), ..RedisConfig::new(url) };
+        Some(cfg.namespace(self.namespace.clone()))
+    }
 }
 
 /// Like [`main`], with application state for the handlers (`ctx.state::<T>()`), built once
@@ -334,6 +359,7 @@ where
             let env = RunnerEnv {
                 redis_url: cli.conn.redis_url.clone().filter(|u| !u.is_empty()),
                 namespace: cli.conn.namespace.clone(),
+                redis_tls: cli.conn.tls(),
             };
             let st = state(env).await?;
             serve(&cli.conn, args, st).await
@@ -349,14 +375,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 fn backend(conn: &Connection) -> BackendChoice {
     match &conn.redis_url {
         Some(url) if !url.is_empty() => {
-            let tls = TlsFiles {
-                ca_cert: conn.redis_ca_cert.clone(),
-                client_cert: conn.redis_client_cert.clone(),
-                client_key: conn.redis_client_key.clone(),
-            };
-            BackendChoice::Redis(
-                RedisConfig { tls, ..RedisConfig::new(url) }.namespace(conn.namespace.clone()),
-            )
+            let cfg = RedisConfig { tls: conn.tls(), ..RedisConfig::new(url) };
+            BackendChoice::Redis(cfg.namespace(conn.namespace.clone()))
         }
         _ => BackendChoice::Memory,
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use jobs_core::backend::redis::RedisConfig;
 use jobs_core::{Job, JobContext, JobId, JobPriority, JobQueue, State};
 use jobs_tasks::alerts::{PriceNotification, check_price_alerts, send_price_notification};
 use jobs_tasks::bots::{RestartBots, bot_health_check, restart_unhealthy_bots};
@@ -23,7 +24,7 @@ use jobs_tasks::risk::{
     MonitorRisk, RiskNotification, evaluate_risk_limits, monitor_risk, send_risk_notification,
 };
 use jobs_tasks::seed::{DemoConfig, seed_demo, seed_demo_at};
-use jobs_test_support::{shared, unique_namespace};
+use jobs_test_support::{shared, shared_cluster, unique_namespace};
 
 async fn redis_platform(prefix: &str) -> Platform {
     let ns = unique_namespace(prefix);
@@ -32,9 +33,21 @@ async fn redis_platform(prefix: &str) -> Platform {
         .expect("connect the trading store to the test redis")
 }
 
-/// Both stores, to run the same assertions on each.
-async fn both(prefix: &str) -> [(&'static str, Platform); 2] {
-    [("memory", Platform::memory()), ("redis", redis_platform(prefix).await)]
+/// The store on the shared three-master Redis Cluster, found from one node's URL.
+async fn cluster_platform(prefix: &str) -> Platform {
+    let cfg = RedisConfig::new(&shared_cluster().url());
+    Platform::redis_with(&cfg, &unique_namespace(prefix))
+        .await
+        .expect("connect the trading store to the test cluster")
+}
+
+/// Both stores (Redis also as a cluster), to run the same assertions on each.
+async fn both(prefix: &str) -> [(&'static str, Platform); 3] {
+    [
+        ("memory", Platform::memory()),
+        ("redis", redis_platform(prefix).await),
+        ("cluster", cluster_platform(prefix).await),
+    ]
 }
 
 fn ctx(platform: &Platform, queue: &JobQueue, name: &str) -> JobContext {
@@ -595,13 +608,15 @@ async fn daily_report_and_one_summary_per_user_and_day() {
 async fn demo_data_is_deterministic_and_the_same_in_both_stores() {
     let now = Utc::now();
     let cfg = DemoConfig { users: 6, ..DemoConfig::default() };
-    let [(_, memory), (_, redis)] = both("seed").await;
+    let [(_, memory), (_, redis), (_, cluster)] = both("seed").await;
     let other = redis_platform("seed").await;
     let a = seed_demo_at(&memory, &cfg, now).await.expect("seed memory");
     let b = seed_demo_at(&redis, &cfg, now).await.expect("seed redis");
+    let c = seed_demo_at(&cluster, &cfg, now).await.expect("seed cluster");
     assert_eq!(without_cleared(&a), without_cleared(&b));
+    assert_eq!(without_cleared(&a), without_cleared(&c));
     seed_demo_at(&other, &cfg, now).await.expect("seed again");
-    for p in [&redis, &other] {
+    for p in [&redis, &other, &cluster] {
         assert_eq!(p.store().users().await.expect("u"), memory.store().users().await.expect("u"));
         for u in memory.store().users().await.expect("users") {
             assert_eq!(
@@ -621,6 +636,11 @@ async fn demo_data_is_deterministic_and_the_same_in_both_stores() {
     let again = seed_demo_at(&redis, &DemoConfig { users: 2, ..cfg }, now).await.expect("reseed");
     assert!(again.cleared > 0);
     assert_eq!(redis.store().users().await.expect("users").len(), 2);
+    // On the cluster too, key for key: the clearing SCAN goes to the namespace's node.
+    let on_cluster =
+        seed_demo_at(&cluster, &DemoConfig { users: 2, ..cfg }, now).await.expect("reseed");
+    assert_eq!(on_cluster.cleared, again.cleared);
+    assert_eq!(cluster.store().users().await.expect("users").len(), 2);
 
     // The demo leaves work for the tasks: crossed alerts, stale bots, breaches.
     let queue = JobQueue::memory();

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobs_core::State;
+use jobs_core::backend::redis::{RedisConfig, TlsFiles};
 use jobs_tasks::PlatformError;
 use jobs_tasks::platform::{DEFAULT_SEED, Platform};
 use jobs_tasks::seed::{DemoConfig, resume_simulated_feed, seed_demo};
@@ -25,18 +26,21 @@ fn main() -> ExitCode {
         return seed_main(args);
     }
     jobs_core::runner::main_with_state(|env| async move {
-        let platform = build_platform(env.redis_url.as_deref(), &env.namespace).await?;
+        let platform = build_platform(env.redis_config().as_ref(), &env.namespace).await?;
         Ok(State::new().with(platform))
     })
 }
 
 /// The trading platform of a `run`: Redis when a URL is given (an unreachable server is an
 /// error), else an in-memory store seeded with demo data.
-async fn build_platform(redis_url: Option<&str>, namespace: &str) -> jobs_core::Result<Platform> {
-    let platform = match redis_url {
-        Some(url) => {
-            let p = Platform::redis(url, namespace).await.map_err(|e| {
-                tracing::error!(url = %jobs_core::backend::redis::redact_url(url), namespace, "cannot open the trading store on redis");
+async fn build_platform(
+    redis: Option<&RedisConfig>,
+    namespace: &str,
+) -> jobs_core::Result<Platform> {
+    let platform = match redis {
+        Some(cfg) => {
+            let p = Platform::redis_with(cfg, namespace).await.map_err(|e| {
+                tracing::error!(url = %jobs_core::backend::redis::redact_url(&cfg.url), namespace, "cannot open the trading store on redis");
                 core_error(e)
             })?;
             let users = p.store().users().await.map_err(core_error)?.len();
@@ -86,6 +90,15 @@ struct SeedCli {
     /// Namespace of the deployment's keys.
     #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
     namespace: String,
+    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
+    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
+    redis_ca_cert: Option<std::path::PathBuf>,
+    /// PEM file of a client certificate for Redis servers that require one.
+    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
+    redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
+    redis_client_key: Option<std::path::PathBuf>,
     /// Machine-readable output (JSON).
     #[arg(long, global = true)]
     json: bool,
@@ -131,7 +144,13 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
     };
     let cfg = DemoConfig { users, seed, ..DemoConfig::default() };
     let outcome = rt.block_on(async {
-        let platform = Platform::redis(&url, &cli.namespace).await?;
+        let tls = TlsFiles {
+            ca_cert: cli.redis_ca_cert.clone(),
+            client_cert: cli.redis_client_cert.clone(),
+            client_key: cli.redis_client_key.clone(),
+        };
+        let redis = RedisConfig { tls, ..RedisConfig::new(&url) };
+        let platform = Platform::redis_with(&redis, &cli.namespace).await?;
         seed_demo(&platform, &cfg).await
     });
     match outcome {

@@ -300,6 +300,15 @@ impl Platform {
         Ok(Self::new(Arc::new(RedisStore::connect(url, namespace).await?)))
     }
 
+    /// A platform on the Redis that `cfg` describes (TLS files, a cluster), with its keys
+    /// under `trading:{<namespace>}:`.
+    pub async fn redis_with(
+        cfg: &jobs_core::backend::redis::RedisConfig,
+        namespace: &str,
+    ) -> Result<Self> {
+        Ok(Self::new(Arc::new(RedisStore::connect_with(cfg, namespace).await?)))
+    }
+
     /// The same platform sending mail through `mailer`.
     pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.mailer = mailer;

@@ -103,6 +103,18 @@ impl ConnectionLike for RedisConnection {
 }
 
 impl RedisConnection {
+    /// Connects as `cfg` says (URL, cluster discovery, TLS files) and checks the server
+    /// answers: for application data kept beside the queue, on the same Redis. The
+    /// namespace and prefix of `cfg` are not used.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when no server answers or it refuses the credentials, and
+    /// [`Error::Config`] for unreadable TLS files.
+    pub async fn connect(cfg: &RedisConfig) -> Result<Self> {
+        Ok(Connector::open(cfg).await?.1)
+    }
+
     /// Whether this is a connection to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self.0, Inner::Cluster(_))

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use jobs_core::backend::redis::{RedisConfig, RedisConnection};
 use redis::{Cmd, FromRedisValue, Pipeline, Script};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ const SCAN_COUNT: usize = 500;
 /// The trading platform on Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     keys: Keys,
 }
 
@@ -67,15 +67,16 @@ impl RedisStore {
     /// Connects to `url` and checks that the server answers: an unreachable server is an
     /// error here, not at the first task.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::connect_with(&RedisConfig::new(url), namespace).await
+    }
+
+    /// Connects as the queue's configuration says (TLS files, a cluster found from one
+    /// node or from seed nodes). All of a namespace's keys share one hash tag, so on a
+    /// cluster the store lives on one node, like the queue.
+    pub async fn connect_with(cfg: &RedisConfig, namespace: &str) -> Result<Self> {
         let keys = Keys::new(namespace)?;
-        let client = redis::Client::open(url)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(3)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = client.get_connection_manager_with_config(cfg).await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let cfg = RedisConfig { response_timeout: Duration::from_secs(10), ..cfg.clone() };
+        let conn = RedisConnection::connect(&cfg).await?;
         Ok(RedisStore { conn, keys })
     }
 
@@ -128,16 +129,11 @@ impl RedisStore {
         let mut out = Vec::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(SCAN_COUNT);
+            // On a cluster, SCAN has no key to route by: send it to the namespace's node.
+            let (next, batch): (u64, Vec<String>) =
+                self.conn.clone().on_node_of(&scan, &self.keys.users()).await?;
             out.extend(batch);
             if next == 0 {
                 break;
