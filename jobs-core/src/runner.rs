@@ -53,19 +53,35 @@ struct Connection {
     /// Namespace of this deployment's keys.
     #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
     namespace: String,
-    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
-    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
-    redis_ca_cert: Option<std::path::PathBuf>,
-    /// PEM file of a client certificate for Redis servers that require one.
-    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
-    redis_client_cert: Option<std::path::PathBuf>,
-    /// PEM file of the client certificate's private key.
-    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
-    redis_client_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: RedisTlsArgs,
 }
 
 impl Connection {
     fn tls(&self) -> TlsFiles {
+        self.tls.files()
+    }
+}
+
+/// The TLS flags of a command line that connects to Redis (`--redis-ca-cert`,
+/// `--redis-client-cert`, `--redis-client-key`, or the `REDIS_*` variables): for binaries
+/// with subcommands of their own to `#[command(flatten)]`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
+    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
+    /// PEM file of a client certificate for Redis servers that require one.
+    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
+    pub redis_client_key: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsArgs {
+    /// The files given.
+    pub fn files(&self) -> TlsFiles {
         TlsFiles {
             ca_cert: self.redis_ca_cert.clone(),
             client_cert: self.redis_client_cert.clone(),

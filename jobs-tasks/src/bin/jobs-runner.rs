@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobs_core::State;
-use jobs_core::backend::redis::{RedisConfig, TlsFiles};
+use jobs_core::backend::redis::RedisConfig;
+use jobs_core::runner::RedisTlsArgs;
 use jobs_tasks::PlatformError;
 use jobs_tasks::platform::{DEFAULT_SEED, Platform};
 use jobs_tasks::seed::{DemoConfig, resume_simulated_feed, seed_demo};
@@ -90,15 +91,8 @@ struct SeedCli {
     /// Namespace of the deployment's keys.
     #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
     namespace: String,
-    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
-    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
-    redis_ca_cert: Option<std::path::PathBuf>,
-    /// PEM file of a client certificate for Redis servers that require one.
-    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
-    redis_client_cert: Option<std::path::PathBuf>,
-    /// PEM file of the client certificate's private key.
-    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
-    redis_client_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: RedisTlsArgs,
     /// Machine-readable output (JSON).
     #[arg(long, global = true)]
     json: bool,
@@ -144,12 +138,7 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
     };
     let cfg = DemoConfig { users, seed, ..DemoConfig::default() };
     let outcome = rt.block_on(async {
-        let tls = TlsFiles {
-            ca_cert: cli.redis_ca_cert.clone(),
-            client_cert: cli.redis_client_cert.clone(),
-            client_key: cli.redis_client_key.clone(),
-        };
-        let redis = RedisConfig { tls, ..RedisConfig::new(&url) };
+        let redis = RedisConfig { tls: cli.tls.files(), ..RedisConfig::new(&url) };
         let platform = Platform::redis_with(&redis, &cli.namespace).await?;
         seed_demo(&platform, &cfg).await
     });
