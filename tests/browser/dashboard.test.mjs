@@ -251,6 +251,8 @@ describe('dashboard', () => {
     const userId = page.getByLabel(/^user_id/);
     await userId.waitFor();
     assert.equal(await page.getByLabel('Handler').inputValue(), 'sync_portfolio');
+    // Delayed, so that the jobs are still pending (with their arguments) when read back.
+    await page.getByLabel('Delay (seconds)').fill('600');
     // The field's help is the doc comment of `SyncPortfolio::user_id`.
     assert.equal(await page.getByText('Whose portfolio.').count(), 1);
     // Left empty, the API says the field is missing: shown under that field.
