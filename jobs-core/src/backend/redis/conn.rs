@@ -152,13 +152,12 @@ impl Connector {
     /// server says so (`INFO cluster`), so pointing `REDIS_URL` at any node of a cluster
     /// works.
     pub(super) async fn open(cfg: &RedisConfig) -> Result<(Connector, RedisConnection)> {
-        let connect_err = |source| Error::Connect { url: redact_url(&cfg.url), source };
-        let urls: Vec<&str> = cfg.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let urls = seed_urls(cfg);
         let [url] = urls.as_slice() else {
             if urls.is_empty() {
                 return Err(Error::Config("the Redis URL is empty".into()));
             }
-            return Self::cluster(cfg, &urls).await;
+            return Self::cluster(cfg).await;
         };
         let client = single_client(url, &cfg.tls)?;
         let mgr_cfg = ConnectionManagerConfig::new()
@@ -167,29 +166,25 @@ impl Connector {
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(2));
         let mut conn =
-            client.get_connection_manager_with_config(mgr_cfg).await.map_err(connect_err)?;
-        let _: String = ::redis::cmd("PING").query_async(&mut conn).await.map_err(connect_err)?;
+            client.get_connection_manager_with_config(mgr_cfg).await.map_err(connect_err(url))?;
+        let _: String =
+            ::redis::cmd("PING").query_async(&mut conn).await.map_err(connect_err(url))?;
         // A user whose ACL forbids INFO gets the single-server path; a cluster would then
         // answer MOVED, which names the problem.
         let info: RedisResult<String> =
             ::redis::cmd("INFO").arg("cluster").query_async(&mut conn).await;
         if info.is_ok_and(|i| i.lines().any(|l| l.trim() == "cluster_enabled:1")) {
             drop(conn);
-            return Self::cluster(cfg, &urls).await;
+            return Self::cluster(cfg).await;
         }
         Ok((Connector::Single(Box::new(client)), RedisConnection(Inner::Manager(conn))))
     }
 
-    async fn cluster(cfg: &RedisConfig, urls: &[&str]) -> Result<(Connector, RedisConnection)> {
-        let client = cluster_client(cfg, urls, cfg.response_timeout)?;
-        let mut conn = client
-            .get_async_connection()
-            .await
-            .map_err(|source| Error::Connect { url: redact_url(&cfg.url), source })?;
-        let _: String = ::redis::cmd("PING")
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| Error::Connect { url: redact_url(&cfg.url), source })?;
+    async fn cluster(cfg: &RedisConfig) -> Result<(Connector, RedisConnection)> {
+        let client = cluster_client(cfg, cfg.response_timeout)?;
+        let mut conn = client.get_async_connection().await.map_err(connect_err(&cfg.url))?;
+        let _: String =
+            ::redis::cmd("PING").query_async(&mut conn).await.map_err(connect_err(&cfg.url))?;
         Ok((Connector::Cluster, RedisConnection(Inner::Cluster(conn))))
     }
 
@@ -210,31 +205,38 @@ impl Connector {
                     client.get_multiplexed_async_connection_with_config(&c).await?,
                 ))
             }
-            Connector::Cluster => {
-                let urls: Vec<&str> =
-                    cfg.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
-                let client = cluster_client(cfg, &urls, response_timeout)?;
-                RedisConnection(Inner::Cluster(client.get_async_connection().await?))
-            }
+            Connector::Cluster => RedisConnection(Inner::Cluster(
+                cluster_client(cfg, response_timeout)?.get_async_connection().await?,
+            )),
         })
     }
 }
 
-fn cluster_client(cfg: &RedisConfig, urls: &[&str], response: Duration) -> Result<ClusterClient> {
-    let mut b = ClusterClientBuilder::new(urls.to_vec())
+/// The URLs in `cfg.url`: one, or the comma-separated seed nodes of a cluster.
+fn seed_urls(cfg: &RedisConfig) -> Vec<&str> {
+    cfg.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// The one error of a connection that failed: the server (without its password) and why.
+fn connect_err(url: &str) -> impl Fn(::redis::RedisError) -> Error + '_ {
+    move |source| Error::Connect { url: redact_url(url), source }
+}
+
+fn cluster_client(cfg: &RedisConfig, response: Duration) -> Result<ClusterClient> {
+    let urls = seed_urls(cfg);
+    let mut b = ClusterClientBuilder::new(urls.clone())
         .retries(CLUSTER_RETRIES)
         .connection_timeout(cfg.connect_timeout)
         .response_timeout(response);
     if !cfg.tls.is_empty() {
-        b = with_certs(b, &cfg.tls, urls)?;
+        b = with_certs(b, &cfg.tls, &urls)?;
     }
-    b.build().map_err(|source| Error::Connect { url: redact_url(&cfg.url), source })
+    b.build().map_err(connect_err(&cfg.url))
 }
 
 fn single_client(url: &str, tls: &TlsFiles) -> Result<::redis::Client> {
-    let connect_err = |source| Error::Connect { url: redact_url(url), source };
     if tls.is_empty() {
-        return ::redis::Client::open(url).map_err(connect_err);
+        return ::redis::Client::open(url).map_err(connect_err(url));
     }
     require_rediss(&[url])?;
     build_tls_client(url, tls)
@@ -280,8 +282,7 @@ fn certificates(tls: &TlsFiles) -> Result<::redis::TlsCertificates> {
 
 #[cfg(feature = "tls")]
 fn build_tls_client(url: &str, tls: &TlsFiles) -> Result<::redis::Client> {
-    ::redis::Client::build_with_tls(url, certificates(tls)?)
-        .map_err(|source| Error::Connect { url: redact_url(url), source })
+    ::redis::Client::build_with_tls(url, certificates(tls)?).map_err(connect_err(url))
 }
 
 #[cfg(feature = "tls")]
