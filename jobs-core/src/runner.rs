@@ -13,7 +13,8 @@
 //!
 //! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
 //! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
-//! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`, `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
+//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
 //! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -58,8 +59,13 @@ struct Connection {
 }
 
 impl Connection {
-    fn tls(&self) -> TlsFiles {
-        self.tls.files()
+    /// What the flags say about the deployment (the one place that reads them).
+    fn env(&self) -> RunnerEnv {
+        RunnerEnv {
+            redis_url: self.redis_url.clone().filter(|u| !u.is_empty()),
+            namespace: self.namespace.clone(),
+            redis_tls: self.tls.files(),
+        }
     }
 }
 
@@ -372,12 +378,7 @@ where
     }));
     match command {
         Command::Run(args) => {
-            let env = RunnerEnv {
-                redis_url: cli.conn.redis_url.clone().filter(|u| !u.is_empty()),
-                namespace: cli.conn.namespace.clone(),
-                redis_tls: cli.conn.tls(),
-            };
-            let st = state(env).await?;
+            let st = state(cli.conn.env()).await?;
             serve(&cli.conn, args, st).await
         }
         other => operate(&cli.conn, cli.json, other).await,
@@ -389,13 +390,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn backend(conn: &Connection) -> BackendChoice {
-    match &conn.redis_url {
-        Some(url) if !url.is_empty() => {
-            let cfg = RedisConfig { tls: conn.tls(), ..RedisConfig::new(url) };
-            BackendChoice::Redis(cfg.namespace(conn.namespace.clone()))
-        }
-        _ => BackendChoice::Memory,
-    }
+    conn.env().redis_config().map_or(BackendChoice::Memory, BackendChoice::Redis)
 }
 
 async fn serve(conn: &Connection, args: RunArgs, state: State) -> Result<()> {
