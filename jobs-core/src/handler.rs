@@ -298,11 +298,6 @@ pub mod rt {
         }
     }
 
-    /// The schema function of a handler without arguments.
-    pub fn no_args_schema() -> Option<serde_json::Value> {
-        None
-    }
-
     /// The argument validator of a handler without arguments: `null` or `{}`.
     pub fn validate_none(args: &serde_json::Value) -> Result<(), String> {
         match args {

@@ -93,7 +93,7 @@ impl HandlerRegistration {
             call,
             validate,
             args_type,
-            args_schema: crate::handler::rt::no_args_schema,
+            args_schema: || None,
             takes_args,
             defaults,
             location,

@@ -126,19 +126,17 @@ fn generate(
         quote!(#p::validate_none)
     };
     // The argument type's JSON Schema when it has one, chosen at compile time without
-    // requiring it (see `SchemaProbe`).
-    let schema = if takes_args {
-        quote!({
+    // requiring it (see `SchemaProbe`). A handler without arguments keeps the default (none).
+    let with_schema = takes_args.then(|| {
+        quote!(.with_args_schema({
             fn __jobs_schema() -> ::core::option::Option<#p::serde_json::Value> {
                 #[allow(unused_imports)]
                 use #p::{NoJsonSchema as _, ViaJsonSchema as _};
                 (&&#p::SchemaProbe::<#args_ty>::new()).args_schema()
             }
             __jobs_schema
-        })
-    } else {
-        quote!(#p::no_args_schema)
-    };
+        }))
+    });
     let (returns_impl, finish) = match &sig.output {
         Output::Unit => (
             quote!(impl #p::ReturnsOther for #job_ty { type Output = (); }),
@@ -251,7 +249,7 @@ fn generate(
                     <#job_ty as #p::JobDefinition>::DEFAULTS,
                     #handler_loc,
                 )
-                .with_args_schema(#schema)
+                #with_schema
             }
 
             #(#schedule_items)*
