@@ -3,12 +3,12 @@
 //! and SIGTERM for a clean exit. Also the README's first command: `run` without Redis.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use jobs_test_support::{RedisServer, unique_namespace};
+use jobs_test_support::{RedisServer, free_port, unique_namespace};
 use serde_json::Value;
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_jobs-runner");
@@ -44,11 +44,6 @@ impl Runner {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free loopback port");
-    l.local_addr().expect("local addr").port()
 }
 
 fn cli(redis: &RedisServer, ns: &str, args: &[&str]) -> Output {
@@ -113,7 +108,7 @@ fn runner_seeds_runs_a_job_from_the_cli_and_stops_cleanly_on_sigterm() {
     assert_eq!(seeded["users"], 4, "{seeded}");
     assert_eq!(seeded["symbols"], 8, "{seeded}");
 
-    let port = free_port();
+    let port = free_port().expect("a free loopback port");
     let mut runner = Runner {
         child: Command::new(RUNNER)
             .args(["run", "--lease", "2", "--shutdown-grace", "5"])
@@ -176,7 +171,7 @@ fn seed_demo_without_redis_explains_why_not() {
 
 #[test]
 fn without_redis_the_runner_seeds_memory_and_stops_cleanly() {
-    let port = free_port();
+    let port = free_port().expect("a free loopback port");
     let mut runner = Runner {
         child: Command::new(RUNNER)
             .env_remove("REDIS_URL")

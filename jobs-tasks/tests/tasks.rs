@@ -35,10 +35,8 @@ async fn redis_platform(prefix: &str) -> Platform {
 
 /// The store on the shared three-master Redis Cluster, found from one node's URL.
 async fn cluster_platform(prefix: &str) -> Platform {
-    let cfg = RedisConfig::new(&shared_cluster().url());
-    Platform::redis_with(&cfg, &unique_namespace(prefix))
-        .await
-        .expect("connect the trading store to the test cluster")
+    let cfg = RedisConfig::new(&shared_cluster().url()).namespace(unique_namespace(prefix));
+    Platform::redis_with(&cfg).await.expect("connect the trading store to the test cluster")
 }
 
 /// Both stores (Redis also as a cluster), to run the same assertions on each.

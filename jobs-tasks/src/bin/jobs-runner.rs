@@ -27,20 +27,18 @@ fn main() -> ExitCode {
         return seed_main(args);
     }
     jobs_core::runner::main_with_state(|env| async move {
-        let platform = build_platform(env.redis_config().as_ref(), &env.namespace).await?;
+        let platform = build_platform(env.redis_config().as_ref()).await?;
         Ok(State::new().with(platform))
     })
 }
 
 /// The trading platform of a `run`: Redis when a URL is given (an unreachable server is an
 /// error), else an in-memory store seeded with demo data.
-async fn build_platform(
-    redis: Option<&RedisConfig>,
-    namespace: &str,
-) -> jobs_core::Result<Platform> {
+async fn build_platform(redis: Option<&RedisConfig>) -> jobs_core::Result<Platform> {
     let platform = match redis {
         Some(cfg) => {
-            let p = Platform::redis_with(cfg, namespace).await.map_err(|e| {
+            let namespace = cfg.namespace.as_str();
+            let p = Platform::redis_with(cfg).await.map_err(|e| {
                 tracing::error!(url = %jobs_core::backend::redis::redact_url(&cfg.url), namespace, "cannot open the trading store on redis");
                 core_error(e)
             })?;
@@ -139,7 +137,7 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
     let cfg = DemoConfig { users, seed, ..DemoConfig::default() };
     let outcome = rt.block_on(async {
         let redis = RedisConfig { tls: cli.tls.files(), ..RedisConfig::new(&url) };
-        let platform = Platform::redis_with(&redis, &cli.namespace).await?;
+        let platform = Platform::redis_with(&redis.namespace(cli.namespace.clone())).await?;
         seed_demo(&platform, &cfg).await
     });
     match outcome {

@@ -301,12 +301,9 @@ impl Platform {
     }
 
     /// A platform on the Redis that `cfg` describes (TLS files, a cluster), with its keys
-    /// under `trading:{<namespace>}:`.
-    pub async fn redis_with(
-        cfg: &jobs_core::backend::redis::RedisConfig,
-        namespace: &str,
-    ) -> Result<Self> {
-        Ok(Self::new(Arc::new(RedisStore::connect_with(cfg, namespace).await?)))
+    /// under `trading:{<cfg.namespace>}:`.
+    pub async fn redis_with(cfg: &jobs_core::backend::redis::RedisConfig) -> Result<Self> {
+        Ok(Self::new(Arc::new(RedisStore::connect_with(cfg).await?)))
     }
 
     /// The same platform sending mail through `mailer`.

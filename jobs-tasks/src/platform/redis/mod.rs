@@ -67,14 +67,14 @@ impl RedisStore {
     /// Connects to `url` and checks that the server answers: an unreachable server is an
     /// error here, not at the first task.
     pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
-        Self::connect_with(&RedisConfig::new(url), namespace).await
+        Self::connect_with(&RedisConfig::new(url).namespace(namespace)).await
     }
 
     /// Connects as the queue's configuration says (TLS files, a cluster found from one
-    /// node or from seed nodes). All of a namespace's keys share one hash tag, so on a
-    /// cluster the store lives on one node, like the queue.
-    pub async fn connect_with(cfg: &RedisConfig, namespace: &str) -> Result<Self> {
-        let keys = Keys::new(namespace)?;
+    /// node or from seed nodes), in its namespace. All of a namespace's keys share one
+    /// hash tag, so on a cluster the store lives on one node, like the queue.
+    pub async fn connect_with(cfg: &RedisConfig) -> Result<Self> {
+        let keys = Keys::new(&cfg.namespace)?;
         let cfg = RedisConfig { response_timeout: Duration::from_secs(10), ..cfg.clone() };
         let conn = RedisConnection::connect(&cfg).await?;
         Ok(RedisStore { conn, keys })
