@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use jobs_core::backend::redis::keys::Keys;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig, TlsFiles};
 use jobs_core::{Error, JobQueue};
 use jobs_test_support::{RedisServer, free_port};
@@ -36,7 +37,8 @@ async fn password_acl_user_and_database_number_work() {
     assert!(q.get_job(id).await.expect("get").is_some());
     // The job is in database 3, not 0.
     let _: () = redis::cmd("SELECT").arg(3).query(&mut admin).expect("select 3");
-    let n: u64 = redis::cmd("HLEN").arg("jobq:{conn}:jobs").query(&mut admin).expect("hlen");
+    let jobs = Keys::new("jobq", "conn").expect("keys");
+    let n: u64 = redis::cmd("HLEN").arg(jobs.jobs()).query(&mut admin).expect("hlen");
     assert_eq!(n, 1);
 }
 

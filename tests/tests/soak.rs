@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use jobs_core::backend::redis::keys::Keys;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::{JobId, JobQueue, JobStatus, Registry, Scheduler, SchedulerConfig};
 use jobs_test_support::RedisServer;
@@ -48,7 +49,7 @@ async fn queue(server: &RedisServer) -> JobQueue {
 fn running_now(server: &RedisServer) -> HashSet<String> {
     let Ok(mut c) = server.connection() else { return HashSet::new() };
     let ids: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("jobq:{{{NS}}}:active"))
+        .arg(Keys::new("jobq", NS).expect("keys").active())
         .arg(0)
         .arg(-1)
         .query(&mut c)
