@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::job::{Job, JobId};
-use crate::queue::JobQueue;
+use crate::backend::Backend;
+use crate::job::JobId;
+use crate::options::JobDefaults;
 
 /// Application state shared with handlers, one value per type (a type map).
 ///
@@ -118,32 +119,34 @@ pub struct JobContext {
     attempt: u32,
     user_id: Option<Arc<str>>,
     cancel: CancellationToken,
-    queue: JobQueue,
+    /// The queue's parts ([`JobContext::queue`] rebuilds it): the context sits below the
+    /// queue in the module graph, so it holds what the queue is made of, not the queue.
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) defaults: JobDefaults,
     state: Arc<State>,
 }
 
 impl JobContext {
-    /// A context for attempt `attempt` of job `id` named `name`, with a fresh cancellation
-    /// token and empty state. The worker adds its token and the service's state with
-    /// [`with_cancellation`](Self::with_cancellation) and [`with_state`](Self::with_state);
-    /// unit tests can use it as it is.
-    pub fn new(id: JobId, name: impl Into<Arc<str>>, attempt: u32, queue: JobQueue) -> Self {
+    /// The context's own parts; the public constructors ([`JobContext::new`],
+    /// [`JobContext::for_job`]) take a [`JobQueue`](crate::JobQueue) and live beside it.
+    pub(crate) fn from_parts(
+        id: JobId,
+        name: Arc<str>,
+        attempt: u32,
+        user_id: Option<Arc<str>>,
+        backend: Arc<dyn Backend>,
+        defaults: JobDefaults,
+    ) -> Self {
         JobContext {
             id,
-            name: name.into(),
+            name,
             attempt,
-            user_id: None,
+            user_id,
             cancel: CancellationToken::new(),
-            queue,
+            backend,
+            defaults,
             state: Arc::new(State::new()),
         }
-    }
-
-    /// A context for a fetched job: its id, name, attempt and user.
-    pub fn for_job(job: &Job, queue: JobQueue) -> Self {
-        let mut ctx = Self::new(job.id, job.name.as_str(), job.attempt, queue);
-        ctx.user_id = job.user_id.as_deref().map(Arc::from);
-        ctx
     }
 
     /// The same context with this cancellation token.
@@ -198,11 +201,6 @@ impl JobContext {
     /// Completes when the job is asked to stop.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.cancel.cancelled()
-    }
-
-    /// The queue, to enqueue follow-up jobs.
-    pub fn queue(&self) -> &JobQueue {
-        &self.queue
     }
 
     /// The application state of type `T` registered on the service.

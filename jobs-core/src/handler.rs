@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::JobContext;
-use crate::registry::HandlerDefaults;
+use crate::options::HandlerDefaults;
 
 /// A boxed, `Send` future, as erased handlers return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

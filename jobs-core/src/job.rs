@@ -241,27 +241,6 @@ pub(crate) mod duration_secs {
     }
 }
 
-/// Defaults applied to a job when neither the enqueue call nor the handler says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JobDefaults {
-    /// Default priority (normal).
-    pub priority: JobPriority,
-    /// Default number of retries (3).
-    pub max_retries: u32,
-    /// Default timeout of one attempt (300 s).
-    pub timeout: Duration,
-}
-
-impl Default for JobDefaults {
-    fn default() -> Self {
-        JobDefaults {
-            priority: JobPriority::Normal,
-            max_retries: 3,
-            timeout: Duration::from_secs(300),
-        }
-    }
-}
-
 /// Everything the backend needs to create a job. Built by [`JobQueue`](crate::JobQueue)'s
 /// enqueue builders, which fill in defaults and validate before anything is written.
 #[derive(Debug, Clone, PartialEq)]
@@ -287,14 +266,13 @@ pub struct NewJob {
 impl NewJob {
     /// A job with the given name and args and every option at its default.
     pub fn new(name: impl Into<String>, args: serde_json::Value) -> Self {
-        let d = JobDefaults::default();
         NewJob {
             id: JobId::new(),
             name: name.into(),
             args,
-            priority: d.priority,
-            max_retries: d.max_retries,
-            timeout: d.timeout,
+            priority: JobPriority::Normal,
+            max_retries: DEFAULT_MAX_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
             run_at: RunAt::Now,
             user_id: None,
         }
@@ -362,6 +340,10 @@ pub enum RunAt {
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest delay a job may be enqueued with: ten years.
 pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// Retries a job may use when nothing sets its `max_retries`.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// How long one attempt may run when nothing sets its `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The most retries a job may have.
 pub const MAX_RETRIES: u32 = 1000;
 
@@ -373,11 +355,6 @@ pub enum EnqueueOutcome {
     Created,
     /// A job with this id already existed; nothing was written (an idempotent retry).
     Duplicate,
-}
-
-/// Converts a millisecond Unix timestamp (as the backends keep them) to a `DateTime`.
-pub(crate) fn ms_to_time(ms: i64) -> Option<DateTime<Utc>> {
-    if ms <= 0 { None } else { DateTime::from_timestamp_millis(ms) }
 }
 
 #[cfg(test)]

@@ -51,43 +51,48 @@ extern crate self as jobs_core;
 pub mod api;
 pub mod backend;
 mod context;
-mod cron;
 mod error;
 mod handler;
 mod job;
 mod metrics;
+pub mod options;
 mod queue;
 pub mod registry;
 mod retry;
 pub mod runner;
+pub mod schedule;
 mod scheduler;
 pub mod service;
 mod stats;
+mod time;
 mod typed;
 pub mod worker;
 
 pub use context::{JobContext, MissingState, State};
-pub use cron::{CronExpr, MAX_INTERVAL_SECS};
 pub use error::{Error, Result};
 pub use handler::{
     BoxFuture, HandlerFn, IntoJobError, IntoJobResult, JobArgs, JobDefinition, JobError, JobOutput,
 };
 pub use job::{
-    EnqueueOutcome, Job, JobDefaults, JobId, JobPriority, JobStatus, MAX_DELAY, MAX_RETRIES,
-    MAX_TIMEOUT, NewJob, RunAt,
+    DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
+    MAX_DELAY, MAX_RETRIES, MAX_TIMEOUT, NewJob, RunAt,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
+pub use options::{HandlerDefaults, JobDefaults, JobOptions};
 pub use queue::{Enqueue, JobQueue};
 pub use registry::{
-    HandlerDefaults, HandlerRegistration, Location, Registry, RegistryError, ScheduleDef,
-    ScheduleKind, ScheduleRegistration,
+    HandlerRegistration, Location, Registry, RegistryError, ScheduleDef, ScheduleKind,
+    ScheduleRegistration,
 };
 pub use retry::RetryPolicy;
-pub use scheduler::{
-    MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType, Scheduler, SchedulerConfig,
-    SchedulerStats,
+pub use schedule::{
+    CronExpr, MAX_INTERVAL_SECS, MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType,
 };
-pub use stats::{PendingByPriority, QueueCounters, QueueStats};
+pub use scheduler::{Scheduler, SchedulerConfig};
+pub use stats::{
+    FullStats, HandlerInfo, PendingByPriority, QueueCounters, QueueStats, SchedulerStats,
+    WorkerStats, WorkerStatus,
+};
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.
 ///
@@ -117,9 +122,8 @@ pub mod __private {
     pub use crate::handler::rt::*;
     pub use crate::handler::{BoxFuture, JobDefinition, JobError};
     pub use crate::job::JobPriority;
-    pub use crate::registry::{
-        HandlerDefaults, HandlerRegistration, Location, ScheduleKind, ScheduleRegistration,
-    };
+    pub use crate::options::HandlerDefaults;
+    pub use crate::registry::{HandlerRegistration, Location, ScheduleKind, ScheduleRegistration};
     pub use inventory;
     pub use schemars;
     pub use serde;

@@ -14,8 +14,11 @@ use crate::backend::{
     AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, FailOutcome, Failure,
     FetchRequest, Fetched, Lease,
 };
+use crate::context::JobContext;
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobDefaults, JobId, JobPriority, NewJob, RunAt};
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt};
+use crate::options::{JobDefaults, JobOptions, resolve};
+use crate::registry::linked_handler;
 use crate::stats::QueueStats;
 
 /// The queue: enqueue jobs, look them up, cancel them, operate the dead-letter queue, read
@@ -105,16 +108,23 @@ impl JobQueue {
     ///
     /// Options come from the handler's attributes when a handler of that name is linked
     /// into this process (`#[job_handler("x", priority = "high")]`), else from the queue's
-    /// defaults.
+    /// defaults (the rule of [`options`](crate::options)).
     pub fn new_job(&self, name: impl Into<String>, args: serde_json::Value) -> NewJob {
         let name = name.into();
-        let h = crate::registry::linked_handler(&name).map(|h| h.defaults()).unwrap_or_default();
-        NewJob {
-            priority: h.priority.unwrap_or(self.defaults.priority),
-            max_retries: h.max_retries.unwrap_or(self.defaults.max_retries),
-            timeout: h.timeout.unwrap_or(self.defaults.timeout),
-            ..NewJob::new(name, args)
-        }
+        let handler = linked_handler(&name).map(|h| h.defaults()).unwrap_or_default();
+        self.job_with(name, args, handler)
+    }
+
+    /// A job of a handler whose attribute sets `handler`, with nothing set by the call.
+    pub(crate) fn job_with(
+        &self,
+        name: String,
+        args: serde_json::Value,
+        handler: JobOptions,
+    ) -> NewJob {
+        let mut job = NewJob::new(name, args);
+        apply(&mut job, resolve(JobOptions::NONE, handler, self.defaults));
+        job
     }
 
     /// Starts an enqueue of the job `name` with `args`; set options on the returned builder
@@ -123,19 +133,31 @@ impl JobQueue {
     /// Arguments that cannot be serialised to JSON make the `.await` fail with
     /// [`Error::Json`] before anything is written.
     pub fn enqueue<A: Serialize>(&self, name: impl Into<String>, args: A) -> Enqueue<'_> {
-        let args = serde_json::to_value(args).map_err(Error::from);
-        let (job, err) = match args {
-            Ok(a) => (self.new_job(name, a), None),
-            Err(e) => (self.new_job(name, serde_json::Value::Null), Some(e)),
+        let name = name.into();
+        let handler = linked_handler(&name).map(|h| h.defaults()).unwrap_or_default();
+        self.enqueue_with(name, args, handler)
+    }
+
+    /// [`enqueue`](Self::enqueue) for a handler whose attribute sets `handler`.
+    pub(crate) fn enqueue_with<A: Serialize>(
+        &self,
+        name: String,
+        args: A,
+        handler: JobOptions,
+    ) -> Enqueue<'_> {
+        let (args, err) = match serde_json::to_value(args) {
+            Ok(a) => (a, None),
+            Err(e) => (serde_json::Value::Null, Some(Error::from(e))),
         };
-        Enqueue { queue: self, job, err }
+        let job = self.job_with(name, args, handler);
+        Enqueue { queue: self, job, handler, call: JobOptions::NONE, err }
     }
 
     /// Enqueues a prepared job. A job whose id already exists is not written again
     /// (the call succeeds: enqueue is idempotent by id).
     pub async fn enqueue_job(&self, job: NewJob) -> Result<JobId> {
         job.validate()?;
-        crate::registry::validate_args(&job.name, &job.args)?;
+        check_linked_args(&job)?;
         let id = job.id;
         let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
         if out.first() == Some(&EnqueueOutcome::Created) {
@@ -149,7 +171,7 @@ impl JobQueue {
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         for j in jobs {
             j.validate()?;
-            crate::registry::validate_args(&j.name, &j.args)?;
+            check_linked_args(j)?;
         }
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -236,6 +258,37 @@ impl JobQueue {
     }
 }
 
+/// The context's constructors and its queue: here rather than in `context.rs`, because the
+/// context sits below the queue (the queue's registry holds handlers, whose functions take
+/// a context) and so cannot name it.
+impl JobContext {
+    /// A context for attempt `attempt` of job `id` named `name`, with a fresh cancellation
+    /// token and empty state. The worker adds its token and the service's state with
+    /// [`with_cancellation`](Self::with_cancellation) and [`with_state`](Self::with_state);
+    /// unit tests can use it as it is.
+    pub fn new(id: JobId, name: impl Into<Arc<str>>, attempt: u32, queue: JobQueue) -> Self {
+        JobContext::from_parts(id, name.into(), attempt, None, queue.backend, queue.defaults)
+    }
+
+    /// A context for a fetched job: its id, name, attempt and user.
+    pub fn for_job(job: &Job, queue: JobQueue) -> Self {
+        JobContext::from_parts(
+            job.id,
+            job.name.as_str().into(),
+            job.attempt,
+            job.user_id.as_deref().map(Arc::from),
+            queue.backend,
+            queue.defaults,
+        )
+    }
+
+    /// The queue, to enqueue follow-up jobs (a cheap handle on the worker's backend, with
+    /// its defaults).
+    pub fn queue(&self) -> JobQueue {
+        JobQueue { backend: Arc::clone(&self.backend), defaults: self.defaults }
+    }
+}
+
 /// An enqueue being prepared: set options, then `.await` it.
 ///
 /// Options given here override the handler's and the queue's defaults.
@@ -243,26 +296,40 @@ impl JobQueue {
 #[derive(Debug)]
 pub struct Enqueue<'q> {
     queue: &'q JobQueue,
+    /// The job as it will be written: `call` over `handler` over the queue's defaults.
     job: NewJob,
+    handler: JobOptions,
+    call: JobOptions,
     err: Option<Error>,
 }
 
 impl Enqueue<'_> {
     /// Sets the priority.
     pub fn priority(mut self, p: JobPriority) -> Self {
-        self.job.priority = p;
-        self
+        self.call.priority = Some(p);
+        self.resolve()
     }
 
     /// Sets how many retries the job may use.
     pub fn max_retries(mut self, n: u32) -> Self {
-        self.job.max_retries = n;
-        self
+        self.call.max_retries = Some(n);
+        self.resolve()
     }
 
     /// Sets how long one attempt may run.
     pub fn timeout(mut self, t: Duration) -> Self {
-        self.job.timeout = t;
+        self.call.timeout = Some(t);
+        self.resolve()
+    }
+
+    /// Sets every option the call gives at once (`None` fields leave the handler's).
+    pub fn options(mut self, call: JobOptions) -> Self {
+        self.call = call.or(self.call);
+        self.resolve()
+    }
+
+    fn resolve(mut self) -> Self {
+        apply(&mut self.job, resolve(self.call, self.handler, self.queue.defaults));
         self
     }
 
@@ -308,5 +375,21 @@ impl<'q> IntoFuture for Enqueue<'q> {
             }
             self.queue.enqueue_job(self.job).await
         })
+    }
+}
+
+/// Writes resolved options into a job.
+fn apply(job: &mut NewJob, o: JobDefaults) {
+    job.priority = o.priority;
+    job.max_retries = o.max_retries;
+    job.timeout = o.timeout;
+}
+
+/// The arguments must fit the handler when one of that name is linked into this process;
+/// unknown names pass (another process may handle them).
+fn check_linked_args(job: &NewJob) -> Result<()> {
+    match linked_handler(&job.name) {
+        Some(h) => h.check_args(&job.args),
+        None => Ok(()),
     }
 }

@@ -17,12 +17,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::handler::{BoxFuture, HandlerFn, JobError};
 use crate::job::JobPriority;
+use crate::options::HandlerDefaults;
 
 inventory::collect!(HandlerRegistration);
 inventory::collect!(ScheduleRegistration);
@@ -42,25 +42,6 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.file, self.line)
     }
-}
-
-/// Options set on a handler's attribute; `None` leaves the queue's default.
-///
-/// Precedence: enqueue options, then these, then the queue's (service's) defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HandlerDefaults {
-    /// `max_retries = N`.
-    pub max_retries: Option<u32>,
-    /// `timeout = "30s"`.
-    pub timeout: Option<Duration>,
-    /// `priority = "high"`.
-    pub priority: Option<JobPriority>,
-}
-
-impl HandlerDefaults {
-    /// No option set.
-    pub const NONE: HandlerDefaults =
-        HandlerDefaults { max_retries: None, timeout: None, priority: None };
 }
 
 /// One handler, as a `#[job_handler]` registers it: its metadata and its erased function.
@@ -156,6 +137,15 @@ impl HandlerRegistration {
     /// offending field.
     pub fn validate_args(&self, args: &serde_json::Value) -> Result<(), String> {
         (self.validate)(args)
+    }
+
+    /// [`validate_args`](Self::validate_args) as the crate's error: [`Error::InvalidArgs`]
+    /// naming the handler. The one check every enqueue path runs (an unknown name is the
+    /// caller's to decide: the queue lets it pass, for another process may handle it; the
+    /// API refuses it).
+    pub fn check_args(&self, args: &serde_json::Value) -> Result<(), Error> {
+        self.validate_args(args)
+            .map_err(|message| Error::InvalidArgs { name: self.name.to_owned(), message })
     }
 }
 
@@ -466,15 +456,6 @@ impl Registry {
     pub fn schedules(&self) -> impl ExactSizeIterator<Item = &ScheduleDef> {
         self.schedules.values()
     }
-
-    /// Checks JSON arguments for the handler `name`: [`Error::InvalidArgs`] if they do not
-    /// fit its argument type, [`Error::UnknownHandler`] if there is no such handler.
-    pub fn validate_args(&self, name: &str, args: &serde_json::Value) -> Result<(), Error> {
-        let h =
-            self.handler(name).ok_or_else(|| Error::UnknownHandler { name: name.to_owned() })?;
-        h.validate_args(args)
-            .map_err(|message| Error::InvalidArgs { name: name.to_owned(), message })
-    }
 }
 
 /// The handlers linked into this process by name (the first of duplicates wins), independent
@@ -493,18 +474,6 @@ fn linked_handlers() -> &'static HashMap<&'static str, HandlerRegistration> {
 /// The handler `name` linked into this process, if any (without building the [`Registry`]).
 pub fn linked_handler(name: &str) -> Option<&'static HandlerRegistration> {
     linked_handlers().get(name)
-}
-
-/// Checks JSON arguments before an enqueue by name: when a handler `name` is linked into this
-/// process, the arguments must fit its type ([`Error::InvalidArgs`], naming the field).
-/// Unknown names pass: another process may handle them.
-pub(crate) fn validate_args(name: &str, args: &serde_json::Value) -> Result<(), Error> {
-    match linked_handler(name) {
-        Some(h) => h
-            .validate_args(args)
-            .map_err(|message| Error::InvalidArgs { name: name.to_owned(), message }),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -642,24 +611,20 @@ mod tests {
     #[test]
     fn argument_errors_name_the_field() -> Result<(), RegistryError> {
         let reg = Registry::from_parts([handler("a", 1)], [])?;
-        let missing =
-            reg.validate_args("a", &serde_json::json!({"count": 1})).map_err(|e| e.to_string());
+        let a = reg.handler("a").ok_or_else(|| unreachable_err("a"))?;
+        let missing = a.check_args(&serde_json::json!({"count": 1})).map_err(|e| e.to_string());
         assert_eq!(
             missing,
             Err("invalid arguments for job `a`: missing field `user_id`".to_owned())
         );
-        let wrong = reg
-            .validate_args("a", &serde_json::json!({"user_id": "u", "count": "x"}))
+        let wrong = a
+            .check_args(&serde_json::json!({"user_id": "u", "count": "x"}))
             .map_err(|e| e.to_string());
         assert_eq!(
             wrong,
             Err("invalid arguments for job `a`: field `count`: invalid type: string \"x\", expected u32".to_owned())
         );
-        assert!(reg.validate_args("a", &serde_json::json!({"user_id": "u", "count": 2})).is_ok());
-        assert!(matches!(
-            reg.validate_args("zzz", &serde_json::Value::Null),
-            Err(Error::UnknownHandler { .. })
-        ));
+        assert!(a.check_args(&serde_json::json!({"user_id": "u", "count": 2})).is_ok());
         Ok(())
     }
 

@@ -30,276 +30,26 @@
 //!
 //! ```
 //! use jobs_core::{JobQueue, Registry, ScheduleSpec, Scheduler, SchedulerConfig};
-//! use std::sync::Arc;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> jobs_core::Result<()> {
-//! let queue = JobQueue::memory();
-//! let registry = Arc::new(Registry::default()); // no handlers known: any job name goes
-//! let scheduler = Scheduler::new(queue, registry, SchedulerConfig::default());
-//! let daily = ScheduleSpec::cron("daily_report", "send_daily_summary_emails", "0 8 * * *");
-//! scheduler.register(daily).await?;
-//! let sync = ScheduleSpec::interval("portfolio_sync", "sync_all_portfolios", 300);
-//! scheduler.register(sync).await?;
-//! scheduler.disable("daily_report").await?;
-//! let stats = scheduler.stats().await?;
-//! assert_eq!((stats.total_tasks, stats.enabled_tasks, stats.disabled_tasks), (2, 1, 1));
-//! # Ok(())
-//! # }
-//! ```
-
+//! use std::sync::{Arc, Mutex};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{
-    Backend, FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, TickClaim,
-};
-use crate::cron::Trigger;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::job::{JobId, JobPriority, NewJob, RunAt, ms_to_time};
+use crate::job::JobId;
+use crate::options::{JobOptions, resolve};
 use crate::queue::JobQueue;
 use crate::registry::{Registry, ScheduleDef, ScheduleKind};
-
-/// When a schedule fires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ScheduleType {
-    /// Every `seconds`, at a fixed rate counted from the first run (which is one interval
-    /// after the schedule is registered or enabled).
-    Interval {
-        /// The period, at least 1.
-        seconds: u64,
-    },
-    /// On a 5-field cron expression (see [`CronExpr`](crate::CronExpr)).
-    Cron {
-        /// `minute hour day-of-month month day-of-week`.
-        expression: String,
-        /// IANA time zone the expression is read in (`None`: UTC).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        timezone: Option<String>,
-    },
-    /// Once, at `at` (an instant already past fires at once).
-    Once {
-        /// When.
-        at: DateTime<Utc>,
-    },
-}
-
-impl ScheduleType {
-    /// `"interval"`, `"cron"` or `"once"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ScheduleType::Interval { .. } => "interval",
-            ScheduleType::Cron { .. } => "cron",
-            ScheduleType::Once { .. } => "once",
-        }
-    }
-}
-
-/// What happens to ticks that were due while no scheduler was running.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MisfirePolicy {
-    /// Fire once for all the missed ticks, then resume on schedule: the next run is the
-    /// first occurrence after now. The default: a scheduler that was down for an hour does
-    /// not flood the queue with sixty copies of a one-minute job.
-    #[default]
-    Coalesce,
-    /// Fire every missed tick, one after the other, then resume.
-    CatchUp,
-}
-
-/// A schedule to register: the spec's `register(name, job_name, schedule_type, …)`.
-///
-/// ```
-/// use jobs_core::{JobPriority, MisfirePolicy, ScheduleSpec};
-///
-/// let spec = ScheduleSpec::cron("market_open", "fetch_market_data", "30 9 * * 1-5")
-///     .timezone("America/New_York")
-///     .args(serde_json::json!({"symbols": ["AAPL"]}))
-///     .priority(JobPriority::High)
-///     .misfire(MisfirePolicy::CatchUp);
-/// assert!(spec.enabled);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleSpec {
-    /// The schedule's name, unique in the deployment (1-200 bytes, no control characters).
-    pub name: String,
-    /// The handler its jobs run.
-    pub job_name: String,
-    /// When it fires.
-    pub schedule: ScheduleType,
-    /// The arguments of its jobs (default `{}`).
-    pub args: serde_json::Value,
-    /// The priority of its jobs (default normal).
-    pub priority: JobPriority,
-    /// Whether it fires (default true).
-    pub enabled: bool,
-    /// What happens to ticks missed while no scheduler ran (default coalesce).
-    #[serde(default)]
-    pub misfire: MisfirePolicy,
-}
-
-impl ScheduleSpec {
-    /// A schedule with default args, priority, flag and misfire policy.
-    pub fn new(
-        name: impl Into<String>,
-        job_name: impl Into<String>,
-        schedule: ScheduleType,
-    ) -> Self {
-        ScheduleSpec {
-            name: name.into(),
-            job_name: job_name.into(),
-            schedule,
-            args: serde_json::Value::Object(serde_json::Map::new()),
-            priority: JobPriority::Normal,
-            enabled: true,
-            misfire: MisfirePolicy::Coalesce,
-        }
-    }
-
-    /// Every `seconds`.
-    pub fn interval(name: impl Into<String>, job_name: impl Into<String>, seconds: u64) -> Self {
-        Self::new(name, job_name, ScheduleType::Interval { seconds })
-    }
-
-    /// On a cron expression, in UTC (see [`timezone`](Self::timezone)).
-    pub fn cron(
-        name: impl Into<String>,
-        job_name: impl Into<String>,
-        expression: impl Into<String>,
-    ) -> Self {
-        Self::new(
-            name,
-            job_name,
-            ScheduleType::Cron { expression: expression.into(), timezone: None },
-        )
-    }
-
-    /// Once, at `at`.
-    pub fn once(name: impl Into<String>, job_name: impl Into<String>, at: DateTime<Utc>) -> Self {
-        Self::new(name, job_name, ScheduleType::Once { at })
-    }
-
-    /// Reads a cron schedule's expression in this IANA zone (ignored by other types).
-    pub fn timezone(mut self, tz: impl Into<String>) -> Self {
-        if let ScheduleType::Cron { timezone, .. } = &mut self.schedule {
-            *timezone = Some(tz.into());
-        }
-        self
-    }
-
-    /// Sets the jobs' arguments.
-    pub fn args(mut self, args: serde_json::Value) -> Self {
-        self.args = args;
-        self
-    }
-
-    /// Sets the jobs' priority.
-    pub fn priority(mut self, p: JobPriority) -> Self {
-        self.priority = p;
-        self
-    }
-
-    /// Registers the schedule enabled or disabled.
-    pub fn enabled(mut self, on: bool) -> Self {
-        self.enabled = on;
-        self
-    }
-
-    /// Sets the misfire policy.
-    pub fn misfire(mut self, m: MisfirePolicy) -> Self {
-        self.misfire = m;
-        self
-    }
-}
-
-/// A schedule as the API and the stats show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleInfo {
-    /// The schedule's name.
-    pub name: String,
-    /// The handler its jobs run.
-    pub job_name: String,
-    /// `"interval"`, `"cron"` or `"once"`.
-    pub schedule_type: String,
-    /// The period of an interval schedule.
-    pub interval_seconds: Option<u64>,
-    /// The expression of a cron schedule.
-    pub cron_expression: Option<String>,
-    /// The time zone of a cron schedule (`None`: UTC).
-    pub timezone: Option<String>,
-    /// The instant of a one-time schedule.
-    pub run_at: Option<DateTime<Utc>>,
-    /// The arguments of its jobs.
-    pub args: serde_json::Value,
-    /// The priority of its jobs.
-    pub priority: JobPriority,
-    /// Whether it fires.
-    pub enabled: bool,
-    /// When it last enqueued a job.
-    pub last_run: Option<DateTime<Utc>>,
-    /// Its next tick (`None` when disabled, or for a one-time schedule that has fired).
-    pub next_run: Option<DateTime<Utc>>,
-    /// How many jobs it has enqueued (ticks and run-now).
-    pub run_count: u64,
-    /// The last job it enqueued.
-    pub last_job_id: Option<JobId>,
-    /// What happens to missed ticks.
-    pub misfire_policy: MisfirePolicy,
-}
-
-impl From<StoredSchedule> for ScheduleInfo {
-    fn from(s: StoredSchedule) -> Self {
-        let e = s.entry;
-        let (interval_seconds, cron_expression, timezone, run_at) = match &e.schedule {
-            ScheduleType::Interval { seconds } => (Some(*seconds), None, None, None),
-            ScheduleType::Cron { expression, timezone } => {
-                (None, Some(expression.clone()), timezone.clone(), None)
-            }
-            ScheduleType::Once { at } => (None, None, None, Some(*at)),
-        };
-        ScheduleInfo {
-            schedule_type: e.schedule.as_str().to_owned(),
-            name: e.name,
-            job_name: e.job_name,
-            interval_seconds,
-            cron_expression,
-            timezone,
-            run_at,
-            args: e.args,
-            priority: e.priority,
-            enabled: s.state.enabled,
-            last_run: s.state.last_run,
-            next_run: s.state.next_run,
-            run_count: s.state.run_count,
-            last_job_id: s.state.last_job_id,
-            misfire_policy: e.misfire,
-        }
-    }
-}
-
-/// The spec's "Scheduler Statistics".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SchedulerStats {
-    /// Whether this process's scheduler loop is running.
-    pub running: bool,
-    /// Schedules in the deployment.
-    pub total_tasks: usize,
-    /// Enabled schedules.
-    pub enabled_tasks: usize,
-    /// Disabled schedules.
-    pub disabled_tasks: usize,
-    /// Enabled schedules whose next run has come (on the backend's clock) and not fired yet.
-    pub due_tasks: usize,
-    /// Every schedule, by name.
-    pub tasks: Vec<ScheduleInfo>,
-}
+use crate::schedule::{
+    FireOutcome, ScheduleEntry, ScheduleFire, ScheduleInfo, ScheduleSpec, ScheduleType,
+    StoredSchedule, TickClaim, Trigger, UpsertOutcome, first_run, tick_job_id,
+};
+use crate::stats::SchedulerStats;
+use crate::time::{duration_ms, ms_to_time};
 
 /// How the scheduler loop behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,8 +219,7 @@ impl Scheduler {
     pub async fn run_now(&self, name: &str) -> Result<JobId> {
         let stored = self.backend().schedule_get(name).await?.ok_or_else(|| not_found(name))?;
         let id = JobId::new();
-        let fire =
-            ScheduleFire { name: name.to_owned(), claim: None, job: job_for(&stored.entry, id) };
+        let fire = ScheduleFire { name: name.to_owned(), claim: None, job: stored.entry.job(id) };
         match self.backend().schedule_fire(&fire).await? {
             FireOutcome::Fired => Ok(id),
             FireOutcome::NotFound => Err(not_found(name)),
@@ -517,11 +266,11 @@ impl Scheduler {
         let now = self.backend().time().await?;
         let mut changed = 0;
         for def in &defs {
-            let spec = self.spec_from_def(def);
+            let spec = Self::spec_from_def(def);
             let (entry, hash, trigger) = self.entry_for(&spec)?;
             let first = first_run(&spec.name, &trigger, now)?;
             let out = self.backend().schedule_upsert(&entry, &hash, None, first).await?;
-            if out != crate::backend::UpsertOutcome::Kept {
+            if out != UpsertOutcome::Kept {
                 tracing::info!(schedule = %spec.name, outcome = ?out, "declared schedule stored");
                 changed += 1;
             }
@@ -529,19 +278,17 @@ impl Scheduler {
         Ok(changed)
     }
 
-    /// The spec of a declared schedule: its priority, else its handler's, else the queue's.
-    fn spec_from_def(&self, def: &ScheduleDef) -> ScheduleSpec {
+    /// The spec of a declared schedule (its options resolve in [`entry_for`](Self::entry_for)).
+    fn spec_from_def(def: &ScheduleDef) -> ScheduleSpec {
         let schedule = match def.kind {
             ScheduleKind::Interval { secs } => ScheduleType::Interval { seconds: secs },
             ScheduleKind::Cron { expr } => {
                 ScheduleType::Cron { expression: expr.to_owned(), timezone: None }
             }
         };
-        let handler_prio =
-            self.inner.registry.handler(def.handler).and_then(|h| h.defaults().priority);
-        let priority =
-            def.priority.or(handler_prio).unwrap_or(self.inner.queue.defaults().priority);
-        ScheduleSpec::new(def.name, def.handler, schedule).args(def.args.clone()).priority(priority)
+        let mut spec = ScheduleSpec::new(def.name, def.handler, schedule).args(def.args.clone());
+        spec.priority = def.priority;
+        spec
     }
 
     /// Checks a spec and builds what the backend stores: the entry (with the handler's
@@ -561,70 +308,28 @@ impl Scheduler {
         if handler.is_none() && registry.handlers().len() > 0 {
             return Err(Error::UnknownHandler { name: spec.job_name.clone() });
         }
-        if handler.is_some() {
-            registry.validate_args(&spec.job_name, &spec.args)?;
+        if let Some(h) = handler {
+            h.check_args(&spec.args)?;
         }
-        let d = self.inner.queue.defaults();
-        let hd = handler.map(|h| h.defaults()).unwrap_or_default();
-        let timeout = hd.timeout.unwrap_or(d.timeout);
+        // The one option rule: the spec's, else the handler's, else the queue's defaults.
+        let call = JobOptions { priority: spec.priority, ..JobOptions::NONE };
+        let handler_opts = handler.map(|h| h.defaults()).unwrap_or_default();
+        let o = resolve(call, handler_opts, self.inner.queue.defaults());
         let entry = ScheduleEntry {
             name: spec.name.clone(),
             job_name: spec.job_name.clone(),
             schedule: spec.schedule.clone(),
             args: spec.args.clone(),
-            priority: spec.priority,
-            max_retries: hd.max_retries.unwrap_or(d.max_retries),
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            priority: o.priority,
+            max_retries: o.max_retries,
+            timeout_ms: duration_ms(o.timeout),
             misfire: spec.misfire,
         };
         // The job it will enqueue must be valid (job name, timeout, retries) now, not at
         // its first tick.
-        job_for(&entry, JobId::new()).validate()?;
-        let hash = definition_hash(&entry)?;
+        entry.job(JobId::new()).validate()?;
+        let hash = entry.definition_hash()?;
         Ok((entry, hash, trigger))
-    }
-}
-
-/// The job a schedule enqueues, under `id`.
-fn job_for(e: &ScheduleEntry, id: JobId) -> NewJob {
-    NewJob {
-        id,
-        name: e.job_name.clone(),
-        args: e.args.clone(),
-        priority: e.priority,
-        max_retries: e.max_retries,
-        timeout: Duration::from_millis(e.timeout_ms),
-        run_at: RunAt::Now,
-        user_id: None,
-    }
-}
-
-/// The id of a tick's job: the same in every process, so the job exists at most once.
-pub(crate) fn tick_job_id(name: &str, tick_ms: i64) -> JobId {
-    JobId::derived(&format!("cron:{name}:{tick_ms}"))
-}
-
-/// 64-bit FNV-1a of the entry's JSON, in hex: stable across processes, builds and Rust
-/// versions (unlike `DefaultHasher`), which is what comparing definitions stored by other
-/// processes needs. `serde_json` writes struct fields in declaration order and object keys
-/// sorted, so equal definitions give equal text.
-fn definition_hash(e: &ScheduleEntry) -> Result<String> {
-    let bytes = serde_json::to_vec(e)?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    Ok(format!("{h:016x}"))
-}
-
-/// The first run of a schedule registered or enabled at `now`.
-fn first_run(name: &str, trigger: &Trigger, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-    match trigger.first(now.timestamp_millis()) {
-        Some(ms) => Ok(ms_to_time(ms).or(Some(now))),
-        None => Err(Error::InvalidSchedule {
-            reason: format!("schedule `{name}` has no occurrence after {now}"),
-        }),
     }
 }
 
@@ -753,7 +458,7 @@ async fn fire_tick(
     let fire = ScheduleFire {
         name: e.name.clone(),
         claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone() }),
-        job: job_for(e, id),
+        job: e.job(id),
     };
     let out = s.backend().schedule_fire(&fire).await?;
     match out {

@@ -3,19 +3,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::backend::memory::MemoryBackend;
 use crate::backend::redis::{RedisBackend, RedisConfig};
 use crate::backend::{Backend, BackendConfig};
 use crate::context::State;
 use crate::error::{Error, Result};
-use crate::job::{JobDefaults, JobPriority};
+use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::queue::{Enqueue, JobQueue};
 use crate::registry::Registry;
-use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerStats};
-use crate::stats::QueueStats;
-use crate::worker::{JobWorker, RunningPool, RunningWorker, WorkerConfig, WorkerPool, WorkerStats};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::stats::{FullStats, HandlerInfo, WorkerStats};
+use crate::worker::{JobWorker, RunningPool, RunningWorker, WorkerConfig, WorkerPool};
 
 /// Where jobs are stored.
 #[derive(Debug, Clone)]
@@ -70,38 +70,6 @@ impl Default for ServiceConfig {
             defaults: JobDefaults::default(),
         }
     }
-}
-
-/// A registered handler as the stats and the API list it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandlerInfo {
-    /// Its name.
-    pub name: String,
-    /// Its argument type.
-    pub args_type: String,
-    /// Default priority.
-    pub priority: JobPriority,
-    /// Default max retries.
-    pub max_retries: u32,
-    /// Default timeout, seconds.
-    pub timeout: f64,
-    /// Where it is defined.
-    pub location: String,
-}
-
-/// Everything at once: queue, workers (of every live process), handlers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FullStats {
-    /// Queue statistics.
-    pub queue: QueueStats,
-    /// Every live worker of the deployment (from their heartbeats).
-    pub workers: Vec<WorkerStats>,
-    /// Handlers linked into this process.
-    pub handlers: Vec<HandlerInfo>,
-    /// Whether this process's workers are running.
-    pub running: bool,
-    /// The schedules of the deployment and this process's scheduler loop.
-    pub scheduler: SchedulerStats,
 }
 
 enum Running {
@@ -291,13 +259,13 @@ impl JobService {
         self.registry
             .handlers()
             .map(|h| {
-                let d = h.defaults();
+                let d = resolve(JobOptions::NONE, h.defaults(), self.cfg.defaults);
                 HandlerInfo {
                     name: h.name().to_owned(),
                     args_type: h.args_type().to_owned(),
-                    priority: d.priority.unwrap_or(self.cfg.defaults.priority),
-                    max_retries: d.max_retries.unwrap_or(self.cfg.defaults.max_retries),
-                    timeout: d.timeout.unwrap_or(self.cfg.defaults.timeout).as_secs_f64(),
+                    priority: d.priority,
+                    max_retries: d.max_retries,
+                    timeout: d.timeout.as_secs_f64(),
                     location: h.location().to_string(),
                 }
             })

@@ -1,8 +1,12 @@
-//! Statistics, serialised exactly as the spec's JSON.
+//! The report types: queue, worker, handler and scheduler statistics, serialised exactly
+//! as the spec's JSON. Those who compute them (backends, workers, the scheduler, the
+//! service) sit above this module; the API and the runner only read them.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobPriority;
+use crate::schedule::ScheduleInfo;
 
 /// Pending jobs per priority (the spec's `pending` object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,4 +93,105 @@ pub struct QueueStats {
     pub retrying: u64,
     /// Monotonic counters.
     pub counters: QueueCounters,
+}
+
+/// What a worker is doing (the spec's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerStatus {
+    /// Not started yet.
+    Starting,
+    /// Running, no job in hand.
+    Idle,
+    /// Running at least one job.
+    Processing,
+    /// Shutting down: no new jobs are taken.
+    Stopping,
+    /// Stopped.
+    Stopped,
+}
+
+/// A worker's statistics: the spec's "Worker Statistics" object, plus what operators need
+/// to find the worker.
+///
+/// ```json
+/// {"worker_id": "main-worker", "status": "processing", "jobs_processed": 150,
+///  "jobs_succeeded": 145, "jobs_failed": 5, "success_rate": 96.67,
+///  "average_processing_time": 2.5, ...}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The worker's id.
+    pub worker_id: String,
+    /// What it is doing.
+    pub status: WorkerStatus,
+    /// Jobs whose handler ran to an outcome (success, error, panic or timeout).
+    pub jobs_processed: u64,
+    /// Of those, successes.
+    pub jobs_succeeded: u64,
+    /// Of those, failures.
+    pub jobs_failed: u64,
+    /// `jobs_succeeded / jobs_processed` in percent, two decimals (100 when none).
+    pub success_rate: f64,
+    /// Mean handler run time in seconds.
+    pub average_processing_time: f64,
+    /// Jobs running now.
+    pub in_flight: usize,
+    /// Most jobs run at once.
+    pub concurrency: usize,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// When the worker started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// A registered handler as the stats and the API list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandlerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its argument type.
+    pub args_type: String,
+    /// Default priority.
+    pub priority: JobPriority,
+    /// Default max retries.
+    pub max_retries: u32,
+    /// Default timeout, seconds.
+    pub timeout: f64,
+    /// Where it is defined.
+    pub location: String,
+}
+
+/// Everything at once: queue, workers (of every live process), handlers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FullStats {
+    /// Queue statistics.
+    pub queue: QueueStats,
+    /// Every live worker of the deployment (from their heartbeats).
+    pub workers: Vec<WorkerStats>,
+    /// Handlers linked into this process.
+    pub handlers: Vec<HandlerInfo>,
+    /// Whether this process's workers are running.
+    pub running: bool,
+    /// The schedules of the deployment and this process's scheduler loop.
+    pub scheduler: SchedulerStats,
+}
+
+/// The spec's "Scheduler Statistics".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerStats {
+    /// Whether this process's scheduler loop is running.
+    pub running: bool,
+    /// Schedules in the deployment.
+    pub total_tasks: usize,
+    /// Enabled schedules.
+    pub enabled_tasks: usize,
+    /// Disabled schedules.
+    pub disabled_tasks: usize,
+    /// Enabled schedules whose next run has come (on the backend's clock) and not fired yet.
+    pub due_tasks: usize,
+    /// Every schedule, by name.
+    pub tasks: Vec<ScheduleInfo>,
 }

@@ -5,7 +5,6 @@ use crate::error::Result;
 use crate::handler::JobDefinition;
 use crate::job::NewJob;
 use crate::queue::{Enqueue, JobQueue};
-use crate::registry::HandlerDefaults;
 
 impl JobQueue {
     /// Starts an enqueue of the handler `J` with its typed arguments. The handler's own
@@ -51,38 +50,13 @@ impl JobQueue {
     /// # }
     /// ```
     pub fn enqueue_typed<J: JobDefinition>(&self, args: J::Args) -> Enqueue<'_> {
-        let e = self.enqueue(J::NAME, args);
-        apply_defaults(e, J::DEFAULTS)
+        self.enqueue_with(J::NAME.to_owned(), args, J::DEFAULTS)
     }
 
     /// A typed job with the handler's and this queue's defaults applied, for
     /// [`enqueue_many`](Self::enqueue_many). Fails only if the arguments cannot be
     /// serialised.
     pub fn new_typed_job<J: JobDefinition>(&self, args: J::Args) -> Result<NewJob> {
-        let mut job = self.new_job(J::NAME, serde_json::to_value(args)?);
-        let d = J::DEFAULTS;
-        if let Some(p) = d.priority {
-            job.priority = p;
-        }
-        if let Some(n) = d.max_retries {
-            job.max_retries = n;
-        }
-        if let Some(t) = d.timeout {
-            job.timeout = t;
-        }
-        Ok(job)
+        Ok(self.job_with(J::NAME.to_owned(), serde_json::to_value(args)?, J::DEFAULTS))
     }
-}
-
-fn apply_defaults(mut e: Enqueue<'_>, d: HandlerDefaults) -> Enqueue<'_> {
-    if let Some(p) = d.priority {
-        e = e.priority(p);
-    }
-    if let Some(n) = d.max_retries {
-        e = e.max_retries(n);
-    }
-    if let Some(t) = d.timeout {
-        e = e.timeout(t);
-    }
-    e
 }

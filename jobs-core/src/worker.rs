@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ use crate::job::JobId;
 use crate::queue::JobQueue;
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
+use crate::stats::{WorkerStats, WorkerStatus};
 
 /// The longest a busy worker waits for more free slots before it fetches anyway.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
@@ -115,58 +116,6 @@ pub fn default_worker_id() -> String {
     let host = Some(hostname()).filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
     let suffix: u16 = rand::random();
     format!("{host}-{}-{suffix:04x}", std::process::id())
-}
-
-/// What a worker is doing (the spec's `status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerStatus {
-    /// Not started yet.
-    Starting,
-    /// Running, no job in hand.
-    Idle,
-    /// Running at least one job.
-    Processing,
-    /// Shutting down: no new jobs are taken.
-    Stopping,
-    /// Stopped.
-    Stopped,
-}
-
-/// A worker's statistics: the spec's "Worker Statistics" object, plus what operators need
-/// to find the worker.
-///
-/// ```json
-/// {"worker_id": "main-worker", "status": "processing", "jobs_processed": 150,
-///  "jobs_succeeded": 145, "jobs_failed": 5, "success_rate": 96.67,
-///  "average_processing_time": 2.5, ...}
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkerStats {
-    /// The worker's id.
-    pub worker_id: String,
-    /// What it is doing.
-    pub status: WorkerStatus,
-    /// Jobs whose handler ran to an outcome (success, error, panic or timeout).
-    pub jobs_processed: u64,
-    /// Of those, successes.
-    pub jobs_succeeded: u64,
-    /// Of those, failures.
-    pub jobs_failed: u64,
-    /// `jobs_succeeded / jobs_processed` in percent, two decimals (100 when none).
-    pub success_rate: f64,
-    /// Mean handler run time in seconds.
-    pub average_processing_time: f64,
-    /// Jobs running now.
-    pub in_flight: usize,
-    /// Most jobs run at once.
-    pub concurrency: usize,
-    /// Host name.
-    pub host: String,
-    /// Process id.
-    pub pid: u32,
-    /// When the worker started.
-    pub started_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Default)]

@@ -196,12 +196,12 @@ pub async fn enqueue(
     ApiJson(req): ApiJson<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
     let svc = s.service();
-    if svc.registry().handler(&req.name).is_none() {
+    let Some(handler) = svc.registry().handler(&req.name) else {
         let name: String = req.name.chars().take(64).collect();
         return Err(Error::UnknownHandler { name }.into());
-    }
+    };
     let args = req.args.unwrap_or_else(|| serde_json::json!({}));
-    svc.registry().validate_args(&req.name, &args)?;
+    handler.check_args(&args)?;
     let mut e = svc.enqueue(req.name.clone(), args);
     if let Some(p) = req.priority {
         e = e.priority(p.into());

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::backend::CancelOutcome;
 use crate::job::{Job, JobPriority, JobStatus};
-use crate::service::HandlerInfo;
-use crate::stats::{PendingByPriority, QueueCounters, QueueStats};
-use crate::worker::{WorkerStats, WorkerStatus};
+use crate::stats::{
+    HandlerInfo, PendingByPriority, QueueCounters, QueueStats, WorkerStats, WorkerStatus,
+};
 
 /// Seconds as JSON: an integer when whole (`30`), a fraction otherwise (`0.25`), as the
 /// crate serialises durations.

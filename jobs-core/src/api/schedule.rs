@@ -14,7 +14,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::model::Priority;
 use crate::metrics;
-use crate::scheduler::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType, SchedulerStats};
+use crate::schedule::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType};
+use crate::stats::SchedulerStats;
 
 /// When a schedule fires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

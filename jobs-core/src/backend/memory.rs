@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -25,9 +25,10 @@ use super::{
     ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets, truncate_error,
 };
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt, ms_to_time};
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt};
 use crate::retry::RetryPolicy;
 use crate::stats::{PendingByPriority, QueueCounters, QueueStats};
+use crate::time::{duration_ms_i64, ms_duration, ms_to_time, wall_ms};
 
 /// The in-memory [`Backend`], with the same observable behaviour as the Redis backend.
 ///
@@ -651,7 +652,7 @@ impl State {
 
     fn finish_cancelled(&mut self, id: JobId, now: i64) {
         self.unlink(id);
-        let expire = now.saturating_add(dur_ms(self.config.result_ttl));
+        let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
         let Some(rec) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -684,7 +685,7 @@ impl State {
         if retryable && rec.retry_count < rec.max_retries {
             rec.retry_count += 1;
             let delay = retry.delay_with_jitter(rec.retry_count);
-            let due = now.saturating_add(dur_ms(delay));
+            let due = now.saturating_add(duration_ms_i64(delay));
             self.unlink(id);
             self.schedule(id, due, true);
             self.counters.failed += 1;
@@ -712,7 +713,7 @@ impl State {
     fn trim_dead(&mut self, now: i64) {
         // "Kept for at most dead_ttl": an entry exactly dead_ttl old goes, as a finished
         // record exactly result_ttl old is purged (`expire <= now`).
-        let cutoff = now.saturating_sub(dur_ms(self.config.dead_ttl));
+        let cutoff = now.saturating_sub(duration_ms_i64(self.config.dead_ttl));
         let mut dropped = 0u64;
         while dropped < DEAD_TRIM_LIMIT as u64 {
             let Some(&(died, id)) = self.dead.first() else {
@@ -758,7 +759,7 @@ impl State {
                 RunAt::Now => None,
                 RunAt::Time(t) => Some(t.timestamp_millis()).filter(|&t| t > now),
                 RunAt::Delay(d) if d.is_zero() => None,
-                RunAt::Delay(d) => Some(now.saturating_add(dur_ms(d))),
+                RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
             };
             self.jobs.insert(
                 new.id,
@@ -824,8 +825,8 @@ impl State {
     fn fetch(&mut self, req: &FetchRequest) -> Fetched {
         let now = self.now();
         let promoted = self.promote(now);
-        let lease_ms = dur_ms(req.lease);
-        let grace_ms = dur_ms(req.grace);
+        let lease_ms = duration_ms_i64(req.lease);
+        let grace_ms = duration_ms_i64(req.grace);
         let mut jobs = Vec::new();
         for q in 0..self.ready.len() {
             while jobs.len() < req.max {
@@ -843,7 +844,7 @@ impl State {
                 }
                 let deadline = now
                     .saturating_add(lease_ms)
-                    .min(now.saturating_add(dur_ms(rec.timeout)).saturating_add(grace_ms));
+                    .min(now.saturating_add(duration_ms_i64(rec.timeout)).saturating_add(grace_ms));
                 rec.status = JobStatus::Running;
                 rec.attempt = rec.attempt.saturating_add(1);
                 rec.started = Some(now);
@@ -877,8 +878,8 @@ impl State {
 
     fn heartbeat(&mut self, beat: &Heartbeat) -> HeartbeatReply {
         let now = self.now();
-        let lease_ms = dur_ms(beat.lease);
-        let grace_ms = dur_ms(beat.grace);
+        let lease_ms = duration_ms_i64(beat.lease);
+        let grace_ms = duration_ms_i64(beat.grace);
         let mut reply = HeartbeatReply::default();
         for lease in &beat.leases {
             let Some(rec) = self.jobs.get_mut(&lease.id).filter(|r| r.is_held_by(lease)) else {
@@ -888,7 +889,7 @@ impl State {
             let cap = rec
                 .started
                 .unwrap_or(now)
-                .saturating_add(dur_ms(rec.timeout))
+                .saturating_add(duration_ms_i64(rec.timeout))
                 .saturating_add(grace_ms);
             let deadline = now.saturating_add(lease_ms).min(cap);
             if let Place::Running { deadline: old } = rec.place {
@@ -906,7 +907,7 @@ impl State {
 
     fn complete(&mut self, items: &[Completion]) -> Vec<AckOutcome> {
         let now = self.now();
-        let expire = now.saturating_add(dur_ms(self.config.result_ttl));
+        let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let id = item.lease.id;
@@ -983,9 +984,9 @@ impl State {
             if now < self.reap_locked_until {
                 return ReapReport::default();
             }
-            self.reap_locked_until = now.saturating_add(dur_ms(opts.interval));
+            self.reap_locked_until = now.saturating_add(duration_ms_i64(opts.interval));
         }
-        let grace_ms = dur_ms(opts.grace);
+        let grace_ms = duration_ms_i64(opts.grace);
         let cutoff = now.saturating_sub(grace_ms);
         let lapsed: Vec<(i64, JobId)> = self
             .active
@@ -1009,7 +1010,7 @@ impl State {
             let hard_deadline = rec
                 .started
                 .unwrap_or(now)
-                .saturating_add(dur_ms(rec.timeout))
+                .saturating_add(duration_ms_i64(rec.timeout))
                 .saturating_add(grace_ms);
             if now >= hard_deadline {
                 self.fail_running(id, now, ERR_TIMEOUT, true, &opts.retry);
@@ -1029,7 +1030,7 @@ impl State {
                 report.requeued += 1;
             }
         }
-        let seen_after = now.saturating_sub(dur_ms(opts.worker_ttl));
+        let seen_after = now.saturating_sub(duration_ms_i64(opts.worker_ttl));
         self.workers.retain(|_, (seen, _)| *seen >= seen_after);
         report
     }
@@ -1117,7 +1118,7 @@ impl State {
     }
 
     fn list_workers(&mut self, ttl: Duration) -> Vec<WorkerEntry> {
-        let seen_after = self.now().saturating_sub(dur_ms(ttl));
+        let seen_after = self.now().saturating_sub(duration_ms_i64(ttl));
         self.workers
             .iter()
             .filter(|(_, (seen, _))| *seen >= seen_after)
@@ -1128,25 +1129,6 @@ impl State {
             })
             .collect()
     }
-}
-
-/// The system clock in Unix milliseconds (0 before 1970).
-fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A duration in whole milliseconds, rounded up so that a positive duration never becomes
-/// zero (a 0.5 ms delay still makes a delayed job), saturating.
-fn dur_ms(d: Duration) -> i64 {
-    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-/// A millisecond difference as a `Duration`, zero if negative.
-fn ms_duration(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -127,7 +127,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
 use crate::retry::RetryPolicy;
-use crate::scheduler::{MisfirePolicy, ScheduleType};
+pub(crate) use crate::schedule::check_schedule_hash;
+/// The schedule records of the contract's schedule calls (defined in [`schedule`](crate::schedule)).
+pub use crate::schedule::{
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
+    TickClaim, UpsertOutcome,
+};
 use crate::stats::QueueStats;
 
 pub mod memory;
@@ -334,140 +339,6 @@ pub struct ReapReport {
     pub cancelled: u64,
 }
 
-/// A schedule's definition as the backends store it: what to enqueue, and when. Built by
-/// the [`Scheduler`](crate::Scheduler) from a [`ScheduleSpec`](crate::ScheduleSpec), with
-/// the handler's defaults resolved, so that any process can fire it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleEntry {
-    /// The schedule's name (unique per namespace).
-    pub name: String,
-    /// The handler its jobs run.
-    pub job_name: String,
-    /// When it fires.
-    pub schedule: ScheduleType,
-    /// The arguments of its jobs.
-    pub args: serde_json::Value,
-    /// The priority of its jobs.
-    pub priority: JobPriority,
-    /// The retries its jobs may use.
-    pub max_retries: u32,
-    /// The timeout of one attempt of its jobs, in milliseconds.
-    pub timeout_ms: u64,
-    /// What to do about ticks missed while no scheduler ran.
-    pub misfire: MisfirePolicy,
-}
-
-/// A schedule's state: kept by the backend, changed by fires and by enable/disable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduleState {
-    /// Whether it fires.
-    pub enabled: bool,
-    /// Its next tick (`None`: disabled, or a one-time schedule that has fired).
-    pub next_run: Option<DateTime<Utc>>,
-    /// When it last enqueued a job (tick or run-now).
-    pub last_run: Option<DateTime<Utc>>,
-    /// How many jobs it has enqueued.
-    pub run_count: u64,
-    /// The last job it enqueued.
-    pub last_job_id: Option<JobId>,
-}
-
-/// A stored schedule: definition, definition hash, state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredSchedule {
-    /// The definition.
-    pub entry: ScheduleEntry,
-    /// The hash of the definition (see [`Backend::schedule_upsert`]).
-    pub hash: String,
-    /// The state.
-    pub state: ScheduleState,
-}
-
-/// What [`Backend::schedule_upsert`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UpsertOutcome {
-    /// A new schedule.
-    Created,
-    /// The definition or the enabled flag changed.
-    Updated,
-    /// Same definition and flag: nothing changed (the next run is kept).
-    Kept,
-}
-
-/// Schedules due now, from [`Backend::schedule_due`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueSchedules {
-    /// The backend's clock when it answered.
-    pub now: DateTime<Utc>,
-    /// Due schedules with the tick each is due for, earliest first.
-    pub due: Vec<(DateTime<Utc>, StoredSchedule)>,
-    /// The earliest next run of any schedule (due or not), `None` if none has one.
-    pub next_run: Option<DateTime<Utc>>,
-}
-
-/// The claim of one tick, for [`Backend::schedule_fire`]: a compare-and-set of the
-/// schedule's next run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickClaim {
-    /// The tick being fired: must be the schedule's current next run.
-    pub expected: DateTime<Utc>,
-    /// The next run after it (`None`: the schedule is done).
-    pub next: Option<DateTime<Utc>>,
-    /// The definition hash the caller computed `next` from: must be the stored one.
-    pub hash: String,
-}
-
-/// One job to enqueue for a schedule, for [`Backend::schedule_fire`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScheduleFire {
-    /// The schedule.
-    pub name: String,
-    /// The tick this job is for (`None`: run now, outside the schedule).
-    pub claim: Option<TickClaim>,
-    /// The job (run at once; `run_at` is ignored).
-    pub job: NewJob,
-}
-
-impl ScheduleFire {
-    /// Checks what neither backend can repair: a claim's next run must be later than its
-    /// tick (else the schedule could fire the same tick twice).
-    pub(crate) fn check(&self) -> Result<()> {
-        match &self.claim {
-            Some(c) if c.next.is_some_and(|n| n <= c.expected) => {
-                Err(crate::Error::InvalidSchedule {
-                    reason: format!(
-                        "schedule `{}`: the run after tick {} must be later than it",
-                        self.name, c.expected
-                    ),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// What [`Backend::schedule_fire`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FireOutcome {
-    /// The tick was claimed (or run-now accepted) and the job written.
-    Fired,
-    /// The tick was claimed but its job existed already; nothing was written.
-    Duplicate,
-    /// Someone else fired this tick, or the schedule changed; `current` is its next run now.
-    Stale {
-        /// The schedule's next run as stored (`None`: it has none).
-        current: Option<DateTime<Utc>>,
-    },
-    /// The tick is not due yet on the backend's clock.
-    NotDue {
-        /// The backend's now.
-        now: DateTime<Utc>,
-    },
-    /// No such schedule.
-    NotFound,
-}
-
 /// One minute of the throughput history ([`Backend::throughput`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThroughputBucket {
@@ -631,17 +502,6 @@ pub const DEAD_TRIM_LIMIT: usize = 100;
 pub const ERR_TIMEOUT: &str = "timeout: the job ran past its timeout and its worker did not report";
 /// The error recorded when a job's worker was lost more than `max_stalls` times.
 pub const ERR_WORKER_LOST: &str = "worker lost: the job's lease expired too many times";
-
-/// A definition hash must be 1-64 hex digits (the Redis scripts read it with `%x+`; the
-/// memory backend refuses the same ones, so that the two agree).
-pub(crate) fn check_schedule_hash(hash: &str) -> Result<()> {
-    if hash.is_empty() || hash.len() > 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(crate::Error::InvalidSchedule {
-            reason: format!("definition hash must be 1-64 hex digits, found `{hash}`"),
-        });
-    }
-    Ok(())
-}
 
 /// Cuts an error message to [`MAX_ERROR_LEN`] bytes on a character boundary.
 pub fn truncate_error(msg: &str) -> &str {

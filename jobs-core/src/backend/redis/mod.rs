@@ -17,8 +17,9 @@ use serde::Serialize;
 
 use super::*;
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt, ms_to_time};
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt};
 use crate::stats::{QueueCounters, QueueStats};
+use crate::time::{duration_ms, ms_to_time};
 
 mod conn;
 pub mod keys;
@@ -159,19 +160,19 @@ impl RedisBackend {
     }
 
     fn ttl_ms(&self) -> u64 {
-        ms(self.cfg.backend.result_ttl)
+        duration_ms(self.cfg.backend.result_ttl)
     }
 
     /// The policy arguments shared by `fail` and `reap` (`policy()` in lib.lua).
     fn policy_args(&self, inv: &mut ::redis::ScriptInvocation<'_>, retry: &crate::RetryPolicy) {
         let jitter = retry.delay_with_jitter(1).saturating_sub(retry.delay(1));
         let b = &self.cfg.backend;
-        inv.arg(ms(retry.base))
-            .arg(ms(retry.cap))
-            .arg(ms(jitter))
+        inv.arg(duration_ms(retry.base))
+            .arg(duration_ms(retry.cap))
+            .arg(duration_ms(jitter))
             .arg(b.dead_max)
-            .arg(ms(b.dead_ttl))
-            .arg(ms(b.result_ttl))
+            .arg(duration_ms(b.dead_ttl))
+            .arg(duration_ms(b.result_ttl))
             .arg(DEAD_TRIM_LIMIT);
     }
 
@@ -256,10 +257,6 @@ fn readable(jobs: Vec<Result<Job>>) -> Vec<Job> {
         .collect()
 }
 
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -336,7 +333,7 @@ impl Backend for RedisBackend {
                         .arg(*run_at)
                         .arg(*delay)
                         .arg(j.max_retries)
-                        .arg(ms(j.timeout))
+                        .arg(duration_ms(j.timeout))
                         .arg(meta)
                         .arg(payload);
                 }
@@ -356,8 +353,8 @@ impl Backend for RedisBackend {
             .run(&SCRIPTS.fetch, |inv| {
                 inv.arg(req.max)
                     .arg(&req.worker_id)
-                    .arg(ms(req.lease))
-                    .arg(ms(req.grace))
+                    .arg(duration_ms(req.lease))
+                    .arg(duration_ms(req.grace))
                     .arg(PROMOTE_LIMIT);
             })
             .await?;
@@ -451,8 +448,8 @@ impl Backend for RedisBackend {
             .run(&SCRIPTS.heartbeat, |inv| {
                 inv.arg(&beat.worker_id)
                     .arg(&info)
-                    .arg(ms(beat.lease))
-                    .arg(ms(beat.grace))
+                    .arg(duration_ms(beat.lease))
+                    .arg(duration_ms(beat.grace))
                     .arg(beat.leases.len());
                 for l in &beat.leases {
                     inv.arg(l.id.to_string()).arg(l.attempt);
@@ -528,11 +525,11 @@ impl Backend for RedisBackend {
     async fn reap(&self, o: &ReapOptions) -> Result<ReapReport> {
         let r: Vec<u64> = self
             .run(&SCRIPTS.reap, |inv| {
-                inv.arg(ms(o.interval))
-                    .arg(ms(o.grace))
+                inv.arg(duration_ms(o.interval))
+                    .arg(duration_ms(o.grace))
                     .arg(o.limit)
                     .arg(o.max_stalls)
-                    .arg(ms(o.worker_ttl));
+                    .arg(duration_ms(o.worker_ttl));
                 self.policy_args(inv, &o.retry);
                 inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST);
             })
@@ -720,7 +717,7 @@ impl Backend for RedisBackend {
     async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {
         let reply: Vec<Value> = self
             .run(&SCRIPTS.workers, |inv| {
-                inv.arg(ms(ttl));
+                inv.arg(duration_ms(ttl));
             })
             .await?;
         let mut out = Vec::new();
@@ -863,7 +860,7 @@ impl Backend for RedisBackend {
                     .arg(job.id.to_string())
                     .arg(job.priority.index())
                     .arg(job.max_retries)
-                    .arg(ms(job.timeout))
+                    .arg(duration_ms(job.timeout))
                     .arg(&meta)
                     .arg(&payload);
             })

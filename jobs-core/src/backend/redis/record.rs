@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobPriority, JobStatus, ms_to_time};
+use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::time::ms_to_time;
 
 /// The client-written part of a record.
 #[derive(Debug, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 use crate::error::{Error, Result};
-use crate::scheduler::{MisfirePolicy, ScheduleType};
+use crate::schedule::{MisfirePolicy, ScheduleType};
 
 /// The longest interval a schedule may have: ten years (a bound that keeps the
 /// millisecond arithmetic far from overflow).

@@ -1,0 +1,44 @@
+//! The schedule model, below the backends that store it and the scheduler that fires it:
+//! what a schedule is ([`ScheduleSpec`], [`ScheduleType`], [`MisfirePolicy`]), how the
+//! backends store it ([`ScheduleEntry`], [`ScheduleState`], the fire records), the id of
+//! a tick's job, and the pure maths of when it fires next ([`cron`]).
+//!
+//! Nothing here does I/O or reads a clock: every function takes the time it works from.
+
+pub(crate) mod cron;
+mod spec;
+mod stored;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::job::JobId;
+use crate::time::ms_to_time;
+
+pub(crate) use cron::Trigger;
+pub use cron::{CronExpr, MAX_INTERVAL_SECS};
+pub use spec::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType};
+pub(crate) use stored::check_schedule_hash;
+pub use stored::{
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
+    TickClaim, UpsertOutcome,
+};
+
+/// The id of a tick's job: the same in every process, so the job exists at most once.
+pub(crate) fn tick_job_id(name: &str, tick_ms: i64) -> JobId {
+    JobId::derived(&format!("cron:{name}:{tick_ms}"))
+}
+
+/// The first run of a schedule registered or enabled at `now`.
+pub(crate) fn first_run(
+    name: &str,
+    trigger: &Trigger,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>> {
+    match trigger.first(now.timestamp_millis()) {
+        Some(ms) => Ok(ms_to_time(ms).or(Some(now))),
+        None => Err(Error::InvalidSchedule {
+            reason: format!("schedule `{name}` has no occurrence after {now}"),
+        }),
+    }
+}
