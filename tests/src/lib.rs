@@ -10,6 +10,8 @@
 //!   shared server.
 //! * [`RedisCluster`]: a Redis Cluster of private servers; [`shared_cluster`] and
 //!   [`cluster_backend`] as above.
+//! * [`wait_until`] (and [`try_wait_until`], [`wait_for_job`]): poll until a condition holds,
+//!   bounded by a time limit, with a [`WaitTimeout`] that says what was awaited.
 //!
 //! `redis-server` must be on `PATH`; when it is not, starting a server panics with the
 //! command that installs it. Tests never skip silently.
@@ -28,8 +30,10 @@ mod cluster;
 mod process;
 mod redis_server;
 mod shared;
+mod wait;
 
 pub use cluster::{RedisCluster, cluster_backend, shared_cluster};
 pub use process::sigterm;
 pub use redis_server::{RedisServer, RedisServerBuilder, free_port};
 pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};
+pub use wait::{POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_job, wait_until};

@@ -4,7 +4,7 @@
 //! Requests go through `router(state).oneshot(request)`: no port is bound.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,7 +16,7 @@ use jobs_core::prelude::*;
 use jobs_core::service::{JobService, ServiceConfig};
 use jobs_core::worker::WorkerConfig;
 use jobs_core::{JobId, Registry, RetryPolicy, State};
-use jobs_test_support::{redis_backend, unique_namespace};
+use jobs_test_support::{redis_backend, unique_namespace, wait_until};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -151,17 +151,19 @@ async fn enqueue(router: &Router, body: Value) -> JobId {
     got.1["job_id"].as_str().expect("job_id").parse().expect("a job id")
 }
 
-/// Polls the job until `done` holds (bounded).
+/// Polls the job through the API until `done` holds (bounded).
 async fn wait_for_job(router: &Router, id: JobId, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, job) = get(router, &format!("/api/v1/jobs/job/{id}")).await;
+    let path = format!("/api/v1/jobs/job/{id}");
+    let what = format!("job {id} to reach the expected state");
+    let got = wait_until(&what, Duration::from_secs(10), || async {
+        let (status, job) = get(router, &path).await;
         assert_eq!(status, StatusCode::OK);
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never reached the expected state: {job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        done(&job).then_some(job)
+    })
+    .await;
+    match got {
+        Ok(job) => job,
+        Err(e) => panic!("{}", e.last_seen(get(router, &path).await.1)),
     }
 }
 
@@ -252,15 +254,16 @@ async fn full_stats_has_queue_workers_and_handlers() {
 #[tokio::test]
 async fn workers_stats_lists_live_workers_in_the_spec_shape() {
     let fx = fixture_with(ApiConfig::default(), true).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let got = get(&fx.router, "/api/v1/jobs/workers/stats").await;
+    let path = "/api/v1/jobs/workers/stats";
+    let got = wait_until("a worker in the workers stats", Duration::from_secs(10), || async {
+        let got = get(&fx.router, path).await;
         assert_eq!(got.0, StatusCode::OK);
-        if got.1["total_workers"] == 1 {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "no worker appeared: {}", got.1);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        (got.1["total_workers"] == 1).then_some(got)
+    })
+    .await;
+    let got = match got {
+        Ok(got) => got,
+        Err(e) => panic!("{}", e.last_seen(get(&fx.router, path).await.1)),
     };
     let w = &got.1["workers"][0];
     for field in [

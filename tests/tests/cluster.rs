@@ -10,7 +10,7 @@ use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::prelude::*;
 use jobs_core::worker::{WorkerConfig, WorkerPool};
 use jobs_core::{Error, JobStatus, Registry, State};
-use jobs_test_support::{RedisCluster, free_port, shared_cluster, unique_namespace};
+use jobs_test_support::{RedisCluster, free_port, shared_cluster, unique_namespace, wait_until};
 use serde_json::json;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,6 +82,7 @@ async fn two_namespaces_on_different_nodes_run_side_by_side() {
         queues.push(q);
     }
     const N: u64 = 200;
+    const LIMIT: Duration = Duration::from_secs(30);
     let mut ids = Vec::new();
     for (k, q) in queues.iter().enumerate() {
         let jobs: Vec<_> = (0..N)
@@ -90,16 +91,21 @@ async fn two_namespaces_on_different_nodes_run_side_by_side() {
         q.enqueue_many(&jobs).await.expect("enqueue");
         ids.push(jobs.iter().map(|j| j.id).collect::<Vec<_>>());
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for q in &queues {
-        loop {
-            let s = q.stats().await.expect("stats");
-            if s.counters.completed == N {
-                break;
+    let all_done = wait_until("every job completed in both namespaces", LIMIT, || async {
+        for q in &queues {
+            if q.stats().await.expect("stats").counters.completed != N {
+                return None;
             }
-            assert!(Instant::now() < deadline, "not all jobs completed: {s:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Some(())
+    })
+    .await;
+    if let Err(e) = all_done {
+        let mut stats = Vec::new();
+        for q in &queues {
+            stats.push(q.stats().await.expect("stats"));
+        }
+        panic!("{}", e.last_seen(format!("{stats:?}")));
     }
     for (k, (q, ids)) in queues.iter().zip(&ids).enumerate() {
         for (n, id) in ids.iter().enumerate() {

@@ -3,13 +3,13 @@
 //! never blocks the queue, and never vanishes.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobs_core::backend::BackendConfig;
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig};
-use jobs_core::{Error, JobId, JobStatus, Registry, State};
-use jobs_test_support::{redis_backend, shared, unique_namespace};
+use jobs_core::{Error, Job, JobId, JobStatus, Registry, State};
+use jobs_test_support::{redis_backend, shared, unique_namespace, wait_for_job};
 use serde_json::json;
 
 #[job_handler("corrupt_test_ok")]
@@ -50,15 +50,9 @@ async fn unreadable_records_are_dead_lettered_and_the_queue_goes_on() {
     let running = JobWorker::with_registry(queue.clone(), registry, Arc::new(State::new()), cfg)
         .expect("worker")
         .start();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let job = queue.get_job(good).await.expect("get").expect("exists");
-        if job.status == JobStatus::Completed {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the good job behind the bad ones never ran");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let completed = |j: &Job| j.status == JobStatus::Completed;
+    let ran = wait_for_job(&queue, good, Duration::from_secs(10), completed).await;
+    ran.unwrap_or_else(|e| panic!("the good job behind the bad ones never ran: {e}"));
     running.stop().await.expect("the worker survived");
 
     let s = queue.stats().await.expect("stats");

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
@@ -12,7 +12,7 @@ use jobs_core::backend::{BackendConfig, FetchRequest};
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig};
 use jobs_core::{JobId, JobStatus, Registry, RetryPolicy, State};
-use jobs_test_support::RedisServer;
+use jobs_test_support::{RedisServer, wait_until};
 use serde_json::json;
 
 fn spawn_runner(server: &RedisServer, ns: &str, starts_key: &str) -> Child {
@@ -56,18 +56,6 @@ async fn count_status(queue: &JobQueue, ids: &[JobId], status: JobStatus) -> Vec
     out
 }
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_job_loses_nothing_and_duplicates_only_in_flight_jobs() {
     let server = RedisServer::start();
@@ -81,9 +69,10 @@ async fn sigkill_mid_job_loses_nothing_and_duplicates_only_in_flight_jobs() {
 
     let mut first = spawn_runner(&server, ns, starts_key);
     wait_until("10 jobs completed", Duration::from_secs(30), || async {
-        count_status(&queue, &ids, JobStatus::Completed).await.len() >= 10
+        (count_status(&queue, &ids, JobStatus::Completed).await.len() >= 10).then_some(())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     first.kill().expect("SIGKILL the runner");
     first.wait().expect("reap the killed runner");
     // What was running at the kill: only these may run twice.
@@ -93,9 +82,10 @@ async fn sigkill_mid_job_loses_nothing_and_duplicates_only_in_flight_jobs() {
 
     let mut second = spawn_runner(&server, ns, starts_key);
     wait_until("every job completed", Duration::from_secs(60), || async {
-        count_status(&queue, &ids, JobStatus::Completed).await.len() == ids.len()
+        (count_status(&queue, &ids, JobStatus::Completed).await.len() == ids.len()).then_some(())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 
     // Starts per job, as the handlers recorded them.
     let mut conn = server.connection().expect("connect");
@@ -162,9 +152,10 @@ async fn redis_restart_under_load_finishes_every_kept_job() {
     let worker = test_worker(&queue, 5);
     let running = worker.start();
     wait_until("some progress", Duration::from_secs(30), || async {
-        queue.stats().await.map(|s| s.counters.completed >= 20).unwrap_or(false)
+        queue.stats().await.ok().filter(|s| s.counters.completed >= 20)
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let server = tokio::task::spawn_blocking(move || {
         server.restart();
         server
@@ -172,12 +163,11 @@ async fn redis_restart_under_load_finishes_every_kept_job() {
     .await
     .expect("restart");
     wait_until("every job completed after the restart", Duration::from_secs(60), || async {
-        match queue.stats().await {
-            Ok(s) => s.counters.completed >= ids.len() as u64 && s.processing == 0,
-            Err(_) => false,
-        }
+        let s = queue.stats().await.ok()?;
+        (s.counters.completed >= ids.len() as u64 && s.processing == 0).then_some(())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let done = count_status(&queue, &ids, JobStatus::Completed).await;
     assert_eq!(done.len(), ids.len(), "every job Redis kept is completed");
     assert!(worker.stats().jobs_processed >= ids.len() as u64);
@@ -229,12 +219,11 @@ async fn ten_thousand_mixed_jobs(queue: JobQueue) {
     let worker = test_worker(&queue, 50);
     let running = worker.start();
     wait_until("every job finished", Duration::from_secs(240), || async {
-        match queue.stats().await {
-            Ok(s) => s.counters.completed + s.dead_letter >= n as u64,
-            Err(_) => false,
-        }
+        let s = queue.stats().await.ok()?;
+        (s.counters.completed + s.dead_letter >= n as u64).then_some(())
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     running.stop().await.expect("stop");
 
     let s = queue.stats().await.expect("stats");

@@ -7,9 +7,8 @@
 //! bounds. Every wait is bounded.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jobs_core::backend::Backend;
@@ -19,7 +18,7 @@ use jobs_core::service::{BackendChoice, JobService, ServiceConfig};
 use jobs_core::{
     Error, Job, JobQueue, MisfirePolicy, Registry, ScheduleSpec, Scheduler, SchedulerConfig,
 };
-use jobs_test_support::{RedisServer, redis_config, unique_namespace};
+use jobs_test_support::{RedisServer, redis_config, try_wait_until, unique_namespace};
 use serde_json::json;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -35,24 +34,6 @@ async fn scheduler_test_job() -> Result<(), JobError> {
 #[every_seconds(3600)]
 async fn declared_hourly() -> Result<(), JobError> {
     Ok(())
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
-async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T, BoxError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>, BoxError>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if start.elapsed() > limit {
-            return Err(format!("timed out after {limit:?} waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every pending job of the namespace named `name` (nothing fetches them in these tests).
@@ -297,8 +278,8 @@ async fn declared_schedules_are_upserted_and_keep_an_operators_flag() -> TestRes
     };
     let first = JobService::connect(cfg()).await?;
     first.start()?;
-    let info = wait_until("the declared schedule", Duration::from_secs(5), || async {
-        Ok(first.scheduler().get("declared_hourly").await.ok())
+    let info = try_wait_until("the declared schedule", Duration::from_secs(5), || async {
+        Ok::<_, BoxError>(first.scheduler().get("declared_hourly").await.ok())
     })
     .await?;
     assert!(info.enabled);
@@ -344,9 +325,9 @@ async fn down_then_up(
 
     let up = Utc::now();
     s.start()?;
-    let jobs = wait_until("the first fire", Duration::from_secs(5), || async {
+    let jobs = try_wait_until("the first fire", Duration::from_secs(5), || async {
         let j = jobs_named(&inspect, "late_job").await?;
-        Ok((!j.is_empty()).then_some(j))
+        Ok::<_, BoxError>((!j.is_empty()).then_some(j))
     })
     .await?;
     // Give a catching-up scheduler time to fire the rest of its backlog, which takes a few

@@ -10,7 +10,7 @@ use jobs_core::backend::{Backend, BackendConfig};
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig, WorkerPool};
 use jobs_core::{Job, JobId, JobStatus, Registry, RetryPolicy, State};
-use jobs_test_support::{cluster_backend, redis_backend, unique_namespace};
+use jobs_test_support::{cluster_backend, redis_backend, unique_namespace, wait_for_job};
 use serde_json::json;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,15 +86,8 @@ fn worker(queue: &JobQueue, cfg: WorkerConfig) -> JobWorker {
 
 /// Waits (bounded) until the job satisfies `done`; returns it.
 async fn wait_for(queue: &JobQueue, id: JobId, done: impl Fn(&Job) -> bool) -> Job {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let job = queue.get_job(id).await.expect("get_job").expect("job exists");
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job never reached the expected state: {job:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waited = wait_for_job(queue, id, Duration::from_secs(10), done).await;
+    waited.unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn memory() -> JobQueue {
