@@ -1,6 +1,7 @@
 //! The storage seam: every state change of a job is one call on [`Backend`].
 //!
-//! Two implementations share one contract and one conformance suite (`tests/tests/conformance.rs`):
+//! Two implementations share one contract and one conformance suite
+//! (`tests/tests/conformance/`, one module per capability):
 //! [`RedisBackend`](redis::RedisBackend), where every call is one atomic Lua script, and
 //! [`MemoryBackend`](memory::MemoryBackend), in process, for embedded use and unit tests.
 //!
