@@ -1,0 +1,126 @@
+//! Administration on the in-memory state: the dead-letter queue (trim, retry, clear),
+//! retention of finished jobs (purge), listings, stats and live workers.
+
+use std::time::Duration;
+
+use super::state::State;
+use crate::backend::{DEAD_TRIM_LIMIT, WorkerEntry};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::stats::{PendingByPriority, QueueStats};
+use crate::time::{duration_ms_i64, ms_to_time};
+
+impl State {
+    /// Drops DLQ entries past `dead_ttl` or beyond `dead_max`, oldest first. Expired entries
+    /// are necessarily the oldest, so one pass from the old end does both steps in the
+    /// contract's order.
+    pub(super) fn trim_dead(&mut self, now: i64) {
+        // "Kept for at most dead_ttl": an entry exactly dead_ttl old goes, as a finished
+        // record exactly result_ttl old is purged (`expire <= now`).
+        let cutoff = now.saturating_sub(duration_ms_i64(self.config.dead_ttl));
+        let mut dropped = 0u64;
+        while dropped < DEAD_TRIM_LIMIT as u64 {
+            let Some(&(died, id)) = self.dead.first() else {
+                break;
+            };
+            let too_many = self.dead.len() as u64 > self.config.dead_max;
+            if died > cutoff && !too_many {
+                break;
+            }
+            self.dead.pop_first();
+            self.jobs.remove(&id);
+            dropped += 1;
+        }
+        self.counters.dead_dropped += dropped;
+    }
+
+    pub(super) fn purge(&mut self, now: i64, limit: usize) -> u64 {
+        let mut n = 0u64;
+        while (n as usize) < limit {
+            match self.finished.first() {
+                Some(&(expire, id)) if expire <= now => {
+                    self.finished.pop_first();
+                    self.jobs.remove(&id);
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        self.counters.purged += n;
+        n
+    }
+
+    pub(super) fn retry_dead(&mut self, id: JobId) -> Result<()> {
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return Err(Error::NotFound { id });
+        };
+        if rec.status != JobStatus::Failed {
+            return Err(Error::InvalidState { id, status: rec.status, op: "retry" });
+        }
+        rec.completed = None;
+        self.unlink(id);
+        self.push_ready(id, false);
+        self.wake = true;
+        Ok(())
+    }
+
+    pub(super) fn clear_dead(&mut self) -> u64 {
+        let dead = std::mem::take(&mut self.dead);
+        for (_, id) in &dead {
+            self.jobs.remove(id);
+        }
+        dead.len() as u64
+    }
+
+    pub(super) fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Vec<Job> {
+        let queues: &[JobPriority] = match &priority {
+            Some(p) => std::slice::from_ref(p),
+            None => &JobPriority::ALL,
+        };
+        queues
+            .iter()
+            .flat_map(|p| self.ready[p.index()].iter())
+            .filter_map(|id| self.jobs.get(id).map(|r| r.to_job(*id)))
+            .take(limit)
+            .collect()
+    }
+
+    pub(super) fn list_dead(&self, offset: usize, limit: usize) -> Vec<Job> {
+        self.dead
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|(_, id)| self.jobs.get(id).map(|r| r.to_job(*id)))
+            .collect()
+    }
+
+    pub(super) fn stats(&self) -> QueueStats {
+        let mut pending = PendingByPriority::default();
+        for p in JobPriority::ALL {
+            pending.set(p, self.ready[p.index()].len() as u64);
+        }
+        QueueStats {
+            pending,
+            scheduled: (self.delayed.len() + self.retrying.len()) as u64,
+            processing: self.active.len() as u64,
+            dead_letter: self.dead.len() as u64,
+            total_pending: pending.total(),
+            retrying: self.retrying.len() as u64,
+            counters: self.counters,
+        }
+    }
+
+    pub(super) fn list_workers(&mut self, ttl: Duration) -> Vec<WorkerEntry> {
+        let seen_after = self.now().saturating_sub(duration_ms_i64(ttl));
+        self.workers
+            .iter()
+            .filter(|(_, (seen, _))| *seen >= seen_after)
+            .map(|(worker_id, (seen, info))| WorkerEntry {
+                worker_id: worker_id.clone(),
+                last_seen: ms_to_time(*seen).unwrap_or_default(),
+                info: info.clone(),
+            })
+            .collect()
+    }
+}

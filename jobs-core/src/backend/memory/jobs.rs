@@ -1,0 +1,372 @@
+//! Job transitions on the in-memory state: enqueue, fetch (with promotion of due jobs),
+//! heartbeat, complete, fail, release, reap and cancel, each one critical section.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::state::{Place, Record, State};
+use crate::backend::{
+    AckOutcome, CancelOutcome, Completion, ERR_TIMEOUT, ERR_WORKER_LOST, FailOutcome, Failure,
+    FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT,
+    PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+};
+use crate::error::{Error, Result};
+use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
+use crate::retry::RetryPolicy;
+use crate::time::{duration_ms_i64, ms_duration, ms_to_time};
+
+impl State {
+    /// The `fail` path of a running job whose lease has been checked (or that `reap` took
+    /// back): cancelled, retrying, or dead.
+    fn fail_running(
+        &mut self,
+        id: JobId,
+        now: i64,
+        error: &str,
+        retryable: bool,
+        retry: &RetryPolicy,
+    ) -> FailOutcome {
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return FailOutcome::Stale;
+        };
+        rec.error = Some(truncate_error(error).to_owned());
+        if rec.cancel_requested {
+            self.finish_cancelled(id, now);
+            return FailOutcome::Cancelled;
+        }
+        if retryable && rec.retry_count < rec.max_retries {
+            rec.retry_count += 1;
+            let delay = retry.delay_with_jitter(rec.retry_count);
+            let due = now.saturating_add(duration_ms_i64(delay));
+            self.unlink(id);
+            self.schedule(id, due, true);
+            self.counters.failed += 1;
+            self.bump_minute(now, true);
+            self.counters.retried += 1;
+            return FailOutcome::Retrying { at: ms_to_time(due).unwrap_or_default() };
+        }
+        rec.status = JobStatus::Failed;
+        rec.completed = Some(now);
+        self.unlink(id);
+        if let Some(rec) = self.jobs.get_mut(&id) {
+            rec.place = Place::Dead { died: now };
+        }
+        self.dead.insert((now, id));
+        self.counters.failed += 1;
+        self.bump_minute(now, true);
+        self.counters.dead += 1;
+        self.trim_dead(now);
+        FailOutcome::Dead
+    }
+
+    pub(super) fn enqueue(&mut self, jobs: &[NewJob]) -> Vec<EnqueueOutcome> {
+        let now = self.now();
+        let mut out = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            // Checking as we insert also catches an id repeated within the batch.
+            if self.jobs.contains_key(&new.id) {
+                out.push(EnqueueOutcome::Duplicate);
+                continue;
+            }
+            let due = match new.run_at {
+                RunAt::Now => None,
+                RunAt::Time(t) => Some(t.timestamp_millis()).filter(|&t| t > now),
+                RunAt::Delay(d) if d.is_zero() => None,
+                RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
+            };
+            self.jobs.insert(
+                new.id,
+                Record {
+                    name: new.name.clone(),
+                    args: new.args.clone(),
+                    status: JobStatus::Pending,
+                    priority: new.priority,
+                    created: now,
+                    scheduled: None,
+                    started: None,
+                    completed: None,
+                    error: None,
+                    result: None,
+                    retry_count: 0,
+                    max_retries: new.max_retries,
+                    timeout: new.timeout,
+                    user_id: new.user_id.clone(),
+                    attempt: 0,
+                    stalls: 0,
+                    cancel_requested: false,
+                    place: Place::Unlinked,
+                },
+            );
+            match due {
+                Some(due) => self.schedule(new.id, due, false),
+                None => {
+                    self.push_ready(new.id, false);
+                    self.wake = true;
+                }
+            }
+            self.counters.enqueued += 1;
+            out.push(EnqueueOutcome::Created);
+        }
+        out
+    }
+
+    /// Moves up to [`PROMOTE_LIMIT`] due jobs (delayed first, then retrying, each by due
+    /// time) to the tail of their ready queue. The limit is shared by the two sets.
+    fn promote(&mut self, now: i64) -> usize {
+        let mut n = 0;
+        for retry in [false, true] {
+            while n < PROMOTE_LIMIT {
+                let set = if retry { &mut self.retrying } else { &mut self.delayed };
+                let Some(entry) = set.first_entry() else {
+                    break;
+                };
+                if entry.key().0 > now {
+                    break;
+                }
+                let id = entry.remove();
+                // `scheduled` keeps the due time: the contract shows when the job was due.
+                if let Some(rec) = self.jobs.get_mut(&id) {
+                    rec.place = Place::Unlinked;
+                }
+                self.push_ready(id, false);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub(super) fn fetch(&mut self, req: &FetchRequest) -> Fetched {
+        let now = self.now();
+        let promoted = self.promote(now);
+        let lease_ms = duration_ms_i64(req.lease);
+        let grace_ms = duration_ms_i64(req.grace);
+        let mut jobs = Vec::new();
+        for q in 0..self.ready.len() {
+            while jobs.len() < req.max {
+                let Some(id) = self.ready[q].pop_front() else {
+                    break;
+                };
+                // The indexes and the records change together under the lock, so a
+                // non-pending entry cannot occur; skipping it keeps a bug from becoming a
+                // double delivery.
+                let Some(rec) = self.jobs.get_mut(&id) else {
+                    continue;
+                };
+                if rec.status != JobStatus::Pending || rec.place != Place::Ready {
+                    continue;
+                }
+                let deadline = now
+                    .saturating_add(lease_ms)
+                    .min(now.saturating_add(duration_ms_i64(rec.timeout)).saturating_add(grace_ms));
+                rec.status = JobStatus::Running;
+                rec.attempt = rec.attempt.saturating_add(1);
+                rec.started = Some(now);
+                rec.place = Place::Running { deadline };
+                self.active.insert((deadline, id));
+                jobs.push(LeasedJob {
+                    job: rec.to_job(id),
+                    lease: Lease { id, attempt: rec.attempt },
+                });
+            }
+        }
+        // Promoted work this caller did not take is new to every other waiter.
+        if promoted > 0 && self.has_ready() {
+            self.wake = true;
+        }
+        let next_due_in = self.earliest_due().map(|due| ms_duration(due.saturating_sub(now)));
+        Fetched { jobs, next_due_in }
+    }
+
+    /// How long `wait_for_work` may sleep: zero if work is ready or due now.
+    pub(super) fn time_until_work(&mut self, max: Duration) -> Duration {
+        let now = self.now();
+        if self.has_ready() {
+            return Duration::ZERO;
+        }
+        match self.earliest_due() {
+            Some(due) => max.min(ms_duration(due.saturating_sub(now))),
+            None => max,
+        }
+    }
+
+    pub(super) fn heartbeat(&mut self, beat: &Heartbeat) -> HeartbeatReply {
+        let now = self.now();
+        let lease_ms = duration_ms_i64(beat.lease);
+        let grace_ms = duration_ms_i64(beat.grace);
+        let mut reply = HeartbeatReply::default();
+        for lease in &beat.leases {
+            let Some(rec) = self.jobs.get_mut(&lease.id).filter(|r| r.is_held_by(lease)) else {
+                reply.lost.push(lease.id);
+                continue;
+            };
+            let cap = rec
+                .started
+                .unwrap_or(now)
+                .saturating_add(duration_ms_i64(rec.timeout))
+                .saturating_add(grace_ms);
+            let deadline = now.saturating_add(lease_ms).min(cap);
+            if let Place::Running { deadline: old } = rec.place {
+                self.active.remove(&(old, lease.id));
+            }
+            rec.place = Place::Running { deadline };
+            self.active.insert((deadline, lease.id));
+            if rec.cancel_requested {
+                reply.cancel.push(lease.id);
+            }
+        }
+        self.workers.insert(beat.worker_id.clone(), (now, beat.info.clone()));
+        reply
+    }
+
+    pub(super) fn complete(&mut self, items: &[Completion]) -> Vec<AckOutcome> {
+        let now = self.now();
+        let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let id = item.lease.id;
+            let outcome = match self.jobs.get(&id) {
+                Some(rec) if rec.is_held_by(&item.lease) => AckOutcome::Completed,
+                Some(rec)
+                    if rec.status == JobStatus::Completed && rec.attempt == item.lease.attempt =>
+                {
+                    AckOutcome::Already
+                }
+                _ => AckOutcome::Stale,
+            };
+            if outcome == AckOutcome::Completed {
+                self.unlink(id);
+                if let Some(rec) = self.jobs.get_mut(&id) {
+                    rec.status = JobStatus::Completed;
+                    rec.completed = Some(now);
+                    rec.result = Some(item.result.clone());
+                    rec.args = Value::Null;
+                    rec.place = Place::Finished { expire };
+                }
+                self.finished.insert((expire, id));
+                self.counters.completed += 1;
+                self.bump_minute(now, false);
+            }
+            out.push(outcome);
+        }
+        self.purge(now, PURGE_ON_COMPLETE);
+        out
+    }
+
+    pub(super) fn fail(&mut self, failure: &Failure) -> FailOutcome {
+        let now = self.now();
+        let lease = &failure.lease;
+        if !self.jobs.get(&lease.id).is_some_and(|r| r.is_held_by(lease)) {
+            return FailOutcome::Stale;
+        }
+        self.fail_running(lease.id, now, &failure.error, failure.retryable, &failure.retry)
+    }
+
+    pub(super) fn release(&mut self, leases: &[Lease]) -> u64 {
+        let now = self.now();
+        let mut heads: [Vec<JobId>; 4] = Default::default();
+        let mut n = 0u64;
+        for lease in leases {
+            let Some(rec) = self.jobs.get(&lease.id).filter(|r| r.is_held_by(lease)) else {
+                continue;
+            };
+            n += 1;
+            if rec.cancel_requested {
+                self.finish_cancelled(lease.id, now);
+                continue;
+            }
+            // Marked pending at once so that a lease given twice is stale the second time.
+            self.unlink(lease.id);
+            if let Some(q) = self.mark_ready(lease.id) {
+                heads[q].push(lease.id);
+            }
+        }
+        for (q, ids) in heads.iter().enumerate() {
+            // Pushing in reverse keeps the given order at the head: the first given is
+            // fetched first.
+            for &id in ids.iter().rev() {
+                self.ready[q].push_front(id);
+                self.wake = true;
+            }
+        }
+        n
+    }
+
+    pub(super) fn reap(&mut self, opts: &ReapOptions) -> ReapReport {
+        let now = self.now();
+        if !opts.interval.is_zero() {
+            if now < self.reap_locked_until {
+                return ReapReport::default();
+            }
+            self.reap_locked_until = now.saturating_add(duration_ms_i64(opts.interval));
+        }
+        let grace_ms = duration_ms_i64(opts.grace);
+        let cutoff = now.saturating_sub(grace_ms);
+        let lapsed: Vec<(i64, JobId)> = self
+            .active
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= cutoff)
+            .take(opts.limit)
+            .copied()
+            .collect();
+        let mut report = ReapReport { ran: true, ..ReapReport::default() };
+        for (deadline, id) in lapsed {
+            let Some(rec) = self.jobs.get_mut(&id) else {
+                // An index entry without a record would otherwise be found by every reap.
+                self.active.remove(&(deadline, id));
+                continue;
+            };
+            if rec.cancel_requested {
+                self.finish_cancelled(id, now);
+                report.cancelled += 1;
+                continue;
+            }
+            let hard_deadline = rec
+                .started
+                .unwrap_or(now)
+                .saturating_add(duration_ms_i64(rec.timeout))
+                .saturating_add(grace_ms);
+            if now >= hard_deadline {
+                self.fail_running(id, now, ERR_TIMEOUT, true, &opts.retry);
+                report.failed += 1;
+                continue;
+            }
+            self.counters.stalled += 1;
+            rec.stalls = rec.stalls.saturating_add(1);
+            if rec.stalls > opts.max_stalls {
+                self.fail_running(id, now, ERR_WORKER_LOST, true, &opts.retry);
+                report.failed += 1;
+            } else {
+                // Each to the head in deadline order, so the last processed is fetched first.
+                self.unlink(id);
+                self.push_ready(id, true);
+                self.wake = true;
+                report.requeued += 1;
+            }
+        }
+        let seen_after = now.saturating_sub(duration_ms_i64(opts.worker_ttl));
+        self.workers.retain(|_, (seen, _)| *seen >= seen_after);
+        report
+    }
+
+    pub(super) fn cancel(&mut self, id: JobId) -> Result<CancelOutcome> {
+        let now = self.now();
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return Err(Error::NotFound { id });
+        };
+        let status = rec.status;
+        match status {
+            JobStatus::Pending | JobStatus::Retrying => {
+                self.finish_cancelled(id, now);
+                Ok(CancelOutcome::Cancelled)
+            }
+            JobStatus::Running => {
+                rec.cancel_requested = true;
+                Ok(CancelOutcome::Requested)
+            }
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {
+                Err(Error::InvalidState { id, status, op: "cancel" })
+            }
+        }
+    }
+}

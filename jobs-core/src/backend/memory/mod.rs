@@ -1,0 +1,245 @@
+//! The in-process backend: the [`Backend`] contract without Redis, for embedded use and for
+//! applications' unit tests.
+//!
+//! All state sits in one `State` behind a `std::sync::Mutex`, and every trait method is one
+//! critical section: that is this backend's equivalent of the Redis backend's one Lua script
+//! per call, so the two are atomic in the same places. The lock is never held across an
+//! `.await`. Timestamps are kept as Unix milliseconds, as in Redis, and turned into
+//! `DateTime`s only when a [`Job`] is handed out.
+//!
+//! The backend is split by concern: `state` holds the `State` struct, its indexes and the
+//! helpers that file a job into them; `jobs` the job transitions (enqueue, fetch, complete,
+//! fail, release, reap, cancel, heartbeat); `admin` the DLQ, listings, stats and retention;
+//! `schedules` the schedule calls. This file only forwards each trait call into the state
+//! under the lock.
+
+mod admin;
+mod jobs;
+mod schedules;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use self::schedules::SchedRecord;
+use self::state::State;
+use super::{
+    AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, DueSchedules, FailOutcome,
+    Failure, FetchRequest, Fetched, FireOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions,
+    ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome,
+    WorkerEntry, throughput_buckets,
+};
+use crate::error::Result;
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
+use crate::stats::QueueStats;
+use crate::time::ms_to_time;
+
+/// The in-memory [`Backend`], with the same observable behaviour as the Redis backend.
+///
+/// Jobs live as long as the value does; nothing is persisted.
+///
+/// ```
+/// use jobs_core::backend::{Backend, BackendConfig, memory::MemoryBackend};
+/// use jobs_core::{JobStatus, NewJob};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> jobs_core::Result<()> {
+/// let backend = MemoryBackend::new(BackendConfig::default());
+/// let job = NewJob::new("send_email", serde_json::json!({"to": "a@example.com"}));
+/// backend.enqueue(std::slice::from_ref(&job)).await?;
+/// let stored = backend.get_job(job.id).await?;
+/// assert_eq!(stored.map(|j| j.status), Some(JobStatus::Pending));
+/// # Ok(())
+/// # }
+/// ```
+pub struct MemoryBackend {
+    state: Mutex<State>,
+    /// Signalled (after the lock is released) whenever work may have become ready, or the
+    /// earliest due time moved earlier, so that `wait_for_work` callers re-check.
+    work: Notify,
+}
+
+impl MemoryBackend {
+    /// An empty backend applying `config` to every job.
+    pub fn new(config: BackendConfig) -> Self {
+        MemoryBackend { state: Mutex::new(State::new(config)), work: Notify::new() }
+    }
+
+    /// Runs one atomic operation. The notification is sent after the lock is released, and
+    /// only after the state change is visible, which is what `wait_for_work` relies on.
+    fn with_state<R>(&self, op: impl FnOnce(&mut State) -> R) -> R {
+        let (out, wake) = {
+            // No code path panics while holding the lock, so a poisoned lock can only come
+            // from a bug elsewhere; the state itself is still consistent.
+            let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = &mut *guard;
+            let out = op(state);
+            (out, std::mem::take(&mut state.wake))
+        };
+        if wake {
+            self.work.notify_waiters();
+        }
+        out
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new(BackendConfig::default())
+    }
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
+        Ok(self.with_state(|st| st.enqueue(jobs)))
+    }
+
+    async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+        Ok(self.with_state(|st| st.fetch(req)))
+    }
+
+    async fn wait_for_work(&self, max: Duration) -> Result<()> {
+        // Register interest before looking at the state: a change made after the look is
+        // then followed by a `notify_waiters` that this future is already entitled to, and a
+        // change made before it is seen by the look. Either way no wake-up is missed.
+        let mut notified = std::pin::pin!(self.work.notified());
+        notified.as_mut().enable();
+        let wait = self.with_state(|st| st.time_until_work(max));
+        if !wait.is_zero() {
+            // Elapsing is as good an answer as a notification: the caller fetches either way.
+            let _ = tokio::time::timeout(wait, notified).await;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply> {
+        Ok(self.with_state(|st| st.heartbeat(beat)))
+    }
+
+    async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>> {
+        Ok(self.with_state(|st| st.complete(items)))
+    }
+
+    async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
+        Ok(self.with_state(|st| st.fail(failure)))
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64> {
+        Ok(self.with_state(|st| st.release(leases)))
+    }
+
+    async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport> {
+        Ok(self.with_state(|st| st.reap(opts)))
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
+        self.with_state(|st| st.cancel(id))
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
+        Ok(self.with_state(|st| st.jobs.get(&id).map(|r| r.to_job(id))))
+    }
+
+    async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>> {
+        Ok(self.with_state(|st| st.list_pending(priority, limit)))
+    }
+
+    async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>> {
+        Ok(self.with_state(|st| st.list_dead(offset, limit)))
+    }
+
+    async fn retry_dead(&self, id: JobId) -> Result<()> {
+        self.with_state(|st| st.retry_dead(id))
+    }
+
+    async fn clear_dead(&self) -> Result<u64> {
+        Ok(self.with_state(State::clear_dead))
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        Ok(self.with_state(|st| st.stats()))
+    }
+
+    async fn purge(&self, limit: usize) -> Result<u64> {
+        Ok(self.with_state(|st| {
+            let now = st.now();
+            st.purge(now, limit)
+        }))
+    }
+
+    async fn list_workers(&self, ttl: Duration) -> Result<Vec<WorkerEntry>> {
+        Ok(self.with_state(|st| st.list_workers(ttl)))
+    }
+
+    async fn throughput(&self) -> Result<Vec<ThroughputBucket>> {
+        Ok(self.with_state(|st| {
+            let now = st.now();
+            throughput_buckets(now, &st.throughput)
+        }))
+    }
+
+    async fn time(&self) -> Result<DateTime<Utc>> {
+        Ok(ms_to_time(self.with_state(State::now)).unwrap_or_default())
+    }
+
+    async fn schedule_upsert(
+        &self,
+        entry: &ScheduleEntry,
+        hash: &str,
+        enabled: Option<bool>,
+        first_next: Option<DateTime<Utc>>,
+    ) -> Result<UpsertOutcome> {
+        super::check_schedule_hash(hash)?;
+        let first = first_next.map(|t| t.timestamp_millis());
+        Ok(self.with_state(|st| st.schedule_upsert(entry, hash, enabled, first)))
+    }
+
+    async fn schedule_set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        first_next: Option<DateTime<Utc>>,
+    ) -> Result<StoredSchedule> {
+        let first = first_next.map(|t| t.timestamp_millis());
+        self.with_state(|st| st.schedule_set_enabled(name, enabled, first))
+    }
+
+    async fn schedule_remove(&self, name: &str) -> Result<bool> {
+        Ok(self.with_state(|st| st.schedule_remove(name)))
+    }
+
+    async fn schedule_get(&self, name: &str) -> Result<Option<StoredSchedule>> {
+        Ok(self.with_state(|st| st.schedules.get(name).map(SchedRecord::to_stored)))
+    }
+
+    async fn schedule_list(&self) -> Result<Vec<StoredSchedule>> {
+        Ok(self.with_state(|st| st.schedules.values().map(SchedRecord::to_stored).collect()))
+    }
+
+    async fn schedule_due(&self, limit: usize) -> Result<DueSchedules> {
+        Ok(self.with_state(|st| st.schedule_due(limit)))
+    }
+
+    async fn schedule_fire(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        fire.check()?;
+        Ok(self.with_state(|st| st.schedule_fire(fire)))
+    }
+}

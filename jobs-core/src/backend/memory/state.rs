@@ -1,0 +1,274 @@
+//! The in-memory backend's `State`: the job records, the indexes that file them by status,
+//! and the helpers that move a record between indexes, shared by every operation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::schedules::SchedRecord;
+use crate::backend::{BackendConfig, Lease, THROUGHPUT_MINUTES};
+use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::stats::QueueCounters;
+use crate::time::{duration_ms_i64, ms_to_time, wall_ms};
+
+/// Which index holds a job, with the key it is filed under there, so that it can be
+/// removed without a search (except from a ready queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// In no index: only while a transition is under way.
+    Unlinked,
+    /// In `ready[priority]`.
+    Ready,
+    /// In `delayed` (status `pending`).
+    Delayed { due: i64, seq: u64 },
+    /// In `retrying` (status `retrying`).
+    Retrying { due: i64, seq: u64 },
+    /// In `active` (status `running`).
+    Running { deadline: i64 },
+    /// In `dead` (status `failed`).
+    Dead { died: i64 },
+    /// In `finished` (status `completed` or `cancelled`).
+    Finished { expire: i64 },
+}
+
+/// A job as stored: the public fields in milliseconds, plus the bookkeeping that
+/// [`Job`] does not show.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub(super) name: String,
+    pub(super) args: Value,
+    pub(super) status: JobStatus,
+    pub(super) priority: JobPriority,
+    pub(super) created: i64,
+    pub(super) scheduled: Option<i64>,
+    pub(super) started: Option<i64>,
+    pub(super) completed: Option<i64>,
+    pub(super) error: Option<String>,
+    pub(super) result: Option<Value>,
+    pub(super) retry_count: u32,
+    pub(super) max_retries: u32,
+    pub(super) timeout: Duration,
+    pub(super) user_id: Option<String>,
+    pub(super) attempt: u32,
+    /// Times the job was taken back from a lost worker (never reset, as in Redis).
+    pub(super) stalls: u32,
+    /// A cancel arrived while the job was running; its worker learns of it by heartbeat.
+    pub(super) cancel_requested: bool,
+    pub(super) place: Place,
+}
+
+impl Record {
+    pub(super) fn to_job(&self, id: JobId) -> Job {
+        Job {
+            id,
+            name: self.name.clone(),
+            args: self.args.clone(),
+            status: self.status,
+            priority: self.priority,
+            created_at: ms_to_time(self.created).unwrap_or_default(),
+            scheduled_at: self.scheduled.and_then(ms_to_time),
+            started_at: self.started.and_then(ms_to_time),
+            completed_at: self.completed.and_then(ms_to_time),
+            error: self.error.clone(),
+            result: self.result.clone(),
+            retry_count: self.retry_count,
+            max_retries: self.max_retries,
+            timeout: self.timeout,
+            user_id: self.user_id.clone(),
+            attempt: self.attempt,
+        }
+    }
+
+    /// Whether `lease` is the current delivery of this job.
+    pub(super) fn is_held_by(&self, lease: &Lease) -> bool {
+        self.status == JobStatus::Running && self.attempt == lease.attempt
+    }
+}
+
+pub(super) struct State {
+    pub(super) config: BackendConfig,
+    pub(super) jobs: HashMap<JobId, Record>,
+    /// Ready jobs per priority (index = `JobPriority::index`), in fetch order.
+    pub(super) ready: [VecDeque<JobId>; 4],
+    /// Delayed jobs by (due, insertion seq): promotion order is due time, then insertion.
+    pub(super) delayed: BTreeMap<(i64, u64), JobId>,
+    /// Jobs waiting for a retry, keyed like `delayed`.
+    pub(super) retrying: BTreeMap<(i64, u64), JobId>,
+    /// Running jobs by lease deadline; ties by id, like a Redis ZSET's member order.
+    pub(super) active: BTreeSet<(i64, JobId)>,
+    /// The DLQ by death time; ties by id (a UUID's byte order equals its text order, so this
+    /// is the Redis ZSET's order too).
+    pub(super) dead: BTreeSet<(i64, JobId)>,
+    /// Completed and cancelled jobs by the time their retention ends.
+    pub(super) finished: BTreeSet<(i64, JobId)>,
+    /// worker id → (last seen ms, info).
+    pub(super) workers: BTreeMap<String, (i64, Value)>,
+    pub(super) counters: QueueCounters,
+    /// slot → (minute, completed, failed): the same 60-minute ring as Redis's.
+    pub(super) throughput: HashMap<i64, (i64, u64, u64)>,
+    pub(super) seq: u64,
+    /// Mirrors Redis's `SET reap_lock NX PX interval`: no reap with an interval runs before
+    /// this time.
+    pub(super) reap_locked_until: i64,
+    /// The latest time handed out, so that the backend's clock never runs backwards even if
+    /// the system clock is stepped back (Redis `TIME` gives no such promise, but nothing
+    /// here should depend on it either way).
+    pub(super) clock: i64,
+    /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
+    pub(super) wake: bool,
+    /// Schedules by name.
+    pub(super) schedules: BTreeMap<String, SchedRecord>,
+    /// (next run ms, name) of every schedule that has a next run: the `cron_due` ZSET.
+    pub(super) sched_due: BTreeSet<(i64, String)>,
+}
+
+impl State {
+    pub(super) fn new(config: BackendConfig) -> Self {
+        State {
+            config,
+            jobs: HashMap::new(),
+            ready: Default::default(),
+            delayed: BTreeMap::new(),
+            retrying: BTreeMap::new(),
+            active: BTreeSet::new(),
+            dead: BTreeSet::new(),
+            finished: BTreeSet::new(),
+            workers: BTreeMap::new(),
+            counters: QueueCounters::default(),
+            throughput: HashMap::new(),
+            seq: 0,
+            reap_locked_until: i64::MIN,
+            clock: i64::MIN,
+            wake: false,
+            schedules: BTreeMap::new(),
+            sched_due: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn now(&mut self) -> i64 {
+        self.clock = self.clock.max(wall_ms());
+        self.clock
+    }
+
+    /// Counts a completion (`failed = false`) or a failed attempt in the current minute.
+    pub(super) fn bump_minute(&mut self, now: i64, failed: bool) {
+        let minute = now.div_euclid(60_000);
+        let slot = self.throughput.entry(minute.rem_euclid(THROUGHPUT_MINUTES)).or_default();
+        if slot.0 != minute {
+            *slot = (minute, 0, 0);
+        }
+        if failed {
+            slot.2 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub(super) fn earliest_due(&self) -> Option<i64> {
+        let d = self.delayed.keys().next().map(|k| k.0);
+        let r = self.retrying.keys().next().map(|k| k.0);
+        match (d, r) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn has_ready(&self) -> bool {
+        self.ready.iter().any(|q| !q.is_empty())
+    }
+
+    /// Removes the job from whichever index holds it.
+    pub(super) fn unlink(&mut self, id: JobId) {
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let place = std::mem::replace(&mut rec.place, Place::Unlinked);
+        match place {
+            Place::Unlinked => {}
+            Place::Ready => {
+                // O(n), but only cancel of a ready job gets here: fetch pops from the front.
+                let q = &mut self.ready[rec.priority.index()];
+                if let Some(i) = q.iter().position(|x| *x == id) {
+                    q.remove(i);
+                }
+            }
+            Place::Delayed { due, seq } => {
+                self.delayed.remove(&(due, seq));
+            }
+            Place::Retrying { due, seq } => {
+                self.retrying.remove(&(due, seq));
+            }
+            Place::Running { deadline } => {
+                self.active.remove(&(deadline, id));
+            }
+            Place::Dead { died } => {
+                self.dead.remove(&(died, id));
+            }
+            Place::Finished { expire } => {
+                self.finished.remove(&(expire, id));
+            }
+        }
+    }
+
+    /// Makes an unlinked job `pending` in its ready queue, without pushing it yet; returns
+    /// the queue's index. Split from the push so that `release` can order a batch.
+    pub(super) fn mark_ready(&mut self, id: JobId) -> Option<usize> {
+        let rec = self.jobs.get_mut(&id)?;
+        rec.status = JobStatus::Pending;
+        rec.place = Place::Ready;
+        Some(rec.priority.index())
+    }
+
+    pub(super) fn push_ready(&mut self, id: JobId, at_head: bool) {
+        if let Some(q) = self.mark_ready(id) {
+            if at_head {
+                self.ready[q].push_front(id);
+            } else {
+                self.ready[q].push_back(id);
+            }
+        }
+    }
+
+    /// Files an unlinked job as delayed (`pending`) or retrying, due at `due`.
+    pub(super) fn schedule(&mut self, id: JobId, due: i64, retry: bool) {
+        let earliest = self.earliest_due();
+        let seq = self.next_seq();
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        rec.scheduled = Some(due);
+        if retry {
+            rec.status = JobStatus::Retrying;
+            rec.place = Place::Retrying { due, seq };
+            self.retrying.insert((due, seq), id);
+        } else {
+            rec.status = JobStatus::Pending;
+            rec.place = Place::Delayed { due, seq };
+            self.delayed.insert((due, seq), id);
+        }
+        // A waiter sleeps until the earliest due time it saw; an earlier one must wake it.
+        if earliest.is_none_or(|e| due < e) {
+            self.wake = true;
+        }
+    }
+
+    pub(super) fn finish_cancelled(&mut self, id: JobId, now: i64) {
+        self.unlink(id);
+        let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        rec.status = JobStatus::Cancelled;
+        rec.completed = Some(now);
+        rec.args = Value::Null;
+        rec.place = Place::Finished { expire };
+        self.finished.insert((expire, id));
+        self.counters.cancelled += 1;
+    }
+}
