@@ -11,10 +11,9 @@ use tracing::Instrument;
 
 use super::loops::{Backoff, retry_until};
 use super::{Fate, InFlight, Inner, JobWorker, lock};
-use crate::backend::{
-    AckOutcome, Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob,
-};
+use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob};
 use crate::context::JobContext;
+use crate::error::Error;
 use crate::handler::JobError;
 use crate::stats::WorkerStatus;
 
@@ -137,11 +136,11 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                     return;
                 }
                 match rx.await {
-                    Ok(Ok(AckOutcome::Completed | AckOutcome::Already)) => {
+                    Ok(Ok(())) => {
                         crate::metrics::record(&name, crate::metrics::Event::Completed);
                         tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
                     }
-                    Ok(Ok(AckOutcome::Stale)) => tracing::warn!(
+                    Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
                         "job finished after its lease was taken back; its result was not recorded"),
                     Ok(Err(e)) => tracing::error!(error = %e,
                         "could not record completion; the job will be redelivered"),
@@ -153,8 +152,8 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                 crate::metrics::observe(&name, took);
                 crate::metrics::record(&name, crate::metrics::Event::Failed);
                 let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
-                let backend = inner.queue.backend().clone();
-                match retry_until(inner.cfg.lease, "fail", || backend.fail(&failure)).await {
+                // Through the queue, which turns a stale outcome into `Error::StaleLease`.
+                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
                         crate::metrics::record(&name, crate::metrics::Event::Retried);
                         tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
@@ -164,8 +163,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                         tracing::error!(error = %error, "job failed; moved to the dead-letter queue")
                     }
                     Ok(FailOutcome::Cancelled) => tracing::info!("job cancelled"),
-                    Ok(FailOutcome::Stale) => tracing::warn!(error = %error,
-                        "job failed after its lease was taken back; not recorded"),
+                    // `Ok(Stale)` does not come back from the queue; named to complete the match.
+                    Ok(FailOutcome::Stale) | Err(Error::StaleLease { .. }) => tracing::warn!(
+                        error = %error, "job failed after its lease was taken back; not recorded"),
                     Err(e) => tracing::error!(error = %e,
                         "could not record failure; the job will be redelivered"),
                 }

@@ -17,15 +17,17 @@ use crate::error::{Error, Result};
 /// timer adding latency.
 pub(super) async fn ack_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Ack>) {
     const MAX_BATCH: usize = 128;
-    let backend = inner.queue.backend().clone();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (items, replies): (Vec<Completion>, Vec<_>) = batch.drain(..).unzip();
-        let r = retry_until(inner.cfg.lease, "complete", || backend.complete(&items)).await;
+        // Through the queue, so that a stale lease means the same here as for a caller of
+        // `JobQueue::complete`.
+        let r =
+            retry_until(inner.cfg.lease, "complete", || inner.queue.complete_many(&items)).await;
         match r {
             Ok(outs) => {
                 for (reply, out) in replies.into_iter().zip(outs) {
-                    let _ = reply.send(Ok(out));
+                    let _ = reply.send(out);
                 }
             }
             Err(e) => {

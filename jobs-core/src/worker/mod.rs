@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{AckOutcome, Completion, Lease};
+use crate::backend::{Completion, Lease};
 use crate::context::State;
 use crate::error::{Error, Result};
 use crate::job::JobId;
@@ -82,8 +82,9 @@ struct Inner {
     ack_rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
 }
 
-/// A completion waiting to be sent, and where to report what became of it.
-type Ack = (Completion, oneshot::Sender<Result<AckOutcome>>);
+/// A completion waiting to be sent, and where to report what became of it (as
+/// [`JobQueue::complete`] would: a stale lease is [`Error::StaleLease`]).
+type Ack = (Completion, oneshot::Sender<Result<()>>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-updated (every
