@@ -237,25 +237,42 @@ impl JobQueue {
     /// Completes one delivery. [`Error::StaleLease`] if the lease is no longer the caller's;
     /// a repeated acknowledgement of the same delivery succeeds.
     pub async fn complete(&self, lease: Lease, result: serde_json::Value) -> Result<()> {
-        let out = self.backend.complete(&[Completion { lease, result }]).await?;
-        match out.first() {
-            Some(AckOutcome::Completed | AckOutcome::Already) => Ok(()),
-            Some(AckOutcome::Stale) => {
-                Err(Error::StaleLease { id: lease.id, attempt: lease.attempt })
-            }
-            None => Err(Error::Backend("complete returned no outcome".into())),
-        }
+        let out = self.complete_many(&[Completion { lease, result }]).await?;
+        out.into_iter()
+            .next()
+            .unwrap_or_else(|| Err(Error::Backend("complete returned no outcome".into())))
+    }
+
+    /// Completes several deliveries in one backend call (the worker's ack loop batches
+    /// through here): one result per completion, in order, each as [`complete`](Self::complete)
+    /// gives it. The outer error is the call's own (connection, …); a backend that returns
+    /// fewer outcomes than completions gives fewer results.
+    pub(crate) async fn complete_many(&self, items: &[Completion]) -> Result<Vec<Result<()>>> {
+        let out = self.backend.complete(items).await?;
+        Ok(items.iter().zip(out).map(|(c, o)| ack_result(c.lease, o)).collect())
     }
 
     /// Records a failed attempt. [`Error::StaleLease`] if the lease is no longer the caller's.
+    /// The worker records its failures through here too.
     pub async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
         match self.backend.fail(failure).await? {
-            FailOutcome::Stale => {
-                Err(Error::StaleLease { id: failure.lease.id, attempt: failure.lease.attempt })
-            }
+            FailOutcome::Stale => Err(stale(failure.lease)),
             other => Ok(other),
         }
     }
+}
+
+/// What one completion's outcome means to whoever acknowledged it: the one place a stale
+/// lease becomes [`Error::StaleLease`] (for [`JobQueue::complete`] and the worker alike).
+fn ack_result(lease: Lease, out: AckOutcome) -> Result<()> {
+    match out {
+        AckOutcome::Completed | AckOutcome::Already => Ok(()),
+        AckOutcome::Stale => Err(stale(lease)),
+    }
+}
+
+fn stale(lease: Lease) -> Error {
+    Error::StaleLease { id: lease.id, attempt: lease.attempt }
 }
 
 /// The context's constructors and its queue: here rather than in `context.rs`, because the

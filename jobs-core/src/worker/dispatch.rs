@@ -1,0 +1,244 @@
+//! The dispatcher loop (fetch, wait for work, spawn), and running one job: its handler in
+//! its own task (panics caught, timeout enforced), then acknowledging its outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::loops::{Backoff, retry_until};
+use super::{Fate, InFlight, Inner, JobWorker, lock};
+use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob};
+use crate::context::JobContext;
+use crate::error::Error;
+use crate::handler::JobError;
+use crate::stats::WorkerStatus;
+
+/// The longest a busy worker waits for more free slots before it fetches anyway.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+impl JobWorker {
+    pub(super) async fn dispatch(&self, jobs: &mut JoinSet<()>, shutdown: &CancellationToken) {
+        let inner = &self.inner;
+        let backend = inner.queue.backend().clone();
+        let mut backoff = Backoff::default();
+        let mut batch_wait_over = false;
+        loop {
+            while jobs.try_join_next().is_some() {}
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let free = inner.cfg.max_concurrent_jobs.saturating_sub(jobs.len());
+            if free == 0 {
+                tokio::select! {
+                    _ = jobs.join_next() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            // Batching: while busy, fetch when a quarter of the slots are free, or after
+            // a short moment, rather than one job per call as each one finishes. A fetch
+            // costs Redis about the same for one job as for a dozen (REDIS.md §9).
+            let low_water = (inner.cfg.max_concurrent_jobs / 4).max(1);
+            if free < low_water && !jobs.is_empty() && !batch_wait_over {
+                tokio::select! {
+                    _ = jobs.join_next() => {}
+                    _ = tokio::time::sleep(BATCH_WAIT) => batch_wait_over = true,
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            batch_wait_over = false;
+            let req = FetchRequest {
+                max: free.min(64),
+                worker_id: inner.cfg.worker_id.clone(),
+                lease: inner.cfg.lease,
+                grace: inner.cfg.grace,
+            };
+            let fetched = match backend.fetch(&req).await {
+                Ok(f) => {
+                    backoff.reset();
+                    f
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetch failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            if !fetched.jobs.is_empty() {
+                *lock(&inner.status) = WorkerStatus::Processing;
+                for lj in fetched.jobs {
+                    jobs.spawn(run_job(inner.clone(), lj));
+                }
+                continue;
+            }
+            if jobs.is_empty() {
+                *lock(&inner.status) = WorkerStatus::Idle;
+            }
+            let wait = fetched
+                .next_due_in
+                .map_or(inner.cfg.poll_interval, |d| d.min(inner.cfg.poll_interval));
+            tokio::select! {
+                r = backend.wait_for_work(wait) => {
+                    if let Err(e) = r {
+                        let wait = backoff.next();
+                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    }
+                }
+                // A job finishing frees a slot but does not make work ready; no need to wake.
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Success(serde_json::Value),
+    Failure {
+        error: String,
+        retryable: bool,
+    },
+    /// Stopped from outside (lease lost, or released at shutdown): no acknowledgement.
+    Abandoned,
+}
+
+async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
+    let LeasedJob { job, lease } = lj;
+    let name = job.name.clone();
+    let span = tracing::info_span!("job", job.id = %job.id, job.name = %job.name,
+        job.attempt = lease.attempt, job.priority = %job.priority);
+    async move {
+        tracing::debug!("job started");
+        let started = Instant::now();
+        let outcome = execute(&inner, job, lease).await;
+        let fate = lock(&inner.in_flight).remove(&lease.id).map_or(Fate::Running, |f| f.fate);
+        let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
+        let took = started.elapsed();
+        match outcome {
+            Outcome::Success(result) => {
+                inner.record(true, took);
+                crate::metrics::observe(&name, took);
+                let (tx, rx) = oneshot::channel();
+                if inner.acks.send((Completion { lease, result }, tx)).is_err() {
+                    tracing::error!("acknowledgement channel closed; the job will be redelivered");
+                    return;
+                }
+                match rx.await {
+                    Ok(Ok(())) => {
+                        crate::metrics::record(&name, crate::metrics::Event::Completed);
+                        tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
+                    }
+                    Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
+                        "job finished after its lease was taken back; its result was not recorded"),
+                    Ok(Err(e)) => tracing::error!(error = %e,
+                        "could not record completion; the job will be redelivered"),
+                    Err(_) => tracing::error!("acknowledgement dropped; the job will be redelivered"),
+                }
+            }
+            Outcome::Failure { error, retryable } => {
+                inner.record(false, took);
+                crate::metrics::observe(&name, took);
+                crate::metrics::record(&name, crate::metrics::Event::Failed);
+                let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
+                // Through the queue, which turns a stale outcome into `Error::StaleLease`.
+                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                    Ok(FailOutcome::Retrying { at }) => {
+                        crate::metrics::record(&name, crate::metrics::Event::Retried);
+                        tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
+                    }
+                    Ok(FailOutcome::Dead) => {
+                        crate::metrics::record(&name, crate::metrics::Event::DeadLettered);
+                        tracing::error!(error = %error, "job failed; moved to the dead-letter queue")
+                    }
+                    Ok(FailOutcome::Cancelled) => tracing::info!("job cancelled"),
+                    // `Ok(Stale)` does not come back from the queue; named to complete the match.
+                    Ok(FailOutcome::Stale) | Err(Error::StaleLease { .. }) => tracing::warn!(
+                        error = %error, "job failed after its lease was taken back; not recorded"),
+                    Err(e) => tracing::error!(error = %e,
+                        "could not record failure; the job will be redelivered"),
+                }
+            }
+            Outcome::Abandoned => {
+                tracing::info!(?fate, "job stopped without acknowledgement")
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the handler in its own task (so a panic is contained and a timeout can abort it).
+async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> Outcome {
+    let token = CancellationToken::new();
+    lock(&inner.in_flight).insert(
+        lease.id,
+        InFlight { lease, token: token.clone(), abort: None, fate: Fate::Running },
+    );
+    let Some(handler) = inner.registry.handler(&job.name).copied() else {
+        // Retryable: a newer deployment may have the handler.
+        return Outcome::Failure {
+            error: format!("no handler registered for job `{}` in this process", job.name),
+            retryable: true,
+        };
+    };
+    let args = std::mem::take(&mut job.args);
+    let ctx = JobContext::for_job(&job, inner.queue.clone())
+        .with_cancellation(token)
+        .with_state(inner.state.clone());
+    // Its own task: a panic ends only that task (reported as a JoinError), and the
+    // timeout below can abort it.
+    let mut task = tokio::spawn(handler.call(args, ctx));
+    {
+        let mut map = lock(&inner.in_flight);
+        match map.get_mut(&lease.id) {
+            Some(f) if f.fate == Fate::Running => f.abort = Some(task.abort_handle()),
+            // Released or lost before the handler even started.
+            _ => task.abort(),
+        }
+    }
+    match tokio::time::timeout(job.timeout, &mut task).await {
+        Ok(Ok(Ok(value))) => Outcome::Success(value),
+        Ok(Ok(Err(e))) => failure_of(e),
+        Ok(Err(join)) if join.is_panic() => Outcome::Failure {
+            error: format!("handler panicked: {}", panic_message(join.into_panic().as_ref())),
+            retryable: true,
+        },
+        Ok(Err(join)) if join.is_cancelled() => Outcome::Abandoned,
+        Ok(Err(join)) => {
+            Outcome::Failure { error: format!("handler task failed: {join}"), retryable: true }
+        }
+        Err(_) => {
+            task.abort();
+            Outcome::Failure {
+                error: format!("timeout: the job ran longer than {:?}", job.timeout),
+                retryable: true,
+            }
+        }
+    }
+}
+
+fn failure_of(e: JobError) -> Outcome {
+    Outcome::Failure { error: e.to_string(), retryable: e.is_retryable() }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,322 @@
+//! [`JobWorker`] and [`WorkerPool`]: take jobs from the backend, run their handlers, report
+//! the outcome, keep leases alive, and stop gracefully.
+//!
+//! One worker is one dispatcher loop:
+//!
+//! 1. fetch up to `free slots` (at most 64) jobs in one call;
+//! 2. spawn each as its own task with the job's timeout (a panic is caught as the task's
+//!    `JoinError`, a timeout aborts it);
+//! 3. when nothing was fetched, block on the backend (`BZPOPMIN` on Redis) until work may
+//!    be ready, for at most `poll_interval` or until the next delayed job is due: no sleep
+//!    polling, so an idle worker starts a new job within a round trip of its enqueue.
+//!
+//! Beside it, a heartbeat task extends the leases of running jobs (and publishes the
+//! worker's stats), and a reap task takes back jobs whose worker died. Acknowledgements of
+//! finished jobs are coalesced: whatever completes while one `complete` call is in flight
+//! goes out together in the next.
+
+mod config;
+mod dispatch;
+mod loops;
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Completion, Lease};
+use crate::context::State;
+use crate::error::{Error, Result};
+use crate::job::JobId;
+use crate::queue::JobQueue;
+use crate::registry::Registry;
+use crate::stats::{WorkerStats, WorkerStatus};
+
+pub use config::{WorkerConfig, default_worker_id};
+pub use pool::{RunningPool, WorkerPool};
+
+use config::hostname;
+use loops::{ack_loop, heartbeat_loop, reap_loop, retry_until, send_heartbeat};
+
+#[derive(Debug, Default)]
+struct Counts {
+    processed: u64,
+    succeeded: u64,
+    failed: u64,
+    busy: Duration,
+}
+
+/// Why a running job's task was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Running,
+    /// The backend says the lease is no longer ours: stop, and do not acknowledge.
+    Lost,
+    /// Released back to the queue at shutdown: do not acknowledge.
+    Released,
+}
+
+struct InFlight {
+    lease: Lease,
+    token: CancellationToken,
+    abort: Option<AbortHandle>,
+    fate: Fate,
+}
+
+struct Inner {
+    cfg: WorkerConfig,
+    queue: JobQueue,
+    registry: Arc<Registry>,
+    state: Arc<State>,
+    counts: Mutex<Counts>,
+    status: Mutex<WorkerStatus>,
+    in_flight: Mutex<HashMap<JobId, InFlight>>,
+    started_at: DateTime<Utc>,
+    acks: mpsc::UnboundedSender<Ack>,
+    ack_rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
+}
+
+/// A completion waiting to be sent, and where to report what became of it (as
+/// [`JobQueue::complete`] would: a stale lease is [`Error::StaleLease`]).
+type Ack = (Completion, oneshot::Sender<Result<()>>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data half-updated (every
+    // critical section is a single insert/remove/add), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A worker: one dispatcher loop running up to `max_concurrent_jobs` jobs.
+///
+/// ```no_run
+/// use jobs_core::{JobQueue, worker::{JobWorker, WorkerConfig}};
+///
+/// # async fn run() -> jobs_core::Result<()> {
+/// let queue = JobQueue::memory();
+/// let worker = JobWorker::new(queue, WorkerConfig { max_concurrent_jobs: 10, ..Default::default() })?;
+/// let running = worker.start();
+/// // ... later
+/// running.stop().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct JobWorker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JobWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobWorker").field("worker_id", &self.inner.cfg.worker_id).finish()
+    }
+}
+
+impl JobWorker {
+    /// A worker for every handler linked into this process ([`Registry::global`]).
+    pub fn new(queue: JobQueue, cfg: WorkerConfig) -> Result<Self> {
+        let registry = Registry::global()?.clone();
+        Self::with_registry(queue, Arc::new(registry), Arc::new(State::new()), cfg)
+    }
+
+    /// A worker for the handlers of `registry`, giving handlers `state` through their
+    /// [`JobContext`](crate::JobContext).
+    pub fn with_registry(
+        queue: JobQueue,
+        registry: Arc<Registry>,
+        state: Arc<State>,
+        cfg: WorkerConfig,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(JobWorker {
+            inner: Arc::new(Inner {
+                cfg,
+                queue,
+                registry,
+                state,
+                counts: Mutex::default(),
+                status: Mutex::new(WorkerStatus::Starting),
+                in_flight: Mutex::default(),
+                started_at: Utc::now(),
+                acks: tx,
+                ack_rx: Mutex::new(Some(rx)),
+            }),
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.inner.cfg.worker_id
+    }
+
+    /// Its statistics now.
+    pub fn stats(&self) -> WorkerStats {
+        self.inner.stats()
+    }
+
+    /// Starts the worker on the current tokio runtime.
+    pub fn start(&self) -> RunningWorker {
+        let shutdown = CancellationToken::new();
+        let me = self.clone();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { me.run(token).await });
+        RunningWorker { worker: self.clone(), shutdown, task }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops gracefully: no new jobs, running
+    /// jobs get `shutdown_grace` to finish, the rest are released back to the queue.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
+        let inner = &self.inner;
+        let ack_rx = lock(&inner.ack_rx)
+            .take()
+            .ok_or_else(|| Error::Config("a worker can only be run once".into()))?;
+        *lock(&inner.status) = WorkerStatus::Idle;
+        tracing::info!(worker.id = %inner.cfg.worker_id, backend = inner.queue.backend().kind(),
+            concurrency = inner.cfg.max_concurrent_jobs, "worker started");
+
+        let background = CancellationToken::new();
+        let mut side = JoinSet::new();
+        side.spawn(ack_loop(self.inner.clone(), ack_rx));
+        side.spawn(heartbeat_loop(self.inner.clone(), background.clone()));
+        if inner.cfg.reap {
+            side.spawn(reap_loop(self.inner.clone(), background.clone()));
+        }
+
+        let mut jobs = JoinSet::new();
+        self.dispatch(&mut jobs, &shutdown).await;
+
+        // Graceful stop.
+        *lock(&inner.status) = WorkerStatus::Stopping;
+        let deadline = tokio::time::sleep(inner.cfg.shutdown_grace);
+        tokio::pin!(deadline);
+        while !jobs.is_empty() {
+            tokio::select! {
+                _ = jobs.join_next() => {}
+                _ = &mut deadline => break,
+            }
+        }
+        self.release_in_flight().await;
+        while jobs.join_next().await.is_some() {}
+
+        // Last heartbeat so that other processes see the final stats, then stop the rest.
+        *lock(&inner.status) = WorkerStatus::Stopped;
+        background.cancel();
+        if let Err(e) = send_heartbeat(inner).await {
+            tracing::debug!(error = %e, "final heartbeat failed");
+        }
+        // The ack loop ends once every sender is gone; the worker keeps one, so end it by
+        // aborting after the job tasks (the only producers) are done and it has drained.
+        side.abort_all();
+        while side.join_next().await.is_some() {}
+        tracing::info!(worker.id = %inner.cfg.worker_id, "worker stopped");
+        Ok(())
+    }
+    /// Aborts what is still running and gives it back to the queue at once.
+    async fn release_in_flight(&self) {
+        let leases: Vec<Lease> = {
+            let mut map = lock(&self.inner.in_flight);
+            map.values_mut()
+                .filter(|f| f.fate == Fate::Running)
+                .map(|f| {
+                    f.fate = Fate::Released;
+                    f.token.cancel();
+                    if let Some(a) = &f.abort {
+                        a.abort();
+                    }
+                    f.lease
+                })
+                .collect()
+        };
+        if leases.is_empty() {
+            return;
+        }
+        let backend = self.inner.queue.backend().clone();
+        let released =
+            retry_until(self.inner.cfg.lease, "release", || backend.release(&leases)).await;
+        match released {
+            Ok(n) => tracing::info!(released = n, "released running jobs back to the queue"),
+            Err(e) => tracing::error!(error = %e, jobs = leases.len(),
+                "could not release running jobs; they return when their lease expires"),
+        }
+    }
+}
+
+impl Inner {
+    fn stats(&self) -> WorkerStats {
+        let c = lock(&self.counts);
+        let in_flight = lock(&self.in_flight).len();
+        let success_rate = if c.processed == 0 {
+            100.0
+        } else {
+            (c.succeeded as f64 * 10_000.0 / c.processed as f64).round() / 100.0
+        };
+        let avg = if c.processed == 0 {
+            0.0
+        } else {
+            (c.busy.as_secs_f64() / c.processed as f64 * 1000.0).round() / 1000.0
+        };
+        WorkerStats {
+            worker_id: self.cfg.worker_id.clone(),
+            // While running, what matters is whether a job is in hand now.
+            status: match *lock(&self.status) {
+                WorkerStatus::Idle | WorkerStatus::Processing if in_flight > 0 => {
+                    WorkerStatus::Processing
+                }
+                WorkerStatus::Idle | WorkerStatus::Processing => WorkerStatus::Idle,
+                other => other,
+            },
+            jobs_processed: c.processed,
+            jobs_succeeded: c.succeeded,
+            jobs_failed: c.failed,
+            success_rate,
+            average_processing_time: avg,
+            in_flight,
+            concurrency: self.cfg.max_concurrent_jobs,
+            host: hostname(),
+            pid: std::process::id(),
+            started_at: self.started_at,
+        }
+    }
+
+    fn record(&self, ok: bool, took: Duration) {
+        let mut c = lock(&self.counts);
+        c.processed += 1;
+        if ok {
+            c.succeeded += 1;
+        } else {
+            c.failed += 1;
+        }
+        c.busy += took;
+    }
+}
+
+/// A started worker.
+#[derive(Debug)]
+pub struct RunningWorker {
+    worker: JobWorker,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl RunningWorker {
+    /// The worker.
+    pub fn worker(&self) -> &JobWorker {
+        &self.worker
+    }
+
+    /// Asks the worker to stop without waiting.
+    pub fn signal_stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops gracefully and waits until it has.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.task.await.map_err(|e| Error::Backend(format!("worker task failed: {e}")))?
+    }
+}
