@@ -21,7 +21,7 @@
 //!   until the next one is due so that an idle worker can sleep exactly that long.
 //! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never
 //!   fetched afterwards); a running job is only flagged, and its worker learns of it through
-//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`].
+//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at

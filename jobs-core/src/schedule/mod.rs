@@ -1,7 +1,8 @@
 //! The schedule model, below the backends that store it and the scheduler that fires it:
 //! what a schedule is ([`ScheduleSpec`], [`ScheduleType`], [`MisfirePolicy`]), how the
 //! backends store it ([`ScheduleEntry`], [`ScheduleState`], the fire records), the id of
-//! a tick's job, and the pure maths of when it fires next ([`cron`]).
+//! a tick's job, and the pure maths of when it fires next (`cron.rs`: [`CronExpr`] and the
+//! trigger arithmetic).
 //!
 //! Nothing here does I/O or reads a clock: every function takes the time it works from.
 
