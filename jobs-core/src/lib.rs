@@ -57,6 +57,7 @@ mod job;
 mod metrics;
 pub mod options;
 mod queue;
+pub mod redis;
 pub mod registry;
 mod retry;
 pub mod runner;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobs_core::State;
-use jobs_core::backend::redis::RedisConfig;
+use jobs_core::redis::RedisConfig;
 use jobs_core::runner::RedisTlsArgs;
 use jobs_tasks::PlatformError;
 use jobs_tasks::platform::{DEFAULT_SEED, Platform};

@@ -19,7 +19,7 @@ use ::redis::{
     AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value,
 };
 
-use super::{RedisConfig, redact_url};
+use super::RedisConfig;
 use crate::error::{Error, Result};
 
 /// Files for TLS (`rediss://`) beyond the system's trust store; all optional.
@@ -215,6 +215,27 @@ impl Connector {
 /// The URLs in `cfg.url`: one, or the comma-separated seed nodes of a cluster.
 fn seed_urls(cfg: &RedisConfig) -> Vec<&str> {
     cfg.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// The URL with its password (if any) replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        // The seed nodes of a cluster, each with its own credentials.
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!(
+                "{}://{}{}***@{}",
+                &url[..s],
+                user,
+                if user.is_empty() { "" } else { ":" },
+                &url[at + 1..]
+            )
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// The one error of a connection that failed: the server (without its password) and why.

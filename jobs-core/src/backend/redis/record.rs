@@ -25,6 +25,15 @@ pub(crate) struct Meta<'a> {
     pub u: Option<std::borrow::Cow<'a, str>>,
 }
 
+/// The client-written part of a record as `enqueue` and `schedule_fire` encode it (read
+/// back as [`Meta`]).
+#[derive(Serialize)]
+pub(super) struct MetaOut<'a> {
+    pub(super) n: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) u: Option<&'a str>,
+}
+
 /// The hot state of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hot {

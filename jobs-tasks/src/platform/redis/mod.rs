@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use jobs_core::backend::redis::{RedisConfig, RedisConnection};
+use jobs_core::redis::{RedisConfig, RedisConnection};
 use redis::{Cmd, FromRedisValue, Pipeline, Script};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

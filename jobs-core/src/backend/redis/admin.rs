@@ -1,0 +1,251 @@
+//! Reading and operating the queue: single jobs, listings, the dead-letter queue, counts,
+//! purging, workers and throughput.
+
+use std::time::Duration;
+
+use ::redis::Value;
+
+use super::RedisBackend;
+use super::record;
+use super::reply::{bytes, int, lossy, status_letter, text};
+use super::scripts::SCRIPTS;
+use crate::backend::{THROUGHPUT_MINUTES, ThroughputBucket, WorkerEntry, throughput_buckets};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId, JobPriority};
+use crate::stats::{QueueCounters, QueueStats};
+use crate::time::{duration_ms, ms_to_time};
+
+/// Most dead-letter records one `clear_dead` script call deletes (the client loops).
+const CLEAR_CHUNK: usize = 500;
+
+impl RedisBackend {
+    /// Reads jobs by id with their payloads and errors (and results), skipping ids whose
+    /// record is gone.
+    async fn read_jobs(&self, ids: &[String], with_result: bool) -> Result<Vec<Result<Job>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
+        pipe.cmd("HMGET").arg(self.keys.errors()).arg(ids);
+        if with_result {
+            pipe.cmd("HMGET").arg(self.keys.results()).arg(ids);
+        }
+        let mut conn = self.conn.clone();
+        let mut cols: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
+        let results = if with_result { cols.pop() } else { None };
+        let (recs, errs) = match (cols.first(), cols.get(1)) {
+            (Some(a), Some(b)) => (a, b),
+            _ => return Err(Error::Backend("short HMGET pipeline reply".into())),
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, sid) in ids.iter().enumerate() {
+            let Some(Some(rec)) = recs.get(i) else { continue };
+            let id: JobId = match sid.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let err = errs.get(i).and_then(|e| e.as_deref()).map(lossy);
+            let res = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r.as_deref());
+            out.push(record::to_job(id, rec, res, err));
+        }
+        Ok(out)
+    }
+}
+
+/// The jobs of a listing that this version can read; the others are logged and left out
+/// (a listing must not fail because of one record; `get_job` on it gives the error).
+fn readable(jobs: Vec<Result<Job>>) -> Vec<Job> {
+    jobs.into_iter()
+        .filter_map(|j| {
+            j.map_err(|e| tracing::warn!(error = %e, "unreadable job record left out of a listing"))
+                .ok()
+        })
+        .collect()
+}
+
+pub(super) async fn get_job(backend: &RedisBackend, id: JobId) -> Result<Option<Job>> {
+    backend.read_jobs(&[id.to_string()], true).await?.pop().transpose()
+}
+
+pub(super) async fn list_pending(
+    backend: &RedisBackend,
+    priority: Option<JobPriority>,
+    limit: usize,
+) -> Result<Vec<Job>> {
+    let prios: Vec<JobPriority> = match priority {
+        Some(p) => vec![p],
+        None => JobPriority::ALL.to_vec(),
+    };
+    let mut out = Vec::new();
+    let mut conn = backend.conn.clone();
+    let ghosts: Vec<Option<i64>> = ::redis::cmd("HMGET")
+        .arg(backend.keys.counters())
+        .arg(&["ghost0", "ghost1", "ghost2", "ghost3"])
+        .query_async(&mut conn)
+        .await?;
+    for p in prios {
+        if out.len() >= limit {
+            break;
+        }
+        // Reading `want + ghosts` entries is enough to find `want` live ones: at most
+        // `ghosts` entries of the list are cancelled leftovers.
+        let want = limit - out.len();
+        let g = ghosts.get(p.index()).copied().flatten().unwrap_or(0).max(0) as usize;
+        let stop = (want + g).saturating_sub(1);
+        let ids: Vec<String> = ::redis::cmd("LRANGE")
+            .arg(backend.keys.pending(p.index()))
+            .arg(0)
+            .arg(stop)
+            .query_async(&mut conn)
+            .await?;
+        let jobs = readable(backend.read_jobs(&ids, false).await?);
+        out.extend(
+            jobs.into_iter().filter(|j| j.status == crate::job::JobStatus::Pending).take(want),
+        );
+    }
+    Ok(out)
+}
+
+pub(super) async fn list_dead(
+    backend: &RedisBackend,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<Job>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conn = backend.conn.clone();
+    let ids: Vec<String> = ::redis::cmd("ZREVRANGE")
+        .arg(backend.keys.dead())
+        .arg(offset)
+        .arg(offset + limit - 1)
+        .query_async(&mut conn)
+        .await?;
+    Ok(readable(backend.read_jobs(&ids, false).await?))
+}
+
+pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.retry_dead, |inv| {
+            inv.arg(id.to_string());
+        })
+        .await?;
+    match reply.first().map(text).transpose()? {
+        Some("OK") => Ok(()),
+        Some("NOTFOUND") => Err(Error::NotFound { id }),
+        Some("STATE") => {
+            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "retry" })
+        }
+        other => Err(Error::Backend(format!("unexpected retry reply {other:?}"))),
+    }
+}
+
+pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
+    let mut total = 0;
+    // Bounded script calls keep Redis responsive while a large DLQ is cleared.
+    loop {
+        let n: u64 = backend
+            .run(&SCRIPTS.clear_dead, |inv| {
+                inv.arg(CLEAR_CHUNK);
+            })
+            .await?;
+        total += n;
+        if n < CLEAR_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
+    let k = &backend.keys;
+    let mut pipe = ::redis::pipe();
+    for p in 0..4 {
+        pipe.cmd("LLEN").arg(k.pending(p));
+    }
+    pipe.cmd("ZCARD").arg(k.scheduled());
+    pipe.cmd("ZCARD").arg(k.retry());
+    pipe.cmd("ZCARD").arg(k.active());
+    pipe.cmd("ZCARD").arg(k.dead());
+    let mut conn = backend.conn.clone();
+    let (lens, counters): (Vec<u64>, std::collections::HashMap<String, i64>) = {
+        pipe.cmd("HGETALL").arg(k.counters());
+        let mut v: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let c = v.pop().ok_or_else(|| Error::Backend("short stats reply".into()))?;
+        let lens = v.iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<_>>()?;
+        (lens, ::redis::from_redis_value(c).map_err(|e| Error::Backend(e.to_string()))?)
+    };
+    let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
+    let mut s = QueueStats::default();
+    for p in JobPriority::ALL {
+        let ghost = get(&format!("ghost{}", p.index()));
+        s.pending.set(p, lens[p.index()].saturating_sub(ghost));
+    }
+    s.total_pending = s.pending.total();
+    s.retrying = lens[5];
+    s.scheduled = lens[4] + lens[5];
+    s.processing = lens[6];
+    s.dead_letter = lens[7];
+    s.counters = QueueCounters {
+        enqueued: get("enqueued"),
+        completed: get("completed"),
+        failed: get("failed"),
+        retried: get("retried"),
+        dead: get("dead"),
+        cancelled: get("cancelled"),
+        stalled: get("stalled"),
+        dead_dropped: get("dead_dropped"),
+        purged: get("purged"),
+    };
+    Ok(s)
+}
+
+pub(super) async fn purge(backend: &RedisBackend, limit: usize) -> Result<u64> {
+    backend
+        .run(&SCRIPTS.purge, |inv| {
+            inv.arg(limit);
+        })
+        .await
+}
+
+pub(super) async fn throughput(backend: &RedisBackend) -> Result<Vec<ThroughputBucket>> {
+    let reply: Vec<Value> = backend.run(&SCRIPTS.throughput, |_| {}).await?;
+    let now = reply.first().map(int).transpose()?.unwrap_or(0);
+    let mut fields = std::collections::HashMap::new();
+    for kv in reply.get(1..).unwrap_or_default().chunks_exact(2) {
+        fields.insert(text(&kv[0])?.to_owned(), int(&kv[1])?);
+    }
+    let mut ring = std::collections::HashMap::new();
+    for slot in 0..THROUGHPUT_MINUTES {
+        if let Some(&m) = fields.get(&format!("m{slot}")) {
+            let get = |k: &str| fields.get(&format!("{k}{slot}")).copied().unwrap_or(0).max(0);
+            ring.insert(slot, (m, get("c") as u64, get("f") as u64));
+        }
+    }
+    Ok(throughput_buckets(now, &ring))
+}
+
+pub(super) async fn list_workers(
+    backend: &RedisBackend,
+    ttl: Duration,
+) -> Result<Vec<WorkerEntry>> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.workers, |inv| {
+            inv.arg(duration_ms(ttl));
+        })
+        .await?;
+    let mut out = Vec::new();
+    for c in reply.get(1..).unwrap_or_default().chunks_exact(3) {
+        let last = int(&c[1])?;
+        out.push(WorkerEntry {
+            worker_id: text(&c[0])?.to_owned(),
+            last_seen: ms_to_time(last).unwrap_or_default(),
+            info: serde_json::from_slice(bytes(&c[2])?).unwrap_or(serde_json::Value::Null),
+        });
+    }
+    out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    Ok(out)
+}

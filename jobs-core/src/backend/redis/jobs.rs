@@ -1,0 +1,261 @@
+//! The calls of the job lifecycle, each one script: enqueue, fetch, heartbeat, complete,
+//! fail, release, reap and cancel, with the parsing of their replies.
+
+use std::time::Duration;
+
+use ::redis::Value;
+
+use super::RedisBackend;
+use super::record::{self, MetaOut};
+use super::reply::{bytes, int, lossy, status_letter, text};
+use super::scripts::SCRIPTS;
+use crate::backend::{
+    AckOutcome, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT, ERR_WORKER_LOST,
+    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
+    PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+};
+use crate::error::{Error, Result};
+use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
+use crate::time::{duration_ms, ms_to_time};
+
+impl RedisBackend {
+    fn ttl_ms(&self) -> u64 {
+        duration_ms(self.cfg.backend.result_ttl)
+    }
+
+    /// The policy arguments shared by `fail` and `reap` (`policy()` in lib.lua).
+    fn policy_args(&self, inv: &mut ::redis::ScriptInvocation<'_>, retry: &crate::RetryPolicy) {
+        let jitter = retry.delay_with_jitter(1).saturating_sub(retry.delay(1));
+        let b = &self.cfg.backend;
+        inv.arg(duration_ms(retry.base))
+            .arg(duration_ms(retry.cap))
+            .arg(duration_ms(jitter))
+            .arg(b.dead_max)
+            .arg(duration_ms(b.dead_ttl))
+            .arg(duration_ms(b.result_ttl))
+            .arg(DEAD_TRIM_LIMIT);
+    }
+}
+
+pub(super) async fn enqueue(
+    backend: &RedisBackend,
+    jobs: &[NewJob],
+) -> Result<Vec<EnqueueOutcome>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Encode everything first: a job that cannot be encoded fails the call before
+    // anything reaches Redis.
+    let mut enc = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        let meta = serde_json::to_string(&MetaOut { n: &j.name, u: j.user_id.as_deref() })?;
+        let payload = serde_json::to_string(&j.args)?;
+        let (run_at, delay) = match j.run_at {
+            RunAt::Now => (0, 0),
+            RunAt::Time(t) => (t.timestamp_millis().max(0), 0),
+            // Rounded up, as in the memory backend: any positive delay delays.
+            RunAt::Delay(d) => {
+                (0, i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX))
+            }
+        };
+        enc.push((j, meta, payload, run_at, delay));
+    }
+    let reply: Vec<i64> = backend
+        .run(&SCRIPTS.enqueue, |inv| {
+            inv.arg(jobs.len());
+            for (j, meta, payload, run_at, delay) in &enc {
+                inv.arg(j.id.to_string())
+                    .arg(j.priority.index())
+                    .arg(*run_at)
+                    .arg(*delay)
+                    .arg(j.max_retries)
+                    .arg(duration_ms(j.timeout))
+                    .arg(meta)
+                    .arg(payload);
+            }
+        })
+        .await?;
+    if reply.len() != jobs.len() {
+        return Err(Error::Backend("enqueue answered for a different number of jobs".into()));
+    }
+    Ok(reply
+        .into_iter()
+        .map(|r| if r == 1 { EnqueueOutcome::Created } else { EnqueueOutcome::Duplicate })
+        .collect())
+}
+
+pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.fetch, |inv| {
+            inv.arg(req.max)
+                .arg(&req.worker_id)
+                .arg(duration_ms(req.lease))
+                .arg(duration_ms(req.grace))
+                .arg(PROMOTE_LIMIT);
+        })
+        .await?;
+    if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
+        return Err(Error::Backend("malformed fetch reply".into()));
+    }
+    let next = int(&reply[1])?;
+    let mut out = Fetched {
+        jobs: Vec::with_capacity((reply.len() - 2) / 4),
+        next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
+    };
+    let mut corrupt = Vec::new();
+    for c in reply[2..].chunks_exact(4) {
+        let sid = text(&c[0])?;
+        let attempt = u32::try_from(int(&c[1])?).unwrap_or(u32::MAX);
+        let id: JobId = match sid.parse() {
+            Ok(id) => id,
+            Err(_) => {
+                tracing::error!(job.id = sid, "job id in redis is not a uuid; skipped");
+                continue;
+            }
+        };
+        let lease = Lease { id, attempt };
+        let error = match &c[3] {
+            Value::Nil => None,
+            v => Some(lossy(bytes(v)?)),
+        };
+        match record::to_job(id, bytes(&c[2])?, None, error) {
+            Ok(job) => out.jobs.push(LeasedJob { job, lease }),
+            Err(e) => corrupt.push((lease, e)),
+        }
+    }
+    // A record this version cannot read must not block the queue or crash a worker:
+    // it goes to the dead-letter queue with the reason.
+    for (lease, e) in corrupt {
+        tracing::error!(job.id = %lease.id, error = %e, "unreadable job dead-lettered");
+        let failure = Failure {
+            lease,
+            error: e.to_string(),
+            retryable: false,
+            retry: crate::RetryPolicy::default(),
+        };
+        fail(backend, &failure).await?;
+    }
+    Ok(out)
+}
+
+pub(super) async fn heartbeat(backend: &RedisBackend, beat: &Heartbeat) -> Result<HeartbeatReply> {
+    let info = serde_json::to_string(&beat.info)?;
+    let (lost, cancel): (Vec<String>, Vec<String>) = backend
+        .run(&SCRIPTS.heartbeat, |inv| {
+            inv.arg(&beat.worker_id)
+                .arg(&info)
+                .arg(duration_ms(beat.lease))
+                .arg(duration_ms(beat.grace))
+                .arg(beat.leases.len());
+            for l in &beat.leases {
+                inv.arg(l.id.to_string()).arg(l.attempt);
+            }
+        })
+        .await?;
+    let parse = |v: Vec<String>| v.iter().map(|s| s.parse()).collect::<Result<Vec<JobId>>>();
+    Ok(HeartbeatReply { lost: parse(lost)?, cancel: parse(cancel)? })
+}
+
+pub(super) async fn complete(
+    backend: &RedisBackend,
+    items: &[Completion],
+) -> Result<Vec<AckOutcome>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let results =
+        items.iter().map(|c| serde_json::to_string(&c.result)).collect::<Result<Vec<_>, _>>()?;
+    let reply: Vec<i64> = backend
+        .run(&SCRIPTS.complete, |inv| {
+            inv.arg(backend.ttl_ms()).arg(PURGE_ON_COMPLETE).arg(items.len());
+            for (c, r) in items.iter().zip(&results) {
+                inv.arg(c.lease.id.to_string()).arg(c.lease.attempt).arg(r);
+            }
+        })
+        .await?;
+    Ok(reply
+        .into_iter()
+        .map(|r| match r {
+            1 => AckOutcome::Completed,
+            2 => AckOutcome::Already,
+            _ => AckOutcome::Stale,
+        })
+        .collect())
+}
+
+pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutcome> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.fail, |inv| {
+            inv.arg(f.lease.id.to_string())
+                .arg(f.lease.attempt)
+                .arg(truncate_error(&f.error))
+                .arg(if f.retryable { 1 } else { 0 });
+            backend.policy_args(inv, &f.retry);
+        })
+        .await?;
+    match reply.first().map(text).transpose()? {
+        Some("RETRY") => {
+            let due = reply.get(1).map(int).transpose()?.unwrap_or(0);
+            let at = ms_to_time(due).ok_or_else(|| Error::Backend("bad retry time".into()))?;
+            Ok(FailOutcome::Retrying { at })
+        }
+        Some("DEAD") => Ok(FailOutcome::Dead),
+        Some("CANCELLED") => Ok(FailOutcome::Cancelled),
+        Some("STALE") => Ok(FailOutcome::Stale),
+        other => Err(Error::Backend(format!("unexpected fail reply {other:?}"))),
+    }
+}
+
+pub(super) async fn release(backend: &RedisBackend, leases: &[Lease]) -> Result<u64> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
+    backend
+        .run(&SCRIPTS.release, |inv| {
+            inv.arg(backend.ttl_ms()).arg(leases.len());
+            for l in leases {
+                inv.arg(l.id.to_string()).arg(l.attempt);
+            }
+        })
+        .await
+}
+
+pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<ReapReport> {
+    let r: Vec<u64> = backend
+        .run(&SCRIPTS.reap, |inv| {
+            inv.arg(duration_ms(o.interval))
+                .arg(duration_ms(o.grace))
+                .arg(o.limit)
+                .arg(o.max_stalls)
+                .arg(duration_ms(o.worker_ttl));
+            backend.policy_args(inv, &o.retry);
+            inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST);
+        })
+        .await?;
+    match r.as_slice() {
+        [ran, requeued, failed, cancelled] => Ok(ReapReport {
+            ran: *ran == 1,
+            requeued: *requeued,
+            failed: *failed,
+            cancelled: *cancelled,
+        }),
+        _ => Err(Error::Backend("malformed reap reply".into())),
+    }
+}
+
+pub(super) async fn cancel(backend: &RedisBackend, id: JobId) -> Result<CancelOutcome> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.cancel, |inv| {
+            inv.arg(id.to_string()).arg(backend.ttl_ms());
+        })
+        .await?;
+    match reply.first().map(text).transpose()? {
+        Some("CANCELLED") => Ok(CancelOutcome::Cancelled),
+        Some("RUNNING") => Ok(CancelOutcome::Requested),
+        Some("NOTFOUND") => Err(Error::NotFound { id }),
+        Some("STATE") => {
+            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "cancel" })
+        }
+        other => Err(Error::Backend(format!("unexpected cancel reply {other:?}"))),
+    }
+}
