@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use jobs_core::backend::redis::RedisConfig;
+use jobs_core::redis::RedisConfig;
 use jobs_core::{Job, JobContext, JobId, JobPriority, JobQueue, State};
 use jobs_tasks::alerts::{PriceNotification, check_price_alerts, send_price_notification};
 use jobs_tasks::bots::{RestartBots, bot_health_check, restart_unhealthy_bots};

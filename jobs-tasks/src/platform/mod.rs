@@ -302,7 +302,7 @@ impl Platform {
 
     /// A platform on the Redis that `cfg` describes (TLS files, a cluster), with its keys
     /// under `trading:{<cfg.namespace>}:`.
-    pub async fn redis_with(cfg: &jobs_core::backend::redis::RedisConfig) -> Result<Self> {
+    pub async fn redis_with(cfg: &jobs_core::redis::RedisConfig) -> Result<Self> {
         Ok(Self::new(Arc::new(RedisStore::connect_with(cfg).await?)))
     }
 
