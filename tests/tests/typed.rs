@@ -132,3 +132,39 @@ async fn by_name_on_redis() {
     ))
     .await;
 }
+
+/// The one option rule, on every enqueue path: what the call sets wins, then the handler's
+/// attribute, then the queue's defaults.
+#[tokio::test]
+async fn every_enqueue_path_resolves_options_by_one_rule() {
+    let defaults = jobs_core::JobDefaults {
+        priority: JobPriority::Low,
+        max_retries: 2,
+        timeout: Duration::from_secs(9),
+    };
+    let queue = JobQueue::memory().with_defaults(defaults);
+    let args = || Transfer { account: "acc".into(), cents: 1, tags: vec![] };
+    let call = jobs_core::JobOptions { max_retries: Some(1), ..jobs_core::JobOptions::NONE };
+    let by_type =
+        queue.enqueue_typed::<TypedTransferJob>(args()).options(call).await.expect("typed");
+    let by_name = queue
+        .enqueue("typed_transfer", serde_json::to_value(args()).expect("json"))
+        .options(call)
+        .await
+        .expect("by name");
+    let batch = queue.new_typed_job::<TypedTransferJob>(args()).expect("job");
+    let unknown = queue.enqueue("not_a_handler", json!({})).options(call).await.expect("unknown");
+    queue.enqueue_many(std::slice::from_ref(&batch)).await.expect("batch");
+    for (id, want) in [
+        (by_type, (JobPriority::Critical, 1, Duration::from_secs(45))),
+        (by_name, (JobPriority::Critical, 1, Duration::from_secs(45))),
+        (batch.id, (JobPriority::Critical, 7, Duration::from_secs(45))),
+        (unknown, (JobPriority::Low, 1, Duration::from_secs(9))),
+    ] {
+        let j = queue.get_job(id).await.expect("get").expect("exists");
+        assert_eq!((j.priority, j.max_retries, j.timeout), want, "job {}", j.name);
+    }
+    // A single option set on the builder after `options` still wins.
+    let e = queue.enqueue_typed::<TypedTransferJob>(args()).options(call).max_retries(4);
+    assert_eq!(e.job().max_retries, 4);
+}
