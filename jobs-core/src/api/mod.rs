@@ -27,10 +27,10 @@
 mod dashboard;
 mod error;
 mod extract;
-mod handlers;
+mod jobs;
 mod model;
 mod openapi;
-mod schedule;
+mod schedules;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,7 +55,7 @@ use crate::service::JobService;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use model::*;
 pub use openapi::openapi;
-pub use schedule::{
+pub use schedules::{
     Misfire, RegisterRequest, RunResponse, ScheduleInfoView, ScheduleListResponse, ScheduleView,
     SchedulerStatsView, UnregisterResponse,
 };
@@ -149,28 +149,28 @@ impl ApiState {
 /// come from this one list, so they cannot disagree.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::BaseDoc::openapi())
-        .routes(routes!(handlers::health))
-        .routes(routes!(handlers::stats))
-        .routes(routes!(handlers::queue_stats))
-        .routes(routes!(handlers::throughput))
-        .routes(routes!(handlers::workers_stats))
-        .routes(routes!(schedule::stats))
-        .routes(routes!(handlers::handlers))
-        .routes(routes!(handlers::enqueue))
-        .routes(routes!(handlers::get_job))
-        .routes(routes!(handlers::job_result))
-        .routes(routes!(handlers::cancel_job))
-        .routes(routes!(handlers::pending))
-        .routes(routes!(handlers::list_dlq, handlers::clear_dlq))
-        .routes(routes!(handlers::retry_dlq))
-        .routes(routes!(schedule::list))
-        .routes(routes!(schedule::register))
-        .routes(routes!(schedule::unregister))
-        .routes(routes!(schedule::enable))
-        .routes(routes!(schedule::disable))
-        .routes(routes!(schedule::run))
-        .routes(routes!(handlers::openapi_json))
-        .routes(routes!(handlers::prometheus))
+        .routes(routes!(jobs::health))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(jobs::queue_stats))
+        .routes(routes!(jobs::throughput))
+        .routes(routes!(jobs::workers_stats))
+        .routes(routes!(schedules::stats))
+        .routes(routes!(jobs::handlers))
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::job_result))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::pending))
+        .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
+        .routes(routes!(jobs::retry_dlq))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::register))
+        .routes(routes!(schedules::unregister))
+        .routes(routes!(schedules::enable))
+        .routes(routes!(schedules::disable))
+        .routes(routes!(schedules::run))
+        .routes(routes!(jobs::openapi_json))
+        .routes(routes!(jobs::prometheus))
 }
 
 /// The API's router: `/api/v1/jobs/...`, `/api/v1/jobs/openapi.json` and `/metrics`, with

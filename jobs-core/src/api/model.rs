@@ -460,7 +460,7 @@ pub struct FullStatsResponse {
     /// Whether this process's workers are running.
     pub running: bool,
     /// Scheduler statistics.
-    pub scheduler: super::schedule::SchedulerStatsView,
+    pub scheduler: super::schedules::SchedulerStatsView,
 }
 
 /// What to enqueue. Options not given come from the handler's attribute, then from the

@@ -1,4 +1,4 @@
-//! The endpoints under `/api/v1/jobs` (schedules are in [`schedule`](super::schedule)), and
+//! The endpoints under `/api/v1/jobs` (schedules are in [`schedules`](super::schedules)), and
 //! `/metrics`. Each is annotated with `#[utoipa::path]`: the OpenAPI document and the router
 //! are built from the same list (see [`routes`](super::routes)).
 
@@ -474,7 +474,7 @@ pub async fn prometheus(State(s): State<ApiState>) -> Result<Response, ApiError>
         metrics::family(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {v}");
     }
-    super::schedule::render_metrics(&s, &mut out).await?;
+    super::schedules::render_metrics(&s, &mut out).await?;
 
     let mut res = out.into_response();
     res.headers_mut().insert(
