@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::*;
 use crate::error::Error;
-use crate::job::{JobId, MAX_DELAY, MAX_TIMEOUT};
+use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT};
 use crate::metrics;
 
 /// How long the health check waits for the backend.
@@ -82,11 +82,11 @@ pub async fn health(State(s): State<ApiState>) -> (StatusCode, Json<HealthRespon
 pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>, ApiError> {
     let full = s.service().get_full_stats().await?;
     Ok(Json(FullStatsResponse {
-        queue: full.queue.into(),
-        workers: full.workers.into_iter().map(Into::into).collect(),
+        queue: full.queue,
+        workers: full.workers,
         handlers: handler_views(&s),
         running: full.running,
-        scheduler: full.scheduler.into(),
+        scheduler: full.scheduler,
     }))
 }
 
@@ -102,17 +102,7 @@ pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>,
 )]
 pub async fn throughput(State(s): State<ApiState>) -> Result<Json<ThroughputResponse>, ApiError> {
     let buckets = s.service().queue().backend().throughput().await?;
-    Ok(Json(ThroughputResponse {
-        bucket_seconds: 60,
-        buckets: buckets
-            .into_iter()
-            .map(|b| ThroughputBucketView {
-                start: b.start,
-                completed: b.completed,
-                failed: b.failed,
-            })
-            .collect(),
-    }))
+    Ok(Json(ThroughputResponse { bucket_seconds: 60, buckets }))
 }
 
 /// Queue statistics, as the spec's "Queue Statistics" object.
@@ -138,8 +128,7 @@ pub async fn queue_stats(State(s): State<ApiState>) -> Result<Json<QueueStatsVie
     )
 )]
 pub async fn workers_stats(State(s): State<ApiState>) -> Result<Json<WorkersResponse>, ApiError> {
-    let workers: Vec<WorkerStatsView> =
-        s.service().worker_stats().await?.into_iter().map(Into::into).collect();
+    let workers = s.service().worker_stats().await?;
     Ok(Json(WorkersResponse { total_workers: workers.len() as u64, workers }))
 }
 
@@ -204,7 +193,7 @@ pub async fn enqueue(
     handler.check_args(&args)?;
     let mut e = svc.enqueue(req.name.clone(), args);
     if let Some(p) = req.priority {
-        e = e.priority(p.into());
+        e = e.priority(p);
     }
     match (req.delay_seconds, req.scheduled_at) {
         (Some(_), Some(_)) => {
@@ -255,7 +244,7 @@ pub async fn enqueue(
         e = e.user_id(u);
     }
     let id = e.await?;
-    Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id.0 })))
+    Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id })))
 }
 
 /// A job, with every field of the spec's `Job`.
@@ -263,7 +252,7 @@ pub async fn enqueue(
     get, path = "/api/v1/jobs/job/{job_id}", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),
     responses(
-        (status = 200, body = JobView),
+        (status = 200, body = Job),
         (status = 400, description = "Not a job id", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -273,10 +262,10 @@ pub async fn enqueue(
 pub async fn get_job(
     State(s): State<ApiState>,
     ApiPath(raw): ApiPath<String>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Json<Job>, ApiError> {
     let id = job_id(&raw)?;
     let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
-    Ok(Json(job.into()))
+    Ok(Json(job))
 }
 
 /// A job's result (or its error, or `null` while it has none).
@@ -298,8 +287,8 @@ pub async fn job_result(
     let id = job_id(&raw)?;
     let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
     Ok(Json(JobResultResponse {
-        job_id: job.id.0,
-        status: job.status.into(),
+        job_id: job.id,
+        status: job.status,
         result: job.result,
         error: job.error,
         completed_at: job.completed_at,
@@ -325,7 +314,7 @@ pub async fn cancel_job(
 ) -> Result<Json<CancelResponse>, ApiError> {
     let id = job_id(&raw)?;
     let outcome = s.service().queue().cancel_job(id).await?;
-    Ok(Json(CancelResponse { job_id: id.0, outcome: outcome.into() }))
+    Ok(Json(CancelResponse { job_id: id, outcome }))
 }
 
 /// Jobs ready to run, in the order they will run.
@@ -344,12 +333,12 @@ pub async fn pending(
     ApiQuery(q): ApiQuery<PendingQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
     let n = limit(q.limit)?;
-    let jobs = s.service().queue().pending_jobs(q.priority.map(Into::into), n).await?;
+    let jobs = s.service().queue().pending_jobs(q.priority, n).await?;
     Ok(Json(job_list(jobs)))
 }
 
-fn job_list(jobs: Vec<crate::job::Job>) -> JobListResponse {
-    JobListResponse { count: jobs.len() as u64, jobs: jobs.into_iter().map(Into::into).collect() }
+fn job_list(jobs: Vec<Job>) -> JobListResponse {
+    JobListResponse { count: jobs.len() as u64, jobs }
 }
 
 /// The dead-letter queue, most recently failed first.
@@ -390,7 +379,7 @@ pub async fn retry_dlq(
 ) -> Result<Json<RetryResponse>, ApiError> {
     let id = job_id(&raw)?;
     s.service().queue().retry_dead_letter_job(id).await?;
-    Ok(Json(RetryResponse { job_id: id.0, status: Status::Pending }))
+    Ok(Json(RetryResponse { job_id: id, status: JobStatus::Pending }))
 }
 
 /// Deletes every job in the dead-letter queue.

@@ -55,10 +55,6 @@ use crate::service::JobService;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use model::*;
 pub use openapi::openapi;
-pub use schedules::{
-    Misfire, RegisterRequest, RunResponse, ScheduleInfoView, ScheduleListResponse, ScheduleView,
-    SchedulerStatsView, UnregisterResponse,
-};
 
 /// The path of the one endpoint that never requires the token.
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";

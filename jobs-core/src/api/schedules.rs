@@ -4,225 +4,14 @@ use std::fmt::Write as _;
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::model::Priority;
+use super::model::{RegisterRequest, RunResponse, ScheduleListResponse, UnregisterResponse};
 use crate::metrics;
-use crate::schedule::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType};
+use crate::schedule::{ScheduleInfo, ScheduleSpec};
 use crate::stats::SchedulerStats;
-
-/// When a schedule fires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ScheduleView {
-    /// Every `seconds` seconds.
-    Interval {
-        /// The period.
-        #[schema(minimum = 1, maximum = 315_360_000)]
-        seconds: u64,
-    },
-    /// On a 5-field cron expression (`minute hour day-of-month month day-of-week`).
-    Cron {
-        /// The expression, e.g. `0 8 * * *`.
-        expression: String,
-        /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
-        #[serde(default)]
-        timezone: Option<String>,
-    },
-    /// Once, at a time (one already past fires at once).
-    Once {
-        /// When (RFC 3339).
-        at: DateTime<Utc>,
-    },
-}
-
-impl From<ScheduleView> for ScheduleType {
-    fn from(v: ScheduleView) -> Self {
-        match v {
-            ScheduleView::Interval { seconds } => ScheduleType::Interval { seconds },
-            ScheduleView::Cron { expression, timezone } => {
-                ScheduleType::Cron { expression, timezone }
-            }
-            ScheduleView::Once { at } => ScheduleType::Once { at },
-        }
-    }
-}
-
-/// What happens to ticks that were due while no scheduler ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Misfire {
-    /// Fire once for all missed ticks, then resume on schedule (the default).
-    Coalesce,
-    /// Fire every missed tick, then resume.
-    CatchUp,
-}
-
-impl From<MisfirePolicy> for Misfire {
-    fn from(m: MisfirePolicy) -> Self {
-        match m {
-            MisfirePolicy::Coalesce => Misfire::Coalesce,
-            MisfirePolicy::CatchUp => Misfire::CatchUp,
-        }
-    }
-}
-
-impl From<Misfire> for MisfirePolicy {
-    fn from(m: Misfire) -> Self {
-        match m {
-            Misfire::Coalesce => MisfirePolicy::Coalesce,
-            Misfire::CatchUp => MisfirePolicy::CatchUp,
-        }
-    }
-}
-
-/// A schedule to register (or to replace the one of that name).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "portfolio_sync", "job_name": "sync_all_portfolios",
-    "schedule": {"type": "interval", "seconds": 300}, "priority": "normal"}))]
-pub struct RegisterRequest {
-    /// The schedule's name (unique in the deployment).
-    #[schema(min_length = 1, max_length = 200)]
-    pub name: String,
-    /// The handler its jobs run.
-    #[schema(min_length = 1, max_length = 200)]
-    pub job_name: String,
-    /// When it fires.
-    pub schedule: ScheduleView,
-    /// The arguments of its jobs (default `{}`); they must fit the handler (else 422).
-    #[serde(default)]
-    pub args: Option<serde_json::Value>,
-    /// The priority of its jobs (default: the handler's, else normal).
-    #[serde(default)]
-    pub priority: Option<Priority>,
-    /// Whether it fires (default true).
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// What happens to missed ticks (default `coalesce`).
-    #[serde(default)]
-    pub misfire: Option<Misfire>,
-}
-
-/// One schedule and its state (the spec's task object).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ScheduleInfoView {
-    /// The schedule's name.
-    pub name: String,
-    /// The handler its jobs run.
-    pub job_name: String,
-    /// `interval`, `cron` or `once`.
-    pub schedule_type: String,
-    /// The period of an interval schedule.
-    pub interval_seconds: Option<u64>,
-    /// The expression of a cron schedule.
-    pub cron_expression: Option<String>,
-    /// The time zone of a cron schedule (`null`: UTC).
-    pub timezone: Option<String>,
-    /// The instant of a one-time schedule.
-    pub run_at: Option<DateTime<Utc>>,
-    /// The arguments of its jobs.
-    pub args: serde_json::Value,
-    /// The priority of its jobs.
-    pub priority: Priority,
-    /// Whether it fires.
-    pub enabled: bool,
-    /// When it last enqueued a job.
-    pub last_run: Option<DateTime<Utc>>,
-    /// Its next tick (`null` when disabled, or for a one-time schedule that has fired).
-    pub next_run: Option<DateTime<Utc>>,
-    /// How many jobs it has enqueued.
-    pub run_count: u64,
-    /// The last job it enqueued.
-    pub last_job_id: Option<Uuid>,
-    /// What happens to missed ticks.
-    pub misfire_policy: Misfire,
-}
-
-impl From<ScheduleInfo> for ScheduleInfoView {
-    fn from(i: ScheduleInfo) -> Self {
-        ScheduleInfoView {
-            name: i.name,
-            job_name: i.job_name,
-            schedule_type: i.schedule_type,
-            interval_seconds: i.interval_seconds,
-            cron_expression: i.cron_expression,
-            timezone: i.timezone,
-            run_at: i.run_at,
-            args: i.args,
-            priority: i.priority.into(),
-            enabled: i.enabled,
-            last_run: i.last_run,
-            next_run: i.next_run,
-            run_count: i.run_count,
-            last_job_id: i.last_job_id.map(|id| id.0),
-            misfire_policy: i.misfire_policy.into(),
-        }
-    }
-}
-
-/// The spec's "Scheduler Statistics" object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct SchedulerStatsView {
-    /// Whether this process's scheduler loop is running.
-    pub running: bool,
-    /// Schedules in the deployment.
-    pub total_tasks: u64,
-    /// Enabled schedules.
-    pub enabled_tasks: u64,
-    /// Disabled schedules.
-    pub disabled_tasks: u64,
-    /// Enabled schedules whose next run has come and not fired yet.
-    pub due_tasks: u64,
-    /// Every schedule, by name.
-    pub tasks: Vec<ScheduleInfoView>,
-}
-
-impl From<SchedulerStats> for SchedulerStatsView {
-    fn from(s: SchedulerStats) -> Self {
-        SchedulerStatsView {
-            running: s.running,
-            total_tasks: s.total_tasks as u64,
-            enabled_tasks: s.enabled_tasks as u64,
-            disabled_tasks: s.disabled_tasks as u64,
-            due_tasks: s.due_tasks as u64,
-            tasks: s.tasks.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-/// Every schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ScheduleListResponse {
-    /// How many.
-    pub count: u64,
-    /// Each, by name.
-    pub tasks: Vec<ScheduleInfoView>,
-}
-
-/// The job a run-now enqueued.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RunResponse {
-    /// The schedule.
-    pub name: String,
-    /// The job enqueued.
-    pub job_id: Uuid,
-}
-
-/// A schedule removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct UnregisterResponse {
-    /// The schedule.
-    pub name: String,
-    /// Always true.
-    pub removed: bool,
-}
 
 /// Appends the scheduler's gauges to a metrics page.
 pub(crate) async fn render_metrics(s: &ApiState, out: &mut String) -> Result<(), ApiError> {
@@ -246,13 +35,13 @@ pub(crate) async fn render_metrics(s: &ApiState, out: &mut String) -> Result<(),
 #[utoipa::path(
     get, path = "/api/v1/jobs/scheduler/stats", tag = "scheduler",
     responses(
-        (status = 200, body = SchedulerStatsView),
+        (status = 200, body = SchedulerStats),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn stats(State(s): State<ApiState>) -> Result<Json<SchedulerStatsView>, ApiError> {
-    Ok(Json(s.service().scheduler().stats().await?.into()))
+pub async fn stats(State(s): State<ApiState>) -> Result<Json<SchedulerStats>, ApiError> {
+    Ok(Json(s.service().scheduler().stats().await?))
 }
 
 /// Every schedule.
@@ -265,8 +54,7 @@ pub async fn stats(State(s): State<ApiState>) -> Result<Json<SchedulerStatsView>
     )
 )]
 pub async fn list(State(s): State<ApiState>) -> Result<Json<ScheduleListResponse>, ApiError> {
-    let tasks: Vec<ScheduleInfoView> =
-        s.service().scheduler().list().await?.into_iter().map(Into::into).collect();
+    let tasks = s.service().scheduler().list().await?;
     Ok(Json(ScheduleListResponse { count: tasks.len() as u64, tasks }))
 }
 
@@ -275,7 +63,7 @@ pub async fn list(State(s): State<ApiState>) -> Result<Json<ScheduleListResponse
     post, path = "/api/v1/jobs/scheduled/register", tag = "scheduler",
     request_body = RegisterRequest,
     responses(
-        (status = 200, description = "Registered", body = ScheduleInfoView, links(
+        (status = 200, description = "Registered", body = ScheduleInfo, links(
             ("EnableSchedule" = (operation_id = "enable", parameters(("name" = "$response.body#/name")))),
             ("DisableSchedule" = (operation_id = "disable", parameters(("name" = "$response.body#/name")))),
             ("RunSchedule" = (operation_id = "run", parameters(("name" = "$response.body#/name")))),
@@ -293,10 +81,10 @@ pub async fn list(State(s): State<ApiState>) -> Result<Json<ScheduleListResponse
 pub async fn register(
     State(s): State<ApiState>,
     ApiJson(req): ApiJson<RegisterRequest>,
-) -> Result<Json<ScheduleInfoView>, ApiError> {
+) -> Result<Json<ScheduleInfo>, ApiError> {
     let svc = s.service();
     let priority = match req.priority {
-        Some(p) => p.into(),
+        Some(p) => p,
         None => svc
             .registry()
             .handler(&req.job_name)
@@ -307,8 +95,8 @@ pub async fn register(
         .args(req.args.unwrap_or_else(|| serde_json::json!({})))
         .priority(priority)
         .enabled(req.enabled.unwrap_or(true))
-        .misfire(req.misfire.map_or(MisfirePolicy::default(), Into::into));
-    Ok(Json(svc.scheduler().register(spec).await?.into()))
+        .misfire(req.misfire.unwrap_or_default());
+    Ok(Json(svc.scheduler().register(spec).await?))
 }
 
 /// Removes a schedule (the jobs it already enqueued are not touched).
@@ -335,7 +123,7 @@ pub async fn unregister(
     post, path = "/api/v1/jobs/scheduled/{name}/enable", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
-        (status = 200, body = ScheduleInfoView),
+        (status = 200, body = ScheduleInfo),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
@@ -344,8 +132,8 @@ pub async fn unregister(
 pub async fn enable(
     State(s): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<ScheduleInfoView>, ApiError> {
-    Ok(Json(s.service().scheduler().enable(&name).await?.into()))
+) -> Result<Json<ScheduleInfo>, ApiError> {
+    Ok(Json(s.service().scheduler().enable(&name).await?))
 }
 
 /// Disables a schedule: it keeps its definition and counters but does not fire.
@@ -353,7 +141,7 @@ pub async fn enable(
     post, path = "/api/v1/jobs/scheduled/{name}/disable", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
-        (status = 200, body = ScheduleInfoView),
+        (status = 200, body = ScheduleInfo),
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
@@ -362,8 +150,8 @@ pub async fn enable(
 pub async fn disable(
     State(s): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<ScheduleInfoView>, ApiError> {
-    Ok(Json(s.service().scheduler().disable(&name).await?.into()))
+) -> Result<Json<ScheduleInfo>, ApiError> {
+    Ok(Json(s.service().scheduler().disable(&name).await?))
 }
 
 /// Enqueues one job of the schedule now, enabled or not; its next run does not move.
@@ -382,5 +170,5 @@ pub async fn run(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let id = s.service().scheduler().run_now(&name).await?;
-    Ok(Json(RunResponse { name, job_id: id.0 }))
+    Ok(Json(RunResponse { name, job_id: id }))
 }
