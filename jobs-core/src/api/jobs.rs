@@ -1,8 +1,8 @@
-//! The endpoints under `/api/v1/jobs` (schedules are in [`schedules`](super::schedules)), and
-//! `/metrics`. Each is annotated with `#[utoipa::path]`: the OpenAPI document and the router
-//! are built from the same list (see [`routes`](super::routes)).
+//! The endpoints under `/api/v1/jobs` (schedules are in [`schedules`](super::schedules),
+//! `/metrics` in [`metrics`](super::metrics)). Each is annotated with `#[utoipa::path]`:
+//! the OpenAPI document and the router are built from the same list (see
+//! [`routes`](super::routes)).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::Json;
@@ -17,7 +17,6 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::*;
 use crate::error::Error;
 use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT};
-use crate::metrics;
 
 /// How long the health check waits for the backend.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -407,68 +406,4 @@ pub async fn openapi_json() -> Response {
     let mut res = super::openapi::document_json().to_owned().into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
-}
-
-/// Prometheus metrics: this process's job counters and processing-time histograms by
-/// handler, and the deployment's queue depths, dead-letter size and live workers.
-#[utoipa::path(
-    get, path = "/metrics", tag = "meta",
-    responses(
-        (status = 200, description = "Prometheus text format 0.0.4", body = String,
-            content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        (status = 401, body = ErrorBody),
-        (status = 500, body = ErrorBody),
-    )
-)]
-pub async fn prometheus(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    let svc = s.service();
-    let q = svc.queue().stats().await?;
-    let workers = svc.worker_stats().await?;
-    let mut out = String::with_capacity(4096);
-    metrics::render_process(&mut out);
-
-    metrics::family(&mut out, "jobs_queue_pending", "gauge", "Jobs ready to run, by priority.");
-    for (p, n) in [
-        ("critical", q.pending.critical),
-        ("high", q.pending.high),
-        ("normal", q.pending.normal),
-        ("low", q.pending.low),
-    ] {
-        let _ = writeln!(out, "jobs_queue_pending{{priority=\"{p}\"}} {n}");
-    }
-    let gauges = [
-        ("jobs_queue_scheduled", "Jobs due later (delayed, and retries waiting).", q.scheduled),
-        ("jobs_queue_retrying", "Retries waiting for their next attempt.", q.retrying),
-        ("jobs_queue_processing", "Jobs running.", q.processing),
-        ("jobs_dead_letter_size", "Jobs in the dead-letter queue.", q.dead_letter),
-        ("jobs_workers_live", "Workers of the deployment with a recent heartbeat.", {
-            workers.len() as u64
-        }),
-    ];
-    for (name, help, v) in gauges {
-        metrics::family(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {v}");
-    }
-    let c = q.counters;
-    let backend_counters = [
-        ("jobs_backend_enqueued_total", "Jobs created in the deployment.", c.enqueued),
-        ("jobs_backend_completed_total", "Jobs completed in the deployment.", c.completed),
-        ("jobs_backend_failed_total", "Failed attempts in the deployment.", c.failed),
-        ("jobs_backend_retried_total", "Retries scheduled in the deployment.", c.retried),
-        ("jobs_backend_dead_lettered_total", "Jobs dead-lettered in the deployment.", c.dead),
-        ("jobs_backend_cancelled_total", "Jobs cancelled in the deployment.", c.cancelled),
-        ("jobs_backend_stalled_total", "Leases taken back from lost workers.", c.stalled),
-    ];
-    for (name, help, v) in backend_counters {
-        metrics::family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {v}");
-    }
-    super::schedules::render_metrics(&s, &mut out).await?;
-
-    let mut res = out.into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    Ok(res)
 }

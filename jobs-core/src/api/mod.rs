@@ -28,6 +28,7 @@ mod dashboard;
 mod error;
 mod extract;
 mod jobs;
+mod metrics;
 mod model;
 mod openapi;
 mod schedules;
@@ -166,7 +167,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::disable))
         .routes(routes!(schedules::run))
         .routes(routes!(jobs::openapi_json))
-        .routes(routes!(jobs::prometheus))
+        .routes(routes!(metrics::prometheus))
 }
 
 /// The API's router: `/api/v1/jobs/...`, `/api/v1/jobs/openapi.json` and `/metrics`, with

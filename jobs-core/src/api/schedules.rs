@@ -1,7 +1,5 @@
 //! The scheduler's endpoints: `scheduler/stats` and `scheduled/*`.
 
-use std::fmt::Write as _;
-
 use axum::Json;
 use axum::extract::State;
 
@@ -9,27 +7,8 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::model::{RegisterRequest, RunResponse, ScheduleListResponse, UnregisterResponse};
-use crate::metrics;
 use crate::schedule::{ScheduleInfo, ScheduleSpec};
 use crate::stats::SchedulerStats;
-
-/// Appends the scheduler's gauges to a metrics page.
-pub(crate) async fn render_metrics(s: &ApiState, out: &mut String) -> Result<(), ApiError> {
-    let st = s.service().scheduler().stats().await?;
-    metrics::family(out, "jobs_schedules", "gauge", "Schedules of the deployment, by state.");
-    let _ = writeln!(out, "jobs_schedules{{state=\"enabled\"}} {}", st.enabled_tasks);
-    let _ = writeln!(out, "jobs_schedules{{state=\"disabled\"}} {}", st.disabled_tasks);
-    metrics::family(out, "jobs_schedules_due", "gauge", "Enabled schedules due and not fired.");
-    let _ = writeln!(out, "jobs_schedules_due {}", st.due_tasks);
-    metrics::family(
-        out,
-        "jobs_scheduler_running",
-        "gauge",
-        "1 when this process's scheduler runs.",
-    );
-    let _ = writeln!(out, "jobs_scheduler_running {}", u8::from(st.running));
-    Ok(())
-}
 
 /// The spec's "Scheduler Statistics".
 #[utoipa::path(
