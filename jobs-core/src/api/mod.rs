@@ -32,6 +32,7 @@ mod metrics;
 mod model;
 mod openapi;
 mod schedules;
+mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -146,13 +147,13 @@ impl ApiState {
 /// come from this one list, so they cannot disagree.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::BaseDoc::openapi())
-        .routes(routes!(jobs::health))
-        .routes(routes!(jobs::stats))
-        .routes(routes!(jobs::queue_stats))
-        .routes(routes!(jobs::throughput))
-        .routes(routes!(jobs::workers_stats))
+        .routes(routes!(stats::health))
+        .routes(routes!(stats::stats))
+        .routes(routes!(stats::queue_stats))
+        .routes(routes!(stats::throughput))
+        .routes(routes!(stats::workers_stats))
         .routes(routes!(schedules::stats))
-        .routes(routes!(jobs::handlers))
+        .routes(routes!(stats::handlers))
         .routes(routes!(jobs::enqueue))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::job_result))
@@ -166,7 +167,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::enable))
         .routes(routes!(schedules::disable))
         .routes(routes!(schedules::run))
-        .routes(routes!(jobs::openapi_json))
+        .routes(routes!(openapi::openapi_json))
         .routes(routes!(metrics::prometheus))
 }
 
