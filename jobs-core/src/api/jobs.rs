@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use chrono::Utc;
 
@@ -58,7 +58,7 @@ fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
     )
 )]
 pub async fn enqueue(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiJson(req): ApiJson<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
     let svc = s.service();
@@ -137,7 +137,7 @@ pub async fn enqueue(
     )
 )]
 pub async fn get_job(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
     let id = job_id(&raw)?;
@@ -158,7 +158,7 @@ pub async fn get_job(
     )
 )]
 pub async fn job_result(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<JobResultResponse>, ApiError> {
     let id = job_id(&raw)?;
@@ -186,7 +186,7 @@ pub async fn job_result(
     )
 )]
 pub async fn cancel_job(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let id = job_id(&raw)?;
@@ -206,7 +206,7 @@ pub async fn cancel_job(
     )
 )]
 pub async fn pending(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiQuery(q): ApiQuery<PendingQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
     let n = limit(q.limit)?;
@@ -230,7 +230,7 @@ fn job_list(jobs: Vec<Job>) -> JobListResponse {
     )
 )]
 pub async fn list_dlq(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<JobListResponse>, ApiError> {
     let n = limit(q.limit)?;
@@ -251,7 +251,7 @@ pub async fn list_dlq(
     )
 )]
 pub async fn retry_dlq(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<RetryResponse>, ApiError> {
     let id = job_id(&raw)?;
@@ -268,6 +268,6 @@ pub async fn retry_dlq(
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn clear_dlq(State(s): State<ApiState>) -> Result<Json<ClearResponse>, ApiError> {
+pub async fn clear_dlq(AxumState(s): AxumState<ApiState>) -> Result<Json<ClearResponse>, ApiError> {
     Ok(Json(ClearResponse { cleared: s.service().queue().clear_dead_letter_queue().await? }))
 }

@@ -40,7 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+// axum's `State` extractor goes by `AxumState` throughout this module: in this crate,
+// `State` is the handlers' application state (`jobs_core::State`).
+use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -208,7 +210,7 @@ fn is_authorized(req: &Request, token: &str) -> bool {
         && bool::from(credentials.trim().as_bytes().ct_eq(token.as_bytes()))
 }
 
-async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.config.token
         && req.uri().path() != HEALTH_PATH
         && !is_authorized(&req, token)

@@ -1,7 +1,7 @@
 //! The scheduler's endpoints: `scheduler/stats` and `scheduled/*`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::State as AxumState;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
@@ -19,7 +19,7 @@ use crate::stats::SchedulerStats;
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn stats(State(s): State<ApiState>) -> Result<Json<SchedulerStats>, ApiError> {
+pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<SchedulerStats>, ApiError> {
     Ok(Json(s.service().scheduler().stats().await?))
 }
 
@@ -32,7 +32,9 @@ pub async fn stats(State(s): State<ApiState>) -> Result<Json<SchedulerStats>, Ap
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn list(State(s): State<ApiState>) -> Result<Json<ScheduleListResponse>, ApiError> {
+pub async fn list(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<ScheduleListResponse>, ApiError> {
     let tasks = s.service().scheduler().list().await?;
     Ok(Json(ScheduleListResponse { count: tasks.len() as u64, tasks }))
 }
@@ -58,7 +60,7 @@ pub async fn list(State(s): State<ApiState>) -> Result<Json<ScheduleListResponse
     )
 )]
 pub async fn register(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<ScheduleInfo>, ApiError> {
     let svc = s.service();
@@ -90,7 +92,7 @@ pub async fn register(
     )
 )]
 pub async fn unregister(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<UnregisterResponse>, ApiError> {
     s.service().scheduler().unregister(&name).await?;
@@ -109,7 +111,7 @@ pub async fn unregister(
     )
 )]
 pub async fn enable(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ScheduleInfo>, ApiError> {
     Ok(Json(s.service().scheduler().enable(&name).await?))
@@ -127,7 +129,7 @@ pub async fn enable(
     )
 )]
 pub async fn disable(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ScheduleInfo>, ApiError> {
     Ok(Json(s.service().scheduler().disable(&name).await?))
@@ -145,7 +147,7 @@ pub async fn disable(
     )
 )]
 pub async fn run(
-    State(s): State<ApiState>,
+    AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<RunResponse>, ApiError> {
     let id = s.service().scheduler().run_now(&name).await?;

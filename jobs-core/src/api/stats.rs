@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 
 use super::ApiState;
@@ -26,7 +26,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
         (status = 503, description = "The backend does not answer", body = HealthResponse),
     )
 )]
-pub async fn health(State(s): State<ApiState>) -> (StatusCode, Json<HealthResponse>) {
+pub async fn health(AxumState(s): AxumState<ApiState>) -> (StatusCode, Json<HealthResponse>) {
     let svc = s.service();
     let ok = match tokio::time::timeout(HEALTH_TIMEOUT, svc.queue().stats()).await {
         Ok(Ok(_)) => true,
@@ -59,7 +59,7 @@ pub async fn health(State(s): State<ApiState>) -> (StatusCode, Json<HealthRespon
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>, ApiError> {
+pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<FullStatsResponse>, ApiError> {
     let full = s.service().get_full_stats().await?;
     Ok(Json(FullStatsResponse {
         queue: full.queue,
@@ -80,7 +80,9 @@ pub async fn stats(State(s): State<ApiState>) -> Result<Json<FullStatsResponse>,
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn throughput(State(s): State<ApiState>) -> Result<Json<ThroughputResponse>, ApiError> {
+pub async fn throughput(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<ThroughputResponse>, ApiError> {
     let buckets = s.service().queue().backend().throughput().await?;
     Ok(Json(ThroughputResponse { bucket_seconds: 60, buckets }))
 }
@@ -94,7 +96,9 @@ pub async fn throughput(State(s): State<ApiState>) -> Result<Json<ThroughputResp
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn queue_stats(State(s): State<ApiState>) -> Result<Json<QueueStatsView>, ApiError> {
+pub async fn queue_stats(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<QueueStatsView>, ApiError> {
     Ok(Json(s.service().queue().stats().await?.into()))
 }
 
@@ -107,7 +111,9 @@ pub async fn queue_stats(State(s): State<ApiState>) -> Result<Json<QueueStatsVie
         (status = 500, body = ErrorBody),
     )
 )]
-pub async fn workers_stats(State(s): State<ApiState>) -> Result<Json<WorkersResponse>, ApiError> {
+pub async fn workers_stats(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<WorkersResponse>, ApiError> {
     let workers = s.service().worker_stats().await?;
     Ok(Json(WorkersResponse { total_workers: workers.len() as u64, workers }))
 }
@@ -133,6 +139,6 @@ fn handler_views(s: &ApiState) -> Vec<HandlerView> {
         (status = 401, body = ErrorBody),
     )
 )]
-pub async fn handlers(State(s): State<ApiState>) -> Json<HandlersResponse> {
+pub async fn handlers(AxumState(s): AxumState<ApiState>) -> Json<HandlersResponse> {
     Json(HandlersResponse { handlers: handler_views(&s) })
 }
