@@ -17,6 +17,17 @@ use crate::error::Error;
 /// answered with [`EnqueueOutcome::Duplicate`] instead of a second job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(
+        value_type = String,
+        format = Uuid,
+        description = "A job's id: a UUID (v7 for jobs created by the service, so ids sort by \
+            creation time).",
+        example = "0190f5c2-7a3b-7c1d-9e2f-0123456789ab"
+    )
+)]
 pub struct JobId(pub Uuid);
 
 impl JobId {
@@ -63,6 +74,7 @@ impl FromStr for JobId {
 /// `cancelled`; a running job asked to cancel ends `cancelled` when its handler stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum JobStatus {
     /// Waiting to run: ready now, or at `scheduled_at`.
     Pending,
@@ -122,6 +134,7 @@ impl fmt::Display for JobStatus {
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum JobPriority {
     /// Immediate execution required.
     Critical = 0,
@@ -186,6 +199,7 @@ impl FromStr for JobPriority {
 /// dropped when a job finishes so that retained records stay small (a failed job keeps
 /// them, so that a dead-letter retry can run it again).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Job {
     /// The job's id.
     pub id: JobId,
@@ -215,6 +229,7 @@ pub struct Job {
     pub max_retries: u32,
     /// How long one attempt may run.
     #[serde(with = "duration_secs")]
+    #[cfg_attr(feature = "api", schema(value_type = f64))]
     pub timeout: Duration,
     /// The user the job acts for, if any.
     pub user_id: Option<String>,

@@ -1,5 +1,6 @@
-//! This process's job counters and processing-time histograms, by handler, and their
-//! rendering in the Prometheus text exposition format (served at `/metrics` by the API).
+//! This process's job counters and processing-time histograms, by handler. The API renders
+//! them in the Prometheus text exposition format at `/metrics` (see `api::metrics`, the
+//! one place the page is written).
 //!
 //! The counters are process-wide, like the default registry of the `prometheus` crate: a
 //! worker records the outcome of every job it runs here, the API records the jobs it
@@ -7,7 +8,6 @@
 //! counters) are read from the backend when the page is rendered, not kept here.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -25,8 +25,7 @@ const OVERFLOW_LABEL: &str = "__other__";
 /// What happened to a job, as counted per handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// Enqueued by this process (through the API).
-    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    /// Enqueued by this process.
     Enqueued,
     /// Its handler succeeded and the completion was recorded.
     Completed,
@@ -38,17 +37,25 @@ pub(crate) enum Event {
     DeadLettered,
 }
 
+/// One handler's counters and histogram.
 #[derive(Debug, Clone, Default)]
-struct HandlerMetrics {
-    enqueued: u64,
-    completed: u64,
-    failed: u64,
-    retried: u64,
-    dead: u64,
-    /// Non-cumulative counts per bucket; the last one is `+Inf`.
-    buckets: [u64; BUCKETS.len() + 1],
-    sum: f64,
-    count: u64,
+pub(crate) struct HandlerMetrics {
+    /// Jobs enqueued.
+    pub(crate) enqueued: u64,
+    /// Jobs completed.
+    pub(crate) completed: u64,
+    /// Failed attempts.
+    pub(crate) failed: u64,
+    /// Failed attempts scheduled for a retry.
+    pub(crate) retried: u64,
+    /// Jobs dead-lettered.
+    pub(crate) dead: u64,
+    /// Non-cumulative counts per bucket of [`BUCKETS`]; the last one is `+Inf`.
+    pub(crate) buckets: [u64; BUCKETS.len() + 1],
+    /// Sum of the run times observed, seconds.
+    pub(crate) sum: f64,
+    /// Run times observed.
+    pub(crate) count: u64,
 }
 
 fn registry() -> &'static Mutex<BTreeMap<String, HandlerMetrics>> {
@@ -90,75 +97,10 @@ pub(crate) fn observe(name: &str, took: Duration) {
     });
 }
 
-/// The counters of handler `name` as `(enqueued, completed, failed, retried, dead)`.
-#[cfg(test)]
-fn counters(name: &str) -> Option<(u64, u64, u64, u64, u64)> {
-    let map = registry().lock().unwrap_or_else(|e| e.into_inner());
-    map.get(name).map(|m| (m.enqueued, m.completed, m.failed, m.retried, m.dead))
-}
-
-/// Escapes a label value for the text format: backslash, double quote and line feed.
-pub(crate) fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Renders this process's per-handler counters and histograms.
+/// A copy of every handler's metrics, by handler name.
 #[cfg_attr(not(feature = "api"), allow(dead_code))]
-pub(crate) fn render_process(out: &mut String) {
-    let map = registry().lock().unwrap_or_else(|e| e.into_inner()).clone();
-    type Get = fn(&HandlerMetrics) -> u64;
-    let counters: [(&str, &str, Get); 5] = [
-        ("jobs_enqueued_total", "Jobs enqueued by this process, by handler.", |m| m.enqueued),
-        ("jobs_completed_total", "Jobs completed by this process's workers, by handler.", |m| {
-            m.completed
-        }),
-        (
-            "jobs_failed_total",
-            "Failed attempts in this process's workers (each retry and each dead-lettering counts), by handler.",
-            |m| m.failed,
-        ),
-        ("jobs_retried_total", "Failed attempts scheduled for a retry, by handler.", |m| m.retried),
-        (
-            "jobs_dead_lettered_total",
-            "Jobs moved to the dead-letter queue by this process's workers, by handler.",
-            |m| m.dead,
-        ),
-    ];
-    for (name, help, get) in counters {
-        family(out, name, "counter", help);
-        for (handler, m) in &map {
-            let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), get(m));
-        }
-    }
-    let name = "jobs_processing_seconds";
-    family(out, name, "histogram", "Handler run time in this process's workers, by handler.");
-    for (handler, m) in &map {
-        let h = escape_label(handler);
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += m.buckets[i];
-            let _ = writeln!(out, "{name}_bucket{{handler=\"{h}\",le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += m.buckets[BUCKETS.len()];
-        let _ = writeln!(out, "{name}_bucket{{handler=\"{h}\",le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum{{handler=\"{h}\"}} {}", m.sum);
-        let _ = writeln!(out, "{name}_count{{handler=\"{h}\"}} {}", m.count);
-    }
+pub(crate) fn snapshot() -> BTreeMap<String, HandlerMetrics> {
+    registry().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 #[cfg(test)]
@@ -166,7 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_and_histogram_render_per_handler() {
+    fn events_and_run_times_are_counted_per_handler() {
         let name = "metrics_unit_test_handler";
         record(name, Event::Enqueued);
         record(name, Event::Completed);
@@ -175,24 +117,11 @@ mod tests {
         record(name, Event::DeadLettered);
         observe(name, Duration::from_millis(3));
         observe(name, Duration::from_secs(1000));
-        assert_eq!(counters(name), Some((1, 1, 1, 1, 1)));
-        let mut out = String::new();
-        render_process(&mut out);
-        for line in [
-            "jobs_enqueued_total{handler=\"metrics_unit_test_handler\"} 1",
-            "jobs_dead_lettered_total{handler=\"metrics_unit_test_handler\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"metrics_unit_test_handler\",le=\"0.005\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"metrics_unit_test_handler\",le=\"300\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"metrics_unit_test_handler\",le=\"+Inf\"} 2",
-            "jobs_processing_seconds_count{handler=\"metrics_unit_test_handler\"} 2",
-            "# TYPE jobs_processing_seconds histogram",
-        ] {
-            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
-        }
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let all = snapshot();
+        let m = all.get(name).expect("recorded");
+        assert_eq!((m.enqueued, m.completed, m.failed, m.retried, m.dead), (1, 1, 1, 1, 1));
+        assert_eq!(m.buckets[0], 1, "3 ms is in the first bucket");
+        assert_eq!(m.buckets[BUCKETS.len()], 1, "1000 s is past the last bound");
+        assert_eq!(m.count, 2);
     }
 }

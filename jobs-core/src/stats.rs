@@ -10,6 +10,7 @@ use crate::schedule::ScheduleInfo;
 
 /// Pending jobs per priority (the spec's `pending` object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct PendingByPriority {
     /// Critical jobs ready to run.
     pub critical: u64,
@@ -50,6 +51,7 @@ impl PendingByPriority {
 
 /// Monotonic counters since the namespace was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct QueueCounters {
     /// Jobs created.
     pub enqueued: u64,
@@ -78,6 +80,19 @@ pub struct QueueCounters {
 ///  "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17, ...}
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(
+        description = "Queue statistics: the spec's \"Queue Statistics\" object, plus `retrying` \
+            and `counters`.",
+        example = json!({"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
+            "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17,
+            "retrying": 1, "counters": {"enqueued": 120, "completed": 98, "failed": 6,
+            "retried": 5, "dead": 1, "cancelled": 2, "stalled": 0, "dead_dropped": 0,
+            "purged": 40}})
+    )
+)]
 pub struct QueueStats {
     /// Jobs ready to run, per priority.
     pub pending: PendingByPriority,
@@ -98,6 +113,7 @@ pub struct QueueStats {
 /// What a worker is doing (the spec's `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum WorkerStatus {
     /// Not started yet.
     Starting,
@@ -120,6 +136,19 @@ pub enum WorkerStatus {
 ///  "average_processing_time": 2.5, ...}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(
+        description = "A worker's statistics: the spec's \"Worker Statistics\" object, plus \
+            what operators need to find the worker.",
+        example = json!({"worker_id": "main-worker", "status": "processing",
+            "jobs_processed": 150, "jobs_succeeded": 145, "jobs_failed": 5,
+            "success_rate": 96.67, "average_processing_time": 2.5, "in_flight": 1,
+            "concurrency": 10, "host": "app-1", "pid": 4242,
+            "started_at": "2025-01-01T00:00:00Z"})
+    )
+)]
 pub struct WorkerStats {
     /// The worker's id.
     pub worker_id: String,
@@ -136,8 +165,10 @@ pub struct WorkerStats {
     /// Mean handler run time in seconds.
     pub average_processing_time: f64,
     /// Jobs running now.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub in_flight: usize,
     /// Most jobs run at once.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub concurrency: usize,
     /// Host name.
     pub host: String,
@@ -181,16 +212,21 @@ pub struct FullStats {
 
 /// The spec's "Scheduler Statistics".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct SchedulerStats {
     /// Whether this process's scheduler loop is running.
     pub running: bool,
     /// Schedules in the deployment.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub total_tasks: usize,
     /// Enabled schedules.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub enabled_tasks: usize,
     /// Disabled schedules.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub disabled_tasks: usize,
     /// Enabled schedules whose next run has come (on the backend's clock) and not fired yet.
+    #[cfg_attr(feature = "api", schema(value_type = u64))]
     pub due_tasks: usize,
     /// Every schedule, by name.
     pub tasks: Vec<ScheduleInfo>,

@@ -27,10 +27,12 @@
 mod dashboard;
 mod error;
 mod extract;
-mod handlers;
+mod jobs;
+mod metrics;
 mod model;
 mod openapi;
-mod schedule;
+mod schedules;
+mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,7 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+// axum's `State` extractor goes by `AxumState` throughout this module: in this crate,
+// `State` is the handlers' application state (`jobs_core::State`).
+use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,10 +59,6 @@ use crate::service::JobService;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use model::*;
 pub use openapi::openapi;
-pub use schedule::{
-    Misfire, RegisterRequest, RunResponse, ScheduleInfoView, ScheduleListResponse, ScheduleView,
-    SchedulerStatsView, UnregisterResponse,
-};
 
 /// The path of the one endpoint that never requires the token.
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";
@@ -149,28 +149,28 @@ impl ApiState {
 /// come from this one list, so they cannot disagree.
 pub(crate) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::BaseDoc::openapi())
-        .routes(routes!(handlers::health))
-        .routes(routes!(handlers::stats))
-        .routes(routes!(handlers::queue_stats))
-        .routes(routes!(handlers::throughput))
-        .routes(routes!(handlers::workers_stats))
-        .routes(routes!(schedule::stats))
-        .routes(routes!(handlers::handlers))
-        .routes(routes!(handlers::enqueue))
-        .routes(routes!(handlers::get_job))
-        .routes(routes!(handlers::job_result))
-        .routes(routes!(handlers::cancel_job))
-        .routes(routes!(handlers::pending))
-        .routes(routes!(handlers::list_dlq, handlers::clear_dlq))
-        .routes(routes!(handlers::retry_dlq))
-        .routes(routes!(schedule::list))
-        .routes(routes!(schedule::register))
-        .routes(routes!(schedule::unregister))
-        .routes(routes!(schedule::enable))
-        .routes(routes!(schedule::disable))
-        .routes(routes!(schedule::run))
-        .routes(routes!(handlers::openapi_json))
-        .routes(routes!(handlers::prometheus))
+        .routes(routes!(stats::health))
+        .routes(routes!(stats::stats))
+        .routes(routes!(stats::queue_stats))
+        .routes(routes!(stats::throughput))
+        .routes(routes!(stats::workers_stats))
+        .routes(routes!(schedules::stats))
+        .routes(routes!(stats::handlers))
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::job_result))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::pending))
+        .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
+        .routes(routes!(jobs::retry_dlq))
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::register))
+        .routes(routes!(schedules::unregister))
+        .routes(routes!(schedules::enable))
+        .routes(routes!(schedules::disable))
+        .routes(routes!(schedules::run))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(metrics::prometheus))
 }
 
 /// The API's router: `/api/v1/jobs/...`, `/api/v1/jobs/openapi.json` and `/metrics`, with
@@ -210,7 +210,7 @@ fn is_authorized(req: &Request, token: &str) -> bool {
         && bool::from(credentials.trim().as_bytes().ct_eq(token.as_bytes()))
 }
 
-async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.config.token
         && req.uri().path() != HEALTH_PATH
         && !is_authorized(&req, token)

@@ -1,20 +1,18 @@
 //! Request and response bodies of the API.
 //!
-//! These mirror the crate's own types ([`Job`], [`QueueStats`], [`WorkerStats`], …) field
-//! for field, with the spec's JSON names, and derive [`ToSchema`] so that the OpenAPI
-//! document is generated from the same definitions that serialise the responses. Keeping
-//! them apart from the domain types lets the wire format stay put when internals change.
+//! Responses are the crate's own types wherever their serde output is the wire format
+//! ([`Job`], [`QueueStats`], [`WorkerStats`], [`ScheduleInfo`], …: they derive
+//! [`ToSchema`] with the `api` feature). The types here are the envelopes around them, the
+//! requests, and the few views whose JSON must differ from the core type's (each says why).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
-use crate::backend::CancelOutcome;
-use crate::job::{Job, JobPriority, JobStatus};
-use crate::stats::{
-    HandlerInfo, PendingByPriority, QueueCounters, QueueStats, WorkerStats, WorkerStatus,
-};
+use crate::backend::{CancelOutcome, ThroughputBucket};
+use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::schedule::{MisfirePolicy, ScheduleInfo, ScheduleType};
+use crate::stats::{HandlerInfo, PendingByPriority, QueueStats, SchedulerStats, WorkerStats};
 
 /// Seconds as JSON: an integer when whole (`30`), a fraction otherwise (`0.25`), as the
 /// crate serialises durations.
@@ -26,160 +24,18 @@ fn seconds(secs: f64) -> serde_json::Number {
     }
 }
 
-/// A job's priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Immediate execution required.
-    Critical,
-    /// Important operations.
-    High,
-    /// Standard operations.
-    Normal,
-    /// Background and batch operations.
-    Low,
-}
-
-impl From<JobPriority> for Priority {
-    fn from(p: JobPriority) -> Self {
-        match p {
-            JobPriority::Critical => Priority::Critical,
-            JobPriority::High => Priority::High,
-            JobPriority::Normal => Priority::Normal,
-            JobPriority::Low => Priority::Low,
-        }
-    }
-}
-
-impl From<Priority> for JobPriority {
-    fn from(p: Priority) -> Self {
-        match p {
-            Priority::Critical => JobPriority::Critical,
-            Priority::High => JobPriority::High,
-            Priority::Normal => JobPriority::Normal,
-            Priority::Low => JobPriority::Low,
-        }
-    }
-}
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Waiting to run (now, or at `scheduled_at`).
-    Pending,
-    /// Leased to a worker and running.
-    Running,
-    /// Finished successfully.
-    Completed,
-    /// Failed for the last time; in the dead-letter queue.
-    Failed,
-    /// Cancelled; it will not run.
-    Cancelled,
-    /// Failed, waiting for its next attempt at `scheduled_at`.
-    Retrying,
-}
-
-impl From<JobStatus> for Status {
-    fn from(s: JobStatus) -> Self {
-        match s {
-            JobStatus::Pending => Status::Pending,
-            JobStatus::Running => Status::Running,
-            JobStatus::Completed => Status::Completed,
-            JobStatus::Failed => Status::Failed,
-            JobStatus::Cancelled => Status::Cancelled,
-            JobStatus::Retrying => Status::Retrying,
-        }
-    }
-}
-
-/// A job: every field of the spec's `Job`, plus the delivery `attempt`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct JobView {
-    /// The job's id (a UUID).
-    pub id: Uuid,
-    /// The handler's name.
-    pub name: String,
-    /// The handler's arguments (`null` once the job has completed or been cancelled).
-    pub args: serde_json::Value,
-    /// Where the job is in its life.
-    pub status: Status,
-    /// Its priority.
-    pub priority: Priority,
-    /// When it was enqueued (RFC 3339, UTC).
-    pub created_at: DateTime<Utc>,
-    /// When it is (or was) due: set for delayed jobs and retries.
-    pub scheduled_at: Option<DateTime<Utc>>,
-    /// When its latest attempt started.
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it finished.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The latest attempt's error.
-    pub error: Option<String>,
-    /// What the handler returned, once completed.
-    pub result: Option<serde_json::Value>,
-    /// Retries used.
-    pub retry_count: u32,
-    /// Retries allowed before the job is dead-lettered.
-    pub max_retries: u32,
-    /// How long one attempt may run, in seconds (an integer when whole).
-    #[schema(value_type = f64)]
-    pub timeout: serde_json::Number,
-    /// The user the job acts for.
-    pub user_id: Option<String>,
-    /// How many times the job has been handed to a worker.
-    pub attempt: u32,
-}
-
-impl From<Job> for JobView {
-    fn from(j: Job) -> Self {
-        JobView {
-            id: j.id.0,
-            name: j.name,
-            args: j.args,
-            status: j.status.into(),
-            priority: j.priority.into(),
-            created_at: j.created_at,
-            scheduled_at: j.scheduled_at,
-            started_at: j.started_at,
-            completed_at: j.completed_at,
-            error: j.error,
-            result: j.result,
-            retry_count: j.retry_count,
-            max_retries: j.max_retries,
-            timeout: seconds(j.timeout.as_secs_f64()),
-            user_id: j.user_id,
-            attempt: j.attempt,
-        }
-    }
-}
-
-/// Jobs ready to run, per priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PendingCounts {
-    /// Critical.
-    pub critical: u64,
-    /// High.
-    pub high: u64,
-    /// Normal.
-    pub normal: u64,
-    /// Low.
-    pub low: u64,
-}
-
-impl From<PendingByPriority> for PendingCounts {
-    fn from(p: PendingByPriority) -> Self {
-        PendingCounts { critical: p.critical, high: p.high, normal: p.normal, low: p.low }
-    }
-}
-
-/// Queue statistics, exactly the spec's "Queue Statistics" object.
+/// Queue statistics exactly as the spec's "Queue Statistics" object (`GET
+/// /api/v1/jobs/queue/stats`).
+///
+/// Not [`QueueStats`] itself: that one also carries `retrying` and the backend's `counters`
+/// (it is what `GET /api/v1/jobs/stats` answers as `queue`), where this endpoint answers the
+/// spec's five fields and nothing more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
     "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17}))]
 pub struct QueueStatsView {
     /// Jobs ready to run, per priority.
-    pub pending: PendingCounts,
+    pub pending: PendingByPriority,
     /// Jobs due later (delayed, and retries waiting).
     pub scheduled: u64,
     /// Jobs running.
@@ -193,165 +49,11 @@ pub struct QueueStatsView {
 impl From<QueueStats> for QueueStatsView {
     fn from(s: QueueStats) -> Self {
         QueueStatsView {
-            pending: s.pending.into(),
+            pending: s.pending,
             scheduled: s.scheduled,
             processing: s.processing,
             dead_letter: s.dead_letter,
             total_pending: s.total_pending,
-        }
-    }
-}
-
-/// The backend's monotonic counters (for the whole deployment, since its namespace was
-/// created).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct QueueCountersView {
-    /// Jobs created.
-    pub enqueued: u64,
-    /// Jobs completed.
-    pub completed: u64,
-    /// Failed attempts.
-    pub failed: u64,
-    /// Retries scheduled.
-    pub retried: u64,
-    /// Jobs dead-lettered.
-    pub dead: u64,
-    /// Jobs cancelled.
-    pub cancelled: u64,
-    /// Leases taken back from lost workers.
-    pub stalled: u64,
-    /// Dead-letter entries dropped by the DLQ's caps.
-    pub dead_dropped: u64,
-    /// Finished records removed after their retention.
-    pub purged: u64,
-}
-
-impl From<QueueCounters> for QueueCountersView {
-    fn from(c: QueueCounters) -> Self {
-        QueueCountersView {
-            enqueued: c.enqueued,
-            completed: c.completed,
-            failed: c.failed,
-            retried: c.retried,
-            dead: c.dead,
-            cancelled: c.cancelled,
-            stalled: c.stalled,
-            dead_dropped: c.dead_dropped,
-            purged: c.purged,
-        }
-    }
-}
-
-/// Queue statistics with everything the backend knows: the spec's object plus `retrying`
-/// and the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct FullQueueStats {
-    /// Jobs ready to run, per priority.
-    pub pending: PendingCounts,
-    /// Jobs due later (delayed, and retries waiting).
-    pub scheduled: u64,
-    /// Jobs running.
-    pub processing: u64,
-    /// Jobs in the dead-letter queue.
-    pub dead_letter: u64,
-    /// Sum of `pending`.
-    pub total_pending: u64,
-    /// Of `scheduled`, retries waiting.
-    pub retrying: u64,
-    /// Monotonic counters.
-    pub counters: QueueCountersView,
-}
-
-impl From<QueueStats> for FullQueueStats {
-    fn from(s: QueueStats) -> Self {
-        FullQueueStats {
-            pending: s.pending.into(),
-            scheduled: s.scheduled,
-            processing: s.processing,
-            dead_letter: s.dead_letter,
-            total_pending: s.total_pending,
-            retrying: s.retrying,
-            counters: s.counters.into(),
-        }
-    }
-}
-
-/// What a worker is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerState {
-    /// Not started yet.
-    Starting,
-    /// No job in hand.
-    Idle,
-    /// Running at least one job.
-    Processing,
-    /// Shutting down.
-    Stopping,
-    /// Stopped.
-    Stopped,
-}
-
-impl From<WorkerStatus> for WorkerState {
-    fn from(s: WorkerStatus) -> Self {
-        match s {
-            WorkerStatus::Starting => WorkerState::Starting,
-            WorkerStatus::Idle => WorkerState::Idle,
-            WorkerStatus::Processing => WorkerState::Processing,
-            WorkerStatus::Stopping => WorkerState::Stopping,
-            WorkerStatus::Stopped => WorkerState::Stopped,
-        }
-    }
-}
-
-/// One worker: the spec's "Worker Statistics" object plus where to find it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"worker_id": "main-worker", "status": "processing",
-    "jobs_processed": 150, "jobs_succeeded": 145, "jobs_failed": 5, "success_rate": 96.67,
-    "average_processing_time": 2.5, "in_flight": 1, "concurrency": 10, "host": "app-1",
-    "pid": 4242, "started_at": "2025-01-01T00:00:00Z"}))]
-pub struct WorkerStatsView {
-    /// The worker's id.
-    pub worker_id: String,
-    /// What it is doing.
-    pub status: WorkerState,
-    /// Jobs run to an outcome.
-    pub jobs_processed: u64,
-    /// Of those, successes.
-    pub jobs_succeeded: u64,
-    /// Of those, failures.
-    pub jobs_failed: u64,
-    /// Successes in percent of `jobs_processed` (100 when none).
-    pub success_rate: f64,
-    /// Mean handler run time, seconds.
-    pub average_processing_time: f64,
-    /// Jobs running now.
-    pub in_flight: u64,
-    /// Most jobs it runs at once.
-    pub concurrency: u64,
-    /// Host name.
-    pub host: String,
-    /// Process id.
-    pub pid: u32,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-}
-
-impl From<WorkerStats> for WorkerStatsView {
-    fn from(w: WorkerStats) -> Self {
-        WorkerStatsView {
-            worker_id: w.worker_id,
-            status: w.status.into(),
-            jobs_processed: w.jobs_processed,
-            jobs_succeeded: w.jobs_succeeded,
-            jobs_failed: w.jobs_failed,
-            success_rate: w.success_rate,
-            average_processing_time: w.average_processing_time,
-            in_flight: w.in_flight as u64,
-            concurrency: w.concurrency as u64,
-            host: w.host,
-            pid: w.pid,
-            started_at: w.started_at,
         }
     }
 }
@@ -362,10 +64,14 @@ pub struct WorkersResponse {
     /// How many.
     pub total_workers: u64,
     /// Each, sorted by id.
-    pub workers: Vec<WorkerStatsView>,
+    pub workers: Vec<WorkerStats>,
 }
 
 /// A handler linked into the serving process, with its defaults.
+///
+/// Not [`HandlerInfo`] itself: the API adds what the registry knows about the argument type
+/// (`args_schema`, `takes_args`), and writes the timeout as a whole number of seconds when
+/// it is one (`300`, where `HandlerInfo`'s `f64` serialises as `300.0`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HandlerView {
     /// Its name: what jobs are enqueued under.
@@ -381,7 +87,7 @@ pub struct HandlerView {
     /// Whether it takes arguments.
     pub takes_args: bool,
     /// Default priority.
-    pub priority: Priority,
+    pub priority: JobPriority,
     /// Default retries.
     pub max_retries: u32,
     /// Default timeout, seconds (an integer when whole).
@@ -408,7 +114,7 @@ impl HandlerView {
             args_type: h.args_type,
             args_schema,
             takes_args,
-            priority: h.priority.into(),
+            priority: h.priority,
             max_retries: h.max_retries,
             timeout: seconds(h.timeout),
             location: h.location,
@@ -449,18 +155,21 @@ pub struct HealthResponse {
 }
 
 /// Everything at once.
+///
+/// [`FullStats`](crate::FullStats) field for field, but with each handler as a
+/// [`HandlerView`] (argument schema, whole-second timeout) rather than a `HandlerInfo`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FullStatsResponse {
     /// Queue statistics with counters.
-    pub queue: FullQueueStats,
+    pub queue: QueueStats,
     /// Every live worker of the deployment.
-    pub workers: Vec<WorkerStatsView>,
+    pub workers: Vec<WorkerStats>,
     /// Handlers linked into this process.
     pub handlers: Vec<HandlerView>,
     /// Whether this process's workers are running.
     pub running: bool,
     /// Scheduler statistics.
-    pub scheduler: super::schedule::SchedulerStatsView,
+    pub scheduler: SchedulerStats,
 }
 
 /// What to enqueue. Options not given come from the handler's attribute, then from the
@@ -477,7 +186,7 @@ pub struct EnqueueRequest {
     pub args: Option<serde_json::Value>,
     /// Priority.
     #[serde(default)]
-    pub priority: Option<Priority>,
+    pub priority: Option<JobPriority>,
     /// Run after this many seconds (not with `scheduled_at`).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 315_360_000)]
@@ -503,16 +212,16 @@ pub struct EnqueueRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueueResponse {
     /// The new job's id.
-    pub job_id: Uuid,
+    pub job_id: JobId,
 }
 
 /// A job's outcome so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobResultResponse {
     /// The job.
-    pub job_id: Uuid,
+    pub job_id: JobId,
     /// Its status: `result` is set once it is `completed`.
-    pub status: Status,
+    pub status: JobStatus,
     /// What the handler returned.
     pub result: Option<serde_json::Value>,
     /// The latest attempt's error.
@@ -521,32 +230,13 @@ pub struct JobResultResponse {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// What a cancel did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CancelResult {
-    /// The job was waiting and is now cancelled; it will never run.
-    Cancelled,
-    /// The job is running; its worker has been asked to stop it.
-    Requested,
-}
-
-impl From<CancelOutcome> for CancelResult {
-    fn from(o: CancelOutcome) -> Self {
-        match o {
-            CancelOutcome::Cancelled => CancelResult::Cancelled,
-            CancelOutcome::Requested => CancelResult::Requested,
-        }
-    }
-}
-
 /// The answer to a cancel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CancelResponse {
     /// The job.
-    pub job_id: Uuid,
+    pub job_id: JobId,
     /// What happened.
-    pub outcome: CancelResult,
+    pub outcome: CancelOutcome,
 }
 
 /// A list of jobs.
@@ -555,16 +245,16 @@ pub struct JobListResponse {
     /// How many are listed.
     pub count: u64,
     /// The jobs.
-    pub jobs: Vec<JobView>,
+    pub jobs: Vec<Job>,
 }
 
 /// A dead-letter job put back in its queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryResponse {
     /// The job.
-    pub job_id: Uuid,
+    pub job_id: JobId,
     /// Its status now (`pending`).
-    pub status: Status,
+    pub status: JobStatus,
 }
 
 /// How many dead-letter jobs were deleted.
@@ -584,7 +274,7 @@ pub const DEFAULT_LIMIT: u32 = 100;
 #[into_params(parameter_in = Query)]
 pub struct PendingQuery {
     /// Only jobs of this priority (default: all, highest first).
-    pub priority: Option<Priority>,
+    pub priority: Option<JobPriority>,
     /// At most this many (default 100).
     #[param(minimum = 0, maximum = 1000)]
     pub limit: Option<u32>,
@@ -599,17 +289,6 @@ pub struct LimitQuery {
     pub limit: Option<u32>,
 }
 
-/// One minute of history (`GET /api/v1/jobs/stats/throughput`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ThroughputBucketView {
-    /// The minute's start (RFC 3339 UTC).
-    pub start: DateTime<Utc>,
-    /// Jobs completed in it, by every runner.
-    pub completed: u64,
-    /// Failed attempts in it (retried or dead-lettered).
-    pub failed: u64,
-}
-
 /// Completions and failures per minute over the last hour, oldest first; the last bucket is
 /// the current, partial minute.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -617,5 +296,101 @@ pub struct ThroughputResponse {
     /// Width of a bucket, seconds (60).
     pub bucket_seconds: u64,
     /// 60 buckets, oldest first.
-    pub buckets: Vec<ThroughputBucketView>,
+    pub buckets: Vec<ThroughputBucket>,
+}
+
+/// When a schedule fires, as a request gives it.
+///
+/// Not [`ScheduleType`] itself: that is also the stored form, and its serde derive lets
+/// unknown keys through, where a request is closed (an unknown key is a 400, and the
+/// document says so with `additionalProperties: false` on each variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ScheduleView {
+    /// Every `seconds` seconds.
+    Interval {
+        /// The period.
+        #[schema(minimum = 1, maximum = 315_360_000)]
+        seconds: u64,
+    },
+    /// On a 5-field cron expression (`minute hour day-of-month month day-of-week`).
+    Cron {
+        /// The expression, e.g. `0 8 * * *`.
+        expression: String,
+        /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
+        #[serde(default)]
+        timezone: Option<String>,
+    },
+    /// Once, at a time (one already past fires at once).
+    Once {
+        /// When (RFC 3339).
+        at: DateTime<Utc>,
+    },
+}
+
+impl From<ScheduleView> for ScheduleType {
+    fn from(v: ScheduleView) -> Self {
+        match v {
+            ScheduleView::Interval { seconds } => ScheduleType::Interval { seconds },
+            ScheduleView::Cron { expression, timezone } => {
+                ScheduleType::Cron { expression, timezone }
+            }
+            ScheduleView::Once { at } => ScheduleType::Once { at },
+        }
+    }
+}
+
+/// A schedule to register (or to replace the one of that name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "portfolio_sync", "job_name": "sync_all_portfolios",
+    "schedule": {"type": "interval", "seconds": 300}, "priority": "normal"}))]
+pub struct RegisterRequest {
+    /// The schedule's name (unique in the deployment).
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// The handler its jobs run.
+    #[schema(min_length = 1, max_length = 200)]
+    pub job_name: String,
+    /// When it fires.
+    pub schedule: ScheduleView,
+    /// The arguments of its jobs (default `{}`); they must fit the handler (else 422).
+    #[serde(default)]
+    pub args: Option<serde_json::Value>,
+    /// The priority of its jobs (default: the handler's, else normal).
+    #[serde(default)]
+    pub priority: Option<JobPriority>,
+    /// Whether it fires (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// What happens to missed ticks (default `coalesce`).
+    #[serde(default)]
+    pub misfire: Option<MisfirePolicy>,
+}
+
+/// Every schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleListResponse {
+    /// How many.
+    pub count: u64,
+    /// Each, by name.
+    pub tasks: Vec<ScheduleInfo>,
+}
+
+/// The job a run-now enqueued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunResponse {
+    /// The schedule.
+    pub name: String,
+    /// The job enqueued.
+    pub job_id: JobId,
+}
+
+/// A schedule removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnregisterResponse {
+    /// The schedule.
+    pub name: String,
+    /// Always true.
+    pub removed: bool,
 }

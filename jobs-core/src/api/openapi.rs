@@ -1,8 +1,11 @@
 //! The OpenAPI document, generated from the endpoints' `#[utoipa::path]` annotations and
-//! the request/response types' `ToSchema` derives (see [`routes`](super::routes)).
+//! the request/response types' `ToSchema` derives (see [`routes`](super::routes)), and the
+//! endpoint that serves it.
 
 use std::sync::OnceLock;
 
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -120,6 +123,20 @@ fn fix_links(doc: &mut serde_json::Value) {
             }
         }
     }
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/openapi.json", tag = "meta",
+    responses(
+        (status = 200, description = "OpenAPI 3.1 document", body = Object, content_type = "application/json"),
+        (status = 401, body = ErrorBody),
+    )
+)]
+pub async fn openapi_json() -> Response {
+    let mut res = document_json().to_owned().into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
 }
 
 #[cfg(test)]

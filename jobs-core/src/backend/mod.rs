@@ -253,6 +253,12 @@ pub enum FailOutcome {
 /// What [`Backend::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(description = "What a cancel did: `cancelled`, the job was waiting and will never \
+        run; `requested`, the job is running and its worker has been asked to stop it.")
+)]
 pub enum CancelOutcome {
     /// The job was pending, delayed or retrying and is now `cancelled`; it will never run.
     Cancelled,
@@ -342,6 +348,12 @@ pub struct ReapReport {
 
 /// One minute of the throughput history ([`Backend::throughput`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(description = "One minute of the throughput history: jobs completed and failed \
+        attempts, counted by every runner.")
+)]
 pub struct ThroughputBucket {
     /// The minute's start.
     pub start: DateTime<Utc>,

@@ -46,6 +46,7 @@ impl ScheduleType {
 /// What happens to ticks that were due while no scheduler was running.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub enum MisfirePolicy {
     /// Fire once for all the missed ticks, then resume on schedule: the next run is the
     /// first occurrence after now. The default: a scheduler that was down for an hour does
@@ -165,6 +166,7 @@ impl ScheduleSpec {
 
 /// A schedule as the API and the stats show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct ScheduleInfo {
     /// The schedule's name.
     pub name: String,

@@ -1,0 +1,273 @@
+//! The job endpoints: enqueue, inspect, cancel and list jobs, and the dead-letter queue.
+//! Each is annotated with `#[utoipa::path]`: the OpenAPI document and the router are built
+//! from the same list (see [`routes`](super::routes)).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State as AxumState;
+use axum::http::StatusCode;
+use chrono::Utc;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::model::{
+    CancelResponse, ClearResponse, DEFAULT_LIMIT, EnqueueRequest, EnqueueResponse, JobListResponse,
+    JobResultResponse, LimitQuery, MAX_LIMIT, PendingQuery, RetryResponse,
+};
+use crate::error::Error;
+use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT};
+
+/// Parses a job id from a path segment (400 `invalid_job_id`).
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse::<JobId>().map_err(ApiError::from)
+}
+
+fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT as usize),
+        Some(n) if n <= MAX_LIMIT => Ok(n as usize),
+        Some(n) => {
+            Err(ApiError::invalid_request(format!("limit must be at most {MAX_LIMIT}, found {n}")))
+        }
+    }
+}
+
+/// Enqueues a job.
+///
+/// The handler must be linked into the serving process (else 404) and the arguments must
+/// fit its argument type (else 422, naming the field).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/enqueue", tag = "jobs",
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Enqueued", body = EnqueueResponse, links(
+            ("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))),
+            ("GetJobResult" = (operation_id = "job_result", parameters(("job_id" = "$response.body#/job_id")))),
+            ("CancelJob" = (operation_id = "cancel_job", parameters(("job_id" = "$response.body#/job_id")))),
+            ("RetryDeadJob" = (operation_id = "retry_dlq", parameters(("job_id" = "$response.body#/job_id")))),
+        )),
+        (status = 400, description = "Malformed JSON or an invalid field", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such handler", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Arguments that do not fit the handler", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn enqueue(
+    AxumState(s): AxumState<ApiState>,
+    ApiJson(req): ApiJson<EnqueueRequest>,
+) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    let svc = s.service();
+    let Some(handler) = svc.registry().handler(&req.name) else {
+        let name: String = req.name.chars().take(64).collect();
+        return Err(Error::UnknownHandler { name }.into());
+    };
+    let args = req.args.unwrap_or_else(|| serde_json::json!({}));
+    handler.check_args(&args)?;
+    let mut e = svc.enqueue(req.name.clone(), args);
+    if let Some(p) = req.priority {
+        e = e.priority(p);
+    }
+    match (req.delay_seconds, req.scheduled_at) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "give either `delay_seconds` or `scheduled_at`, not both",
+            ));
+        }
+        (Some(d), None) => {
+            let delay = Duration::try_from_secs_f64(d)
+                .ok()
+                .filter(|d| *d <= MAX_DELAY)
+                .ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "field `delay_seconds`: must be between 0 and {} seconds, found {d}",
+                        MAX_DELAY.as_secs()
+                    ))
+                })?;
+            e = e.delay(delay);
+        }
+        (None, Some(at)) => {
+            let latest = Utc::now() + MAX_DELAY;
+            if at > latest {
+                return Err(ApiError::invalid_request(format!(
+                    "field `scheduled_at`: must be at most {} days ahead",
+                    MAX_DELAY.as_secs() / 86_400
+                )));
+            }
+            e = e.scheduled_at(at);
+        }
+        (None, None) => {}
+    }
+    if let Some(n) = req.max_retries {
+        e = e.max_retries(n);
+    }
+    if let Some(t) = req.timeout {
+        let timeout = Duration::try_from_secs_f64(t)
+            .ok()
+            .filter(|t| !t.is_zero() && *t <= MAX_TIMEOUT)
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "field `timeout`: must be more than 0 and at most {} seconds, found {t}",
+                    MAX_TIMEOUT.as_secs()
+                ))
+            })?;
+        e = e.timeout(timeout);
+    }
+    if let Some(u) = req.user_id {
+        e = e.user_id(u);
+    }
+    let id = e.await?;
+    Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id })))
+}
+
+/// A job, with every field of the spec's `Job`.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/job/{job_id}", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = Job),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn get_job(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<Job>, ApiError> {
+    let id = job_id(&raw)?;
+    let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
+    Ok(Json(job))
+}
+
+/// A job's result (or its error, or `null` while it has none).
+#[utoipa::path(
+    get, path = "/api/v1/jobs/job/{job_id}/result", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = JobResultResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn job_result(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<JobResultResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    let job = s.service().queue().get_job(id).await?.ok_or(Error::NotFound { id })?;
+    Ok(Json(JobResultResponse {
+        job_id: job.id,
+        status: job.status,
+        result: job.result,
+        error: job.error,
+        completed_at: job.completed_at,
+    }))
+}
+
+/// Cancels a waiting job, or asks a running one to stop.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/job/{job_id}/cancel", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = CancelResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn cancel_job(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    let outcome = s.service().queue().cancel_job(id).await?;
+    Ok(Json(CancelResponse { job_id: id, outcome }))
+}
+
+/// Jobs ready to run, in the order they will run.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/pending", tag = "jobs",
+    params(PendingQuery),
+    responses(
+        (status = 200, body = JobListResponse),
+        (status = 400, description = "An invalid priority or limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn pending(
+    AxumState(s): AxumState<ApiState>,
+    ApiQuery(q): ApiQuery<PendingQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let n = limit(q.limit)?;
+    let jobs = s.service().queue().pending_jobs(q.priority, n).await?;
+    Ok(Json(job_list(jobs)))
+}
+
+fn job_list(jobs: Vec<Job>) -> JobListResponse {
+    JobListResponse { count: jobs.len() as u64, jobs }
+}
+
+/// The dead-letter queue, most recently failed first.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/dlq", tag = "dlq",
+    params(LimitQuery),
+    responses(
+        (status = 200, body = JobListResponse),
+        (status = 400, description = "An invalid limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn list_dlq(
+    AxumState(s): AxumState<ApiState>,
+    ApiQuery(q): ApiQuery<LimitQuery>,
+) -> Result<Json<JobListResponse>, ApiError> {
+    let n = limit(q.limit)?;
+    Ok(Json(job_list(s.service().queue().get_dead_letter_jobs(n).await?)))
+}
+
+/// Puts a dead-letter job back in its queue.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/dlq/{job_id}/retry", tag = "dlq",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = RetryResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is not in the dead-letter queue", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn retry_dlq(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<RetryResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    s.service().queue().retry_dead_letter_job(id).await?;
+    Ok(Json(RetryResponse { job_id: id, status: JobStatus::Pending }))
+}
+
+/// Deletes every job in the dead-letter queue.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/dlq", tag = "dlq",
+    responses(
+        (status = 200, body = ClearResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn clear_dlq(AxumState(s): AxumState<ApiState>) -> Result<Json<ClearResponse>, ApiError> {
+    Ok(Json(ClearResponse { cleared: s.service().queue().clear_dead_letter_queue().await? }))
+}

@@ -1,0 +1,155 @@
+//! The scheduler's endpoints: `scheduler/stats` and `scheduled/*`.
+
+use axum::Json;
+use axum::extract::State as AxumState;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use super::model::{RegisterRequest, RunResponse, ScheduleListResponse, UnregisterResponse};
+use crate::schedule::{ScheduleInfo, ScheduleSpec};
+use crate::stats::SchedulerStats;
+
+/// The spec's "Scheduler Statistics".
+#[utoipa::path(
+    get, path = "/api/v1/jobs/scheduler/stats", tag = "scheduler",
+    responses(
+        (status = 200, body = SchedulerStats),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<SchedulerStats>, ApiError> {
+    Ok(Json(s.service().scheduler().stats().await?))
+}
+
+/// Every schedule.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/scheduled", tag = "scheduler",
+    responses(
+        (status = 200, body = ScheduleListResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<ScheduleListResponse>, ApiError> {
+    let tasks = s.service().scheduler().list().await?;
+    Ok(Json(ScheduleListResponse { count: tasks.len() as u64, tasks }))
+}
+
+/// Registers a schedule, or replaces the one of that name (keeping its counters).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/scheduled/register", tag = "scheduler",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = ScheduleInfo, links(
+            ("EnableSchedule" = (operation_id = "enable", parameters(("name" = "$response.body#/name")))),
+            ("DisableSchedule" = (operation_id = "disable", parameters(("name" = "$response.body#/name")))),
+            ("RunSchedule" = (operation_id = "run", parameters(("name" = "$response.body#/name")))),
+            ("UnregisterSchedule" = (operation_id = "unregister", parameters(("name" = "$response.body#/name")))),
+        )),
+        (status = 400, description = "Malformed JSON, an invalid field, cron expression or time zone", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such handler", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Arguments that do not fit the handler", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn register(
+    AxumState(s): AxumState<ApiState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<Json<ScheduleInfo>, ApiError> {
+    let svc = s.service();
+    let priority = match req.priority {
+        Some(p) => p,
+        None => svc
+            .registry()
+            .handler(&req.job_name)
+            .and_then(|h| h.defaults().priority)
+            .unwrap_or(svc.queue().defaults().priority),
+    };
+    let spec = ScheduleSpec::new(req.name, req.job_name, req.schedule.into())
+        .args(req.args.unwrap_or_else(|| serde_json::json!({})))
+        .priority(priority)
+        .enabled(req.enabled.unwrap_or(true))
+        .misfire(req.misfire.unwrap_or_default());
+    Ok(Json(svc.scheduler().register(spec).await?))
+}
+
+/// Removes a schedule (the jobs it already enqueued are not touched).
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/scheduled/{name}", tag = "scheduler",
+    params(("name" = String, Path, description = "The schedule's name")),
+    responses(
+        (status = 200, body = UnregisterResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn unregister(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<UnregisterResponse>, ApiError> {
+    s.service().scheduler().unregister(&name).await?;
+    Ok(Json(UnregisterResponse { name, removed: true }))
+}
+
+/// Enables a schedule: its next run is the first occurrence from now.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/scheduled/{name}/enable", tag = "scheduler",
+    params(("name" = String, Path, description = "The schedule's name")),
+    responses(
+        (status = 200, body = ScheduleInfo),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn enable(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ScheduleInfo>, ApiError> {
+    Ok(Json(s.service().scheduler().enable(&name).await?))
+}
+
+/// Disables a schedule: it keeps its definition and counters but does not fire.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/scheduled/{name}/disable", tag = "scheduler",
+    params(("name" = String, Path, description = "The schedule's name")),
+    responses(
+        (status = 200, body = ScheduleInfo),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn disable(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<ScheduleInfo>, ApiError> {
+    Ok(Json(s.service().scheduler().disable(&name).await?))
+}
+
+/// Enqueues one job of the schedule now, enabled or not; its next run does not move.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/scheduled/{name}/run", tag = "scheduler",
+    params(("name" = String, Path, description = "The schedule's name")),
+    responses(
+        (status = 200, body = RunResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such schedule", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn run(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<RunResponse>, ApiError> {
+    let id = s.service().scheduler().run_now(&name).await?;
+    Ok(Json(RunResponse { name, job_id: id }))
+}
