@@ -64,19 +64,12 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<ScheduleInfo>, ApiError> {
     let svc = s.service();
-    let priority = match req.priority {
-        Some(p) => p,
-        None => svc
-            .registry()
-            .handler(&req.job_name)
-            .and_then(|h| h.defaults().priority)
-            .unwrap_or(svc.queue().defaults().priority),
-    };
-    let spec = ScheduleSpec::new(req.name, req.job_name, req.schedule.into())
+    // No priority: the scheduler resolves it by the one option rule (handler, then default).
+    let mut spec = ScheduleSpec::new(req.name, req.job_name, req.schedule.into())
         .args(req.args.unwrap_or_else(|| serde_json::json!({})))
-        .priority(priority)
         .enabled(req.enabled.unwrap_or(true))
         .misfire(req.misfire.unwrap_or_default());
+    spec.priority = req.priority;
     Ok(Json(svc.scheduler().register(spec).await?))
 }
 
