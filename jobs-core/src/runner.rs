@@ -32,17 +32,97 @@ use crate::job::{JobId, JobPriority};
 use crate::service::{BackendChoice, JobService, ServiceConfig};
 use crate::worker::WorkerConfig;
 
-/// The runner's command line.
+/// The runner's command line: [`CliWith`] no application commands.
+pub type Cli = CliWith<NoExtra>;
+
+/// The runner's command line with an application's own subcommands `E`: they share the
+/// global flags (`--redis-url`, `--namespace`, the TLS files, `--json`), are listed in
+/// `--help` beside the runner's, and come back from [`CliWith::into_invocation`] for the
+/// application to run (the runner's own go to [`main_with_cli`] or [`run`] unchanged).
+/// The application derives `E` with clap (a dependency of its own, feature `derive`).
+///
+/// ```no_run
+/// use clap::Parser;
+/// use jobs_core::runner::{CliWith, Invocation};
+///
+/// #[derive(Debug, clap::Subcommand)]
+/// enum MyCommand {
+///     /// Load the fixtures into the deployment's Redis.
+///     LoadFixtures,
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     match CliWith::<MyCommand>::parse().into_invocation() {
+///         Invocation::App(app) => {
+///             println!("{:?} on {:?}", app.command, app.env.redis_url);
+///             std::process::ExitCode::SUCCESS
+///         }
+///         Invocation::Runner(cli) => {
+///             jobs_core::runner::main_with_cli(cli, |_| async { Ok(jobs_core::State::new()) })
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug, Parser)]
-#[command(name = "jobs-runner", version, about = "Run and operate background jobs")]
-pub struct Cli {
+#[command(name = "jobs-runner", version, about = "Run and operate background jobs", long_about = None)]
+pub struct CliWith<E: Subcommand> {
     #[command(flatten)]
     conn: Connection,
     /// Machine-readable output (JSON) for the operator commands.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<AnyCommand<E>>,
+}
+
+/// No subcommands beyond the runner's own (see [`Cli`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum NoExtra {}
+
+/// What a command line asks for (see [`CliWith::into_invocation`]).
+#[derive(Debug)]
+pub enum Invocation<E> {
+    /// One of the runner's commands (none: `run`), for [`main_with_cli`] or [`run`].
+    Runner(Cli),
+    /// One of the application's commands.
+    App(AppCommand<E>),
+}
+
+/// One of an application's own commands (`E` of [`CliWith`]) and what the global flags say.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AppCommand<E> {
+    /// The deployment named by `--redis-url`, `--namespace` and the TLS flags (or their
+    /// variables), as the runner's own commands see it.
+    pub env: RunnerEnv,
+    /// `--json`: machine-readable output.
+    pub json: bool,
+    /// The command.
+    pub command: E,
+}
+
+impl<E: Subcommand> CliWith<E> {
+    /// Splits the runner's commands from the application's.
+    pub fn into_invocation(self) -> Invocation<E> {
+        let CliWith { conn, json, command } = self;
+        let command = match command {
+            Some(AnyCommand::App(command)) => {
+                return Invocation::App(AppCommand { env: conn.env(), json, command });
+            }
+            Some(AnyCommand::Runner(c)) => Some(AnyCommand::Runner(c)),
+            None => None,
+        };
+        Invocation::Runner(CliWith { conn, json, command })
+    }
+}
+
+/// The runner's commands, then the application's.
+#[derive(Debug, Subcommand)]
+enum AnyCommand<E: Subcommand> {
+    #[command(flatten)]
+    Runner(Command),
+    #[command(flatten)]
+    App(E),
 }
 
 #[derive(Debug, Args)]
@@ -306,7 +386,16 @@ where
     F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
-    let cli = Cli::parse();
+    main_with_cli(Cli::parse(), state)
+}
+
+/// Like [`main_with_state`], for a command line already parsed: the runner's side of a
+/// [`CliWith`] application commands (see [`CliWith::into_invocation`]).
+pub fn main_with_cli<F, Fut>(cli: Cli, state: F) -> ExitCode
+where
+    F: FnOnce(RunnerEnv) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -366,7 +455,12 @@ where
     F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
-    let command = cli.command.unwrap_or(Command::Run(RunArgs {
+    let command = match cli.command {
+        Some(AnyCommand::Runner(c)) => Some(c),
+        Some(AnyCommand::App(never)) => match never {},
+        None => None,
+    };
+    let command = command.unwrap_or(Command::Run(RunArgs {
         workers: env_or("JOBS_WORKERS", 1),
         concurrency: env_or("JOBS_CONCURRENCY", 10),
         lease: env_or("JOBS_LEASE", 30.0),
@@ -682,5 +776,54 @@ mod tests {
         assert!(
             Cli::try_parse_from(["jobs-runner", "enqueue", "x", "--in", "5", "--at", "t"]).is_err()
         );
+    }
+
+    #[derive(Debug, PartialEq, Subcommand)]
+    enum Extra {
+        /// An application command.
+        SeedDemo {
+            #[arg(long, default_value_t = 10)]
+            users: usize,
+        },
+    }
+
+    #[test]
+    fn application_commands_share_the_global_flags() {
+        <CliWith<Extra> as clap::CommandFactory>::command().debug_assert();
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let help = <CliWith<Extra> as clap::CommandFactory>::command().render_long_help();
+        let help = help.to_string();
+        assert!(help.contains("seed-demo") && help.contains("schedules"), "{help}");
+        assert!(!help.contains("CliWith"), "the type's rustdoc is not the command's help: {help}");
+        let parse =
+            |argv: &[&str]| CliWith::<Extra>::try_parse_from(argv).map(CliWith::into_invocation);
+        for argv in [
+            &["jobs-runner", "--redis-ca-cert", "ca.pem", "seed-demo", "--users", "3"][..],
+            &["jobs-runner", "--namespace", "ns", "--redis-url", "redis://h", "seed-demo"],
+            &["jobs-runner", "seed-demo", "--redis-ca-cert", "ca.pem", "--json"],
+        ] {
+            match parse(argv) {
+                Ok(Invocation::App(app)) => {
+                    assert!(matches!(app.command, Extra::SeedDemo { .. }), "{argv:?}");
+                    let ca = app.env.redis_tls.ca_cert.as_deref();
+                    let ns = app.env.namespace.as_str();
+                    assert!(ca == Some("ca.pem".as_ref()) || ns == "ns", "{argv:?}: {app:?}");
+                }
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+        let Ok(Invocation::App(app)) = parse(&["jobs-runner", "--json", "seed-demo", "--users=3"])
+        else {
+            panic!("seed-demo --users=3");
+        };
+        assert!(app.json);
+        assert_eq!(app.command, Extra::SeedDemo { users: 3 });
+        for argv in [
+            &["jobs-runner", "--redis-ca-cert", "ca.pem", "stats"][..],
+            &["jobs-runner", "--namespace", "ns"],
+            &["jobs-runner", "schedules", "run", "seed-demo"],
+        ] {
+            assert!(matches!(parse(argv), Ok(Invocation::Runner(_))), "{argv:?}");
+        }
     }
 }
