@@ -277,13 +277,11 @@ pub(super) struct RunArgs {
     /// Do not run workers in this process (an API- or scheduler-only runner).
     #[arg(long)]
     pub(super) no_workers: bool,
-    #[cfg(feature = "api")]
     #[command(flatten)]
     pub(super) api: ApiArgs,
 }
 
 /// The HTTP admin API's flags (see [`crate::api`]).
-#[cfg(feature = "api")]
 #[derive(Debug, Args, Default)]
 pub(super) struct ApiArgs {
     /// Address of the HTTP admin API (`host:port`).
@@ -303,7 +301,6 @@ pub(super) struct ApiArgs {
     pub(super) no_api: bool,
 }
 
-#[cfg(feature = "api")]
 impl ApiArgs {
     fn from_env() -> Self {
         ApiArgs {
@@ -325,7 +322,6 @@ impl RunArgs {
             shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
             no_scheduler: false,
             no_workers: false,
-            #[cfg(feature = "api")]
             api: ApiArgs::from_env(),
         }
     }

@@ -1,5 +1,7 @@
 //! What a binary's `main` calls: configuration from flags and environment, the service
-//! started, a clean stop on SIGINT/SIGTERM, and the operator subcommands.
+//! started, a clean stop on SIGINT/SIGTERM, and the operator subcommands. Feature
+//! `runner` (which enables `api`, the HTTP admin API every runner serves):
+//! `jobs-core = { version = "…", features = ["runner"] }`.
 //!
 //! ```no_run
 //! // src/bin/my-runner.rs of an application crate
@@ -37,10 +39,8 @@ use crate::worker::WorkerConfig;
 mod cli;
 mod operate;
 
-#[cfg(feature = "api")]
-use cli::ApiArgs;
+use cli::{ApiArgs, Command, RunArgs};
 pub use cli::{AppCommand, Cli, CliWith, Invocation, NoExtra, RedisTlsArgs};
-use cli::{Command, RunArgs};
 
 /// Parses the command line, sets up logging, runs, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
@@ -213,12 +213,10 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
     let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
     let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
     tracing::info!(handlers = names.len(), names = ?names, "runner starting");
-    #[cfg(feature = "api")]
     let api = start_api(&args.api, service.clone()).await?;
     service.start()?;
     shutdown.wait().await;
     tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
-    #[cfg(feature = "api")]
     if let Some(api) = api {
         api.stop().await?;
     }
@@ -228,7 +226,6 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
 }
 
 /// Starts the API for `service`, unless `--no-api`.
-#[cfg(feature = "api")]
 async fn start_api(
     args: &ApiArgs,
     service: std::sync::Arc<JobService>,
