@@ -138,8 +138,9 @@ impl Connection {
 }
 
 /// The TLS flags of a command line that connects to Redis (`--redis-ca-cert`,
-/// `--redis-client-cert`, `--redis-client-key`, or the `REDIS_*` variables): for binaries
-/// with subcommands of their own to `#[command(flatten)]`.
+/// `--redis-client-cert`, `--redis-client-key`, or the `REDIS_*` variables), to
+/// `#[command(flatten)]` into a command line of a binary's own. Subcommands that should sit
+/// beside the runner's get these and the other global flags from [`CliWith`] instead.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RedisTlsArgs {
     /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
