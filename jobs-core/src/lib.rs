@@ -43,6 +43,11 @@
 //! sees crates the binary links: a runner names its task crates (`use my_tasks as _;`).
 //! See [`runner`] for a ready-made `main`, [`JobQueue`] for the queue API, and
 //! [`backend`] for the storage contract.
+#![cfg_attr(
+    not(feature = "runner"),
+    doc = "",
+    doc = "[`runner`]: https://docs.rs/jobs-core/latest/jobs_core/runner/"
+)]
 #![doc(html_root_url = "https://docs.rs/jobs-core")]
 
 extern crate self as jobs_core;
@@ -60,6 +65,7 @@ mod queue;
 pub mod redis;
 pub mod registry;
 mod retry;
+#[cfg(feature = "runner")]
 pub mod runner;
 pub mod schedule;
 mod scheduler;

@@ -169,6 +169,38 @@ fn seed_demo_without_redis_explains_why_not() {
     assert!(err.contains("set REDIS_URL") && err.contains("in memory"), "{err}");
 }
 
+/// `seed-demo` after a global flag that takes a value (`--redis-ca-cert <file>`) is still
+/// `seed-demo`, with the same connection flags as the runner's own commands.
+#[test]
+fn seed_demo_after_a_tls_flag_is_still_seed_demo() {
+    let ca = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("runner-test-ca.pem");
+    std::fs::write(&ca, "not read: seed-demo stops at the missing REDIS_URL first\n")
+        .expect("write the CA file");
+    let out = Command::new(RUNNER)
+        .arg("--redis-ca-cert")
+        .arg(&ca)
+        .arg("seed-demo")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CA_CERT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run jobs-runner");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set REDIS_URL") && err.contains("in memory"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+}
+
+/// One command line: `--help` lists `seed-demo` beside the runner's commands.
+#[test]
+fn help_lists_seed_demo_beside_the_runner_commands() {
+    let out = Command::new(RUNNER).arg("--help").stdin(Stdio::null()).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["run", "enqueue", "stats", "dlq", "schedules", "seed-demo", "--redis-ca-cert"] {
+        assert!(help.contains(cmd), "`{cmd}` missing from --help:\n{help}");
+    }
+}
+
 #[test]
 fn without_redis_the_runner_seeds_memory_and_stops_cleanly() {
     let port = free_port().expect("a free loopback port");

@@ -3,15 +3,15 @@
 //!
 //! Everything but `seed-demo` is `jobs_core::runner`, given the trading [`Platform`] as
 //! application state: on Redis when `REDIS_URL` is set (keys `trading:{<namespace>}:…`),
-//! else in memory, seeded with demo data so that the tasks have work to do.
+//! else in memory, seeded with demo data so that the tasks have work to do. `seed-demo` is
+//! one more subcommand of the runner's command line, with the same global flags.
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobs_core::State;
 use jobs_core::redis::RedisConfig;
-use jobs_core::runner::RedisTlsArgs;
+use jobs_core::runner::{AppCommand, CliWith, Invocation};
 use jobs_tasks::PlatformError;
 use jobs_tasks::platform::{DEFAULT_SEED, Platform};
 use jobs_tasks::seed::{DemoConfig, resume_simulated_feed, seed_demo};
@@ -22,14 +22,13 @@ const MEMORY_DEMO_USERS: usize = 10;
 const MAX_DEMO_USERS: usize = 100_000;
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if subcommand(&args).as_deref() == Some("seed-demo") {
-        return seed_main(args);
+    match CliWith::<TradingCommand>::parse().into_invocation() {
+        Invocation::App(app) => seed_main(app),
+        Invocation::Runner(cli) => jobs_core::runner::main_with_cli(cli, |env| async move {
+            let platform = build_platform(env.redis_config().as_ref()).await?;
+            Ok(State::new().with(platform))
+        }),
     }
-    jobs_core::runner::main_with_state(|env| async move {
-        let platform = build_platform(env.redis_config().as_ref()).await?;
-        Ok(State::new().with(platform))
-    })
 }
 
 /// The trading platform of a `run`: Redis when a URL is given (an unreachable server is an
@@ -39,7 +38,7 @@ async fn build_platform(redis: Option<&RedisConfig>) -> jobs_core::Result<Platfo
         Some(cfg) => {
             let namespace = cfg.namespace.as_str();
             let p = Platform::redis_with(cfg).await.map_err(|e| {
-                tracing::error!(url = %jobs_core::backend::redis::redact_url(&cfg.url), namespace, "cannot open the trading store on redis");
+                tracing::error!(url = %jobs_core::redis::redact_url(&cfg.url), namespace, "cannot open the trading store on redis");
                 core_error(e)
             })?;
             let users = p.store().users().await.map_err(core_error)?.len();
@@ -79,28 +78,10 @@ fn core_error(e: PlatformError) -> jobs_core::Error {
     }
 }
 
-/// `seed-demo`'s command line (the rest belongs to `jobs_core::runner`).
-#[derive(Debug, Parser)]
-#[command(name = "jobs-runner", about = "Fill the trading store with deterministic demo data")]
-struct SeedCli {
-    /// Redis URL of the deployment.
-    #[arg(long, env = "REDIS_URL", global = true)]
-    redis_url: Option<String>,
-    /// Namespace of the deployment's keys.
-    #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
-    namespace: String,
-    #[command(flatten)]
-    tls: RedisTlsArgs,
-    /// Machine-readable output (JSON).
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: SeedCommand,
-}
-
+/// The commands of `jobs-runner` beyond `jobs_core::runner`'s.
 #[derive(Debug, Subcommand)]
-enum SeedCommand {
-    /// Replace the trading store's data with deterministic demo data.
+enum TradingCommand {
+    /// Replace the trading store's data with deterministic demo data (needs REDIS_URL).
     SeedDemo {
         /// Users to create.
         #[arg(long, default_value_t = 10)]
@@ -111,11 +92,10 @@ enum SeedCommand {
     },
 }
 
-fn seed_main(args: Vec<OsString>) -> ExitCode {
-    let cli = SeedCli::parse_from(args);
+fn seed_main(app: AppCommand<TradingCommand>) -> ExitCode {
     jobs_core::runner::init_tracing();
-    let SeedCommand::SeedDemo { users, seed } = cli.command;
-    let Some(url) = cli.redis_url.filter(|u| !u.is_empty()) else {
+    let TradingCommand::SeedDemo { users, seed } = app.command;
+    let Some(redis) = app.env.redis_config() else {
         eprintln!(
             "error: seed-demo writes the demo data to Redis, where runners share it: set REDIS_URL.\n\
              Without REDIS_URL there is nothing to seed: `jobs-runner run` keeps its data in \
@@ -136,12 +116,11 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
     };
     let cfg = DemoConfig { users, seed, ..DemoConfig::default() };
     let outcome = rt.block_on(async {
-        let redis = RedisConfig { tls: cli.tls.files(), ..RedisConfig::new(&url) };
-        let platform = Platform::redis_with(&redis.namespace(cli.namespace.clone())).await?;
+        let platform = Platform::redis_with(&redis).await?;
         seed_demo(&platform, &cfg).await
     });
     match outcome {
-        Ok(s) if cli.json => match serde_json::to_string(&s) {
+        Ok(s) if app.json => match serde_json::to_string(&s) {
             Ok(j) => {
                 println!("{j}");
                 ExitCode::SUCCESS
@@ -154,7 +133,7 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
         Ok(s) => {
             println!(
                 "seeded namespace `{}`: {} users ({} positions, {} risk limits), {} symbols ({} quotes of history), {} alerts, {} bots, {} trades, {} log entries, {} cache entries",
-                cli.namespace,
+                app.env.namespace,
                 s.users,
                 s.positions,
                 s.risk_limits,
@@ -173,20 +152,4 @@ fn seed_main(args: Vec<OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Global options of the runner that take a separate value (`--namespace ns`).
-const VALUE_FLAGS: [&str; 2] = ["--redis-url", "--namespace"];
-
-/// The first positional argument: the subcommand.
-fn subcommand(args: &[OsString]) -> Option<String> {
-    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
-    while let Some(a) = it.next() {
-        if VALUE_FLAGS.contains(&a.as_ref()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a.into_owned());
-        }
-    }
-    None
 }

@@ -1,0 +1,405 @@
+//! The runner's command line: every flag and subcommand, as clap types.
+
+use clap::{Args, Parser, Subcommand};
+
+use super::RunnerEnv;
+use crate::backend::redis::TlsFiles;
+
+/// The runner's command line: [`CliWith`] no application commands.
+pub type Cli = CliWith<NoExtra>;
+
+/// The runner's command line with an application's own subcommands `E`: they share the
+/// global flags (`--redis-url`, `--namespace`, the TLS files, `--json`), are listed in
+/// `--help` beside the runner's, and come back from [`CliWith::into_invocation`] for the
+/// application to run (the runner's own go to [`main_with_cli`](super::main_with_cli) or
+/// [`run`](super::run) unchanged).
+/// The application derives `E` with clap (a dependency of its own, feature `derive`).
+///
+/// ```no_run
+/// use clap::Parser;
+/// use jobs_core::runner::{CliWith, Invocation};
+///
+/// #[derive(Debug, clap::Subcommand)]
+/// enum MyCommand {
+///     /// Load the fixtures into the deployment's Redis.
+///     LoadFixtures,
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     match CliWith::<MyCommand>::parse().into_invocation() {
+///         Invocation::App(app) => {
+///             println!("{:?} on {:?}", app.command, app.env.redis_url);
+///             std::process::ExitCode::SUCCESS
+///         }
+///         Invocation::Runner(cli) => {
+///             jobs_core::runner::main_with_cli(cli, |_| async { Ok(jobs_core::State::new()) })
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug, Parser)]
+#[command(name = "jobs-runner", version, about = "Run and operate background jobs", long_about = None)]
+pub struct CliWith<E: Subcommand> {
+    #[command(flatten)]
+    conn: Connection,
+    /// Machine-readable output (JSON) for the operator commands.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<AnyCommand<E>>,
+}
+
+/// No subcommands beyond the runner's own (see [`Cli`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum NoExtra {}
+
+/// What a command line asks for (see [`CliWith::into_invocation`]).
+#[derive(Debug)]
+pub enum Invocation<E> {
+    /// One of the runner's commands (none: `run`), for
+    /// [`main_with_cli`](super::main_with_cli) or [`run`](super::run).
+    Runner(Cli),
+    /// One of the application's commands.
+    App(AppCommand<E>),
+}
+
+/// One of an application's own commands (`E` of [`CliWith`]) and what the global flags say.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AppCommand<E> {
+    /// The deployment named by `--redis-url`, `--namespace` and the TLS flags (or their
+    /// variables), as the runner's own commands see it.
+    pub env: RunnerEnv,
+    /// `--json`: machine-readable output.
+    pub json: bool,
+    /// The command.
+    pub command: E,
+}
+
+impl<E: Subcommand> CliWith<E> {
+    /// Splits the runner's commands from the application's.
+    pub fn into_invocation(self) -> Invocation<E> {
+        let CliWith { conn, json, command } = self;
+        let command = match command {
+            Some(AnyCommand::App(command)) => {
+                return Invocation::App(AppCommand { env: conn.env(), json, command });
+            }
+            Some(AnyCommand::Runner(c)) => Some(AnyCommand::Runner(c)),
+            None => None,
+        };
+        Invocation::Runner(CliWith { conn, json, command })
+    }
+}
+
+impl Cli {
+    /// The deployment, `--json`, and the command (none given: `run`, configured from the
+    /// environment alone).
+    pub(super) fn into_parts(self) -> (RunnerEnv, bool, Command) {
+        let command = match self.command {
+            Some(AnyCommand::Runner(c)) => c,
+            Some(AnyCommand::App(never)) => match never {},
+            None => Command::Run(RunArgs::from_env()),
+        };
+        (self.conn.env(), self.json, command)
+    }
+}
+
+/// The runner's commands, then the application's.
+#[derive(Debug, Subcommand)]
+enum AnyCommand<E: Subcommand> {
+    #[command(flatten)]
+    Runner(Command),
+    #[command(flatten)]
+    App(E),
+}
+
+#[derive(Debug, Args)]
+struct Connection {
+    /// Redis URL (`redis://` or `rediss://`; a comma-separated list names the seed nodes of a
+    /// cluster); without it the runner uses the in-memory backend.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Namespace of this deployment's keys.
+    #[arg(long, env = "JOBS_NAMESPACE", default_value = "jobs", global = true)]
+    namespace: String,
+    #[command(flatten)]
+    tls: RedisTlsArgs,
+}
+
+impl Connection {
+    /// What the flags say about the deployment (the one place that reads them).
+    fn env(&self) -> RunnerEnv {
+        RunnerEnv {
+            redis_url: self.redis_url.clone().filter(|u| !u.is_empty()),
+            namespace: self.namespace.clone(),
+            redis_tls: self.tls.files(),
+        }
+    }
+}
+
+/// The TLS flags of a command line that connects to Redis (`--redis-ca-cert`,
+/// `--redis-client-cert`, `--redis-client-key`, or the `REDIS_*` variables), to
+/// `#[command(flatten)]` into a command line of a binary's own. Subcommands that should sit
+/// beside the runner's get these and the other global flags from [`CliWith`] instead.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RedisTlsArgs {
+    /// PEM file of the CA that signed the Redis server's certificate (for `rediss://`).
+    #[arg(long, env = "REDIS_CA_CERT", value_name = "PEM", global = true)]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
+    /// PEM file of a client certificate for Redis servers that require one.
+    #[arg(long, env = "REDIS_CLIENT_CERT", value_name = "PEM", global = true)]
+    pub redis_client_cert: Option<std::path::PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "REDIS_CLIENT_KEY", value_name = "PEM", global = true)]
+    pub redis_client_key: Option<std::path::PathBuf>,
+}
+
+impl RedisTlsArgs {
+    /// The files given.
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca_cert: self.redis_ca_cert.clone(),
+            client_cert: self.redis_client_cert.clone(),
+            client_key: self.redis_client_key.clone(),
+        }
+    }
+}
+
+/// The runner's own commands.
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Run workers (the default).
+    Run(RunArgs),
+    /// Enqueue a job by name.
+    Enqueue(EnqueueArgs),
+    /// Show a job.
+    Job {
+        /// The job id.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Queue statistics.
+    Stats,
+    /// Handlers linked into this binary.
+    Handlers,
+    /// The dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        op: DlqOp,
+    },
+    /// Schedules (shared by every runner of the deployment).
+    Schedules {
+        #[command(subcommand)]
+        op: ScheduleOp,
+    },
+}
+
+/// `enqueue`'s arguments.
+#[derive(Debug, Args)]
+pub(super) struct EnqueueArgs {
+    /// Handler name.
+    pub(super) name: String,
+    /// Arguments as JSON.
+    #[arg(long, default_value = "{}")]
+    pub(super) args: String,
+    /// critical, high, normal or low.
+    #[arg(long)]
+    pub(super) priority: Option<String>,
+    /// Run after this many seconds.
+    #[arg(long = "in", value_name = "SECS", conflicts_with = "at")]
+    pub(super) delay: Option<f64>,
+    /// Run at this RFC 3339 time.
+    #[arg(long)]
+    pub(super) at: Option<String>,
+}
+
+/// `schedules …`.
+#[derive(Debug, Subcommand)]
+pub(super) enum ScheduleOp {
+    /// List schedules with their last and next runs.
+    List,
+    /// Enable a schedule.
+    Enable {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Disable a schedule (for every runner, until enabled again).
+    Disable {
+        /// The schedule's name.
+        name: String,
+    },
+    /// Enqueue one job of the schedule now (its next run does not move).
+    Run {
+        /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `dlq …`.
+#[derive(Debug, Subcommand)]
+pub(super) enum DlqOp {
+    /// List dead jobs, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put a dead job back in its queue.
+    Retry {
+        /// The job id.
+        id: String,
+    },
+    /// Delete every dead job.
+    Clear,
+}
+
+/// `run`'s flags.
+#[derive(Debug, Args, Default)]
+pub(super) struct RunArgs {
+    /// Workers in this process (more than 1 runs a pool).
+    #[arg(long, env = "JOBS_WORKERS", default_value_t = 1)]
+    pub(super) workers: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, env = "JOBS_CONCURRENCY", default_value_t = 10)]
+    pub(super) concurrency: usize,
+    /// Lease length in seconds (a killed runner's jobs come back after about this long).
+    #[arg(long, env = "JOBS_LEASE", default_value_t = 30.0)]
+    pub(super) lease: f64,
+    /// Seconds running jobs get to finish at shutdown before they are released.
+    #[arg(long, env = "JOBS_SHUTDOWN_GRACE", default_value_t = 30.0)]
+    pub(super) shutdown_grace: f64,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    pub(super) no_scheduler: bool,
+    /// Do not run workers in this process (an API- or scheduler-only runner).
+    #[arg(long)]
+    pub(super) no_workers: bool,
+    #[command(flatten)]
+    pub(super) api: ApiArgs,
+}
+
+/// The HTTP admin API's flags (see [`crate::api`]).
+#[derive(Debug, Args, Default)]
+pub(super) struct ApiArgs {
+    /// Address of the HTTP admin API (`host:port`).
+    #[arg(long, env = "JOBS_BIND", default_value = "127.0.0.1:8080")]
+    pub(super) bind: String,
+    /// Bearer token the API requires on every endpoint but health.
+    #[arg(long, env = "JOBS_API_TOKEN", hide_env_values = true)]
+    pub(super) api_token: Option<String>,
+    /// Serve the API on a non-loopback address even without a token.
+    #[arg(long)]
+    pub(super) allow_remote: bool,
+    /// Largest request body the API accepts, in bytes.
+    #[arg(long, env = "JOBS_API_BODY_LIMIT", default_value_t = crate::api::DEFAULT_BODY_LIMIT)]
+    pub(super) api_body_limit: usize,
+    /// Do not serve the HTTP API.
+    #[arg(long)]
+    pub(super) no_api: bool,
+}
+
+impl ApiArgs {
+    fn from_env() -> Self {
+        ApiArgs {
+            bind: std::env::var("JOBS_BIND").unwrap_or_else(|_| "127.0.0.1:8080".into()),
+            api_token: std::env::var("JOBS_API_TOKEN").ok(),
+            api_body_limit: env_or("JOBS_API_BODY_LIMIT", crate::api::DEFAULT_BODY_LIMIT),
+            ..ApiArgs::default()
+        }
+    }
+}
+
+impl RunArgs {
+    /// `run` without flags: the `JOBS_*` variables, else the defaults.
+    fn from_env() -> Self {
+        RunArgs {
+            workers: env_or("JOBS_WORKERS", 1),
+            concurrency: env_or("JOBS_CONCURRENCY", 10),
+            lease: env_or("JOBS_LEASE", 30.0),
+            shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
+            no_scheduler: false,
+            no_workers: false,
+            api: ApiArgs::from_env(),
+        }
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses_the_documented_commands() {
+        for argv in [
+            &["jobs-runner"][..],
+            &["jobs-runner", "run", "--workers", "2", "--concurrency", "5"],
+            &["jobs-runner", "enqueue", "sync_portfolio", "--args", "{}", "--priority", "high"],
+            &["jobs-runner", "--json", "stats"],
+            &["jobs-runner", "dlq", "retry", "0190f5c2-7a3b-7c1d-9e2f-0123456789ab"],
+            &["jobs-runner", "schedules", "disable", "portfolio_sync"],
+            &["jobs-runner", "run", "--no-workers"],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
+        }
+        assert!(
+            Cli::try_parse_from(["jobs-runner", "enqueue", "x", "--in", "5", "--at", "t"]).is_err()
+        );
+    }
+
+    #[derive(Debug, PartialEq, Subcommand)]
+    enum Extra {
+        /// An application command.
+        SeedDemo {
+            #[arg(long, default_value_t = 10)]
+            users: usize,
+        },
+    }
+
+    #[test]
+    fn application_commands_share_the_global_flags() {
+        <CliWith<Extra> as clap::CommandFactory>::command().debug_assert();
+        <Cli as clap::CommandFactory>::command().debug_assert();
+        let help = <CliWith<Extra> as clap::CommandFactory>::command().render_long_help();
+        let help = help.to_string();
+        assert!(help.contains("seed-demo") && help.contains("schedules"), "{help}");
+        assert!(!help.contains("CliWith"), "the type's rustdoc is not the command's help: {help}");
+        let parse =
+            |argv: &[&str]| CliWith::<Extra>::try_parse_from(argv).map(CliWith::into_invocation);
+        for argv in [
+            &["jobs-runner", "--redis-ca-cert", "ca.pem", "seed-demo", "--users", "3"][..],
+            &["jobs-runner", "--namespace", "ns", "--redis-url", "redis://h", "seed-demo"],
+            &["jobs-runner", "seed-demo", "--redis-ca-cert", "ca.pem", "--json"],
+        ] {
+            match parse(argv) {
+                Ok(Invocation::App(app)) => {
+                    assert!(matches!(app.command, Extra::SeedDemo { .. }), "{argv:?}");
+                    let ca = app.env.redis_tls.ca_cert.as_deref();
+                    let ns = app.env.namespace.as_str();
+                    assert!(ca == Some("ca.pem".as_ref()) || ns == "ns", "{argv:?}: {app:?}");
+                }
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+        let Ok(Invocation::App(app)) = parse(&["jobs-runner", "--json", "seed-demo", "--users=3"])
+        else {
+            panic!("seed-demo --users=3");
+        };
+        assert!(app.json);
+        assert_eq!(app.command, Extra::SeedDemo { users: 3 });
+        for argv in [
+            &["jobs-runner", "--redis-ca-cert", "ca.pem", "stats"][..],
+            &["jobs-runner", "--namespace", "ns"],
+            &["jobs-runner", "schedules", "run", "seed-demo"],
+        ] {
+            assert!(matches!(parse(argv), Ok(Invocation::Runner(_))), "{argv:?}");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! What a binary's `main` calls: configuration from flags and environment, the service
+//! started, a clean stop on SIGINT/SIGTERM, and the operator subcommands. Feature
+//! `runner` (which enables `api`, the HTTP admin API every runner serves):
+//! `jobs-core = { version = "…", features = ["runner"] }`.
+//!
+//! ```no_run
+//! // src/bin/my-runner.rs of an application crate
+//! use my_tasks as _; // link the crate whose handlers should run (see the crate docs)
+//! # mod my_tasks {}
+//!
+//! fn main() -> std::process::ExitCode {
+//!     jobs_core::runner::main()
+//! }
+//! ```
+//!
+//! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
+//! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
+//! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
+//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
+//! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
+//! `RUST_LOG` sets the log filter (default `info`).
+//!
+//! A binary with commands of its own adds them to the runner's command line with
+//! [`CliWith`], so that they share the connection flags and `--help`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::backend::redis::redact_url as redact;
+use crate::backend::redis::{RedisConfig, TlsFiles};
+use crate::context::State;
+use crate::error::{Error, Result};
+use crate::service::{BackendChoice, JobService, ServiceConfig};
+use crate::worker::WorkerConfig;
+
+mod cli;
+mod operate;
+
+use cli::{ApiArgs, Command, RunArgs};
+pub use cli::{AppCommand, Cli, CliWith, Invocation, NoExtra, RedisTlsArgs};
+
+/// Parses the command line, sets up logging, runs, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    main_with_state(|_| async { Ok(State::new()) })
+}
+
+/// What the application-state closure of [`main_with_state`] learns about the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunnerEnv {
+    /// The Redis URL in use (`None`: the in-memory backend).
+    pub redis_url: Option<String>,
+    /// The namespace of the deployment's keys.
+    pub namespace: String,
+    /// The TLS files for a `rediss://` URL (`REDIS_CA_CERT`, `REDIS_CLIENT_CERT`,
+    /// `REDIS_CLIENT_KEY`).
+    pub redis_tls: TlsFiles,
+}
+
+impl RunnerEnv {
+    /// The Redis configuration in use (URL, TLS files, namespace), for application data kept
+    /// on the same Redis (see
+    /// [`RedisConnection::connect`](crate::redis::RedisConnection::connect));
+    /// `None` on the in-memory backend.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        let url = self.redis_url.as_deref()?;
+        let cfg = RedisConfig { tls: self.redis_tls.clone(), ..RedisConfig::new(url) };
+        Some(cfg.namespace(self.namespace.clone()))
+    }
+}
+
+/// Like [`main`], with application state for the handlers (`ctx.state::<T>()`), built once
+/// at start-up from the Redis URL in use (`None`: the in-memory backend).
+///
+/// ```no_run
+/// use jobs_core::State;
+///
+/// struct Db { url: Option<String> }
+///
+/// fn main() -> std::process::ExitCode {
+///     jobs_core::runner::main_with_state(|env| async move {
+///         Ok(State::new().with(Db { url: env.redis_url }))
+///     })
+/// }
+/// ```
+pub fn main_with_state<F, Fut>(state: F) -> ExitCode
+where
+    F: FnOnce(RunnerEnv) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
+    main_with_cli(Cli::parse(), state)
+}
+
+/// Like [`main_with_state`], for a command line already parsed: the runner's side of a
+/// [`CliWith`] application commands (see [`CliWith::into_invocation`]).
+pub fn main_with_cli<F, Fut>(cli: Cli, state: F) -> ExitCode
+where
+    F: FnOnce(RunnerEnv) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_with_state(cli, state)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its sources on one line (`a: b: c`), as the runner prints them.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        // Some errors (redis-rs's among them) already print their source; say it once.
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`). Only binaries call
+/// this; libraries never install a subscriber.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A flag's seconds as a positive duration.
+fn secs(v: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        Error::Config(format!("{what} must be a positive number of seconds, found {v}"))
+    })
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    run_with_state(cli, |_| async { Ok(State::new()) }).await
+}
+
+/// Runs a parsed command line with application state (see [`main_with_state`]).
+pub async fn run_with_state<F, Fut>(cli: Cli, state: F) -> Result<()>
+where
+    F: FnOnce(RunnerEnv) -> Fut,
+    Fut: std::future::Future<Output = Result<State>>,
+{
+    let (env, json, command) = cli.into_parts();
+    match command {
+        Command::Run(args) => {
+            let st = state(env.clone()).await?;
+            serve(&env, args, st).await
+        }
+        other => operate::operate(&env, json, other).await,
+    }
+}
+
+fn backend(env: &RunnerEnv) -> BackendChoice {
+    env.redis_config().map_or(BackendChoice::Memory, BackendChoice::Redis)
+}
+
+/// `run`: the service until SIGINT/SIGTERM, then a graceful stop.
+async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while starting must still stop us cleanly.
+    let shutdown = Shutdown::install()?;
+    let backend = backend(env);
+    match &backend {
+        BackendChoice::Memory => tracing::warn!(
+            "using the embedded in-memory backend: jobs live in this process only and are lost on exit; set REDIS_URL to use Redis"
+        ),
+        BackendChoice::Redis(r) => {
+            tracing::info!(url = %redact(&r.url), namespace = %r.namespace, "using redis")
+        }
+    }
+    if args.workers == 0 || args.concurrency == 0 {
+        return Err(Error::Config("--workers and --concurrency must be at least 1".into()));
+    }
+    let lease = secs(args.lease, "--lease")?;
+    let cfg = ServiceConfig {
+        backend,
+        use_worker_pool: args.workers > 1,
+        num_workers: args.workers,
+        concurrency: args.concurrency,
+        enable_scheduler: !args.no_scheduler,
+        enable_workers: !args.no_workers,
+        worker: WorkerConfig {
+            lease,
+            heartbeat_interval: lease / 3,
+            grace: Duration::from_secs(5).min(lease),
+            shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace).map_err(|_| {
+                Error::Config("--shutdown-grace must be a number of seconds".into())
+            })?,
+            ..WorkerConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
+    let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
+    tracing::info!(handlers = names.len(), names = ?names, "runner starting");
+    let api = start_api(&args.api, service.clone()).await?;
+    service.start()?;
+    shutdown.wait().await;
+    tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
+    if let Some(api) = api {
+        api.stop().await?;
+    }
+    service.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Starts the API for `service`, unless `--no-api`.
+async fn start_api(
+    args: &ApiArgs,
+    service: std::sync::Arc<JobService>,
+) -> Result<Option<crate::api::RunningApi>> {
+    if args.no_api {
+        return Ok(None);
+    }
+    let config = crate::api::ApiConfig::default()
+        .token(args.api_token.clone())
+        .body_limit(args.api_body_limit);
+    let auth = config.has_token();
+    let state = crate::api::ApiState::new(service, config);
+    let api = crate::api::start(&args.bind, state, args.allow_remote).await?;
+    tracing::info!(addr = %api.local_addr(), auth, "serving the HTTP API");
+    Ok(Some(api))
+}
+
+/// SIGINT/SIGTERM, listened for from the moment it is installed.
+struct Shutdown {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let err = |e: std::io::Error| Error::Config(format!("cannot listen for signals: {e}"));
+            Ok(Shutdown {
+                term: signal(SignalKind::terminate()).map_err(err)?,
+                int: signal(SignalKind::interrupt()).map_err(err)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let Shutdown { mut term, mut int } = self;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_logs() {
+        assert_eq!(redact("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redact("redis://:secret@host:6379"), "redis://***@host:6379");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}
