@@ -92,7 +92,11 @@
 //! state ([`ScheduleState`]): enabled, run count, last run, last job, and the next run. The
 //! next run of every enabled schedule that still has one sits in a due index (Redis: the
 //! `cron_due` ZSET); a disabled schedule, or a one-time schedule that has fired, has none.
-//! Definitions, state and the index are shared by every process of the deployment.
+//! Definitions, state and the index are shared by every process of the deployment. The
+//! backend stores the definition as given and never reads its options: they are the spec's
+//! and the handler's, unresolved, and each process that fires a tick resolves them with its
+//! own defaults, so that processes with different defaults store equal definitions (and
+//! equal hashes).
 //!
 //! * `schedule_upsert(entry, hash, enabled, first_next)`: unknown name → created, enabled
 //!   as given (`None`: enabled), next run `first_next` if enabled; `Created`. Known name
@@ -131,8 +135,8 @@ use crate::retry::RetryPolicy;
 pub(crate) use crate::schedule::check_schedule_hash;
 /// The schedule records of the contract's schedule calls (defined in [`schedule`](crate::schedule)).
 pub use crate::schedule::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    TickClaim, UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
+    StoredSchedule, TickClaim, UpsertOutcome,
 };
 use crate::stats::QueueStats;
 

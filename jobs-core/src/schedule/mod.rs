@@ -21,8 +21,8 @@ pub use cron::{CronExpr, MAX_INTERVAL_SECS};
 pub use spec::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType};
 pub(crate) use stored::check_schedule_hash;
 pub use stored::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    TickClaim, UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
+    StoredSchedule, TickClaim, UpsertOutcome,
 };
 
 /// The id of a tick's job: the same in every process, so the job exists at most once.

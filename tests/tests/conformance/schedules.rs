@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jobs_core::backend::{
-    FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, TickClaim, UpsertOutcome,
+    FireOutcome, ScheduleEntry, ScheduleFire, StoredJobOptions, StoredSchedule, TickClaim,
+    UpsertOutcome,
 };
 use jobs_core::{Error, JobId, JobPriority, JobStatus, MisfirePolicy, NewJob, ScheduleType};
 use serde_json::json;
@@ -34,9 +35,12 @@ fn entry(name: &str) -> ScheduleEntry {
         job_name: "tick_job".into(),
         schedule: ScheduleType::Interval { seconds: 60 },
         args: json!({ "schedule": name }),
-        priority: JobPriority::High,
-        max_retries: 2,
-        timeout_ms: 45_000,
+        priority: Some(JobPriority::High),
+        handler_options: StoredJobOptions {
+            max_retries: Some(2),
+            timeout_ms: Some(45_000),
+            priority: None,
+        },
         misfire: MisfirePolicy::Coalesce,
     }
 }
