@@ -12,10 +12,12 @@
 //!    returns the server's now and the earliest next run of all);
 //! 2. for each, compute the run after this tick (a pure function of the definition, the
 //!    tick and now; see [`MisfirePolicy`]) and *fire*: one atomic step that checks the
-//!    schedule's next run is still this tick (compare-and-set), moves it, and enqueues the
-//!    tick's job with the id `JobId::derived("cron:<name>:<tick ms>")`. Of any number of
-//!    schedulers racing for a tick, exactly one wins; the others get "stale". Nothing is
-//!    locked, so a crashed scheduler holds nothing up;
+//!    schedule's next run is still this tick and its definition and generation are still
+//!    the ones read (compare-and-set), moves it, and enqueues the tick's job with the id
+//!    `JobId::derived("cron:<name>:<tick ms>")` (`…:g<generation>` appended once the
+//!    schedule has been edited or re-enabled: see below). Of any number of schedulers
+//!    racing for a tick, exactly one wins; the others get "stale". Nothing is locked, so a
+//!    crashed scheduler holds nothing up;
 //! 3. sleep until the earliest next run, estimated on the server's clock from the last
 //!    reply (plus a few milliseconds of jitter, at most [`SchedulerConfig::max_sleep`]),
 //!    or until a schedule is changed through this [`Scheduler`]. There is no fixed polling:
@@ -36,6 +38,12 @@
 //! values become the stored handler options); their hash differs from the one computed
 //! now, so the first start-up upsert after the upgrade updates each declared schedule once
 //! (its next run restarts from then).
+//!
+//! Every edit (an upsert that changes the definition or the flag) and every enable starts a
+//! new *generation* of the definition, and a tick's job id includes it: a one-time schedule
+//! edited or re-enabled after it fired (its instant, passed or not, is its next run again)
+//! fires again, once. Deleting a schedule and registering it again starts over at
+//! generation 0: a tick whose job still exists is then not fired twice.
 //!
 //! Schedules declared with `#[every_seconds]`, `#[every_minutes]`, `#[daily_at]` and
 //! `#[cron]` are upserted when the loop starts. A declared schedule whose definition is
@@ -184,7 +192,8 @@ impl Scheduler {
     }
 
     /// Registers a schedule, or replaces the one with this name. Re-registering the same
-    /// definition with the same flag changes nothing (the next run is kept).
+    /// definition with the same flag changes nothing (the next run is kept); a changed one
+    /// starts a new generation (a one-time schedule whose instant has passed fires again).
     ///
     /// Errors: [`Error::UnknownHandler`] if `job_name` is not a handler this process knows
     /// (checked only when it knows any: an API-only process may have none linked);
@@ -211,8 +220,9 @@ impl Scheduler {
     }
 
     /// Enables a schedule: its next run is the first occurrence after now (one interval
-    /// from now; a one-time schedule whose instant has passed fires at once). Enabling an
-    /// enabled schedule changes nothing. Errors: [`Error::ScheduleNotFound`].
+    /// from now; a one-time schedule whose instant has passed fires at once, again if it
+    /// fired before). Enabling an enabled schedule changes nothing.
+    /// Errors: [`Error::ScheduleNotFound`].
     pub async fn enable(&self, name: &str) -> Result<ScheduleInfo> {
         let stored = self.backend().schedule_get(name).await?.ok_or_else(|| not_found(name))?;
         let trigger = Trigger::new(&stored.entry.schedule)?;
@@ -499,10 +509,11 @@ async fn fire_tick(
     let tick_ms = tick.timestamp_millis();
     let trigger = Trigger::new(&e.schedule)?;
     let next = trigger.after(tick_ms, now_ms, e.misfire).and_then(ms_to_time);
-    let id = tick_job_id(&e.name, tick_ms);
+    let generation = stored.state.generation;
+    let id = tick_job_id(&e.name, generation, tick_ms);
     let fire = ScheduleFire {
         name: e.name.clone(),
-        claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone() }),
+        claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone(), generation }),
         job: s.job(e, id)?,
     };
     let out = s.backend().schedule_fire(&fire).await?;

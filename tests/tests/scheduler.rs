@@ -580,3 +580,79 @@ async fn one_time_schedule_fires_again_when_re_enabled_or_edited_redis() -> Test
     let b: Arc<dyn Backend> = Arc::new(RedisBackend::connect(cfg).await?);
     once_fires_again_after_re_enable_and_edit([a, b]).await
 }
+
+// ------------------------------------------------ records of the previous build
+
+// guards: a schedule stored by the build before generations and unresolved options (state
+// without `:<gen>`, definition with the resolved `max_retries`/`timeout_ms`) still loads and
+// fires, under the tick id that build would have used; the first upsert after the upgrade
+// updates it once (its hash is computed differently now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_stored_by_the_previous_build_loads_and_fires() -> TestResult {
+    let server = RedisServer::start();
+    let cfg = RedisConfig::new(&server.url()).namespace(unique_namespace("sched-legacy"));
+    let backend = Arc::new(RedisBackend::connect(cfg.clone()).await?);
+    let keys = backend.keys().clone();
+    let tick = backend.time().await?.timestamp_millis() - 50;
+    let last_job = jobs_core::JobId::new();
+    let def = json!({
+        "name": "legacy", "job_name": "legacy_job",
+        "schedule": {"type": "interval", "seconds": 3600},
+        "args": {"from": "before"}, "priority": "high", "max_retries": 4,
+        "timeout_ms": 40_000, "misfire": "coalesce"
+    });
+    let mut c = server.connection()?;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(keys.cron())
+        .arg("legacy")
+        .arg(format!("1:7:1700000000000:00000000deadbeef:{last_job}|{def}"))
+        .cmd("ZADD")
+        .arg(keys.cron_due())
+        .arg(tick)
+        .arg("legacy")
+        .query(&mut c)?;
+
+    let stored = backend.schedule_get("legacy").await?.ok_or("loads")?;
+    assert_eq!((stored.state.run_count, stored.state.generation), (7, 0));
+    assert_eq!(stored.state.last_job_id, Some(last_job));
+    assert_eq!(stored.entry.priority, Some(JobPriority::High));
+
+    // A process without the handler and with other defaults fires it: the stored options
+    // stand in for the handler's.
+    let queue = JobQueue::from_backend(backend.clone()).with_defaults(JobDefaults {
+        max_retries: 1,
+        timeout: Duration::from_secs(11),
+        ..JobDefaults::default()
+    });
+    let s = Scheduler::new(queue, Arc::new(Registry::default()), SchedulerConfig::default());
+    s.start()?;
+    let id = jobs_core::JobId::derived(&format!("cron:legacy:{tick}"));
+    let job = try_wait_until("the legacy tick's job", Duration::from_secs(5), || async {
+        Ok::<_, BoxError>(backend.get_job(id).await?)
+    })
+    .await?;
+    s.stop().await;
+    assert_eq!(
+        (job.priority, job.max_retries, job.timeout, job.args.clone()),
+        (JobPriority::High, 4, Duration::from_secs(40), json!({"from": "before"}))
+    );
+    let info = s.get("legacy").await?;
+    assert_eq!((info.run_count, info.last_job_id), (8, Some(id)));
+
+    // The same spec registered by the new build: updated once, a new generation.
+    let spec = ScheduleSpec::interval("legacy", "legacy_job", 3600)
+        .args(json!({"from": "before"}))
+        .priority(JobPriority::High);
+    s.register(spec.clone()).await?;
+    let after = backend.schedule_get("legacy").await?.ok_or("still there")?;
+    assert_eq!((after.state.run_count, after.state.generation), (8, 1));
+    s.register(spec).await?;
+    let again = backend.schedule_get("legacy").await?.ok_or("still there")?;
+    assert_eq!(
+        (again.state.generation, again.state.next_run),
+        (1, after.state.next_run),
+        "then kept"
+    );
+    Ok(())
+}

@@ -138,6 +138,12 @@ pub struct ScheduleState {
     pub run_count: u64,
     /// The last job it enqueued.
     pub last_job_id: Option<JobId>,
+    /// The definition's generation: 0 when created, one more at each change of the
+    /// definition or of the flag through an upsert, and at each enable. Part of the ids of
+    /// its ticks' jobs, so that a schedule edited or re-enabled after it fired (a one-time
+    /// schedule whose instant is its next run again) fires again.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A stored schedule: definition, definition hash, state.
@@ -184,6 +190,9 @@ pub struct TickClaim {
     pub next: Option<DateTime<Utc>>,
     /// The definition hash the caller computed `next` from: must be the stored one.
     pub hash: String,
+    /// The generation the caller read with the tick (and derived the job id from): must be
+    /// the stored one.
+    pub generation: u64,
 }
 
 /// One job to enqueue for a schedule, for [`Backend::schedule_fire`](crate::backend::Backend::schedule_fire).
