@@ -446,8 +446,11 @@ async fn restarts_of_services_with_other_defaults(
     );
     // Ticks at 1 s, 2 s, … after the first sync; 5 s of restarts leave room for 4 at least.
     assert!(ticks.len() >= 4, "the schedule fires every interval, got {} ticks", ticks.len());
+    // On the schedule's grid (a tick fired more than an interval late on a loaded machine
+    // coalesces, which leaves a gap of whole intervals, never a shift).
     for w in ticks.windows(2) {
-        assert_eq!(w[1] - w[0], chrono::TimeDelta::seconds(1), "ticks on the grid: {ticks:?}");
+        let gap = (w[1] - w[0]).num_milliseconds();
+        assert!(gap > 0 && gap % 1000 == 0, "ticks on the grid: {ticks:?}");
     }
     // Each job has the defaults of the process that fired it.
     for j in &jobs {
