@@ -89,35 +89,46 @@
 //! ## Schedules
 //!
 //! A schedule is a stored definition ([`ScheduleEntry`], with a definition hash) plus its
-//! state ([`ScheduleState`]): enabled, run count, last run, last job, and the next run. The
-//! next run of every enabled schedule that still has one sits in a due index (Redis: the
-//! `cron_due` ZSET); a disabled schedule, or a one-time schedule that has fired, has none.
-//! Definitions, state and the index are shared by every process of the deployment.
+//! state ([`ScheduleState`]): enabled, run count, last run, last job, generation, and the
+//! next run. The next run of every enabled schedule that still has one sits in a due index
+//! (Redis: the `cron_due` ZSET); a disabled schedule, or a one-time schedule that has fired,
+//! has none. Definitions, state and the index are shared by every process of the
+//! deployment. The backend stores the definition as given and never reads its options:
+//! they are the spec's and the handler's, unresolved, and each process that fires a tick
+//! resolves them with its own defaults, so that processes with different defaults store
+//! equal definitions (and equal hashes).
+//!
+//! The *generation* numbers the versions of a definition: 0 when created, one more at each
+//! upsert that reports `Updated` and at each enable of a disabled schedule. A tick's job id
+//! includes it, so a tick that comes back in a new generation (a one-time schedule edited or
+//! re-enabled after it fired has its instant as next run again) fires again, once.
 //!
 //! * `schedule_upsert(entry, hash, enabled, first_next)`: unknown name → created, enabled
-//!   as given (`None`: enabled), next run `first_next` if enabled; `Created`. Known name
-//!   with the same hash and the same enabled flag (or `enabled = None`) → nothing changes;
-//!   `Kept` (every process upserts its declared schedules at start, and an operator's
-//!   enable/disable survives that). Otherwise the definition is replaced, run count, last
-//!   run and last job are kept, the flag is set (`None` keeps it); if the hash changed or
-//!   the schedule was just enabled, the next run becomes `first_next`; a disabled schedule
-//!   has none; `Updated`.
+//!   as given (`None`: enabled), next run `first_next` if enabled, generation 0; `Created`.
+//!   Known name with the same hash and the same enabled flag (or `enabled = None`) →
+//!   nothing changes; `Kept` (every process upserts its declared schedules at start, and an
+//!   operator's enable/disable survives that). Otherwise the definition is replaced, run
+//!   count, last run and last job are kept, the flag is set (`None` keeps it), the
+//!   generation goes up by one; if the hash changed or the schedule was just enabled, the
+//!   next run becomes `first_next`; a disabled schedule has none; `Updated`.
 //! * `schedule_set_enabled(name, enabled, first_next)`: enabling a disabled schedule sets
-//!   the next run to `first_next`; disabling removes it; setting the current flag changes
-//!   nothing. Returns the schedule. Unknown →
-//!   [`Error::ScheduleNotFound`](crate::Error::ScheduleNotFound).
+//!   the next run to `first_next` and the generation up by one; disabling removes the next
+//!   run (the generation stays); setting the current flag changes nothing. Returns the
+//!   schedule. Unknown → [`Error::ScheduleNotFound`](crate::Error::ScheduleNotFound).
 //! * `schedule_remove`: deletes definition, state and next run; false if unknown.
 //! * `schedule_due(limit)`: the backend's now, up to `limit` schedules whose next run is
 //!   `<= now` (earliest first) with their definitions, and the earliest next run of all.
 //! * `schedule_fire` with a [`TickClaim`] is the exactly-once step, one atomic operation:
-//!   unknown schedule → `NotFound`; no next run, a next run other than `claim.expected`, or
-//!   a definition hash other than `claim.hash` → `Stale` (another scheduler fired it, or the
-//!   definition changed); `expected > now` → `NotDue`. Otherwise the next run becomes
-//!   `claim.next` (none: removed), and the job is written as `enqueue` writes a ready job,
-//!   except that `scheduled_at` = the tick time; run count += 1, last run = now, last job =
-//!   the job's id; `Fired`. If a job with that id exists already the next run still moves
-//!   but nothing else changes; `Duplicate`. Without a claim (run now) only the schedule's
-//!   existence is checked, the job has no `scheduled_at`, and the next run is untouched.
+//!   unknown schedule → `NotFound`; no next run, a next run other than `claim.expected`, a
+//!   definition hash other than `claim.hash`, or a generation other than
+//!   `claim.generation` → `Stale` (another scheduler fired it, or the definition changed or
+//!   was re-enabled since the caller read it); `expected > now` → `NotDue`. Otherwise the
+//!   next run becomes `claim.next` (none: removed), and the job is written as `enqueue`
+//!   writes a ready job, except that `scheduled_at` = the tick time; run count += 1, last
+//!   run = now, last job = the job's id; `Fired`. If a job with that id exists already the
+//!   next run still moves but nothing else changes; `Duplicate`. Without a claim (run now)
+//!   only the schedule's existence is checked, the job has no `scheduled_at`, and the next
+//!   run and the generation are untouched.
 
 use std::time::Duration;
 
@@ -131,8 +142,8 @@ use crate::retry::RetryPolicy;
 pub(crate) use crate::schedule::check_schedule_hash;
 /// The schedule records of the contract's schedule calls (defined in [`schedule`](crate::schedule)).
 pub use crate::schedule::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    TickClaim, UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
+    StoredSchedule, TickClaim, UpsertOutcome,
 };
 use crate::stats::QueueStats;
 

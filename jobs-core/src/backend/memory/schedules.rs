@@ -21,6 +21,8 @@ pub(super) struct SchedRecord {
     last_run: Option<i64>,
     run_count: u64,
     last_job: Option<JobId>,
+    /// Redis: the `<gen>` field of the record's state.
+    generation: u64,
 }
 
 impl SchedRecord {
@@ -34,6 +36,7 @@ impl SchedRecord {
                 last_run: self.last_run.and_then(ms_to_time),
                 run_count: self.run_count,
                 last_job_id: self.last_job,
+                generation: self.generation,
             },
         }
     }
@@ -75,6 +78,7 @@ impl State {
                     last_run: None,
                     run_count: 0,
                     last_job: None,
+                    generation: 0,
                 },
             );
             if on {
@@ -91,6 +95,7 @@ impl State {
         rec.entry = entry.clone();
         rec.hash = hash.to_owned();
         rec.enabled = on;
+        rec.generation += 1;
         if !on {
             self.set_next(name, None);
         } else if !same || !was_on {
@@ -111,6 +116,9 @@ impl State {
             .ok_or_else(|| Error::ScheduleNotFound { name: name.to_owned() })?;
         if rec.enabled != enabled {
             rec.enabled = enabled;
+            if enabled {
+                rec.generation += 1;
+            }
             self.set_next(name, if enabled { first } else { None });
         }
         self.schedules
@@ -153,7 +161,10 @@ impl State {
         if let Some(claim) = &fire.claim {
             let expected = claim.expected.timestamp_millis();
             let current = rec.next;
-            if current != Some(expected) || rec.hash != claim.hash {
+            if current != Some(expected)
+                || rec.hash != claim.hash
+                || rec.generation != claim.generation
+            {
                 return FireOutcome::Stale { current: current.and_then(ms_to_time) };
             }
             if expected > now {
