@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use self::schedules::SchedRecord;
+use self::state::SchedRecord;
 use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, DueSchedules, FailOutcome,

@@ -1,7 +1,7 @@
-//! Schedules on the in-memory state: the stored record and the `schedule_*` calls, the same
-//! steps as the Redis backend's `sched_*.lua` scripts.
+//! Schedules on the in-memory state: the `schedule_*` calls, the same steps as the Redis
+//! backend's `sched_*.lua` scripts (the stored record, [`SchedRecord`], is in `state.rs`).
 
-use super::state::State;
+use super::state::{SchedRecord, State};
 use crate::backend::{
     DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
     UpsertOutcome,
@@ -9,38 +9,6 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
 use crate::time::ms_to_time;
-
-/// A stored schedule, times in Unix milliseconds like everything else here.
-#[derive(Debug, Clone)]
-pub(super) struct SchedRecord {
-    entry: ScheduleEntry,
-    hash: String,
-    enabled: bool,
-    /// Mirrors membership of `State::sched_due` (Redis: the `cron_due` ZSET).
-    next: Option<i64>,
-    last_run: Option<i64>,
-    run_count: u64,
-    last_job: Option<JobId>,
-    /// Redis: the `<gen>` field of the record's state.
-    generation: u64,
-}
-
-impl SchedRecord {
-    pub(super) fn to_stored(&self) -> StoredSchedule {
-        StoredSchedule {
-            entry: self.entry.clone(),
-            hash: self.hash.clone(),
-            state: ScheduleState {
-                enabled: self.enabled,
-                next_run: self.next.and_then(ms_to_time),
-                last_run: self.last_run.and_then(ms_to_time),
-                run_count: self.run_count,
-                last_job_id: self.last_job,
-                generation: self.generation,
-            },
-        }
-    }
-}
 
 /// Schedules: the same steps as the `sched_*.lua` scripts, each one critical section.
 impl State {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::schedules::SchedRecord;
 use crate::backend::{BackendConfig, Lease, THROUGHPUT_MINUTES};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
 use crate::stats::QueueCounters;
@@ -270,5 +269,37 @@ impl State {
         rec.place = Place::Finished { expire };
         self.finished.insert((expire, id));
         self.counters.cancelled += 1;
+    }
+}
+
+/// A stored schedule, times in Unix milliseconds like everything else here.
+#[derive(Debug, Clone)]
+pub(super) struct SchedRecord {
+    pub(super) entry: ScheduleEntry,
+    pub(super) hash: String,
+    pub(super) enabled: bool,
+    /// Mirrors membership of `State::sched_due` (Redis: the `cron_due` ZSET).
+    pub(super) next: Option<i64>,
+    pub(super) last_run: Option<i64>,
+    pub(super) run_count: u64,
+    pub(super) last_job: Option<JobId>,
+    /// Redis: the `<gen>` field of the record's state.
+    pub(super) generation: u64,
+}
+
+impl SchedRecord {
+    pub(super) fn to_stored(&self) -> StoredSchedule {
+        StoredSchedule {
+            entry: self.entry.clone(),
+            hash: self.hash.clone(),
+            state: ScheduleState {
+                enabled: self.enabled,
+                next_run: self.next.and_then(ms_to_time),
+                last_run: self.last_run.and_then(ms_to_time),
+                run_count: self.run_count,
+                last_job_id: self.last_job,
+                generation: self.generation,
+            },
+        }
     }
 }
