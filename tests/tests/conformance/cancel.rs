@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use jobs_core::backend::{AckOutcome, CancelOutcome, FailOutcome, Heartbeat};
+use jobs_core::backend::{CancelOutcome, FailOutcome, Heartbeat};
 use jobs_core::{JobId, JobPriority, JobStatus, QueueCounters, QueueStats};
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ use crate::{
 conformance!(
     cancel_removes_waiting_jobs_for_good,
     cancel_running_job_is_requested_then_cancelled_by_fail,
-    complete_wins_over_a_cancel_request,
+    complete_after_a_cancel_request_cancels,
     cancel_finished_or_unknown_jobs_is_an_error,
 );
 
@@ -109,16 +109,29 @@ async fn cancel_running_job_is_requested_then_cancelled_by_fail(kind: Kind) -> T
     Ok(())
 }
 
-async fn complete_wins_over_a_cancel_request(kind: Kind) -> TestResult {
+// regression: a job whose cancel was requested while it ran ended `completed` when its
+// handler returned Ok anyway; once a cancel is requested the job ends `cancelled`.
+async fn complete_after_a_cancel_request_cancels(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
     let id = env.add("finishes", JobPriority::Normal).await?;
     let l = env.take(id, LEASE).await?;
     assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Requested);
-    assert_eq!(env.complete(l.lease, json!("done")).await?, AckOutcome::Completed);
+    let before = Utc::now();
+    env.complete(l.lease, json!("done")).await?;
+    let after = Utc::now();
     let job = env.job(id).await?;
-    assert_eq!((job.status, job.result), (JobStatus::Completed, Some(json!("done"))));
-    let c = env.stats().await?.counters;
-    assert_eq!(c, QueueCounters { enqueued: 1, completed: 1, ..Default::default() });
+    assert_eq!((job.status, &job.result), (JobStatus::Cancelled, &None), "{job:?}");
+    assert_eq!(job.args, Value::Null, "a cancelled job's args are dropped");
+    assert_within("completed_at", job.completed_at.ok_or("completed_at")?, before, after);
+    let stats = env.stats().await?;
+    assert_eq!(
+        stats,
+        QueueStats {
+            counters: QueueCounters { enqueued: 1, cancelled: 1, ..Default::default() },
+            ..Default::default()
+        }
+    );
+    assert!(env.fetch(1).await?.jobs.is_empty(), "a cancelled job was fetched");
     Ok(())
 }
 
