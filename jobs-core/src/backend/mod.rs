@@ -20,8 +20,9 @@
 //! * **Delayed and retried jobs** are promoted by `fetch` once due; `fetch` reports how long
 //!   until the next one is due so that an idle worker can sleep exactly that long.
 //! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never
-//!   fetched afterwards); a running job is only flagged, and its worker learns of it through
-//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
+//!   fetched afterwards); a running job is only flagged, and whatever its delivery reports
+//!   next (`complete`, `fail`, `release`, or the reap of its lapsed lease) ends it
+//!   `cancelled`. Its worker learns of the flag through `heartbeat`. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
@@ -45,11 +46,14 @@
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
 //!   worker with `last_seen = now` and its `info`.
-//! * `complete`: `Completed` if the job is `running` with the same attempt (status
-//!   `completed`, `completed_at = now`, `result` set, args dropped, kept `result_ttl`;
-//!   counter `completed` += 1); `Already` if it is `completed` with the same attempt;
-//!   `Stale` otherwise (unknown id included). Then purges up to [`PURGE_ON_COMPLETE`]
-//!   expired finished records.
+//! * `complete`: for a job `running` with the same attempt: if a cancel was requested,
+//!   `Cancelled` (status `cancelled`, `completed_at = now`, no result, args dropped, kept
+//!   `result_ttl`; counter `cancelled` += 1: once a cancel is requested the job never ends
+//!   `completed`); else `Completed` (status `completed`, `completed_at = now`, `result` set,
+//!   args dropped, kept `result_ttl`; counter `completed` += 1). `Already` if it is
+//!   `completed` with the same attempt, `Cancelled` if it is `cancelled` with the same
+//!   attempt (nothing changes); `Stale` otherwise (unknown id included). Then purges up to
+//!   [`PURGE_ON_COMPLETE`] expired finished records.
 //! * `fail` (only for a `running` job with the same attempt, else `Stale`): the error
 //!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
 //!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
@@ -217,6 +221,9 @@ pub enum AckOutcome {
     Completed,
     /// This delivery had already completed it (a retried acknowledgement): nothing changed.
     Already,
+    /// The job had been asked to cancel while running: it is now `cancelled` and the result
+    /// was not kept (or it already was, for a repeat of this delivery's acknowledgement).
+    Cancelled,
     /// The lease is no longer this delivery's: nothing changed.
     Stale,
 }
@@ -401,9 +408,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
 
     /// Marks deliveries completed with their results, one outcome per item. A job that was
-    /// asked to cancel while running but whose handler finished anyway is `completed`: the
-    /// work was done. Also purges a few expired finished records, so that retention needs
-    /// no timer.
+    /// asked to cancel while running is not completed, even if its handler finished: it
+    /// becomes `cancelled` ([`AckOutcome::Cancelled`]). Also purges a few expired finished
+    /// records, so that retention needs no timer.
     async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>>;
 
     /// Records a failed attempt: retry with backoff, or dead-letter.

@@ -15,6 +15,7 @@ use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, Leas
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::handler::JobError;
+use crate::job::JobStatus;
 use crate::stats::WorkerStatus;
 
 /// The longest a busy worker waits for more free slots before it fetches anyway.
@@ -139,6 +140,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                     Ok(Ok(())) => {
                         crate::metrics::record(&name, crate::metrics::Event::Completed);
                         tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
+                    }
+                    Ok(Err(Error::InvalidState { status: JobStatus::Cancelled, .. })) => {
+                        tracing::info!("job cancelled; its result was not recorded")
                     }
                     Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
                         "job finished after its lease was taken back; its result was not recorded"),

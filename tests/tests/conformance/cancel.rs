@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use jobs_core::backend::{CancelOutcome, FailOutcome, Heartbeat};
+use jobs_core::backend::{AckOutcome, CancelOutcome, Completion, FailOutcome, Heartbeat};
 use jobs_core::{JobId, JobPriority, JobStatus, QueueCounters, QueueStats};
 use serde_json::{Value, json};
 
@@ -117,7 +117,7 @@ async fn complete_after_a_cancel_request_cancels(kind: Kind) -> TestResult {
     let l = env.take(id, LEASE).await?;
     assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Requested);
     let before = Utc::now();
-    env.complete(l.lease, json!("done")).await?;
+    assert_eq!(env.complete(l.lease, json!("done")).await?, AckOutcome::Cancelled);
     let after = Utc::now();
     let job = env.job(id).await?;
     assert_eq!((job.status, &job.result), (JobStatus::Cancelled, &None), "{job:?}");
@@ -132,6 +132,20 @@ async fn complete_after_a_cancel_request_cancels(kind: Kind) -> TestResult {
         }
     );
     assert!(env.fetch(1).await?.jobs.is_empty(), "a cancelled job was fetched");
+    // A repeated acknowledgement says the same and changes nothing.
+    assert_eq!(env.complete(l.lease, json!("again")).await?, AckOutcome::Cancelled);
+    assert_eq!(env.stats().await?, stats);
+    // Through the queue, the refusal is an invalid state.
+    let err = env.q.complete(l.lease, json!("again")).await.err().ok_or("completed")?;
+    assert_invalid_state(err, id, JobStatus::Cancelled, "complete");
+    // In one batch with the same delivery twice, the second sees the first's outcome.
+    let other = env.add("twice", JobPriority::Normal).await?;
+    let l2 = env.take(other, LEASE).await?;
+    env.q.cancel_job(other).await?;
+    let done = |r: &str| Completion { lease: l2.lease, result: json!(r) };
+    let out = env.b.complete(&[done("a"), done("b")]).await?;
+    assert_eq!(out, [AckOutcome::Cancelled, AckOutcome::Cancelled]);
+    assert_eq!(env.stats().await?.counters.cancelled, 2);
     Ok(())
 }
 

@@ -225,15 +225,28 @@ impl State {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let id = item.lease.id;
-            let outcome = match self.jobs.get(&id) {
-                Some(rec) if rec.is_held_by(&item.lease) => AckOutcome::Completed,
+            let (outcome, cancel_now) = match self.jobs.get(&id) {
+                // Asked to cancel while running: it ends cancelled, whatever the handler
+                // returned.
+                Some(rec) if rec.is_held_by(&item.lease) && rec.cancel_requested => {
+                    (AckOutcome::Cancelled, true)
+                }
+                Some(rec) if rec.is_held_by(&item.lease) => (AckOutcome::Completed, false),
                 Some(rec)
                     if rec.status == JobStatus::Completed && rec.attempt == item.lease.attempt =>
                 {
-                    AckOutcome::Already
+                    (AckOutcome::Already, false)
                 }
-                _ => AckOutcome::Stale,
+                Some(rec)
+                    if rec.status == JobStatus::Cancelled && rec.attempt == item.lease.attempt =>
+                {
+                    (AckOutcome::Cancelled, false)
+                }
+                _ => (AckOutcome::Stale, false),
             };
+            if cancel_now {
+                self.finish_cancelled(id, now);
+            }
             if outcome == AckOutcome::Completed {
                 self.unlink(id);
                 if let Some(rec) = self.jobs.get_mut(&id) {

@@ -178,6 +178,7 @@ pub(super) async fn complete(
         .map(|r| match r {
             1 => AckOutcome::Completed,
             2 => AckOutcome::Already,
+            3 => AckOutcome::Cancelled,
             _ => AckOutcome::Stale,
         })
         .collect())
