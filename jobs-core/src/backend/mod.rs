@@ -273,8 +273,9 @@ pub enum FailOutcome {
 pub enum CancelOutcome {
     /// The job was pending, delayed or retrying and is now `cancelled`; it will never run.
     Cancelled,
-    /// The job is running: it has been flagged, its worker will stop it and mark it
-    /// `cancelled` (at its timeout at the latest).
+    /// The job is running: it has been flagged and its worker told; the handler's token is
+    /// cancelled at once, it has the worker's `cancel_grace` to return before its task is
+    /// aborted, and the job ends `cancelled` whatever the handler returns.
     Requested,
 }
 
