@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
@@ -12,7 +12,7 @@ use jobs_core::backend::{BackendConfig, FetchRequest};
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig};
 use jobs_core::{JobId, JobStatus, Registry, RetryPolicy, State};
-use jobs_test_support::{RedisServer, wait_until};
+use jobs_test_support::{RedisServer, wait_for_job, wait_until};
 use serde_json::json;
 
 fn spawn_runner(server: &RedisServer, ns: &str, starts_key: &str) -> Child {
@@ -171,6 +171,81 @@ async fn redis_restart_under_load_finishes_every_kept_job() {
     let done = count_status(&queue, &ids, JobStatus::Completed).await;
     assert_eq!(done.len(), ids.len(), "every job Redis kept is completed");
     assert!(worker.stats().jobs_processed >= ids.len() as u64);
+    running.stop().await.expect("the worker survived the restart and stops cleanly");
+    drop(server);
+}
+
+/// Where `rel_watch` reports the moment it saw its token cancelled.
+static WATCHED: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>> =
+    std::sync::Mutex::new(None);
+
+#[job_handler("rel_watch")]
+async fn rel_watch(ctx: JobContext) -> Result<(), JobError> {
+    ctx.cancelled().await;
+    if let Some(tx) = WATCHED.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let _ = tx.send(Instant::now());
+    }
+    Err(JobError::msg("cancelled"))
+}
+
+// regression: reconnects must not lose a cancel. A job cancelled while its worker's
+// connections are down (Redis restarting) is still stopped as soon as the worker is back,
+// long before the next heartbeat would report it (pub/sub would have lost the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_during_a_redis_restart_still_stops_the_job_at_once() {
+    let mut server = RedisServer::builder().persistent(true).start();
+    let queue = queue_on(&server, "restart-cancel").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    *WATCHED.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    let cfg = WorkerConfig {
+        lease: Duration::from_secs(90),
+        heartbeat_interval: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(500),
+        ..WorkerConfig::default()
+    };
+    let registry = Arc::new(Registry::global().expect("registry").clone());
+    let running = JobWorker::with_registry(queue.clone(), registry, Arc::new(State::new()), cfg)
+        .expect("worker")
+        .start();
+    let id = queue.enqueue("rel_watch", json!(null)).await.expect("enqueue");
+    wait_until("the job running", Duration::from_secs(10), || async {
+        let job = queue.get_job(id).await.ok().flatten()?;
+        (job.status == JobStatus::Running).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // Down: the worker's blocking read fails and it backs off; back up, the cancel is
+    // logged while the worker is still reconnecting (or just after: either way it counts).
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let t = Instant::now();
+    let cancel =
+        wait_until("the cancel accepted after the restart", Duration::from_secs(10), || {
+            let queue = queue.clone();
+            async move { queue.cancel_job(id).await.ok() }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancel, jobs_core::backend::CancelOutcome::Requested);
+    let stopped = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("the handler was not told of the cancel within 10 s"))
+        .expect("probe channel open");
+    let took = stopped.saturating_duration_since(t);
+    eprintln!(
+        "a cancel right after a Redis restart reached the handler {took:?} after the restart"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    let job =
+        wait_for_job(&queue, id, Duration::from_secs(10), |j| j.status == JobStatus::Cancelled)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(job.attempt, 1);
     running.stop().await.expect("the worker survived the restart and stops cleanly");
     drop(server);
 }

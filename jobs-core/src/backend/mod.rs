@@ -20,8 +20,10 @@
 //! * **Delayed and retried jobs** are promoted by `fetch` once due; `fetch` reports how long
 //!   until the next one is due so that an idle worker can sleep exactly that long.
 //! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never
-//!   fetched afterwards); a running job is only flagged, and its worker learns of it through
-//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
+//!   fetched afterwards); a running job is only flagged, and whatever its delivery reports
+//!   next (`complete`, `fail`, `release`, or the reap of its lapsed lease) ends it
+//!   `cancelled`. Its worker learns of the flag at once through `watch_cancels`, and
+//!   through `heartbeat` as a backstop. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
@@ -45,11 +47,14 @@
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
 //!   worker with `last_seen = now` and its `info`.
-//! * `complete`: `Completed` if the job is `running` with the same attempt (status
-//!   `completed`, `completed_at = now`, `result` set, args dropped, kept `result_ttl`;
-//!   counter `completed` += 1); `Already` if it is `completed` with the same attempt;
-//!   `Stale` otherwise (unknown id included). Then purges up to [`PURGE_ON_COMPLETE`]
-//!   expired finished records.
+//! * `complete`: for a job `running` with the same attempt: if a cancel was requested,
+//!   `Cancelled` (status `cancelled`, `completed_at = now`, no result, args dropped, kept
+//!   `result_ttl`; counter `cancelled` += 1: once a cancel is requested the job never ends
+//!   `completed`); else `Completed` (status `completed`, `completed_at = now`, `result` set,
+//!   args dropped, kept `result_ttl`; counter `completed` += 1). `Already` if it is
+//!   `completed` with the same attempt, `Cancelled` if it is `cancelled` with the same
+//!   attempt (nothing changes); `Stale` otherwise (unknown id included). Then purges up to
+//!   [`PURGE_ON_COMPLETE`] expired finished records.
 //! * `fail` (only for a `running` job with the same attempt, else `Stale`): the error
 //!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
 //!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
@@ -74,6 +79,15 @@
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
 //!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched; running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
+//!   Every cancel of a running job (each time it is asked) also appends that delivery's
+//!   [`Lease`] to the namespace's log of cancel notices.
+//! * `watch_cancels(after, max)`: with `after = None`, at once: no leases, and the cursor
+//!   of the log's end. Otherwise the notices logged after `after`, in order, at most
+//!   [`CANCEL_READ_LIMIT`], with the cursor of the last one; if there are none yet, waits
+//!   for the first for up to `max` (a notice logged during the wait ends it at once), then
+//!   answers with none and the cursor unchanged. The log keeps about the last
+//!   [`CANCEL_LOG_MAX`] notices (Redis trims approximately), so a reader that comes back
+//!   with its cursor after a disconnection misses nothing logged in between.
 //! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
 //!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
 //!   `InvalidState { op: "retry" }`.
@@ -228,6 +242,9 @@ pub enum AckOutcome {
     Completed,
     /// This delivery had already completed it (a retried acknowledgement): nothing changed.
     Already,
+    /// The job had been asked to cancel while running: it is now `cancelled` and the result
+    /// was not kept (or it already was, for a repeat of this delivery's acknowledgement).
+    Cancelled,
     /// The lease is no longer this delivery's: nothing changed.
     Stale,
 }
@@ -273,9 +290,37 @@ pub enum FailOutcome {
 pub enum CancelOutcome {
     /// The job was pending, delayed or retrying and is now `cancelled`; it will never run.
     Cancelled,
-    /// The job is running: it has been flagged, its worker will stop it and mark it
-    /// `cancelled` (at its timeout at the latest).
+    /// The job is running: it has been flagged and its worker told; the handler's token is
+    /// cancelled at once, it has the worker's `cancel_grace` to return before its task is
+    /// aborted, and the job ends `cancelled` whatever the handler returns.
     Requested,
+}
+
+/// Where a reader of the cancel notices stands ([`Backend::watch_cancels`]). Opaque: only
+/// the backend that handed it out can read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CancelCursor(String);
+
+impl CancelCursor {
+    /// A cursor with this backend-specific text.
+    pub fn new(text: impl Into<String>) -> Self {
+        CancelCursor(text.into())
+    }
+
+    /// The backend-specific text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The answer of [`Backend::watch_cancels`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelNotices {
+    /// Deliveries whose job was asked to cancel while they ran, in the order asked (a
+    /// delivery asked twice is listed twice).
+    pub leases: Vec<Lease>,
+    /// Where the next call goes on from.
+    pub cursor: CancelCursor,
 }
 
 /// A worker process's periodic sign of life, for [`Backend::heartbeat`].
@@ -424,9 +469,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
 
     /// Marks deliveries completed with their results, one outcome per item. A job that was
-    /// asked to cancel while running but whose handler finished anyway is `completed`: the
-    /// work was done. Also purges a few expired finished records, so that retention needs
-    /// no timer.
+    /// asked to cancel while running is not completed, even if its handler finished: it
+    /// becomes `cancelled` ([`AckOutcome::Cancelled`]). Also purges a few expired finished
+    /// records, so that retention needs no timer.
     async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>>;
 
     /// Records a failed attempt: retry with backoff, or dead-letter.
@@ -441,8 +486,28 @@ pub trait Backend: Send + Sync + 'static {
     async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport>;
 
     /// Cancels a job. Errors: [`Error::NotFound`](crate::Error::NotFound), and
-    /// [`Error::InvalidState`](crate::Error::InvalidState) for a finished job.
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a finished job. A running job
+    /// is flagged and its delivery logged for [`watch_cancels`](Self::watch_cancels).
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
+
+    /// Waits for cancel requests of running jobs, so that a worker stops a cancelled job at
+    /// once instead of at its next heartbeat. `None` answers at once with the cursor of the
+    /// log's end (read it before taking jobs); a cursor answers the requests logged after
+    /// it, waiting up to `max` for one (see the [module docs](self)).
+    ///
+    /// The default, for backends without such a log, answers nothing after `max`: their
+    /// workers learn of cancels through [`heartbeat`](Self::heartbeat) alone.
+    async fn watch_cancels(
+        &self,
+        after: Option<&CancelCursor>,
+        max: Duration,
+    ) -> Result<CancelNotices> {
+        if let Some(after) = after {
+            tokio::time::sleep(max).await;
+            return Ok(CancelNotices { leases: Vec::new(), cursor: after.clone() });
+        }
+        Ok(CancelNotices::default())
+    }
 
     /// Reads one job, with its result.
     async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
@@ -520,6 +585,10 @@ pub const MAX_ERROR_LEN: usize = 1024;
 pub const PURGE_ON_COMPLETE: usize = 10;
 /// Most due delayed/retrying jobs one [`Backend::fetch`] promotes.
 pub const PROMOTE_LIMIT: usize = 1000;
+/// About how many cancel notices the backend keeps for [`Backend::watch_cancels`].
+pub const CANCEL_LOG_MAX: usize = 10_000;
+/// Most cancel notices one [`Backend::watch_cancels`] returns.
+pub const CANCEL_READ_LIMIT: usize = 1_000;
 /// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
 pub const DEAD_TRIM_LIMIT: usize = 100;
 /// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.

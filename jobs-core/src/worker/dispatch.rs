@@ -15,6 +15,7 @@ use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, Leas
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::handler::JobError;
+use crate::job::JobStatus;
 use crate::stats::WorkerStatus;
 
 /// The longest a busy worker waits for more free slots before it fetches anyway.
@@ -112,6 +113,11 @@ enum Outcome {
     },
     /// Stopped from outside (lease lost, or released at shutdown): no acknowledgement.
     Abandoned,
+    /// Cancelled, and aborted after `cancel_grace` because the handler did not return:
+    /// reported through `fail`, which the backend turns into `cancelled`.
+    CancelAborted {
+        error: String,
+    },
 }
 
 async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
@@ -139,6 +145,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                     Ok(Ok(())) => {
                         crate::metrics::record(&name, crate::metrics::Event::Completed);
                         tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
+                    }
+                    Ok(Err(Error::InvalidState { status: JobStatus::Cancelled, .. })) => {
+                        tracing::info!("job cancelled; its result was not recorded")
                     }
                     Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
                         "job finished after its lease was taken back; its result was not recorded"),
@@ -170,6 +179,22 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                         "could not record failure; the job will be redelivered"),
                 }
             }
+            Outcome::CancelAborted { error } => {
+                inner.record(false, took);
+                // Retryable only as a fallback: the backend, which asked for the cancel,
+                // ends the job cancelled.
+                let failure = Failure { lease, error, retryable: true, retry: inner.cfg.retry };
+                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                    Ok(FailOutcome::Cancelled) => tracing::info!(
+                        "job cancelled; its handler did not return within the cancel grace and was aborted"),
+                    Ok(other) => tracing::warn!(outcome = ?other,
+                        "aborted a cancelled job's handler, but the backend did not cancel the job"),
+                    Err(Error::StaleLease { .. }) => tracing::warn!(
+                        "aborted a cancelled job's handler after its lease was taken back"),
+                    Err(e) => tracing::error!(error = %e,
+                        "could not record the cancel; the job is cancelled when its lease lapses"),
+                }
+            }
             Outcome::Abandoned => {
                 tracing::info!(?fate, "job stopped without acknowledgement")
             }
@@ -195,7 +220,7 @@ async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> 
     };
     let args = std::mem::take(&mut job.args);
     let ctx = JobContext::for_job(&job, inner.queue.clone())
-        .with_cancellation(token)
+        .with_cancellation(token.clone())
         .with_state(inner.state.clone());
     // Its own task: a panic ends only that task (reported as a JoinError), and the
     // timeout below can abort it.
@@ -208,7 +233,31 @@ async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> 
             _ => task.abort(),
         }
     }
-    match tokio::time::timeout(job.timeout, &mut task).await {
+    let timeout_at = tokio::time::Instant::now() + job.timeout;
+    let joined = tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(timeout_at, &mut task) => r,
+        () = token.cancelled() => {
+            // Asked to stop: a cancel request (a lost lease or a release also aborts the
+            // task, which then ends at once). The handler gets `cancel_grace` to return,
+            // within its timeout; then its task is aborted and the job recorded as
+            // cancelled all the same.
+            let grace_end = (tokio::time::Instant::now() + inner.cfg.cancel_grace).min(timeout_at);
+            match tokio::time::timeout_at(grace_end, &mut task).await {
+                Err(_) if grace_end < timeout_at => {
+                    task.abort();
+                    return Outcome::CancelAborted {
+                        error: format!(
+                            "cancelled: the handler did not stop within {:?} of the cancel request and was aborted",
+                            inner.cfg.cancel_grace
+                        ),
+                    };
+                }
+                r => r,
+            }
+        }
+    };
+    match joined {
         Ok(Ok(Ok(value))) => Outcome::Success(value),
         Ok(Ok(Err(e))) => failure_of(e),
         Ok(Err(join)) if join.is_panic() => Outcome::Failure {

@@ -11,10 +11,14 @@
 //!    polling, so an idle worker starts a new job within a round trip of its enqueue.
 //!
 //! Beside it, a heartbeat task extends the leases of running jobs (and publishes the
-//! worker's stats), and a reap task takes back jobs whose worker died. Acknowledgements of
+//! worker's stats), a cancel task blocks on the backend's cancel notices and tells a
+//! cancelled job's handler at once (through its token; after `cancel_grace` its task is
+//! aborted, and the job ends `cancelled` either way), and a reap task takes back jobs
+//! whose worker died. Acknowledgements of
 //! finished jobs are coalesced: whatever completes while one `complete` call is in flight
 //! goes out together in the next.
 
+mod cancel;
 mod config;
 mod dispatch;
 mod loops;
@@ -41,6 +45,7 @@ use crate::stats::{WorkerStats, WorkerStatus};
 pub use config::{WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
 
+use cancel::cancel_loop;
 use config::hostname;
 use loops::{ack_loop, heartbeat_loop, reap_loop, retry_until, send_heartbeat};
 
@@ -179,9 +184,21 @@ impl JobWorker {
         tracing::info!(worker.id = %inner.cfg.worker_id, backend = inner.queue.backend().kind(),
             concurrency = inner.cfg.max_concurrent_jobs, "worker started");
 
+        // Where the cancel notices stand before the first job is taken, so that none about
+        // our jobs is missed. Should this fail, the loop reads it again (heartbeats report
+        // a cancel missed in between).
+        let cursor = match inner.queue.backend().watch_cancels(None, Duration::ZERO).await {
+            Ok(n) => Some(n.cursor),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cancel notices yet");
+                None
+            }
+        };
+
         let background = CancellationToken::new();
         let mut side = JoinSet::new();
         side.spawn(ack_loop(self.inner.clone(), ack_rx));
+        side.spawn(cancel_loop(self.inner.clone(), cursor, background.clone()));
         side.spawn(heartbeat_loop(self.inner.clone(), background.clone()));
         if inner.cfg.reap {
             side.spawn(reap_loop(self.inner.clone(), background.clone()));

@@ -1,10 +1,13 @@
 //! Cancel: waiting jobs are cancelled at once, running jobs on request (through
 //! heartbeat and fail), and finished or unknown jobs cannot be cancelled.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use jobs_core::backend::{AckOutcome, CancelOutcome, FailOutcome, Heartbeat};
+use jobs_core::backend::{
+    AckOutcome, CANCEL_READ_LIMIT, CancelNotices, CancelOutcome, Completion, FailOutcome,
+    Heartbeat, Lease,
+};
 use jobs_core::{JobId, JobPriority, JobStatus, QueueCounters, QueueStats};
 use serde_json::{Value, json};
 
@@ -16,7 +19,10 @@ use crate::{
 conformance!(
     cancel_removes_waiting_jobs_for_good,
     cancel_running_job_is_requested_then_cancelled_by_fail,
-    complete_wins_over_a_cancel_request,
+    complete_after_a_cancel_request_cancels,
+    cancel_notices_reach_a_waiting_reader_at_once,
+    cancel_notices_wait_for_a_reader_that_was_away,
+    cancel_notices_are_read_in_bounded_batches,
     cancel_finished_or_unknown_jobs_is_an_error,
 );
 
@@ -109,16 +115,43 @@ async fn cancel_running_job_is_requested_then_cancelled_by_fail(kind: Kind) -> T
     Ok(())
 }
 
-async fn complete_wins_over_a_cancel_request(kind: Kind) -> TestResult {
+// regression: a job whose cancel was requested while it ran ended `completed` when its
+// handler returned Ok anyway; once a cancel is requested the job ends `cancelled`.
+async fn complete_after_a_cancel_request_cancels(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
     let id = env.add("finishes", JobPriority::Normal).await?;
     let l = env.take(id, LEASE).await?;
     assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Requested);
-    assert_eq!(env.complete(l.lease, json!("done")).await?, AckOutcome::Completed);
+    let before = Utc::now();
+    assert_eq!(env.complete(l.lease, json!("done")).await?, AckOutcome::Cancelled);
+    let after = Utc::now();
     let job = env.job(id).await?;
-    assert_eq!((job.status, job.result), (JobStatus::Completed, Some(json!("done"))));
-    let c = env.stats().await?.counters;
-    assert_eq!(c, QueueCounters { enqueued: 1, completed: 1, ..Default::default() });
+    assert_eq!((job.status, &job.result), (JobStatus::Cancelled, &None), "{job:?}");
+    assert_eq!(job.args, Value::Null, "a cancelled job's args are dropped");
+    assert_within("completed_at", job.completed_at.ok_or("completed_at")?, before, after);
+    let stats = env.stats().await?;
+    assert_eq!(
+        stats,
+        QueueStats {
+            counters: QueueCounters { enqueued: 1, cancelled: 1, ..Default::default() },
+            ..Default::default()
+        }
+    );
+    assert!(env.fetch(1).await?.jobs.is_empty(), "a cancelled job was fetched");
+    // A repeated acknowledgement says the same and changes nothing.
+    assert_eq!(env.complete(l.lease, json!("again")).await?, AckOutcome::Cancelled);
+    assert_eq!(env.stats().await?, stats);
+    // Through the queue, the refusal is an invalid state.
+    let err = env.q.complete(l.lease, json!("again")).await.err().ok_or("completed")?;
+    assert_invalid_state(err, id, JobStatus::Cancelled, "complete");
+    // In one batch with the same delivery twice, the second sees the first's outcome.
+    let other = env.add("twice", JobPriority::Normal).await?;
+    let l2 = env.take(other, LEASE).await?;
+    env.q.cancel_job(other).await?;
+    let done = |r: &str| Completion { lease: l2.lease, result: json!(r) };
+    let out = env.b.complete(&[done("a"), done("b")]).await?;
+    assert_eq!(out, [AckOutcome::Cancelled, AckOutcome::Cancelled]);
+    assert_eq!(env.stats().await?.counters.cancelled, 2);
     Ok(())
 }
 
@@ -144,5 +177,87 @@ async fn cancel_finished_or_unknown_jobs_is_an_error(kind: Kind) -> TestResult {
     assert_eq!(env.job(done).await?.status, JobStatus::Completed);
     assert_eq!(env.job(dead).await?.status, JobStatus::Failed);
     assert_eq!(env.stats().await?.counters.cancelled, 0);
+    Ok(())
+}
+
+// regression: a running job's worker learned of its cancel only at its next heartbeat; the
+// backend must tell a reader blocked on `watch_cancels` at once.
+async fn cancel_notices_reach_a_waiting_reader_at_once(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let id = env.add("long", JobPriority::Normal).await?;
+    let l = env.take(id, LEASE).await?;
+    let start = env.b.watch_cancels(None, Duration::ZERO).await?;
+    assert!(start.leases.is_empty(), "a cursor from `None` lists nothing: {start:?}");
+
+    // The reader is another client (another process, for Redis), waiting far longer than
+    // the notice may take.
+    let peer = env.peer().await;
+    let cursor = start.cursor.clone();
+    let reader = tokio::spawn(async move {
+        let t = Instant::now();
+        let got = peer.watch_cancels(Some(&cursor), Duration::from_secs(10)).await;
+        (got, t.elapsed())
+    });
+    assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Requested);
+    let (got, took) = reader.await?;
+    let got = got?;
+    assert_eq!(got.leases, [l.lease], "{got:?}");
+    assert_ne!(got.cursor, start.cursor, "the cursor moves past what was read");
+    assert!(took < Duration::from_secs(2), "the notice took {took:?}");
+    Ok(())
+}
+
+// Reconnects must not lose a cancel: notices stay readable from a reader's cursor, in
+// order, with each delivery's attempt; waiting jobs are cancelled outright, not noticed.
+async fn cancel_notices_wait_for_a_reader_that_was_away(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let a = env.add("a", JobPriority::Normal).await?;
+    let b = env.add("b", JobPriority::Normal).await?;
+    let waiting = env.add("waiting", JobPriority::Low).await?;
+    let la = env.take(a, LEASE).await?;
+    // b's second delivery: the notice names attempt 2.
+    let lb = env.take(b, LEASE).await?;
+    assert_eq!(env.b.release(&[lb.lease]).await?, 1);
+    let lb = env.take(b, LEASE).await?;
+    assert_eq!(lb.lease, Lease { id: b, attempt: 2 });
+
+    let start = env.b.watch_cancels(None, Duration::ZERO).await?.cursor;
+    assert_eq!(env.q.cancel_job(a).await?, CancelOutcome::Requested);
+    assert_eq!(env.q.cancel_job(waiting).await?, CancelOutcome::Cancelled);
+    assert_eq!(env.q.cancel_job(b).await?, CancelOutcome::Requested);
+    assert_eq!(env.q.cancel_job(a).await?, CancelOutcome::Requested, "asked again");
+
+    // A reader that comes back (a new connection, for Redis) with its cursor.
+    let peer = env.peer().await;
+    let got = peer.watch_cancels(Some(&start), Duration::ZERO).await?;
+    assert_eq!(got.leases, [la.lease, lb.lease, la.lease], "{got:?}");
+    // Past the last one: nothing, at once with no wait, after the wait with one.
+    let none = peer.watch_cancels(Some(&got.cursor), Duration::ZERO).await?;
+    assert_eq!(none, CancelNotices { leases: Vec::new(), cursor: got.cursor.clone() });
+    let t = Instant::now();
+    let none = peer.watch_cancels(Some(&got.cursor), Duration::from_millis(300)).await?;
+    assert_eq!(none, CancelNotices { leases: Vec::new(), cursor: got.cursor.clone() });
+    assert!(t.elapsed() >= Duration::from_millis(250), "returned early: {:?}", t.elapsed());
+    // The end of the log, read now, lists none of them.
+    let end = peer.watch_cancels(None, Duration::ZERO).await?.cursor;
+    assert!(peer.watch_cancels(Some(&end), Duration::ZERO).await?.leases.is_empty());
+    Ok(())
+}
+
+// Work per call is bounded: a reader far behind gets the notices a batch at a time.
+async fn cancel_notices_are_read_in_bounded_batches(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let id = env.add("long", JobPriority::Normal).await?;
+    let l = env.take(id, LEASE).await?;
+    let start = env.b.watch_cancels(None, Duration::ZERO).await?.cursor;
+    let n = CANCEL_READ_LIMIT + 1;
+    for _ in 0..n {
+        env.q.cancel_job(id).await?;
+    }
+    let first = env.b.watch_cancels(Some(&start), Duration::ZERO).await?;
+    assert_eq!(first.leases.len(), CANCEL_READ_LIMIT);
+    assert!(first.leases.iter().all(|x| *x == l.lease));
+    let rest = env.b.watch_cancels(Some(&first.cursor), Duration::from_secs(5)).await?;
+    assert_eq!(rest.leases, [l.lease]);
     Ok(())
 }

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::state::{Place, Record, State};
 use crate::backend::{
-    AckOutcome, CancelOutcome, Completion, ERR_TIMEOUT, ERR_WORKER_LOST, FailOutcome, Failure,
-    FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT,
-    PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
+    ERR_WORKER_LOST, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease,
+    LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
@@ -225,15 +225,28 @@ impl State {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let id = item.lease.id;
-            let outcome = match self.jobs.get(&id) {
-                Some(rec) if rec.is_held_by(&item.lease) => AckOutcome::Completed,
+            let (outcome, cancel_now) = match self.jobs.get(&id) {
+                // Asked to cancel while running: it ends cancelled, whatever the handler
+                // returned.
+                Some(rec) if rec.is_held_by(&item.lease) && rec.cancel_requested => {
+                    (AckOutcome::Cancelled, true)
+                }
+                Some(rec) if rec.is_held_by(&item.lease) => (AckOutcome::Completed, false),
                 Some(rec)
                     if rec.status == JobStatus::Completed && rec.attempt == item.lease.attempt =>
                 {
-                    AckOutcome::Already
+                    (AckOutcome::Already, false)
                 }
-                _ => AckOutcome::Stale,
+                Some(rec)
+                    if rec.status == JobStatus::Cancelled && rec.attempt == item.lease.attempt =>
+                {
+                    (AckOutcome::Cancelled, false)
+                }
+                _ => (AckOutcome::Stale, false),
             };
+            if cancel_now {
+                self.finish_cancelled(id, now);
+            }
             if outcome == AckOutcome::Completed {
                 self.unlink(id);
                 if let Some(rec) = self.jobs.get_mut(&id) {
@@ -349,6 +362,28 @@ impl State {
         report
     }
 
+    /// Appends a notice for `watch_cancels`, as `cancel.lua`'s `XADD … MAXLEN` does.
+    fn log_cancel(&mut self, lease: Lease) {
+        self.cancel_seq += 1;
+        self.cancel_log.push_back((self.cancel_seq, lease));
+        while self.cancel_log.len() > CANCEL_LOG_MAX {
+            self.cancel_log.pop_front();
+        }
+        self.cancel_wake = true;
+    }
+
+    /// The notices after `after` (at most [`CANCEL_READ_LIMIT`]) and the cursor past them.
+    pub(super) fn cancels_after(&self, after: u64) -> (Vec<Lease>, u64) {
+        // Seqs grow by one, so the first notice after `after` is found by arithmetic.
+        let first = self.cancel_log.front().map_or(0, |(s, _)| *s);
+        let skip =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let taken: Vec<(u64, Lease)> =
+            self.cancel_log.iter().skip(skip).take(CANCEL_READ_LIMIT).copied().collect();
+        let cursor = taken.last().map_or(after, |(s, _)| *s);
+        (taken.into_iter().map(|(_, l)| l).collect(), cursor)
+    }
+
     pub(super) fn cancel(&mut self, id: JobId) -> Result<CancelOutcome> {
         let now = self.now();
         let Some(rec) = self.jobs.get_mut(&id) else {
@@ -362,6 +397,8 @@ impl State {
             }
             JobStatus::Running => {
                 rec.cancel_requested = true;
+                let lease = Lease { id, attempt: rec.attempt };
+                self.log_cancel(lease);
                 Ok(CancelOutcome::Requested)
             }
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {

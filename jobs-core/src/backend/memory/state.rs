@@ -116,6 +116,13 @@ pub(super) struct State {
     pub(super) clock: i64,
     /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
     pub(super) wake: bool,
+    /// The log of cancel notices (Redis: the `cancels` stream): (seq, delivery), oldest
+    /// first, at most `CANCEL_LOG_MAX`.
+    pub(super) cancel_log: VecDeque<(u64, Lease)>,
+    /// The seq of the last notice logged (0: none yet).
+    pub(super) cancel_seq: u64,
+    /// Set when a notice was logged; consumed by `with_state`.
+    pub(super) cancel_wake: bool,
     /// Schedules by name.
     pub(super) schedules: BTreeMap<String, SchedRecord>,
     /// (next run ms, name) of every schedule that has a next run: the `cron_due` ZSET.
@@ -137,6 +144,9 @@ impl State {
             counters: QueueCounters::default(),
             throughput: HashMap::new(),
             seq: 0,
+            cancel_log: VecDeque::new(),
+            cancel_seq: 0,
+            cancel_wake: false,
             reap_locked_until: i64::MIN,
             clock: i64::MIN,
             wake: false,

@@ -10,9 +10,9 @@ use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
 use crate::backend::{
-    AckOutcome, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT, ERR_WORKER_LOST,
-    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
-    PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
+    ERR_WORKER_LOST, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease,
+    LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
@@ -178,6 +178,7 @@ pub(super) async fn complete(
         .map(|r| match r {
             1 => AckOutcome::Completed,
             2 => AckOutcome::Already,
+            3 => AckOutcome::Cancelled,
             _ => AckOutcome::Stale,
         })
         .collect())
@@ -246,7 +247,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
 pub(super) async fn cancel(backend: &RedisBackend, id: JobId) -> Result<CancelOutcome> {
     let reply: Vec<Value> = backend
         .run(&SCRIPTS.cancel, |inv| {
-            inv.arg(id.to_string()).arg(backend.ttl_ms());
+            inv.arg(id.to_string()).arg(backend.ttl_ms()).arg(CANCEL_LOG_MAX);
         })
         .await?;
     match reply.first().map(text).transpose()? {

@@ -1,7 +1,7 @@
 -- cancel: a waiting job is cancelled for good; a running one is flagged for its worker.
--- ARGV[1]: id, ARGV[2]: result ttl ms
+-- ARGV[1]: id, ARGV[2]: result ttl ms, ARGV[3]: cancel log cap
 -- Returns: {'CANCELLED'} | {'RUNNING'} | {'NOTFOUND'} | {'STATE', status letter}
-local id, ttl = ARGV[1], tonumber(ARGV[2])
+local id, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local h = parse(redis.call('HGET', K_JOBS, id))
 if not h then return { 'NOTFOUND' } end
 local now = now_ms()
@@ -16,6 +16,9 @@ elseif h.s == 'r' then
     h.cx = 1
     redis.call('HSET', K_JOBS, id, fmt(h))
   end
+  -- The notice its worker blocks on (XREAD), so that the handler is told at once rather
+  -- than at the next heartbeat. Logged on every request: a repeat costs one entry.
+  redis.call('XADD', K_CANCELS, 'MAXLEN', '~', cap, '*', 'i', id, 'a', h.att)
   return { 'RUNNING' }
 else
   return { 'STATE', h.s }

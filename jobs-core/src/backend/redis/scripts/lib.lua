@@ -1,10 +1,10 @@
 -- lib.lua: prepended to every script (see scripts.rs). Names the fixed KEYS list, reads the
 -- server clock, and holds the transitions that several scripts share (fail, finish, trim).
 --
--- KEYS (the same 20 for every script, in keys.rs order):
+-- KEYS (the same 21 for every script, in keys.rs order):
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
---   18 cron  19 cron_due  20 throughput
+--   18 cron  19 cron_due  20 throughput  21 cancels
 --
 -- A job record (HASH jobs, field = id) is "<hot state>|<meta JSON>\n<args JSON>"; the args
 -- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
@@ -23,7 +23,7 @@ local K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
 local K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-local K_CRON, K_CRONDUE, K_TPUT = KEYS[18], KEYS[19], KEYS[20]
+local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS = KEYS[18], KEYS[19], KEYS[20], KEYS[21]
 
 -- Lua 5.1's unpack is limited by the C stack (LUAI_MAXCSTACK = 8000): variadic commands are
 -- sent in chunks of this many arguments.
