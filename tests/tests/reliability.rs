@@ -464,9 +464,15 @@ impl Drop for RunGuard {
     }
 }
 
-/// The first attempt runs until it is stopped (at most 30 s); later ones return at once.
+#[derive(Debug, Serialize, Deserialize)]
+struct Probe {
+    ignore_cancel: bool,
+}
+
+/// The first attempt runs until it is stopped (at most 30 s): when its token is cancelled,
+/// or, with `ignore_cancel`, only when its task is aborted. Later attempts return at once.
 #[job_handler("rel_fence_probe")]
-async fn fence_probe(ctx: JobContext) -> Result<(), JobError> {
+async fn fence_probe(args: Probe, ctx: JobContext) -> Result<(), JobError> {
     let index = {
         let mut g = RUNS.lock().unwrap_or_else(|e| e.into_inner());
         let runs = g.get_or_insert_with(HashMap::new).entry(ctx.job_id()).or_default();
@@ -475,9 +481,14 @@ async fn fence_probe(ctx: JobContext) -> Result<(), JobError> {
     };
     let _guard = RunGuard { id: ctx.job_id(), index };
     if ctx.attempt() == 1 {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            _ = ctx.cancelled() => {}
+        let long = tokio::time::sleep(Duration::from_secs(30));
+        if args.ignore_cancel {
+            long.await;
+        } else {
+            tokio::select! {
+                _ = long => {}
+                _ = ctx.cancelled() => {}
+            }
         }
     }
     Ok(())
@@ -545,14 +556,19 @@ async fn hung_heartbeat_fences_before_takeover(on: On) {
     });
     let queue = JobQueue::from_backend(backend);
     let running_first = first.start();
-    let id = queue.enqueue("rel_fence_probe", json!(null)).await.expect("enqueue");
-    wait_until("the first run to start", Duration::from_secs(10), || async {
-        (!runs_of(id).is_empty()).then_some(())
+    // One handler that watches its token, one that ignores it (stopped by the abort).
+    let mut ids = Vec::new();
+    for ignore_cancel in [false, true] {
+        let args = json!({ "ignore_cancel": ignore_cancel });
+        ids.push(queue.enqueue("rel_fence_probe", args).await.expect("enqueue"));
+    }
+    wait_until("the first runs to start", Duration::from_secs(10), || async {
+        ids.iter().all(|id| !runs_of(*id).is_empty()).then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let started = runs_of(id)[0].start;
-    wait_until("a heartbeat answered after the start", Duration::from_secs(10), || async {
+    let started = ids.iter().map(|id| runs_of(*id)[0].start).max().expect("two jobs");
+    wait_until("a heartbeat answered after the starts", Duration::from_secs(10), || async {
         hanging.last_answered_sent().filter(|t| *t > started)
     })
     .await
@@ -565,39 +581,47 @@ async fn hung_heartbeat_fences_before_takeover(on: On) {
         ..short_lease_config(lease, true)
     });
     let running_second = second.start();
-    wait_until("the second run to start", Duration::from_secs(20), || async {
-        (runs_of(id).len() >= 2).then_some(())
+    wait_until("the second runs to start", Duration::from_secs(20), || async {
+        ids.iter().all(|id| runs_of(*id).len() >= 2).then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let runs = runs_of(id);
     let last_good = hanging.last_answered_sent().expect("an answered heartbeat");
-    let (one, two) = (runs[0], runs[1]);
-    let stopped = one.stop.unwrap_or_else(|| {
-        panic!(
-            "the first run was still running when the second started ({:?} after the last \
-             answered heartbeat was sent): the hung heartbeat did not fence it",
-            two.start - last_good
-        )
-    });
-    assert!(
-        stopped < two.start,
-        "the first run stopped {:?} after the second started",
-        stopped - two.start
-    );
-    eprintln!(
-        "fence ({on:?}, lease {lease:?}): first run stopped {:?} after the last answered \
-         heartbeat was sent ({:?} after the heartbeat hung); the second run started {:?} after it",
-        stopped - last_good,
-        stopped.saturating_duration_since(hung_at),
-        two.start - last_good,
-    );
-    // The second delivery completes the job; the first, fenced, reported nothing.
-    let job = wait_for_job(&queue, id, Duration::from_secs(10), |j| j.status == JobStatus::Completed)
+    for (id, how) in ids.iter().zip(["watches its token", "ignores its token"]) {
+        let runs = runs_of(*id);
+        let (one, two) = (runs[0], runs[1]);
+        let stopped = one.stop.unwrap_or_else(|| {
+            panic!(
+                "the first run (handler {how}) was still running when the second started \
+                 ({:?} after the last answered heartbeat was sent): the hung heartbeat did not \
+                 fence it",
+                two.start - last_good
+            )
+        });
+        assert!(
+            stopped < two.start,
+            "the first run (handler {how}) stopped {:?} after the second started",
+            stopped - two.start
+        );
+        eprintln!(
+            "fence ({on:?}, lease {lease:?}, handler {how}): first run stopped {:?} after the \
+             last answered heartbeat was sent ({:?} after the heartbeat hung); the second run \
+             started {:?} after it",
+            stopped - last_good,
+            stopped.saturating_duration_since(hung_at),
+            two.start - last_good,
+        );
+        // The second delivery completes the job; the first, fenced, reported nothing.
+        let job = wait_for_job(&queue, *id, Duration::from_secs(10), |j| {
+            j.status == JobStatus::Completed
+        })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((job.attempt, job.retry_count), (2, 0), "{job:?}");
-    assert_eq!(first.stats().jobs_processed, 0, "a fenced run records no outcome");
+        assert_eq!((job.attempt, job.retry_count), (2, 0), "{job:?}");
+    }
+    // Either worker may have fetched the second deliveries; only those have outcomes.
+    let processed = first.stats().jobs_processed + second.stats().jobs_processed;
+    assert_eq!(processed, 2, "a fenced run records no outcome");
     hanging.set_hang(false);
     running_second.stop().await.expect("stop");
     running_first.stop().await.expect("stop");
