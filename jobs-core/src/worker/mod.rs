@@ -17,16 +17,17 @@
 
 mod config;
 mod dispatch;
+mod fence;
 mod loops;
 mod pool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +43,7 @@ pub use config::{WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
 
 use config::hostname;
+use fence::fence_loop;
 use loops::{ack_loop, heartbeat_loop, reap_loop, retry_until, send_heartbeat};
 
 #[derive(Debug, Default)]
@@ -67,6 +69,9 @@ struct InFlight {
     token: CancellationToken,
     abort: Option<AbortHandle>,
     fate: Fate,
+    /// When the last call that extended this lease was sent (the fetch, then each answered
+    /// heartbeat): what the fence times the job's stop from.
+    renewed: Instant,
 }
 
 struct Inner {
@@ -77,6 +82,8 @@ struct Inner {
     counts: Mutex<Counts>,
     status: Mutex<WorkerStatus>,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// Woken when jobs are added to `in_flight`, so that the fence loop sees their times.
+    fence_wake: Notify,
     started_at: DateTime<Utc>,
     acks: mpsc::UnboundedSender<Ack>,
     ack_rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
@@ -142,6 +149,7 @@ impl JobWorker {
                 counts: Mutex::default(),
                 status: Mutex::new(WorkerStatus::Starting),
                 in_flight: Mutex::default(),
+                fence_wake: Notify::new(),
                 started_at: Utc::now(),
                 acks: tx,
                 ack_rx: Mutex::new(Some(rx)),
@@ -183,6 +191,7 @@ impl JobWorker {
         let mut side = JoinSet::new();
         side.spawn(ack_loop(self.inner.clone(), ack_rx));
         side.spawn(heartbeat_loop(self.inner.clone(), background.clone()));
+        side.spawn(fence_loop(self.inner.clone(), background.clone()));
         if inner.cfg.reap {
             side.spawn(reap_loop(self.inner.clone(), background.clone()));
         }
