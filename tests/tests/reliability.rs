@@ -11,7 +11,7 @@ use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::backend::{
     AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, DueSchedules, FailOutcome,
-    Failure, Fetched, FetchRequest, FireOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions,
+    Failure, FetchRequest, Fetched, FireOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions,
     ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome,
     WorkerEntry,
 };
@@ -458,7 +458,9 @@ struct RunGuard {
 impl Drop for RunGuard {
     fn drop(&mut self) {
         let mut g = RUNS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(run) = g.as_mut().and_then(|m| m.get_mut(&self.id)).and_then(|r| r.get_mut(self.index)) {
+        if let Some(run) =
+            g.as_mut().and_then(|m| m.get_mut(&self.id)).and_then(|r| r.get_mut(self.index))
+        {
             run.stop = Some(Instant::now());
         }
     }
@@ -502,7 +504,10 @@ fn short_lease_config(lease: Duration, reap: bool) -> WorkerConfig {
         heartbeat_interval: lease / 4,
         grace: Duration::from_millis(200),
         reap,
-        reap_options: ReapOptions { interval: Duration::from_millis(100), ..ReapOptions::default() },
+        reap_options: ReapOptions {
+            interval: Duration::from_millis(100),
+            ..ReapOptions::default()
+        },
         retry: RetryPolicy::exponential(Duration::from_millis(10), Duration::from_millis(40)),
         shutdown_grace: Duration::from_millis(500),
         ..WorkerConfig::default()
@@ -550,10 +555,10 @@ async fn hung_heartbeat_fences_before_takeover(on: On) {
     let backend = on.backend().await;
     let hanging = HangingHeartbeat::new(backend.clone());
     let lease = Duration::from_secs(2);
-    let first = worker_on(JobQueue::from_backend(hanging.clone()), WorkerConfig {
-        worker_id: "fence-first".into(),
-        ..short_lease_config(lease, false)
-    });
+    let first = worker_on(
+        JobQueue::from_backend(hanging.clone()),
+        WorkerConfig { worker_id: "fence-first".into(), ..short_lease_config(lease, false) },
+    );
     let queue = JobQueue::from_backend(backend);
     let running_first = first.start();
     // One handler that watches its token, one that ignores it (stopped by the abort).
@@ -576,10 +581,10 @@ async fn hung_heartbeat_fences_before_takeover(on: On) {
     hanging.set_hang(true);
     let hung_at = Instant::now();
     // Another process, reaping with the same short lease.
-    let second = worker_on(queue.clone(), WorkerConfig {
-        worker_id: "fence-second".into(),
-        ..short_lease_config(lease, true)
-    });
+    let second = worker_on(
+        queue.clone(),
+        WorkerConfig { worker_id: "fence-second".into(), ..short_lease_config(lease, true) },
+    );
     let running_second = second.start();
     wait_until("the second runs to start", Duration::from_secs(20), || async {
         ids.iter().all(|id| runs_of(*id).len() >= 2).then_some(())
@@ -672,7 +677,8 @@ impl Reaper {
                     Some(cfg) => Arc::new(RedisBackend::connect(cfg).await.expect("connect")),
                     None => backend,
                 };
-                let opts = ReapOptions { interval: Duration::ZERO, grace, ..ReapOptions::default() };
+                let opts =
+                    ReapOptions { interval: Duration::ZERO, grace, ..ReapOptions::default() };
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     if let Err(e) = backend.reap(&opts).await {
                         eprintln!("reap failed: {e}");

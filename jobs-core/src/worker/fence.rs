@@ -115,7 +115,10 @@ mod tests {
     fn fence_times_leave_room_for_heartbeats_and_stop_before_the_lease_ends() {
         let ms = Duration::from_millis;
         // Defaults: a fifth of the lease.
-        assert_eq!(times(30_000, 10_000), FenceTimes { cancel: ms(24_000), abort_grace: ms(3_000) });
+        assert_eq!(
+            times(30_000, 10_000),
+            FenceTimes { cancel: ms(24_000), abort_grace: ms(3_000) }
+        );
         // Heartbeats close to the lease: half of what is left after one interval.
         assert_eq!(times(10_000, 9_000), FenceTimes { cancel: ms(9_500), abort_grace: ms(250) });
         for (lease, interval) in [(1_000, 250), (2_000, 1_999), (30_000, 10_000), (60_000, 1_000)] {
