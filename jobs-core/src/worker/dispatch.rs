@@ -185,7 +185,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                 crate::metrics::record(&name, crate::metrics::Event::Failed);
                 let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
                 // Through the queue, which turns a stale outcome into `Error::StaleLease`.
-                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                match retry_until(inner.cfg.lease, "fail", || inner.side_queue().fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
                         crate::metrics::record(&name, crate::metrics::Event::Retried);
                         tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")

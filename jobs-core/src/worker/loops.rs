@@ -23,7 +23,8 @@ pub(super) async fn ack_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<
         // Through the queue, so that a stale lease means the same here as for a caller of
         // `JobQueue::complete`.
         let r =
-            retry_until(inner.cfg.lease, "complete", || inner.queue.complete_many(&items)).await;
+            retry_until(inner.cfg.lease, "complete", || inner.side_queue().complete_many(&items))
+                .await;
         match r {
             Ok(outs) => {
                 for (reply, out) in replies.into_iter().zip(outs) {
@@ -55,7 +56,7 @@ pub(super) async fn send_heartbeat(inner: &Inner) -> Result<crate::backend::Hear
         grace: inner.cfg.grace,
     };
     let sent = Instant::now();
-    let reply = inner.queue.backend().heartbeat(&beat).await?;
+    let reply = inner.side_queue().backend().heartbeat(&beat).await?;
     renewed(inner, &beat.leases, &reply.lost, sent);
     Ok(reply)
 }
@@ -111,7 +112,6 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
 pub(super) async fn reap_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let opts =
         ReapOptions { retry: inner.cfg.retry, grace: inner.cfg.grace, ..inner.cfg.reap_options };
-    let backend = inner.queue.backend().clone();
     loop {
         // Jitter spreads the processes' attempts; the backend's lock keeps one run per interval.
         let jitter = Duration::from_millis(rand::random::<u64>() % 250);
@@ -119,7 +119,7 @@ pub(super) async fn reap_loop(inner: Arc<Inner>, stop: CancellationToken) {
             _ = tokio::time::sleep(opts.interval.max(Duration::from_millis(50)) + jitter) => {}
             _ = stop.cancelled() => return,
         }
-        match backend.reap(&opts).await {
+        match inner.side_queue().backend().reap(&opts).await {
             Ok(r) if r.requeued + r.failed + r.cancelled > 0 => tracing::info!(
                 requeued = r.requeued,
                 failed = r.failed,

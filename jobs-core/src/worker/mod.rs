@@ -10,19 +10,25 @@
 //!    be ready, for at most `poll_interval` or until the next delayed job is due: no sleep
 //!    polling, so an idle worker starts a new job within a round trip of its enqueue.
 //!
-//! Beside it, a heartbeat task extends the leases of running jobs (and publishes the
-//! worker's stats), and a reap task takes back jobs whose worker died. Acknowledgements of
-//! finished jobs are coalesced: whatever completes while one `complete` call is in flight
-//! goes out together in the next.
+//! Beside it, on a thread of the worker's own (a current-thread tokio runtime, started and
+//! stopped with the worker, with its own backend connection), a heartbeat loop extends the
+//! leases of running jobs (and publishes the worker's stats), a fence loop stops any job
+//! whose lease it can no longer be sure of before another process may take it back, and a
+//! reap loop takes back jobs whose worker died. Acknowledgements of finished jobs go out from
+//! there too, coalesced: whatever completes while one `complete` call is in flight goes out
+//! together in the next. Handlers run on the caller's runtime; one that blocks its thread
+//! delays other jobs queued behind it on that runtime, but not their heartbeats (see
+//! [`job_handler`](crate::job_handler) for `spawn_blocking`).
 
 mod config;
 mod dispatch;
 mod fence;
 mod loops;
+mod machinery;
 mod pool;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -43,8 +49,8 @@ pub use config::{WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
 
 use config::hostname;
-use fence::fence_loop;
-use loops::{ack_loop, heartbeat_loop, reap_loop, retry_until, send_heartbeat};
+use loops::retry_until;
+use machinery::Machinery;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -77,6 +83,10 @@ struct InFlight {
 struct Inner {
     cfg: WorkerConfig,
     queue: JobQueue,
+    /// The queue over the machinery thread's own backend handle, once it is open: what
+    /// heartbeats, acknowledgements, failures, releases and reaps go through (see
+    /// `machinery.rs`).
+    machinery_queue: OnceLock<JobQueue>,
     registry: Arc<Registry>,
     state: Arc<State>,
     counts: Mutex<Counts>,
@@ -144,6 +154,7 @@ impl JobWorker {
             inner: Arc::new(Inner {
                 cfg,
                 queue,
+                machinery_queue: OnceLock::new(),
                 registry,
                 state,
                 counts: Mutex::default(),
@@ -187,14 +198,8 @@ impl JobWorker {
         tracing::info!(worker.id = %inner.cfg.worker_id, backend = inner.queue.backend().kind(),
             concurrency = inner.cfg.max_concurrent_jobs, "worker started");
 
-        let background = CancellationToken::new();
-        let mut side = JoinSet::new();
-        side.spawn(ack_loop(self.inner.clone(), ack_rx));
-        side.spawn(heartbeat_loop(self.inner.clone(), background.clone()));
-        side.spawn(fence_loop(self.inner.clone(), background.clone()));
-        if inner.cfg.reap {
-            side.spawn(reap_loop(self.inner.clone(), background.clone()));
-        }
+        // Heartbeats, acknowledgements, fencing and reaping, on a thread of their own.
+        let machinery = Machinery::start(self.inner.clone(), ack_rx)?;
 
         let mut jobs = JoinSet::new();
         self.dispatch(&mut jobs, &shutdown).await;
@@ -212,16 +217,9 @@ impl JobWorker {
         self.release_in_flight().await;
         while jobs.join_next().await.is_some() {}
 
-        // Last heartbeat so that other processes see the final stats, then stop the rest.
+        // The machinery sends a last heartbeat (the final stats) and stops.
         *lock(&inner.status) = WorkerStatus::Stopped;
-        background.cancel();
-        if let Err(e) = send_heartbeat(inner).await {
-            tracing::debug!(error = %e, "final heartbeat failed");
-        }
-        // The ack loop ends once every sender is gone; the worker keeps one, so end it by
-        // aborting after the job tasks (the only producers) are done and it has drained.
-        side.abort_all();
-        while side.join_next().await.is_some() {}
+        machinery.stop().await;
         tracing::info!(worker.id = %inner.cfg.worker_id, "worker stopped");
         Ok(())
     }
@@ -244,7 +242,7 @@ impl JobWorker {
         if leases.is_empty() {
             return;
         }
-        let backend = self.inner.queue.backend().clone();
+        let backend = self.inner.side_queue().backend().clone();
         let released =
             retry_until(self.inner.cfg.lease, "release", || backend.release(&leases)).await;
         match released {
@@ -256,6 +254,12 @@ impl JobWorker {
 }
 
 impl Inner {
+    /// The queue for heartbeats, acknowledgements and the other calls about held leases:
+    /// the machinery thread's own once it is open, else the caller's.
+    fn side_queue(&self) -> &JobQueue {
+        self.machinery_queue.get().unwrap_or(&self.queue)
+    }
+
     fn stats(&self) -> WorkerStats {
         let c = lock(&self.counts);
         let in_flight = lock(&self.in_flight).len();
