@@ -453,6 +453,20 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`"redis"`, `"memory"`).
     fn kind(&self) -> &'static str;
 
+    /// Another handle on the same store, for use from the tokio runtime of the caller when
+    /// this handle was made on another one: whatever it needs to run (connections and the
+    /// tasks that drive them) is opened now, on the caller's runtime, so that its calls do
+    /// not depend on the runtime this handle was made on. The worker runs its heartbeats,
+    /// acknowledgements, fencing and reaping through one, on a runtime of its own, so that
+    /// handlers that block their threads cannot stall them.
+    ///
+    /// `None` (the default): this handle depends on no runtime (the memory backend) and
+    /// serves as it is. The Redis backend opens new connections with its configuration. A
+    /// backend that wraps another should forward this call (and wrap what it returns).
+    async fn for_current_runtime(&self) -> Result<Option<std::sync::Arc<dyn Backend>>> {
+        Ok(None)
+    }
+
     /// Creates the jobs, all or none: either every job is written (or found to exist
     /// already, [`EnqueueOutcome::Duplicate`]) or the call fails and nothing is written.
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>>;

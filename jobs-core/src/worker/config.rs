@@ -20,6 +20,9 @@ pub struct WorkerConfig {
     /// How many jobs run at once (default 1).
     pub max_concurrent_jobs: usize,
     /// Lease length; a worker that stops renewing loses its jobs after it (default 30 s).
+    /// A worker whose renewals do not get through stops those jobs itself a little before
+    /// (a fifth of the lease before, or less when heartbeats are far apart), whatever its
+    /// calls in flight are doing, so that they never run in two places at once.
     pub lease: Duration,
     /// Extra time past a job's timeout, and past a lease, before it is taken back (5 s).
     pub grace: Duration,

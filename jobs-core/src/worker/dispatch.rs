@@ -59,6 +59,7 @@ impl JobWorker {
                 lease: inner.cfg.lease,
                 grace: inner.cfg.grace,
             };
+            let sent = Instant::now();
             let fetched = match backend.fetch(&req).await {
                 Ok(f) => {
                     backoff.reset();
@@ -76,8 +77,31 @@ impl JobWorker {
             };
             if !fetched.jobs.is_empty() {
                 *lock(&inner.status) = WorkerStatus::Processing;
-                for lj in fetched.jobs {
-                    jobs.spawn(run_job(inner.clone(), lj));
+                // In flight from now on, before any of them runs: heartbeats renew them and
+                // the fence times them from this fetch, even while their tasks wait for a
+                // thread.
+                let tokens: Vec<CancellationToken> = {
+                    let mut map = lock(&inner.in_flight);
+                    fetched
+                        .jobs
+                        .iter()
+                        .map(|lj| {
+                            let token = CancellationToken::new();
+                            let f = InFlight {
+                                lease: lj.lease,
+                                token: token.clone(),
+                                abort: None,
+                                fate: Fate::Running,
+                                renewed: sent,
+                            };
+                            map.insert(lj.lease.id, f);
+                            token
+                        })
+                        .collect()
+                };
+                inner.fence_wake.notify_one();
+                for (lj, token) in fetched.jobs.into_iter().zip(tokens) {
+                    jobs.spawn(run_job(inner.clone(), lj, token));
                 }
                 continue;
             }
@@ -120,7 +144,7 @@ enum Outcome {
     },
 }
 
-async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
+async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let LeasedJob { job, lease } = lj;
     let name = job.name.clone();
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %job.name,
@@ -128,8 +152,16 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
     async move {
         tracing::debug!("job started");
         let started = Instant::now();
-        let outcome = execute(&inner, job, lease).await;
-        let fate = lock(&inner.in_flight).remove(&lease.id).map_or(Fate::Running, |f| f.fate);
+        let outcome = execute(&inner, job, lease, token).await;
+        let fate = {
+            let mut map = lock(&inner.in_flight);
+            match map.get(&lease.id) {
+                Some(f) if f.lease == lease => map.remove(&lease.id).map_or(Fate::Running, |f| f.fate),
+                // A later delivery of the same job, fetched again after this one was lost.
+                Some(_) => Fate::Lost,
+                None => Fate::Running,
+            }
+        };
         let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
         let took = started.elapsed();
         match outcome {
@@ -162,7 +194,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                 crate::metrics::record(&name, crate::metrics::Event::Failed);
                 let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
                 // Through the queue, which turns a stale outcome into `Error::StaleLease`.
-                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                match retry_until(inner.cfg.lease, "fail", || inner.side_queue().fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
                         crate::metrics::record(&name, crate::metrics::Event::Retried);
                         tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
@@ -205,12 +237,13 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
 }
 
 /// Runs the handler in its own task (so a panic is contained and a timeout can abort it).
-async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> Outcome {
-    let token = CancellationToken::new();
-    lock(&inner.in_flight).insert(
-        lease.id,
-        InFlight { lease, token: token.clone(), abort: None, fate: Fate::Running },
-    );
+/// The job is in `in_flight` already (put there at its fetch, with `token`).
+async fn execute(
+    inner: &Arc<Inner>,
+    mut job: crate::job::Job,
+    lease: Lease,
+    token: CancellationToken,
+) -> Outcome {
     let Some(handler) = inner.registry.handler(&job.name).copied() else {
         // Retryable: a newer deployment may have the handler.
         return Outcome::Failure {

@@ -3,11 +3,10 @@
 
 use super::state::{SchedRecord, State};
 use crate::backend::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, UpsertOutcome,
 };
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
+use crate::job::{EnqueueOutcome, NewJob, RunAt};
 use crate::time::ms_to_time;
 
 /// Schedules: the same steps as the `sched_*.lua` scripts, each one critical section.

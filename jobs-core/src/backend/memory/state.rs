@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::backend::{BackendConfig, Lease, THROUGHPUT_MINUTES};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::schedule::{ScheduleEntry, ScheduleState, StoredSchedule};
 use crate::stats::QueueCounters;
 use crate::time::{duration_ms_i64, ms_to_time, wall_ms};
 

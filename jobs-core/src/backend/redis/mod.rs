@@ -158,6 +158,11 @@ impl Backend for RedisBackend {
         "redis"
     }
 
+    async fn for_current_runtime(&self) -> Result<Option<std::sync::Arc<dyn Backend>>> {
+        // Its own connections (and their driver tasks) on the caller's runtime.
+        Ok(Some(std::sync::Arc::new(RedisBackend::connect(self.cfg.clone()).await?)))
+    }
+
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         jobs::enqueue(self, jobs).await
     }
