@@ -26,6 +26,17 @@
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
 //!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+//! * **Unreadable records** (Redis: a record written by hand or by another version, whose
+//!   state the scripts cannot read — an unknown status, a priority outside 0..=3, a cancel
+//!   flag other than 0/1, a counter beyond `u32`) are never lost and never stop the rest of
+//!   a batch. Every field is checked before a script writes anything. Wherever a call meets
+//!   such a record — promotion and leasing in `fetch`, `reap`, `release` of a job in the
+//!   running index — it goes to the dead-letter queue with the reason as its error
+//!   (`corrupt record: …`), counter `dead` += 1, and is counted in no reply; the other jobs
+//!   of the call go on. A record the scripts can read but the client cannot (its meta or
+//!   args are not JSON) is dead-lettered by `fetch` through `fail` (not retryable).
+//!   `heartbeat` reports such a job lost, `complete` and `fail` stale, `get_job` fails
+//!   with [`Error::CorruptRecord`](crate::Error::CorruptRecord), listings leave it out.
 //!
 //! ## Exact semantics (what the conformance suite checks, field by field)
 //!

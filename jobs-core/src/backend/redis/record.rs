@@ -81,7 +81,10 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let retry_count = next("retry count")?;
     let max_retries = next("max retries")?;
     let timeout_ms = next("timeout")?;
-    let _cancel = next("cancel flag")?;
+    // The scripts read only 0 and 1 (lib.lua's `parse` refuses anything else).
+    if !(0..=1).contains(&next("cancel flag")?) {
+        return Err(corrupt("cancel flag is not 0 or 1"));
+    }
     let _stalls = next("stall count")?;
     let created = next("created")?;
     let scheduled = next("scheduled")?;
@@ -182,6 +185,7 @@ mod tests {
             b"p1:0:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}\nnot json",
             b"p1:-1:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:\xff:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:2:0:0:0:0:0|{\"n\":\"x\"}",
         ] {
             let r = to_job(JobId::new(), rec, None, None);
             assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");

@@ -20,7 +20,7 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
     local recs = hmget(K_JOBS, due)
     local upd, ready = {}, { {}, {}, {}, {} }
     for i = 1, #due do
-      local h = parse(recs[i])
+      local h, why = parse(recs[i])
       -- Only a waiting job is promoted; anything else was an index entry left behind.
       if h and (h.s == 'p' or h.s == 'y') then
         h.s = 'p'
@@ -28,13 +28,14 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
         upd[#upd + 1] = fmt(h)
         local r = ready[h.p + 1]
         r[#r + 1] = due[i]
+      elseif why then
+        dead_letter_unreadable(due[i], why, now)
       end
     end
     bulk('HSET', K_JOBS, upd, 2)
     for p = 1, 4 do
       if #ready[p] > 0 then
         bulk('RPUSH', K_PENDING[p], ready[p])
-
       end
     end
   end
@@ -51,7 +52,7 @@ for p = 1, 4 do
     local recs = hmget(K_JOBS, ids)
     local ghosts = 0
     for i = 1, #ids do
-      local h = parse(recs[i])
+      local h, why = parse(recs[i])
       if h and h.s == 'p' then
         h.s = 'r'
         h.att = h.att + 1
@@ -68,12 +69,8 @@ for p = 1, 4 do
         -- Only a job that ran before can have an error to show its handler.
         if h.att > 1 then again[#again + 1] = #out end
         taken = taken + 1
-      elseif recs[i] and not h then
-        -- A record this version cannot read (written by hand, or by a newer version): it
-        -- must neither vanish nor block the queue. To the dead-letter queue, with why.
-        redis.call('ZADD', K_DEAD, now, ids[i])
-        redis.call('HSET', K_ERRORS, ids[i], 'corrupt record: its state cannot be read')
-        incr('dead', 1)
+      elseif why then
+        dead_letter_unreadable(ids[i], why, now)
       else
         -- Cancelled while queued (or purged since): its entry was counted as a ghost.
         ghosts = ghosts + 1

@@ -62,16 +62,30 @@ local function hmget(key, ids)
   return out
 end
 
+local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
+local U32 = 4294967295
+
+-- Reads a record's hot state, checking every field, so that no script writes anything on
+-- the strength of a field it cannot use (Redis does not roll a script back): a priority out
+-- of range once made a push to pending[8] error after a batch had been taken out of its
+-- index. Returns the state, or nil and why the record cannot be read (nil, nil: no record).
 local function parse(rec)
   if not rec then return nil end
   local s, p, att, rc, mr, to, cx, stl, ca, sa, st, fa, j = string.match(rec,
     '^(%a)(%d):(%d+):(%d+):(%d+):(%d+):(%d):(%d+):(%d+):(%d+):(%d+):(%d+)|()')
-  if not s then return nil end
-  return {
+  if not s then return nil, 'corrupt record: its state cannot be read' end
+  if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
+  if p > '3' then return nil, 'corrupt record: unknown priority ' .. p end
+  if cx > '1' then return nil, 'corrupt record: cancel flag is not 0 or 1' end
+  local h = {
     s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
     sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), meta = string.sub(rec, j),
   }
+  if h.att > U32 or h.rc > U32 or h.mr > U32 then
+    return nil, 'corrupt record: counter out of range'
+  end
+  return h
 end
 
 -- Integers up to 2^53 print exactly with %d (tostring would use %.14g).
@@ -112,6 +126,16 @@ local function incr(field, n)
       bump_minute('f', n)
     end
   end
+end
+
+-- A record this version cannot read (written by hand, or by a newer version) must neither
+-- vanish nor block the queue, nor stop the other jobs of its batch: it goes to the
+-- dead-letter queue, with why as its error, and is counted as dead. The caller has taken it
+-- out of the index it was found in.
+local function dead_letter_unreadable(id, why, now)
+  redis.call('ZADD', K_DEAD, now, id)
+  redis.call('HSET', K_ERRORS, id, why)
+  incr('dead', 1)
 end
 
 -- Wakes one blocked worker: there is work to fetch now.

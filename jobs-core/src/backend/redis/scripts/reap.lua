@@ -17,9 +17,11 @@ local recs = hmget(K_JOBS, ids)
 local any = false
 for i = 1, #ids do
   local id = ids[i]
-  local h = parse(recs[i])
+  local h, why = parse(recs[i])
   redis.call('ZREM', K_ACTIVE, id)
-  if not h or h.s ~= 'r' then
+  if why then
+    dead_letter_unreadable(id, why, now)
+  elseif not h or h.s ~= 'r' then
     -- An index entry without a running job behind it: nothing to take back.
   elseif h.cx == 1 then
     finish(id, h, 'x', now, o.ttl)
