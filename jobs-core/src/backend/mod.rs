@@ -52,6 +52,10 @@
 //!   `attempt += 1`, `started_at = now`, lease deadline `min(now + lease, now + timeout +
 //!   grace)`. Returned jobs carry their args. `next_due_in` is the time from now until the
 //!   earliest remaining delayed or retrying job (zero if already due), `None` if none.
+//!   The entries cancels left in the ready queues are skipped as they come, at most
+//!   [`FETCH_SKIP_LIMIT`] per call: a call that reaches the bound returns what it has taken
+//!   (possibly nothing) although ready jobs may remain behind them, and the work left keeps
+//!   `wait_for_work` from sleeping, so that the next call goes on at once.
 //! * `heartbeat`: for each lease whose job is `running` with the same attempt, the deadline
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
@@ -83,7 +87,9 @@
 //!   `pending` (processed in deadline order, each pushed to the head, so the last one
 //!   processed is fetched first). Finally forgets workers silent for `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
-//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched; running →
+//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
+//!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never
+//!   stands for a later job enqueued under the same id once the record is purged); running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
 //! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
 //!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
@@ -508,6 +514,9 @@ pub const MAX_ERROR_LEN: usize = 1024;
 pub const PURGE_ON_COMPLETE: usize = 10;
 /// Most due delayed/retrying jobs one [`Backend::fetch`] promotes.
 pub const PROMOTE_LIMIT: usize = 1000;
+/// Most dead ready-queue entries (left behind by cancels, or unreadable) one
+/// [`Backend::fetch`] takes out before it returns what it has.
+pub const FETCH_SKIP_LIMIT: usize = 1000;
 /// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
 pub const DEAD_TRIM_LIMIT: usize = 100;
 /// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.

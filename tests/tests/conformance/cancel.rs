@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use jobs_core::backend::{AckOutcome, BackendConfig, CancelOutcome, FailOutcome, Heartbeat};
+use jobs_core::backend::{
+    AckOutcome, BackendConfig, CancelOutcome, FETCH_SKIP_LIMIT, FailOutcome, Heartbeat,
+};
 use jobs_core::{JobId, JobPriority, JobStatus, NewJob, QueueCounters, QueueStats, RunAt};
 use serde_json::{Value, json};
 
@@ -200,25 +202,22 @@ async fn ghost_entries_never_meet_a_reused_id(kind: Kind) -> TestResult {
     Ok(())
 }
 
-/// Most cancelled list entries one fetch drains (the contract's bound; see the backend docs).
-const SKIP_LIMIT: usize = 1000;
-
 // regression: a mass cancel leaves as many ghosts in the lists, and one fetch drained any
 // number of them in a single script run. A fetch skips at most a bounded number of dead
 // entries; the rest is for the next call, and the work left is still signalled.
 async fn ghost_entries_drained_per_fetch_are_bounded(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
     let batch: Vec<NewJob> =
-        (0..SKIP_LIMIT + 1).map(|i| new_job(&format!("mass-{i}"), JobPriority::Normal)).collect();
+        (0..FETCH_SKIP_LIMIT + 1).map(|i| new_job(&format!("mass-{i}"), JobPriority::Normal)).collect();
     env.q.enqueue_many(&batch).await?;
-    for j in &batch[..SKIP_LIMIT] {
+    for j in &batch[..FETCH_SKIP_LIMIT] {
         assert_eq!(env.q.cancel_job(j.id).await?, CancelOutcome::Cancelled);
     }
-    let live = batch[SKIP_LIMIT].id;
+    let live = batch[FETCH_SKIP_LIMIT].id;
     assert_eq!(env.stats().await?.pending, pending(0, 0, 1, 0));
 
     let f = env.fetch(1).await?;
-    assert!(f.jobs.is_empty(), "the first fetch stops after {SKIP_LIMIT} dead entries");
+    assert!(f.jobs.is_empty(), "the first fetch stops after {FETCH_SKIP_LIMIT} dead entries");
     assert_eq!(env.stats().await?.pending, pending(0, 0, 1, 0));
     // The job behind them is still work: a waiter does not sleep.
     let started = Instant::now();

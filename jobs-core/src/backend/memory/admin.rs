@@ -80,7 +80,8 @@ impl State {
         queues
             .iter()
             .flat_map(|p| self.ready[p.index()].iter())
-            .filter_map(|id| self.jobs.get(id).map(|r| r.to_job(*id)))
+            .filter(|e| self.is_live(e))
+            .filter_map(|(id, _)| self.jobs.get(id).map(|r| r.to_job(*id)))
             .take(limit)
             .collect()
     }
@@ -98,7 +99,8 @@ impl State {
     pub(super) fn stats(&self) -> QueueStats {
         let mut pending = PendingByPriority::default();
         for p in JobPriority::ALL {
-            pending.set(p, self.ready[p.index()].len() as u64);
+            let q = p.index();
+            pending.set(p, (self.ready[q].len() as u64).saturating_sub(self.ghosts[q]));
         }
         QueueStats {
             pending,

@@ -11,7 +11,7 @@ use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
 use crate::backend::{
     AckOutcome, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT, ERR_WORKER_LOST,
-    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
+    FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
     PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
@@ -91,7 +91,8 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
                 .arg(&req.worker_id)
                 .arg(duration_ms(req.lease))
                 .arg(duration_ms(req.grace))
-                .arg(PROMOTE_LIMIT);
+                .arg(PROMOTE_LIMIT)
+                .arg(FETCH_SKIP_LIMIT);
         })
         .await?;
     if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {

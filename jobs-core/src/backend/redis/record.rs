@@ -90,6 +90,15 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let scheduled = next("scheduled")?;
     let started = next("started")?;
     let finished = next("finished")?;
+    // An optional generation (lib.lua: only for a job whose id still has ghosts), then the end.
+    if let Some(g) = f.next() {
+        if g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(corrupt("generation"));
+        }
+    }
+    if f.next().is_some() {
+        return Err(corrupt("too many state fields"));
+    }
     let to_u32 = |v: i64| u32::try_from(v).map_err(|_| corrupt("counter out of range"));
     let hot = Hot {
         status,
@@ -111,6 +120,18 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let meta: Meta<'_> =
         serde_json::from_slice(meta).map_err(|e| corrupt(&format!("meta is not valid: {e}")))?;
     Ok((hot, meta, args))
+}
+
+/// The generation in a record's hot state (empty if it has none; see `lib.lua`): a pending
+/// list entry `<id>/<generation>` belongs to the record only if the two are equal.
+pub(crate) fn generation(rec: &[u8]) -> &[u8] {
+    let head = rec.iter().position(|&b| b == b'|').map_or(rec, |bar| &rec[..bar]);
+    head.split(|&b| b == b':').nth(11).unwrap_or_default()
+}
+
+/// Splits a pending list entry into the id and the generation (empty if none).
+pub(crate) fn split_entry(entry: &str) -> (&str, &str) {
+    entry.split_once('/').unwrap_or((entry, ""))
 }
 
 /// Builds a [`Job`] from a record and the optional result and error.
@@ -174,6 +195,19 @@ mod tests {
     }
 
     #[test]
+    fn a_generation_is_read_after_the_timestamps() -> Result<()> {
+        let plain = b"p2:0:0:3:30000:0:0:1700000000123:0:0:0|{\"n\":\"x\"}\n{}";
+        let stamped = b"p2:0:0:3:30000:0:0:1700000000123:0:0:0:42|{\"n\":\"x\"}\n{}";
+        assert_eq!(generation(plain), b"");
+        assert_eq!(generation(stamped), b"42");
+        let (a, b) = (to_job(JobId::new(), plain, None, None)?, to_job(JobId::new(), stamped, None, None)?);
+        assert_eq!((a.status, a.priority, a.max_retries), (b.status, b.priority, b.max_retries));
+        assert_eq!(split_entry("abc/42"), ("abc", "42"));
+        assert_eq!(split_entry("abc"), ("abc", ""));
+        Ok(())
+    }
+
+    #[test]
     fn garbage_is_a_clear_error_never_a_panic() {
         for rec in [
             &b""[..],
@@ -186,6 +220,9 @@ mod tests {
             b"p1:-1:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:\xff:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:0:0:0:0:2:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:4-2|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:4:2|{\"n\":\"x\"}",
         ] {
             let r = to_job(JobId::new(), rec, None, None);
             assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");

@@ -40,7 +40,7 @@ for i = 1, #ids do
     else
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', K_PENDING[h.p + 1], id)
+      redis.call('LPUSH', K_PENDING[h.p + 1], entry(id, h))
       requeued = requeued + 1
       any = true
     end

@@ -22,7 +22,7 @@ for i = k, 1, -1 do
     else
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', K_PENDING[h.p + 1], id)
+      redis.call('LPUSH', K_PENDING[h.p + 1], entry(id, h))
       any = true
     end
     -- A repeated id in the same call must not be released twice.

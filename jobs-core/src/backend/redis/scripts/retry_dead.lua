@@ -8,6 +8,6 @@ if h.s ~= 'f' or redis.call('ZREM', K_DEAD, id) == 0 then return { 'STATE', h.s 
 h.s = 'p'
 h.fa = 0
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[h.p + 1], id)
+redis.call('RPUSH', K_PENDING[h.p + 1], entry(id, h))
 mark_ready()
 return { 'OK' }
