@@ -25,7 +25,8 @@
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
-//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`), trimmed at every
+//!   dead-lettering and every `reap`.
 //! * **Unreadable records** (Redis: a record written by hand or by another version, whose
 //!   state the scripts cannot read — an unknown status, a priority outside 0..=3, a cancel
 //!   flag other than 0/1, a counter beyond `u32`) are never lost and never stop the rest of
@@ -85,7 +86,10 @@
 //!   `stalled` += 1 and the job's stall count += 1: beyond `max_stalls` → the `fail` path
 //!   (retryable) with [`ERR_WORKER_LOST`], else back to the head of its priority as
 //!   `pending` (processed in deadline order, each pushed to the head, so the last one
-//!   processed is fetched first). Finally forgets workers silent for `worker_ttl`.
+//!   processed is fetched first). Then trims the DLQ as a dead-lettering does (entries
+//!   older than `dead_ttl`, then the oldest beyond `dead_max`, at most [`DEAD_TRIM_LIMIT`],
+//!   counter `dead_dropped`), so that its limits hold on the reaper's timer even when no job
+//!   dies. Finally forgets workers silent for `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
 //!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
 //!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never
@@ -517,7 +521,8 @@ pub const PROMOTE_LIMIT: usize = 1000;
 /// Most dead ready-queue entries (left behind by cancels, or unreadable) one
 /// [`Backend::fetch`] takes out before it returns what it has.
 pub const FETCH_SKIP_LIMIT: usize = 1000;
-/// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
+/// Most dead-letter entries one dead-lettering (or one reap) drops to keep the DLQ within
+/// its caps.
 pub const DEAD_TRIM_LIMIT: usize = 100;
 /// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.
 pub const ERR_TIMEOUT: &str = "timeout: the job ran past its timeout and its worker did not report";

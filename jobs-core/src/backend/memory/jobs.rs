@@ -351,6 +351,8 @@ impl State {
                 report.requeued += 1;
             }
         }
+        // The DLQ's limits hold even when no job dies: the reaper's timer trims it.
+        self.trim_dead(now);
         let seen_after = now.saturating_sub(duration_ms_i64(opts.worker_ttl));
         self.workers.retain(|_, (seen, _)| *seen >= seen_after);
         report

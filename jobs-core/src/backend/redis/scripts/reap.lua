@@ -48,6 +48,9 @@ for i = 1, #ids do
 end
 if any then mark_ready() end
 
+-- The DLQ's limits hold even when no job dies: the reaper's timer trims it (bounded).
+trim_dead(now, o.dead_max, o.dead_ttl, o.trim)
+
 local gone = redis.call('ZRANGEBYSCORE', K_WORKERS, '-inf', '(' .. (now - worker_ttl))
 if #gone > 0 then
   bulk('ZREM', K_WORKERS, gone)
