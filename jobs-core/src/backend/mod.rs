@@ -96,8 +96,9 @@
 //!   stands for a later job enqueued under the same id once the record is purged); running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
 //! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
-//!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
-//!   `InvalidState { op: "retry" }`.
+//!   `completed_at = None`, its stall count reset to 0 (so that the poison-pill guard gives
+//!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
+//!   failed → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
@@ -452,8 +453,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;
 
     /// Puts a dead-letter job back as `pending` at the tail of its priority, keeping its
-    /// history (`retry_count`, `error`, `attempt`). It gets one more attempt, plus whatever
-    /// retries it had not used; if that fails it is dead again.
+    /// history (`retry_count`, `error`, `attempt`); its count of lost leases starts again.
+    /// It gets one more attempt, plus whatever retries it had not used; if that fails it is
+    /// dead again.
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
     /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
     async fn retry_dead(&self, id: JobId) -> Result<()>;

@@ -58,6 +58,8 @@ impl State {
             return Err(Error::InvalidState { id, status: rec.status, op: "retry" });
         }
         rec.completed = None;
+        // As Redis: the stalls that dead-lettered it are not held against the new attempt.
+        rec.stalls = 0;
         self.unlink(id);
         self.push_ready(id, false);
         self.wake = true;

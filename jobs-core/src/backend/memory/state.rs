@@ -51,7 +51,7 @@ pub(super) struct Record {
     pub(super) timeout: Duration,
     pub(super) user_id: Option<String>,
     pub(super) attempt: u32,
-    /// Times the job was taken back from a lost worker (never reset, as in Redis).
+    /// Times the job was taken back from a lost worker (reset by `retry_dead`, as in Redis).
     pub(super) stalls: u32,
     /// A cancel arrived while the job was running; its worker learns of it by heartbeat.
     pub(super) cancel_requested: bool,
