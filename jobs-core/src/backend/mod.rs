@@ -86,10 +86,11 @@
 //!   `stalled` += 1 and the job's stall count += 1: beyond `max_stalls` → the `fail` path
 //!   (retryable) with [`ERR_WORKER_LOST`], else back to the head of its priority as
 //!   `pending` (processed in deadline order, each pushed to the head, so the last one
-//!   processed is fetched first). Then trims the DLQ as a dead-lettering does (entries
-//!   older than `dead_ttl`, then the oldest beyond `dead_max`, at most [`DEAD_TRIM_LIMIT`],
-//!   counter `dead_dropped`), so that its limits hold on the reaper's timer even when no job
-//!   dies. Finally forgets workers silent for `worker_ttl`.
+//!   processed is fetched first). Each job the reap fails draws its own jitter. Then trims
+//!   the DLQ as a dead-lettering does (entries older than `dead_ttl`, then the oldest beyond
+//!   `dead_max`, at most [`DEAD_TRIM_LIMIT`], counter `dead_dropped`), so that its limits
+//!   hold on the reaper's timer even when no job dies. Finally forgets workers silent for
+//!   `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
 //!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
 //!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never

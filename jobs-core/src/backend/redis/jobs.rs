@@ -222,6 +222,8 @@ pub(super) async fn release(backend: &RedisBackend, leases: &[Lease]) -> Result<
 }
 
 pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<ReapReport> {
+    // The script draws one jitter per job it fails, from this seed.
+    let seed: u32 = rand::Rng::random_range(&mut rand::rng(), 1..2_147_483_647);
     let r: Vec<u64> = backend
         .run(&SCRIPTS.reap, |inv| {
             inv.arg(duration_ms(o.interval))
@@ -230,7 +232,10 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
                 .arg(o.max_stalls)
                 .arg(duration_ms(o.worker_ttl));
             backend.policy_args(inv, &o.retry);
-            inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST);
+            inv.arg(ERR_TIMEOUT)
+                .arg(ERR_WORKER_LOST)
+                .arg(duration_ms(o.retry.jitter))
+                .arg(seed);
         })
         .await?;
     match r.as_slice() {

@@ -1,12 +1,22 @@
 -- reap: takes back jobs whose lease lapsed (their worker died, hung or lost Redis).
 -- ARGV[1]: interval ms (0: no lock), ARGV[2]: grace ms, ARGV[3]: limit, ARGV[4]: max stalls,
 -- ARGV[5]: worker ttl ms, ARGV[6..12]: base ms, cap ms, jitter ms, dead_max, dead_ttl ms,
--- result ttl ms, trim limit, ARGV[13]: timeout error text, ARGV[14]: worker-lost error text
+-- result ttl ms, trim limit (the jitter there is unused), ARGV[13]: timeout error text,
+-- ARGV[14]: worker-lost error text, ARGV[15]: jitter bound ms, ARGV[16]: seed, 1..2^31-2
 -- Returns: { ran 0/1, requeued, failed, cancelled }
 local interval, grace, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_stalls, worker_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local o = policy(6)
+local jitter_max, seed = tonumber(ARGV[15]), tonumber(ARGV[16])
 local now = now_ms()
+
+-- A jitter per job failed here (jobs lost together must not all come back at one instant),
+-- in [0, jitter_max), from a Park-Miller generator seeded by the caller: exact in doubles.
+local function fail_lost(id, h, err)
+  seed = (seed * 48271) % 2147483647
+  o.jitter = math.floor((seed - 1) / 2147483646 * jitter_max)
+  fail_job(id, h, err, true, now, o)
+end
 -- Every process runs reap on a timer; the lock keeps it to one run per interval in all.
 if interval > 0 and not redis.call('SET', K_REAPLOCK, '1', 'NX', 'PX', interval) then
   return { 0, 0, 0, 0 }
@@ -28,14 +38,14 @@ for i = 1, #ids do
     incr('cancelled', 1)
     cancelled = cancelled + 1
   elseif now >= h.st + h.to + grace then
-    fail_job(id, h, ARGV[13], true, now, o)
+    fail_lost(id, h, ARGV[13])
     failed = failed + 1
   else
     incr('stalled', 1)
     h.stl = h.stl + 1
     if h.stl > max_stalls then
       -- Poison pill: a job that keeps killing its worker counts as a failed attempt.
-      fail_job(id, h, ARGV[14], true, now, o)
+      fail_lost(id, h, ARGV[14])
       failed = failed + 1
     else
       h.s = 'p'
