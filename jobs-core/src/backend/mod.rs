@@ -105,7 +105,9 @@
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
 //! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
 //!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
-//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged.
+//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged. All
+//!   of it is read at one moment (Redis: one script), so that no call lands between the
+//!   queue lengths and the counts of cancelled entries subtracted from them.
 //! * `list_workers(ttl)`: workers seen within `ttl`, sorted by worker id.
 //! * Unknown ids: `get_job` → `None`; `complete`/`fail`/`heartbeat`/`release` → stale.
 //!

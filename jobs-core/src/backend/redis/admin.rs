@@ -173,23 +173,17 @@ pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
 }
 
 pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
-    let k = &backend.keys;
-    let mut pipe = ::redis::pipe();
-    for p in 0..4 {
-        pipe.cmd("LLEN").arg(k.pending(p));
+    // One script: the lengths and the ghost counts subtracted from them are read together.
+    let reply: Vec<Value> = backend.run(&SCRIPTS.stats, |_| {}).await?;
+    if reply.len() < 8 || !(reply.len() - 8).is_multiple_of(2) {
+        return Err(Error::Backend("malformed stats reply".into()));
     }
-    pipe.cmd("ZCARD").arg(k.scheduled());
-    pipe.cmd("ZCARD").arg(k.retry());
-    pipe.cmd("ZCARD").arg(k.active());
-    pipe.cmd("ZCARD").arg(k.dead());
-    let mut conn = backend.conn.clone();
-    let (lens, counters): (Vec<u64>, std::collections::HashMap<String, i64>) = {
-        pipe.cmd("HGETALL").arg(k.counters());
-        let mut v: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let c = v.pop().ok_or_else(|| Error::Backend("short stats reply".into()))?;
-        let lens = v.iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<_>>()?;
-        (lens, ::redis::from_redis_value(c).map_err(|e| Error::Backend(e.to_string()))?)
-    };
+    let lens =
+        reply[..8].iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<Vec<_>>>()?;
+    let mut counters = std::collections::HashMap::new();
+    for kv in reply[8..].chunks_exact(2) {
+        counters.insert(text(&kv[0])?, int(&kv[1])?);
+    }
     let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
     let mut s = QueueStats::default();
     for p in JobPriority::ALL {
