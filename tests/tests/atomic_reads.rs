@@ -51,7 +51,9 @@ async fn stats_reads_lengths_and_ghost_counts_in_one_script() {
     .await;
     let reads: Vec<&String> = lines
         .iter()
-        .filter(|l| ["\"LLEN\"", "\"ZCARD\"", "\"HGETALL\"", "\"HMGET\""].iter().any(|c| l.contains(c)))
+        .filter(|l| {
+            ["\"LLEN\"", "\"ZCARD\"", "\"HGETALL\"", "\"HMGET\""].iter().any(|c| l.contains(c))
+        })
         .collect();
     assert!(reads.len() >= 9, "four lengths, four set sizes and the counters: {lines:#?}");
     for l in reads {

@@ -177,7 +177,8 @@ async fn a_bad_priority_at_reap_or_release_strands_no_batch() {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let opts = ReapOptions { interval: Duration::ZERO, grace: Duration::ZERO, ..Default::default() };
+    let opts =
+        ReapOptions { interval: Duration::ZERO, grace: Duration::ZERO, ..Default::default() };
     let report = backend.reap(&opts).await.expect("reap must not fail on an unreadable record");
     assert_eq!((report.requeued, report.failed), (1, 0), "{report:?}");
     let leases: Vec<_> = held.jobs.iter().map(|l| l.lease).collect();

@@ -207,8 +207,9 @@ async fn ghost_entries_never_meet_a_reused_id(kind: Kind) -> TestResult {
 // entries; the rest is for the next call, and the work left is still signalled.
 async fn ghost_entries_drained_per_fetch_are_bounded(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
-    let batch: Vec<NewJob> =
-        (0..FETCH_SKIP_LIMIT + 1).map(|i| new_job(&format!("mass-{i}"), JobPriority::Normal)).collect();
+    let batch: Vec<NewJob> = (0..FETCH_SKIP_LIMIT + 1)
+        .map(|i| new_job(&format!("mass-{i}"), JobPriority::Normal))
+        .collect();
     env.q.enqueue_many(&batch).await?;
     for j in &batch[..FETCH_SKIP_LIMIT] {
         assert_eq!(env.q.cancel_job(j.id).await?, CancelOutcome::Cancelled);

@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::state::{Place, Record, State};
 use crate::backend::{
     AckOutcome, CancelOutcome, Completion, ERR_TIMEOUT, ERR_WORKER_LOST, FETCH_SKIP_LIMIT,
-    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT,
-    PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
+    PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};

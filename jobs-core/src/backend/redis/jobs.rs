@@ -11,8 +11,8 @@ use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
 use crate::backend::{
     AckOutcome, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT, ERR_WORKER_LOST,
-    FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
-    PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply,
+    Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
@@ -232,10 +232,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
                 .arg(o.max_stalls)
                 .arg(duration_ms(o.worker_ttl));
             backend.policy_args(inv, &o.retry);
-            inv.arg(ERR_TIMEOUT)
-                .arg(ERR_WORKER_LOST)
-                .arg(duration_ms(o.retry.jitter))
-                .arg(seed);
+            inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST).arg(duration_ms(o.retry.jitter)).arg(seed);
         })
         .await?;
     match r.as_slice() {

@@ -200,7 +200,8 @@ mod tests {
         let stamped = b"p2:0:0:3:30000:0:0:1700000000123:0:0:0:42|{\"n\":\"x\"}\n{}";
         assert_eq!(generation(plain), b"");
         assert_eq!(generation(stamped), b"42");
-        let (a, b) = (to_job(JobId::new(), plain, None, None)?, to_job(JobId::new(), stamped, None, None)?);
+        let (a, b) =
+            (to_job(JobId::new(), plain, None, None)?, to_job(JobId::new(), stamped, None, None)?);
         assert_eq!((a.status, a.priority, a.max_retries), (b.status, b.priority, b.max_retries));
         assert_eq!(split_entry("abc/42"), ("abc", "42"));
         assert_eq!(split_entry("abc"), ("abc", ""));
