@@ -91,10 +91,10 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let started = next("started")?;
     let finished = next("finished")?;
     // An optional generation (lib.lua: only for a job whose id still has ghosts), then the end.
-    if let Some(g) = f.next() {
-        if g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(corrupt("generation"));
-        }
+    if let Some(g) = f.next()
+        && (g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(corrupt("generation"));
     }
     if f.next().is_some() {
         return Err(corrupt("too many state fields"));
