@@ -27,7 +27,19 @@
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
-//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`), trimmed at every
+//!   dead-lettering and every `reap`.
+//! * **Unreadable records** (Redis: a record written by hand or by another version, whose
+//!   state the scripts cannot read — an unknown status, a priority outside 0..=3, a cancel
+//!   flag other than 0/1, a counter beyond `u32`) are never lost and never stop the rest of
+//!   a batch. Every field is checked before a script writes anything. Wherever a call meets
+//!   such a record — promotion and leasing in `fetch`, `reap`, `release` of a job in the
+//!   running index — it goes to the dead-letter queue with the reason as its error
+//!   (`corrupt record: …`), counter `dead` += 1, and is counted in no reply; the other jobs
+//!   of the call go on. A record the scripts can read but the client cannot (its meta or
+//!   args are not JSON) is dead-lettered by `fetch` through `fail` (not retryable).
+//!   `heartbeat` reports such a job lost, `complete` and `fail` stale, `get_job` fails
+//!   with [`Error::CorruptRecord`](crate::Error::CorruptRecord), listings leave it out.
 //!
 //! ## Exact semantics (what the conformance suite checks, field by field)
 //!
@@ -43,6 +55,10 @@
 //!   `attempt += 1`, `started_at = now`, lease deadline `min(now + lease, now + timeout +
 //!   grace)`. Returned jobs carry their args. `next_due_in` is the time from now until the
 //!   earliest remaining delayed or retrying job (zero if already due), `None` if none.
+//!   The entries cancels left in the ready queues are skipped as they come, at most
+//!   [`FETCH_SKIP_LIMIT`] per call: a call that reaches the bound returns what it has taken
+//!   (possibly nothing) although ready jobs may remain behind them, and the work left keeps
+//!   `wait_for_work` from sleeping, so that the next call goes on at once.
 //! * `heartbeat`: for each lease whose job is `running` with the same attempt, the deadline
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
@@ -75,9 +91,15 @@
 //!   `stalled` += 1 and the job's stall count += 1: beyond `max_stalls` → the `fail` path
 //!   (retryable) with [`ERR_WORKER_LOST`], else back to the head of its priority as
 //!   `pending` (processed in deadline order, each pushed to the head, so the last one
-//!   processed is fetched first). Finally forgets workers silent for `worker_ttl`.
+//!   processed is fetched first). Each job the reap fails draws its own jitter. Then trims
+//!   the DLQ as a dead-lettering does (entries older than `dead_ttl`, then the oldest beyond
+//!   `dead_max`, at most [`DEAD_TRIM_LIMIT`], counter `dead_dropped`), so that its limits
+//!   hold on the reaper's timer even when no job dies. Finally forgets workers silent for
+//!   `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
-//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched; running →
+//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
+//!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never
+//!   stands for a later job enqueued under the same id once the record is purged); running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
 //!   Every cancel of a running job (each time it is asked) also appends that delivery's
 //!   [`Lease`] to the namespace's log of cancel notices.
@@ -89,14 +111,17 @@
 //!   [`CANCEL_LOG_MAX`] notices (Redis trims approximately), so a reader that comes back
 //!   with its cursor after a disconnection misses nothing logged in between.
 //! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
-//!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
-//!   `InvalidState { op: "retry" }`.
+//!   `completed_at = None`, its stall count reset to 0 (so that the poison-pill guard gives
+//!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
+//!   failed → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
 //! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
 //!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
-//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged.
+//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged. All
+//!   of it is read at one moment (Redis: one script), so that no call lands between the
+//!   queue lengths and the counts of cancelled entries subtracted from them.
 //! * `list_workers(ttl)`: workers seen within `ttl`, sorted by worker id.
 //! * Unknown ids: `get_job` → `None`; `complete`/`fail`/`heartbeat`/`release` → stale.
 //!
@@ -533,8 +558,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;
 
     /// Puts a dead-letter job back as `pending` at the tail of its priority, keeping its
-    /// history (`retry_count`, `error`, `attempt`). It gets one more attempt, plus whatever
-    /// retries it had not used; if that fails it is dead again.
+    /// history (`retry_count`, `error`, `attempt`); its count of lost leases starts again.
+    /// It gets one more attempt, plus whatever retries it had not used; if that fails it is
+    /// dead again.
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
     /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
     async fn retry_dead(&self, id: JobId) -> Result<()>;
@@ -603,7 +629,11 @@ pub const PROMOTE_LIMIT: usize = 1000;
 pub const CANCEL_LOG_MAX: usize = 10_000;
 /// Most cancel notices one [`Backend::watch_cancels`] returns.
 pub const CANCEL_READ_LIMIT: usize = 1_000;
-/// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
+/// Most dead ready-queue entries (left behind by cancels, or unreadable) one
+/// [`Backend::fetch`] takes out before it returns what it has.
+pub const FETCH_SKIP_LIMIT: usize = 1000;
+/// Most dead-letter entries one dead-lettering (or one reap) drops to keep the DLQ within
+/// its caps.
 pub const DEAD_TRIM_LIMIT: usize = 100;
 /// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.
 pub const ERR_TIMEOUT: &str = "timeout: the job ran past its timeout and its worker did not report";

@@ -5,15 +5,15 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use jobs_core::backend::{
-    AckOutcome, CANCEL_READ_LIMIT, CancelNotices, CancelOutcome, Completion, FailOutcome,
-    Heartbeat, Lease,
+    AckOutcome, BackendConfig, CANCEL_READ_LIMIT, CancelNotices, CancelOutcome, Completion,
+    FETCH_SKIP_LIMIT, FailOutcome, Heartbeat, Lease,
 };
-use jobs_core::{JobId, JobPriority, JobStatus, QueueCounters, QueueStats};
+use jobs_core::{JobId, JobPriority, JobStatus, NewJob, QueueCounters, QueueStats, RunAt};
 use serde_json::{Value, json};
 
 use crate::{
     Env, HOUR, Kind, LEASE, TestResult, assert_invalid_state, assert_not_found, assert_within,
-    failure, late_retry, pending,
+    failure, ids, late_retry, leased_ids, new_job, pending,
 };
 
 conformance!(
@@ -24,6 +24,8 @@ conformance!(
     cancel_notices_wait_for_a_reader_that_was_away,
     cancel_notices_are_read_in_bounded_batches,
     cancel_finished_or_unknown_jobs_is_an_error,
+    ghost_entries_never_meet_a_reused_id,
+    ghost_entries_drained_per_fetch_are_bounded,
 );
 
 async fn cancel_removes_waiting_jobs_for_good(kind: Kind) -> TestResult {
@@ -259,5 +261,85 @@ async fn cancel_notices_are_read_in_bounded_batches(kind: Kind) -> TestResult {
     assert!(first.leases.iter().all(|x| *x == l.lease));
     let rest = env.b.watch_cancels(Some(&first.cursor), Duration::from_secs(5)).await?;
     assert_eq!(rest.leases, [l.lease]);
+    Ok(())
+}
+
+// regression: a job with an explicit id, cancelled while ready, leaves its list entry behind
+// (a "ghost"); once its record is purged the same id can be enqueued again. The ghost must
+// not stand for the new job: both entries were leased in one fetch with the same attempt
+// (the job ran twice at once), a delayed re-enqueue was leased at once through the ghost,
+// and the ghost count stayed off by one for good.
+async fn ghost_entries_never_meet_a_reused_id(kind: Kind) -> TestResult {
+    // Cancelled records are purged at the first purge after their cancel.
+    let cfg = BackendConfig { result_ttl: Duration::ZERO, ..BackendConfig::default() };
+    let env = Env::with_config(kind, cfg).await;
+    let reuse = |job: &NewJob, priority: JobPriority, run_at: RunAt| NewJob {
+        priority,
+        run_at,
+        id: job.id,
+        ..NewJob::new(job.name.clone(), json!({ "again": true }))
+    };
+
+    // Ready again at once, at another priority: one delivery, never two.
+    let first = new_job("first", JobPriority::Normal);
+    let delayed = new_job("delayed", JobPriority::Low);
+    env.add_job(first.clone()).await?;
+    env.add_job(delayed.clone()).await?;
+    for id in [first.id, delayed.id] {
+        assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Cancelled);
+    }
+    assert_eq!(env.b.purge(10).await?, 2, "both cancelled records are purged");
+    env.add_job(reuse(&first, JobPriority::High, RunAt::Now)).await?;
+    // Delayed by an hour: its ghost must not make it ready now.
+    env.add_job(reuse(&delayed, JobPriority::Low, RunAt::Delay(HOUR))).await?;
+
+    let stats = env.stats().await?;
+    assert_eq!(stats.pending, pending(0, 1, 0, 0), "{stats:?}");
+    assert_eq!(stats.scheduled, 1);
+    assert_eq!(ids(&env.b.list_pending(None, 10).await?), [first.id], "listed once");
+    let f = env.fetch(10).await?;
+    assert_eq!(leased_ids(&f), [first.id], "one delivery of the reused id, nothing early");
+    assert_eq!(f.jobs[0].job.args, json!({ "again": true }));
+    assert_eq!(f.jobs[0].lease.attempt, 1);
+    assert!(env.fetch(10).await?.jobs.is_empty(), "the ghosts are gone, nothing else is ready");
+
+    // The ghost count is right again: a new job in each ghost's queue counts as one.
+    let normal = env.add("normal", JobPriority::Normal).await?;
+    let low = env.add("low", JobPriority::Low).await?;
+    let stats = env.stats().await?;
+    assert_eq!(stats.pending, pending(0, 0, 1, 1), "{stats:?}");
+    assert_eq!((stats.scheduled, stats.processing), (1, 1));
+    assert_eq!(ids(&env.b.list_pending(None, 10).await?), [normal, low]);
+    assert_eq!(leased_ids(&env.fetch(10).await?), [normal, low]);
+    assert_eq!(env.job(delayed.id).await?.status, JobStatus::Pending, "still waiting");
+    Ok(())
+}
+
+// regression: a mass cancel leaves as many ghosts in the lists, and one fetch drained any
+// number of them in a single script run. A fetch skips at most a bounded number of dead
+// entries; the rest is for the next call, and the work left is still signalled.
+async fn ghost_entries_drained_per_fetch_are_bounded(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let batch: Vec<NewJob> = (0..FETCH_SKIP_LIMIT + 1)
+        .map(|i| new_job(&format!("mass-{i}"), JobPriority::Normal))
+        .collect();
+    env.q.enqueue_many(&batch).await?;
+    for j in &batch[..FETCH_SKIP_LIMIT] {
+        assert_eq!(env.q.cancel_job(j.id).await?, CancelOutcome::Cancelled);
+    }
+    let live = batch[FETCH_SKIP_LIMIT].id;
+    assert_eq!(env.stats().await?.pending, pending(0, 0, 1, 0));
+
+    let f = env.fetch(1).await?;
+    assert!(f.jobs.is_empty(), "the first fetch stops after {FETCH_SKIP_LIMIT} dead entries");
+    assert_eq!(env.stats().await?.pending, pending(0, 0, 1, 0));
+    // The job behind them is still work: a waiter does not sleep.
+    let started = Instant::now();
+    env.b.wait_for_work(Duration::from_secs(5)).await?;
+    assert!(started.elapsed() < Duration::from_secs(2), "work left must be signalled");
+    assert_eq!(leased_ids(&env.fetch(1).await?), [live]);
+    let stats = env.stats().await?;
+    assert_eq!((stats.total_pending, stats.processing), (0, 1));
+    assert!(env.fetch(1).await?.jobs.is_empty());
     Ok(())
 }

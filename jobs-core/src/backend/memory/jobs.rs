@@ -8,8 +8,9 @@ use serde_json::Value;
 use super::state::{Place, Record, State};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
-    ERR_WORKER_LOST, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease,
-    LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
+    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport,
+    truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
@@ -75,6 +76,7 @@ impl State {
                 RunAt::Delay(d) if d.is_zero() => None,
                 RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
             };
+            let generation = self.next_seq();
             self.jobs.insert(
                 new.id,
                 Record {
@@ -95,6 +97,7 @@ impl State {
                     attempt: 0,
                     stalls: 0,
                     cancel_requested: false,
+                    generation,
                     place: Place::Unlinked,
                 },
             );
@@ -142,20 +145,24 @@ impl State {
         let lease_ms = duration_ms_i64(req.lease);
         let grace_ms = duration_ms_i64(req.grace);
         let mut jobs = Vec::new();
+        let mut skipped = 0;
         for q in 0..self.ready.len() {
-            while jobs.len() < req.max {
-                let Some(id) = self.ready[q].pop_front() else {
+            // As Redis: at most FETCH_SKIP_LIMIT ghosts per call; the rest waits for the next.
+            while jobs.len() < req.max && skipped < FETCH_SKIP_LIMIT {
+                let Some(entry) = self.ready[q].pop_front() else {
                     break;
                 };
-                // The indexes and the records change together under the lock, so a
-                // non-pending entry cannot occur; skipping it keeps a bug from becoming a
-                // double delivery.
+                if !self.is_live(&entry) {
+                    // Left behind by a cancel (the record may be gone, or be a later job
+                    // enqueued under the same id).
+                    self.ghosts[q] = self.ghosts[q].saturating_sub(1);
+                    skipped += 1;
+                    continue;
+                }
+                let id = entry.0;
                 let Some(rec) = self.jobs.get_mut(&id) else {
                     continue;
                 };
-                if rec.status != JobStatus::Pending || rec.place != Place::Ready {
-                    continue;
-                }
                 let deadline = now
                     .saturating_add(lease_ms)
                     .min(now.saturating_add(duration_ms_i64(rec.timeout)).saturating_add(grace_ms));
@@ -298,7 +305,8 @@ impl State {
             // Pushing in reverse keeps the given order at the head: the first given is
             // fetched first.
             for &id in ids.iter().rev() {
-                self.ready[q].push_front(id);
+                let generation = self.jobs.get(&id).map_or(0, |r| r.generation);
+                self.ready[q].push_front((id, generation));
                 self.wake = true;
             }
         }
@@ -357,6 +365,8 @@ impl State {
                 report.requeued += 1;
             }
         }
+        // The DLQ's limits hold even when no job dies: the reaper's timer trims it.
+        self.trim_dead(now);
         let seen_after = now.saturating_sub(duration_ms_i64(opts.worker_ttl));
         self.workers.retain(|_, (seen, _)| *seen >= seen_after);
         report

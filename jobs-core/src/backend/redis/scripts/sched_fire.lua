@@ -45,10 +45,13 @@ end
 -- The job, written as enqueue.lua writes one ready job. The id of a tick's job is derived
 -- from (name, tick, generation), so HEXISTS is a second guard against a repeated tick.
 if redis.call('HEXISTS', K_JOBS, id) == 1 then return { 'DUP', now } end
+-- An id whose earlier job left a ghost in a list gets a generation (see lib.lua).
+local g = ''
+if redis.call('HEXISTS', K_GHOSTS, id) == 1 then g = new_generation() end
 local h = { s = 'p', p = p, att = 0, rc = 0, mr = mr, to = to, cx = 0, stl = 0, ca = now,
-  sa = tick or 0, st = 0, fa = 0, meta = with_args(meta, payload) }
+  sa = tick or 0, st = 0, fa = 0, g = g, meta = with_args(meta, payload) }
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[p + 1], id)
+redis.call('RPUSH', K_PENDING[p + 1], entry(id, h))
 mark_ready()
 incr('enqueued', 1)
 
