@@ -185,6 +185,8 @@ pub use crate::schedule::{
     StoredSchedule, TickClaim, UpsertOutcome,
 };
 use crate::stats::QueueStats;
+pub(crate) use crate::stats::throughput_buckets;
+pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 pub mod memory;
 pub mod redis;
@@ -425,49 +427,6 @@ pub struct ReapReport {
     pub failed: u64,
     /// Running jobs that had been asked to cancel, now `cancelled`.
     pub cancelled: u64,
-}
-
-/// One minute of the throughput history ([`Backend::throughput`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
-#[cfg_attr(
-    feature = "api",
-    schema(description = "One minute of the throughput history: jobs completed and failed \
-        attempts, counted by every runner.")
-)]
-pub struct ThroughputBucket {
-    /// The minute's start.
-    pub start: DateTime<Utc>,
-    /// Jobs completed in it.
-    pub completed: u64,
-    /// Failed attempts in it (retried or dead-lettered).
-    pub failed: u64,
-}
-
-/// Minutes of history [`Backend::throughput`] keeps.
-pub const THROUGHPUT_MINUTES: i64 = 60;
-
-/// Builds the last [`THROUGHPUT_MINUTES`] buckets, oldest first (the last is the current,
-/// partial minute), from a ring of `slot -> (minute, completed, failed)` read at `now_ms`.
-/// A slot holding another minute than the one it stands for counts as empty.
-pub(crate) fn throughput_buckets(
-    now_ms: i64,
-    ring: &std::collections::HashMap<i64, (i64, u64, u64)>,
-) -> Vec<ThroughputBucket> {
-    let current = now_ms.div_euclid(60_000);
-    (current - THROUGHPUT_MINUTES + 1..=current)
-        .map(|minute| {
-            let (completed, failed) = match ring.get(&minute.rem_euclid(THROUGHPUT_MINUTES)) {
-                Some(&(m, c, f)) if m == minute => (c, f),
-                _ => (0, 0),
-            };
-            ThroughputBucket {
-                start: DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
-                completed,
-                failed,
-            }
-        })
-        .collect()
 }
 
 /// The storage of jobs. Every method is one atomic state change (or one consistent read).
