@@ -188,7 +188,9 @@ impl JobContext {
     }
 
     /// The token cancelled when the job is asked to stop (cancelled by an operator, or the
-    /// worker shutting down). Long handlers should watch it, e.g. in a `tokio::select!`.
+    /// worker shutting down). Long handlers should watch it, e.g. in a `tokio::select!`:
+    /// after a cancel the handler has the worker's `cancel_grace` (default 5 s) to return
+    /// before its task is aborted, and the job ends `cancelled` whatever it returns.
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
     }

@@ -16,7 +16,7 @@ use crate::backend::{
 };
 use crate::context::JobContext;
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob, RunAt};
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt};
 use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::registry::linked_handler;
 use crate::stats::QueueStats;
@@ -235,7 +235,9 @@ impl JobQueue {
     }
 
     /// Completes one delivery. [`Error::StaleLease`] if the lease is no longer the caller's;
-    /// a repeated acknowledgement of the same delivery succeeds.
+    /// a repeated acknowledgement of the same delivery succeeds. A job whose cancel was
+    /// requested while it ran is not completed: it becomes `cancelled`, and the answer is
+    /// [`Error::InvalidState`] (status `cancelled`, op `"complete"`).
     pub async fn complete(&self, lease: Lease, result: serde_json::Value) -> Result<()> {
         let out = self.complete_many(&[Completion { lease, result }]).await?;
         out.into_iter()
@@ -267,6 +269,9 @@ impl JobQueue {
 fn ack_result(lease: Lease, out: AckOutcome) -> Result<()> {
     match out {
         AckOutcome::Completed | AckOutcome::Already => Ok(()),
+        AckOutcome::Cancelled => {
+            Err(Error::InvalidState { id: lease.id, status: JobStatus::Cancelled, op: "complete" })
+        }
         AckOutcome::Stale => Err(stale(lease)),
     }
 }

@@ -12,15 +12,38 @@
 //!    returns the server's now and the earliest next run of all);
 //! 2. for each, compute the run after this tick (a pure function of the definition, the
 //!    tick and now; see [`MisfirePolicy`]) and *fire*: one atomic step that checks the
-//!    schedule's next run is still this tick (compare-and-set), moves it, and enqueues the
-//!    tick's job with the id `JobId::derived("cron:<name>:<tick ms>")`. Of any number of
-//!    schedulers racing for a tick, exactly one wins; the others get "stale". Nothing is
-//!    locked, so a crashed scheduler holds nothing up;
+//!    schedule's next run is still this tick and its definition and generation are still
+//!    the ones read (compare-and-set), moves it, and enqueues the tick's job with the id
+//!    `JobId::derived("cron:<name>:<tick ms>")` (`…:g<generation>` appended once the
+//!    schedule has been edited or re-enabled: see below). Of any number of schedulers
+//!    racing for a tick, exactly one wins; the others get "stale". Nothing is locked, so a
+//!    crashed scheduler holds nothing up;
 //! 3. sleep until the earliest next run, estimated on the server's clock from the last
 //!    reply (plus a few milliseconds of jitter, at most [`SchedulerConfig::max_sleep`]),
 //!    or until a schedule is changed through this [`Scheduler`]. There is no fixed polling:
 //!    an idle scheduler makes one call per `max_sleep`. Changes made by another process are
 //!    seen within `max_sleep`.
+//!
+//! # What is stored, and what each process decides
+//!
+//! The stored definition holds what the spec sets (name, handler, when, args, priority,
+//! misfire policy) and a copy of the handler attribute's options, never this process's
+//! defaults, and its hash covers the spec's part only. The options of a tick's job (and of
+//! a run-now job) are resolved when it is enqueued, by the process that enqueues it, with
+//! the rule of [`options`](crate::options): the spec's priority, else the handler's
+//! attribute as linked in that process (the stored copy if it does not have the handler),
+//! else its queue's defaults. So services with different defaults, or an old and a new
+//! build, store the same definition, and their start-up upserts leave the next run alone.
+//! Schedules stored by builds that wrote resolved retries and timeout still load (those
+//! values become the stored handler options); their hash differs from the one computed
+//! now, so the first start-up upsert after the upgrade updates each declared schedule once
+//! (its next run restarts from then).
+//!
+//! Every edit (an upsert that changes the definition or the flag) and every enable starts a
+//! new *generation* of the definition, and a tick's job id includes it: a one-time schedule
+//! edited or re-enabled after it fired (its instant, passed or not, is its next run again)
+//! fires again, once. Deleting a schedule and registering it again starts over at
+//! generation 0: a tick whose job still exists is then not fired twice.
 //!
 //! Schedules declared with `#[every_seconds]`, `#[every_minutes]`, `#[daily_at]` and
 //! `#[cron]` are upserted when the loop starts. A declared schedule whose definition is
@@ -40,8 +63,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::job::JobId;
-use crate::options::{JobOptions, resolve};
+use crate::job::{JobId, NewJob};
+use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::queue::JobQueue;
 use crate::registry::{Registry, ScheduleDef, ScheduleKind};
 use crate::schedule::{
@@ -49,7 +72,7 @@ use crate::schedule::{
     StoredSchedule, TickClaim, Trigger, UpsertOutcome, first_run, tick_job_id,
 };
 use crate::stats::SchedulerStats;
-use crate::time::{duration_ms, ms_to_time};
+use crate::time::ms_to_time;
 
 /// How the scheduler loop behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +133,10 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler over `queue`'s backend. Jobs take their defaults (retries, timeout)
-    /// from their handler in `registry`, then from the queue. The loop is not started.
+    /// A scheduler over `queue`'s backend. The jobs it enqueues take their options from the
+    /// schedule's spec, then from their handler in `registry` (the options stored with the
+    /// schedule if `registry` lacks it), then from the queue's defaults, resolved when each
+    /// job is enqueued. The loop is not started.
     pub fn new(queue: JobQueue, registry: Arc<Registry>, cfg: SchedulerConfig) -> Self {
         Scheduler {
             inner: Arc::new(Inner {
@@ -167,7 +192,8 @@ impl Scheduler {
     }
 
     /// Registers a schedule, or replaces the one with this name. Re-registering the same
-    /// definition with the same flag changes nothing (the next run is kept).
+    /// definition with the same flag changes nothing (the next run is kept); a changed one
+    /// starts a new generation (a one-time schedule whose instant has passed fires again).
     ///
     /// Errors: [`Error::UnknownHandler`] if `job_name` is not a handler this process knows
     /// (checked only when it knows any: an API-only process may have none linked);
@@ -194,8 +220,9 @@ impl Scheduler {
     }
 
     /// Enables a schedule: its next run is the first occurrence after now (one interval
-    /// from now; a one-time schedule whose instant has passed fires at once). Enabling an
-    /// enabled schedule changes nothing. Errors: [`Error::ScheduleNotFound`].
+    /// from now; a one-time schedule whose instant has passed fires at once, again if it
+    /// fired before). Enabling an enabled schedule changes nothing.
+    /// Errors: [`Error::ScheduleNotFound`].
     pub async fn enable(&self, name: &str) -> Result<ScheduleInfo> {
         let stored = self.backend().schedule_get(name).await?.ok_or_else(|| not_found(name))?;
         let trigger = Trigger::new(&stored.entry.schedule)?;
@@ -203,7 +230,7 @@ impl Scheduler {
         let first = first_run(name, &trigger, now)?;
         let s = self.backend().schedule_set_enabled(name, true, first).await?;
         self.inner.changed.notify_one();
-        Ok(s.into())
+        Ok(self.info(s))
     }
 
     /// Disables a schedule: it keeps its definition and counters but does not fire.
@@ -211,7 +238,7 @@ impl Scheduler {
     pub async fn disable(&self, name: &str) -> Result<ScheduleInfo> {
         let s = self.backend().schedule_set_enabled(name, false, None).await?;
         self.inner.changed.notify_one();
-        Ok(s.into())
+        Ok(self.info(s))
     }
 
     /// Enqueues one job of the schedule now, enabled or not. It counts in `run_count` and
@@ -219,7 +246,8 @@ impl Scheduler {
     pub async fn run_now(&self, name: &str) -> Result<JobId> {
         let stored = self.backend().schedule_get(name).await?.ok_or_else(|| not_found(name))?;
         let id = JobId::new();
-        let fire = ScheduleFire { name: name.to_owned(), claim: None, job: stored.entry.job(id) };
+        let fire =
+            ScheduleFire { name: name.to_owned(), claim: None, job: self.job(&stored.entry, id)? };
         match self.backend().schedule_fire(&fire).await? {
             FireOutcome::Fired => Ok(id),
             FireOutcome::NotFound => Err(not_found(name)),
@@ -229,12 +257,16 @@ impl Scheduler {
 
     /// Every schedule, by name.
     pub async fn list(&self) -> Result<Vec<ScheduleInfo>> {
-        Ok(self.backend().schedule_list().await?.into_iter().map(Into::into).collect())
+        Ok(self.backend().schedule_list().await?.into_iter().map(|s| self.info(s)).collect())
     }
 
     /// One schedule. Errors: [`Error::ScheduleNotFound`].
     pub async fn get(&self, name: &str) -> Result<ScheduleInfo> {
-        self.backend().schedule_get(name).await?.map(Into::into).ok_or_else(|| not_found(name))
+        self.backend()
+            .schedule_get(name)
+            .await?
+            .map(|s| self.info(s))
+            .ok_or_else(|| not_found(name))
     }
 
     /// The spec's "Scheduler Statistics".
@@ -278,7 +310,7 @@ impl Scheduler {
         Ok(changed)
     }
 
-    /// The spec of a declared schedule (its options resolve in [`entry_for`](Self::entry_for)).
+    /// The spec of a declared schedule (its job's options resolve when a job is enqueued).
     fn spec_from_def(def: &ScheduleDef) -> ScheduleSpec {
         let schedule = match def.kind {
             ScheduleKind::Interval { secs } => ScheduleType::Interval { seconds: secs },
@@ -291,8 +323,9 @@ impl Scheduler {
         spec
     }
 
-    /// Checks a spec and builds what the backend stores: the entry (with the handler's
-    /// retries and timeout resolved), its hash, and the parsed trigger.
+    /// Checks a spec and builds what the backend stores: the entry (what the spec and the
+    /// handler's attribute set, nothing of this process's defaults), its hash, and the
+    /// parsed trigger.
     fn entry_for(&self, spec: &ScheduleSpec) -> Result<(ScheduleEntry, String, Trigger)> {
         let invalid = |reason: String| Error::InvalidSchedule { reason };
         if spec.name.is_empty() || spec.name.len() > 200 || spec.name.chars().any(char::is_control)
@@ -311,25 +344,47 @@ impl Scheduler {
         if let Some(h) = handler {
             h.check_args(&spec.args)?;
         }
-        // The one option rule: the spec's, else the handler's, else the queue's defaults.
-        let call = JobOptions { priority: spec.priority, ..JobOptions::NONE };
-        let handler_opts = handler.map(|h| h.defaults()).unwrap_or_default();
-        let o = resolve(call, handler_opts, self.inner.queue.defaults());
+        // Options stay unresolved: every process that fires a tick resolves them with its
+        // own defaults (see `job`), so the definition is the same whoever stores it.
         let entry = ScheduleEntry {
             name: spec.name.clone(),
             job_name: spec.job_name.clone(),
             schedule: spec.schedule.clone(),
             args: spec.args.clone(),
-            priority: o.priority,
-            max_retries: o.max_retries,
-            timeout_ms: duration_ms(o.timeout),
+            priority: spec.priority,
+            handler_options: handler.map(|h| h.defaults()).unwrap_or_default().into(),
             misfire: spec.misfire,
         };
         // The job it will enqueue must be valid (job name, timeout, retries) now, not at
         // its first tick.
-        entry.job(JobId::new()).validate()?;
+        self.job(&entry, JobId::new())?;
         let hash = entry.definition_hash()?;
         Ok((entry, hash, trigger))
+    }
+
+    /// The options of the schedule's jobs when this process enqueues one, by the one
+    /// option rule: the spec's, else the handler's attribute (as linked here; the stored
+    /// copy if this process does not have the handler), else this queue's defaults.
+    fn options(&self, e: &ScheduleEntry) -> JobDefaults {
+        let call = JobOptions { priority: e.priority, ..JobOptions::NONE };
+        let handler = match self.inner.registry.handler(&e.job_name) {
+            Some(h) => h.defaults(),
+            None => e.handler_options.into(),
+        };
+        resolve(call, handler, self.inner.queue.defaults())
+    }
+
+    /// The job this process enqueues for the schedule, under `id`, checked.
+    fn job(&self, e: &ScheduleEntry, id: JobId) -> Result<NewJob> {
+        let job = e.job(id, self.options(e));
+        job.validate()?;
+        Ok(job)
+    }
+
+    /// A stored schedule as this process shows it (its priority resolved as when it fires).
+    fn info(&self, s: StoredSchedule) -> ScheduleInfo {
+        let priority = self.options(&s.entry).priority;
+        ScheduleInfo { priority, ..s.into() }
     }
 }
 
@@ -454,11 +509,12 @@ async fn fire_tick(
     let tick_ms = tick.timestamp_millis();
     let trigger = Trigger::new(&e.schedule)?;
     let next = trigger.after(tick_ms, now_ms, e.misfire).and_then(ms_to_time);
-    let id = tick_job_id(&e.name, tick_ms);
+    let generation = stored.state.generation;
+    let id = tick_job_id(&e.name, generation, tick_ms);
     let fire = ScheduleFire {
         name: e.name.clone(),
-        claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone() }),
-        job: e.job(id),
+        claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone(), generation }),
+        job: s.job(e, id)?,
     };
     let out = s.backend().schedule_fire(&fire).await?;
     match out {

@@ -231,3 +231,46 @@ pub struct SchedulerStats {
     /// Every schedule, by name.
     pub tasks: Vec<ScheduleInfo>,
 }
+
+/// One minute of the throughput history ([`Backend::throughput`](crate::backend::Backend::throughput)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "api",
+    schema(description = "One minute of the throughput history: jobs completed and failed \
+        attempts, counted by every runner.")
+)]
+pub struct ThroughputBucket {
+    /// The minute's start.
+    pub start: DateTime<Utc>,
+    /// Jobs completed in it.
+    pub completed: u64,
+    /// Failed attempts in it (retried or dead-lettered).
+    pub failed: u64,
+}
+
+/// Minutes of history [`Backend::throughput`](crate::backend::Backend::throughput) keeps.
+pub const THROUGHPUT_MINUTES: i64 = 60;
+
+/// Builds the last [`THROUGHPUT_MINUTES`] buckets, oldest first (the last is the current,
+/// partial minute), from a ring of `slot -> (minute, completed, failed)` read at `now_ms`.
+/// A slot holding another minute than the one it stands for counts as empty.
+pub(crate) fn throughput_buckets(
+    now_ms: i64,
+    ring: &std::collections::HashMap<i64, (i64, u64, u64)>,
+) -> Vec<ThroughputBucket> {
+    let current = now_ms.div_euclid(60_000);
+    (current - THROUGHPUT_MINUTES + 1..=current)
+        .map(|minute| {
+            let (completed, failed) = match ring.get(&minute.rem_euclid(THROUGHPUT_MINUTES)) {
+                Some(&(m, c, f)) if m == minute => (c, f),
+                _ => (0, 0),
+            };
+            ThroughputBucket {
+                start: DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
+                completed,
+                failed,
+            }
+        })
+        .collect()
+}

@@ -104,6 +104,44 @@ use attrs::Kind;
 /// }
 /// ```
 ///
+/// # Handlers that block
+///
+/// A handler runs as a task on the worker's tokio runtime, which has few threads. Code that
+/// blocks its thread (a CPU-heavy loop, blocking I/O such as `std::fs` or a synchronous
+/// database driver, `std::thread::sleep`) holds one of them for as long as it runs: other
+/// jobs and everything else queued on that runtime wait behind it, and neither the job's
+/// timeout nor a cancel can stop it before it yields. (The worker's heartbeats,
+/// acknowledgements and fencing run on a thread of their own, so the leases of the other
+/// jobs are kept meanwhile.) Run such code with `tokio::task::spawn_blocking`, on tokio's
+/// pool of threads meant for it, and await it. A timeout or cancel then ends the handler's
+/// task at once, but not the blocking closure, which runs to its end: in a long one, check
+/// the job's cancellation token now and then.
+///
+/// ```
+/// use jobs_core::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Checksum { path: String }
+///
+/// #[job_handler("checksum_file", timeout = "10m")]
+/// async fn checksum_file(args: Checksum, ctx: JobContext) -> Result<u64, JobError> {
+///     let cancel = ctx.cancellation_token().clone();
+///     let sum = tokio::task::spawn_blocking(move || -> Result<u64, JobError> {
+///         let mut sum = 0u64;
+///         for chunk in std::fs::read(&args.path)?.chunks(1 << 20) {
+///             if cancel.is_cancelled() {
+///                 return Err(JobError::msg("cancelled"));
+///             }
+///             sum = chunk.iter().fold(sum, |s, b| s.wrapping_add(u64::from(*b)));
+///         }
+///         Ok(sum)
+///     })
+///     .await??; // a panic in the closure is a failed attempt, like a handler's panic
+///     Ok(sum)
+/// }
+/// # fn main() {}
+/// ```
+///
 /// # Expands to roughly
 ///
 /// ```ignore

@@ -5,7 +5,9 @@
 //!
 //! Time-based transitions are kept deterministic: delayed jobs and retries are due in an hour
 //! (never during a case), and the only expiry is a lease of 1 ms, which a reap (after a
-//! 10 ms pause) takes back in both backends alike.
+//! 10 ms pause) takes back in both backends alike. Half of the cases keep finished records
+//! for no time at all (`result_ttl` zero), so that a purge can free an id for `EnqueueDup`
+//! to use again: a cancelled job's leftover queue entry then meets a new job with its id.
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 48).
 
@@ -56,6 +58,13 @@ enum Op {
         job: usize,
     },
     ClearDead,
+    /// Purge finished records past their retention.
+    Purge,
+    /// Cancel a job, purge, and enqueue a job under its id again (a new job when the
+    /// cancelled record was purged: its leftover queue entry must not stand for it).
+    Reincarnate {
+        job: usize,
+    },
     /// Pause 10 ms, then reap with no grace: takes back exactly the 1 ms leases.
     Reap,
 }
@@ -75,6 +84,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
         1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
         1 => Just(Op::ClearDead),
+        1 => Just(Op::Purge),
+        1 => (0..64usize).prop_map(|job| Op::Reincarnate { job }),
         1 => Just(Op::Reap),
     ]
 }
@@ -168,6 +179,14 @@ async fn apply(
             json!(format!("{r:?}"))
         }
         Op::ClearDead => json!(format!("{:?}", b.clear_dead().await)),
+        Op::Purge => json!(format!("{:?}", b.purge(100).await)),
+        Op::Reincarnate { .. } => {
+            // `jobs` holds the one job, prepared by the caller.
+            let cancelled = b.cancel(jobs[0].id).await.map_err(|e| e.to_string());
+            let purged = b.purge(100).await.map_err(|e| e.to_string());
+            let again = b.enqueue(jobs).await.map_err(|e| e.to_string());
+            json!(format!("{cancelled:?} {purged:?} {again:?}"))
+        }
         Op::Reap => {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let opts = ReapOptions {
@@ -198,9 +217,14 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
     json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats })
 }
 
-async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mem = MemoryBackend::new(BackendConfig::default());
-    let red = redis_backend(&unique_namespace("diff"), BackendConfig::default()).await;
+async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError> {
+    let cfg = if keep_nothing {
+        BackendConfig { result_ttl: Duration::ZERO, ..BackendConfig::default() }
+    } else {
+        BackendConfig::default()
+    };
+    let mem = MemoryBackend::new(cfg);
+    let red = redis_backend(&unique_namespace("diff"), cfg).await;
     let mut all: Vec<NewJob> = Vec::new();
     let (mut mem_leases, mut red_leases) = (Vec::new(), Vec::new());
     for (step, op) in ops.iter().enumerate() {
@@ -219,6 +243,8 @@ async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::EnqueueMany { n, prio } => (0..*n).map(|_| mk(*prio, false, 1)).collect(),
             Op::EnqueueDup { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::EnqueueDup { .. } => continue,
+            Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
+            Op::Reincarnate { .. } => continue,
             Op::Cancel { .. } | Op::RetryDead { .. } if all.is_empty() => continue,
             _ => all.clone(),
         };
@@ -242,7 +268,7 @@ fn memory_and_redis_backends_agree() {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
-    proptest!(config, |(ops in proptest::collection::vec(op(), 1..40))| {
-        rt.block_on(run_case(ops))?;
+    proptest!(config, |(ops in proptest::collection::vec(op(), 1..40), keep_nothing in any::<bool>())| {
+        rt.block_on(run_case(ops, keep_nothing))?;
     });
 }

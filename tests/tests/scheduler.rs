@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jobs_core::backend::Backend;
+use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
+use jobs_core::backend::{Backend, BackendConfig};
 use jobs_core::prelude::*;
 use jobs_core::service::{BackendChoice, JobService, ServiceConfig};
 use jobs_core::{
-    Error, Job, JobQueue, MisfirePolicy, Registry, ScheduleSpec, Scheduler, SchedulerConfig,
+    Error, Job, JobDefaults, JobQueue, Location, MisfirePolicy, Registry, ScheduleKind,
+    ScheduleRegistration, ScheduleSpec, Scheduler, SchedulerConfig,
 };
 use jobs_test_support::{RedisServer, redis_config, try_wait_until, unique_namespace};
 use serde_json::json;
@@ -365,5 +367,295 @@ async fn a_scheduler_down_over_missed_ticks_fires_each_with_catch_up() -> TestRe
     // Ticks first, first+1 s, first+2 s were missed; the one after may or may not have come
     // due by the time the scheduler started.
     assert!((3..=4).contains(&backlog.len()), "each missed tick fires: {backlog:?}");
+    Ok(())
+}
+
+// ------------------------------------------------ definitions independent of the process
+
+/// A handler whose attribute sets no option: the jobs of its schedule take the retries and
+/// timeout of whichever process fires them.
+#[job_handler]
+async fn postponable_job() -> Result<(), JobError> {
+    Ok(())
+}
+
+fn null_args() -> Result<serde_json::Value, String> {
+    Ok(serde_json::Value::Null)
+}
+
+/// A registry declaring `postponable`, every `secs`, on `postponable_job` (what a service
+/// with `#[every_seconds(secs)]` on that handler would link).
+fn declaring_postponable(secs: u64) -> Result<Registry, BoxError> {
+    let handler = *jobs_core::registry::linked_handler("postponable_job").ok_or("linked")?;
+    let schedule = ScheduleRegistration::new(
+        "postponable",
+        "postponable_job",
+        ScheduleKind::Interval { secs },
+        None,
+        null_args,
+        Location { file: file!(), line: line!(), module_path: module_path!() },
+    );
+    Ok(Registry::from_parts([handler], [schedule])?)
+}
+
+/// Two services on `a` and `b` (one deployment) declare the same 1-second schedule but have
+/// different default retries and timeouts; they restart in turn every half interval.
+async fn restarts_of_services_with_other_defaults(
+    a: Arc<dyn Backend>,
+    b: Arc<dyn Backend>,
+) -> TestResult {
+    let registry = Arc::new(declaring_postponable(1)?);
+    let defaults = [
+        JobDefaults { max_retries: 1, timeout: Duration::from_secs(11), ..JobDefaults::default() },
+        JobDefaults { max_retries: 6, timeout: Duration::from_secs(22), ..JobDefaults::default() },
+    ];
+    let services = [
+        Scheduler::new(
+            JobQueue::from_backend(Arc::clone(&a)).with_defaults(defaults[0]),
+            Arc::clone(&registry),
+            SchedulerConfig::default(),
+        ),
+        Scheduler::new(
+            JobQueue::from_backend(b).with_defaults(defaults[1]),
+            Arc::clone(&registry),
+            SchedulerConfig::default(),
+        ),
+    ];
+    // Ten restarts, one every half interval (these sleeps are the scenario: five seconds of
+    // a rolling restart), each re-running the declared-schedule sync.
+    let started = Utc::now();
+    for k in 0..10 {
+        let s = &services[k % 2];
+        s.stop().await;
+        s.start()?;
+        s.sync_registry().await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stopped = Utc::now();
+    for s in &services {
+        s.stop().await;
+    }
+
+    let jobs = jobs_named(a.as_ref(), "postponable_job").await?;
+    let mut ticks: Vec<DateTime<Utc>> = jobs.iter().filter_map(|j| j.scheduled_at).collect();
+    ticks.sort();
+    eprintln!(
+        "two services restarting every 0.5 s for {} ms: {} ticks of a 1 s schedule fired",
+        (stopped - started).num_milliseconds(),
+        ticks.len()
+    );
+    // Ticks at 1 s, 2 s, … after the first sync; 5 s of restarts leave room for 4 at least.
+    assert!(ticks.len() >= 4, "the schedule fires every interval, got {} ticks", ticks.len());
+    // On the schedule's grid (a tick fired more than an interval late on a loaded machine
+    // coalesces, which leaves a gap of whole intervals, never a shift).
+    for w in ticks.windows(2) {
+        let gap = (w[1] - w[0]).num_milliseconds();
+        assert!(gap > 0 && gap % 1000 == 0, "ticks on the grid: {ticks:?}");
+    }
+    // Each job has the defaults of the process that fired it.
+    for j in &jobs {
+        let fired_with = (j.max_retries, j.timeout);
+        assert!(
+            defaults.iter().any(|d| (d.max_retries, d.timeout) == fired_with),
+            "job {} has {fired_with:?}",
+            j.id
+        );
+    }
+    let info = services[0].get("postponable").await?;
+    assert_eq!(info.run_count, jobs.len() as u64);
+    Ok(())
+}
+
+// regression: the stored definition (and its hash) took max_retries/timeout from the
+// storing process's defaults, so two services with different defaults rewrote it at every
+// start, each time moving the next run to now + interval: it never fired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_schedule_is_not_postponed_by_services_with_other_defaults_memory() -> TestResult {
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new(BackendConfig::default()));
+    restarts_of_services_with_other_defaults(Arc::clone(&memory), memory).await
+}
+
+// regression: as above, on one private Redis with a connection per service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_schedule_is_not_postponed_by_services_with_other_defaults_redis() -> TestResult {
+    let server = RedisServer::start();
+    let cfg = RedisConfig::new(&server.url()).namespace(unique_namespace("sched-postponed"));
+    let a: Arc<dyn Backend> = Arc::new(RedisBackend::connect(cfg.clone()).await?);
+    let b: Arc<dyn Backend> = Arc::new(RedisBackend::connect(cfg).await?);
+    restarts_of_services_with_other_defaults(a, b).await
+}
+
+// ------------------------------------------------ one-time schedules, re-enabled or edited
+
+/// Waits until `name` has enqueued `runs` jobs and has no next run (a one-time schedule
+/// that fired: nothing more can fire), and returns it.
+async fn fired_times(
+    s: &Scheduler,
+    name: &str,
+    runs: u64,
+) -> Result<jobs_core::ScheduleInfo, BoxError> {
+    try_wait_until(&format!("`{name}` fired {runs} time(s)"), Duration::from_secs(5), || async {
+        let info = s.get(name).await?;
+        Ok::<_, BoxError>((info.run_count >= runs && info.next_run.is_none()).then_some(info))
+    })
+    .await
+}
+
+/// Two schedulers fire a one-time schedule whose instant has passed; it is then re-enabled,
+/// then edited (other args, the same instant), then re-enabled again: each time it fires
+/// again, exactly once.
+async fn once_fires_again_after_re_enable_and_edit(backends: [Arc<dyn Backend>; 2]) -> TestResult {
+    let registry = Arc::new(Registry::default());
+    let [a, b] = backends;
+    let inspect = Arc::clone(&a);
+    let schedulers = [
+        Scheduler::new(
+            JobQueue::from_backend(a),
+            Arc::clone(&registry),
+            SchedulerConfig::default(),
+        ),
+        Scheduler::new(JobQueue::from_backend(b), registry, SchedulerConfig::default()),
+    ];
+    for s in &schedulers {
+        s.start()?;
+    }
+    let at = Utc::now() - chrono::TimeDelta::seconds(1);
+    let spec = ScheduleSpec::once("reminder", "once_job", at).args(json!({"v": 1}));
+    schedulers[0].register(spec.clone()).await?;
+    fired_times(&schedulers[1], "reminder", 1).await?;
+
+    // Re-enabled after it fired: its (passed) instant is its next run again.
+    schedulers[1].disable("reminder").await?;
+    let on = schedulers[1].enable("reminder").await?;
+    assert_eq!(
+        on.next_run,
+        Some(DateTime::from_timestamp_millis(at.timestamp_millis()).ok_or("ms")?)
+    );
+    let info = fired_times(&schedulers[0], "reminder", 2).await?;
+    assert_eq!(info.run_count, 2, "re-enabled: fired once more");
+
+    // Edited (other args, the same instant): a new definition, so it fires again.
+    schedulers[0].register(spec.clone().args(json!({"v": 2}))).await?;
+    let info = fired_times(&schedulers[1], "reminder", 3).await?;
+    assert_eq!(info.run_count, 3, "edited: fired once more");
+
+    // Re-registered unchanged: the same definition, nothing fires.
+    schedulers[1].register(spec.clone().args(json!({"v": 2}))).await?;
+    // And re-enabled once more, from the other process.
+    schedulers[1].disable("reminder").await?;
+    schedulers[0].enable("reminder").await?;
+    let info = fired_times(&schedulers[1], "reminder", 4).await?;
+    for s in &schedulers {
+        s.stop().await;
+    }
+
+    let jobs = jobs_named(inspect.as_ref(), "once_job").await?;
+    let ids: HashSet<_> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!((jobs.len(), ids.len()), (4, 4), "one job per generation: {jobs:?}");
+    assert_eq!(info.run_count, 4);
+    let args: Vec<i64> = {
+        let mut v: Vec<i64> = jobs.iter().filter_map(|j| j.args["v"].as_i64()).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(args, [1, 1, 2, 2]);
+    assert!(
+        jobs.iter()
+            .all(|j| j.scheduled_at.map(|t| t.timestamp_millis()) == Some(at.timestamp_millis()))
+    );
+    Ok(())
+}
+
+// regression: a one-time schedule re-enabled or edited after it fired got the tick id it
+// had already used, found the job there, and fired nothing (a warning in the log only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_schedule_fires_again_when_re_enabled_or_edited_memory() -> TestResult {
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new(BackendConfig::default()));
+    once_fires_again_after_re_enable_and_edit([Arc::clone(&memory), memory]).await
+}
+
+// regression: as above, on one private Redis with a connection per scheduler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_schedule_fires_again_when_re_enabled_or_edited_redis() -> TestResult {
+    let server = RedisServer::start();
+    let cfg = RedisConfig::new(&server.url()).namespace(unique_namespace("sched-once-again"));
+    let a: Arc<dyn Backend> = Arc::new(RedisBackend::connect(cfg.clone()).await?);
+    let b: Arc<dyn Backend> = Arc::new(RedisBackend::connect(cfg).await?);
+    once_fires_again_after_re_enable_and_edit([a, b]).await
+}
+
+// ------------------------------------------------ records of the previous build
+
+// guards: a schedule stored by the build before generations and unresolved options (state
+// without `:<gen>`, definition with the resolved `max_retries`/`timeout_ms`) still loads and
+// fires, under the tick id that build would have used; the first upsert after the upgrade
+// updates it once (its hash is computed differently now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_stored_by_the_previous_build_loads_and_fires() -> TestResult {
+    let server = RedisServer::start();
+    let cfg = RedisConfig::new(&server.url()).namespace(unique_namespace("sched-legacy"));
+    let backend = Arc::new(RedisBackend::connect(cfg.clone()).await?);
+    let keys = backend.keys().clone();
+    let tick = backend.time().await?.timestamp_millis() - 50;
+    let last_job = jobs_core::JobId::new();
+    let def = json!({
+        "name": "legacy", "job_name": "legacy_job",
+        "schedule": {"type": "interval", "seconds": 3600},
+        "args": {"from": "before"}, "priority": "high", "max_retries": 4,
+        "timeout_ms": 40_000, "misfire": "coalesce"
+    });
+    let mut c = server.connection()?;
+    let _: () = redis::pipe()
+        .cmd("HSET")
+        .arg(keys.cron())
+        .arg("legacy")
+        .arg(format!("1:7:1700000000000:00000000deadbeef:{last_job}|{def}"))
+        .cmd("ZADD")
+        .arg(keys.cron_due())
+        .arg(tick)
+        .arg("legacy")
+        .query(&mut c)?;
+
+    let stored = backend.schedule_get("legacy").await?.ok_or("loads")?;
+    assert_eq!((stored.state.run_count, stored.state.generation), (7, 0));
+    assert_eq!(stored.state.last_job_id, Some(last_job));
+    assert_eq!(stored.entry.priority, Some(JobPriority::High));
+
+    // A process without the handler and with other defaults fires it: the stored options
+    // stand in for the handler's.
+    let queue = JobQueue::from_backend(backend.clone()).with_defaults(JobDefaults {
+        max_retries: 1,
+        timeout: Duration::from_secs(11),
+        ..JobDefaults::default()
+    });
+    let s = Scheduler::new(queue, Arc::new(Registry::default()), SchedulerConfig::default());
+    s.start()?;
+    let id = jobs_core::JobId::derived(&format!("cron:legacy:{tick}"));
+    let job = try_wait_until("the legacy tick's job", Duration::from_secs(5), || async {
+        Ok::<_, BoxError>(backend.get_job(id).await?)
+    })
+    .await?;
+    s.stop().await;
+    assert_eq!(
+        (job.priority, job.max_retries, job.timeout, job.args.clone()),
+        (JobPriority::High, 4, Duration::from_secs(40), json!({"from": "before"}))
+    );
+    let info = s.get("legacy").await?;
+    assert_eq!((info.run_count, info.last_job_id), (8, Some(id)));
+
+    // The same spec registered by the new build: updated once, a new generation.
+    let spec = ScheduleSpec::interval("legacy", "legacy_job", 3600)
+        .args(json!({"from": "before"}))
+        .priority(JobPriority::High);
+    s.register(spec.clone()).await?;
+    let after = backend.schedule_get("legacy").await?.ok_or("still there")?;
+    assert_eq!((after.state.run_count, after.state.generation), (8, 1));
+    s.register(spec).await?;
+    let again = backend.schedule_get("legacy").await?.ok_or("still there")?;
+    assert_eq!(
+        (again.state.generation, again.state.next_run),
+        (1, after.state.next_run),
+        "then kept"
+    );
     Ok(())
 }

@@ -62,6 +62,125 @@ async fn counted(_args: serde_json::Value, ctx: JobContext) -> Result<(), JobErr
     Ok(())
 }
 
+/// What the handlers of the cancel tests report, to the test that enqueued their job.
+#[derive(Debug)]
+enum Probe {
+    /// The handler is running.
+    Started,
+    /// The handler saw its token cancelled and returned.
+    Stopped(Instant),
+    /// The handler's future was dropped before it finished (its task was aborted).
+    Dropped(Instant),
+}
+
+type ProbeTx = tokio::sync::mpsc::UnboundedSender<Probe>;
+
+/// Each cancel test's job id → where its handler reports.
+static PROBES: Mutex<Option<HashMap<JobId, ProbeTx>>> = Mutex::new(None);
+
+fn probe_of(id: JobId) -> Option<ProbeTx> {
+    PROBES.lock().unwrap_or_else(|e| e.into_inner()).as_ref()?.get(&id).cloned()
+}
+
+fn report(tx: &Option<ProbeTx>, p: Probe) {
+    if let Some(tx) = tx {
+        let _ = tx.send(p);
+    }
+}
+
+/// Reports `Dropped` unless disarmed: what an aborted handler leaves behind.
+struct DropProbe(Option<ProbeTx>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(Probe::Dropped(Instant::now()));
+        }
+    }
+}
+
+/// Waits for its token, then stops with an error, as a well-behaved handler does.
+#[job_handler("test_cancel_watch")]
+async fn cancel_watcher(_args: serde_json::Value, ctx: JobContext) -> Result<(), JobError> {
+    let tx = probe_of(ctx.job_id());
+    report(&tx, Probe::Started);
+    ctx.cancelled().await;
+    report(&tx, Probe::Stopped(Instant::now()));
+    Err(JobError::msg("cancelled"))
+}
+
+/// Waits for its token, then returns Ok all the same.
+#[job_handler("test_cancel_ok")]
+async fn cancel_then_ok(_args: serde_json::Value, ctx: JobContext) -> Result<String, JobError> {
+    let tx = probe_of(ctx.job_id());
+    report(&tx, Probe::Started);
+    ctx.cancelled().await;
+    report(&tx, Probe::Stopped(Instant::now()));
+    Ok("finished anyway".into())
+}
+
+/// Ignores its token: sleeps for a minute unless its task is aborted.
+#[job_handler("test_cancel_ignore")]
+async fn cancel_ignorer(_args: serde_json::Value, ctx: JobContext) -> Result<(), JobError> {
+    let tx = probe_of(ctx.job_id());
+    report(&tx, Probe::Started);
+    let mut guard = DropProbe(tx);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    guard.0 = None;
+    Ok(())
+}
+
+/// Enqueues a `name` job whose handler reports to the returned receiver.
+async fn probed(
+    queue: &JobQueue,
+    name: &str,
+) -> (JobId, tokio::sync::mpsc::UnboundedReceiver<Probe>) {
+    let job = queue.new_job(name, json!({}));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    PROBES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(job.id, tx);
+    let id = queue.enqueue_job(job).await.expect("enqueue");
+    (id, rx)
+}
+
+/// The next report of a probed handler, within `limit`.
+async fn next_probe(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Probe>,
+    limit: Duration,
+    what: &str,
+) -> Probe {
+    match tokio::time::timeout(limit, rx.recv()).await {
+        Ok(Some(p)) => p,
+        Ok(None) => panic!("probe channel closed while waiting for {what}"),
+        Err(_) => panic!("no {what} within {limit:?}"),
+    }
+}
+
+/// Waits (bounded) until the job is finished; returns it.
+async fn finished(queue: &JobQueue, id: JobId) -> Job {
+    wait_for(queue, id, |j| {
+        matches!(j.status, JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed)
+    })
+    .await
+}
+
+/// The cancel tests' `cancel_grace`.
+const CANCEL_GRACE: Duration = Duration::from_millis(300);
+
+/// Heartbeats far too slow to deliver a cancel within the cancel tests' bounds: what
+/// stops the job there must be the backend's prompt notice.
+fn slow_beats(concurrency: usize) -> WorkerConfig {
+    WorkerConfig {
+        lease: Duration::from_secs(30),
+        heartbeat_interval: Duration::from_secs(10),
+        cancel_grace: CANCEL_GRACE,
+        ..config(concurrency)
+    }
+}
+
 fn config(concurrency: usize) -> WorkerConfig {
     WorkerConfig {
         max_concurrent_jobs: concurrency,
@@ -118,6 +237,9 @@ both!(
     cancel_running_job_stops_it,
     graceful_stop_releases_running_jobs,
     two_pools_never_run_a_job_twice,
+    cancel_reaches_a_watching_handler_at_once,
+    cancel_aborts_a_handler_that_ignores_it,
+    cancel_wins_over_a_handler_that_returns_ok,
 );
 
 async fn runs_jobs_and_records_results(queue: JobQueue) {
@@ -196,7 +318,8 @@ async fn cancel_running_job_stops_it(queue: JobQueue) {
     wait_for(&queue, id, |j| j.status == JobStatus::Running).await;
     let out = queue.cancel_job(id).await.expect("cancel");
     assert_eq!(out, jobs_core::backend::CancelOutcome::Requested);
-    // The heartbeat (every 100 ms) tells the worker; the handler stops; the job is cancelled.
+    // The backend's cancel notice (or the heartbeat) tells the worker; the handler stops;
+    // the job is cancelled.
     let job = wait_for(&queue, id, |j| j.status == JobStatus::Cancelled).await;
     assert_eq!(job.attempt, 1, "a cancelled job is not retried");
     running.stop().await.expect("stop");
@@ -251,4 +374,85 @@ async fn two_pools_never_run_a_job_twice(queue: JobQueue) {
     for id in &ids {
         assert_eq!(starts.get(id).map(Vec::as_slice), Some(&[1u32][..]), "job {id}");
     }
+}
+
+fn percentile_ms(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)].as_secs_f64() * 1000.0
+}
+
+// regression: a running job's cancel reached its handler only at the next heartbeat (up to
+// 10 s with the defaults); it must arrive at once, whatever the heartbeat interval.
+async fn cancel_reaches_a_watching_handler_at_once(queue: JobQueue) {
+    let running = worker(&queue, slow_beats(1)).start();
+    let mut latency = Vec::new();
+    for _ in 0..50 {
+        let (id, mut rx) = probed(&queue, "test_cancel_watch").await;
+        let p = next_probe(&mut rx, Duration::from_secs(10), "start").await;
+        assert!(matches!(p, Probe::Started), "{p:?}");
+        let t = Instant::now();
+        let out = queue.cancel_job(id).await.expect("cancel");
+        assert_eq!(out, jobs_core::backend::CancelOutcome::Requested);
+        match next_probe(&mut rx, Duration::from_secs(2), "stop after the cancel").await {
+            Probe::Stopped(at) => latency.push(at.saturating_duration_since(t)),
+            other => panic!("expected the handler to stop, got {other:?}"),
+        }
+        let job = finished(&queue, id).await;
+        assert_eq!((job.status, job.attempt), (JobStatus::Cancelled, 1), "{job:?}");
+    }
+    let (p50, p99) = (percentile_ms(&mut latency, 0.5), percentile_ms(&mut latency, 0.99));
+    // The test thread is named after the test, backend included (`on_cluster::…`).
+    let on =
+        std::thread::current().name().unwrap_or("?").split("::").next().unwrap_or("?").to_owned();
+    eprintln!(
+        "cancel-to-stopped {on}: p50 {p50:.2} ms, p99 {p99:.2} ms over {} cancels",
+        latency.len()
+    );
+    running.stop().await.expect("stop");
+}
+
+// regression: a handler that ignored its token ran to its end (or its timeout), and the
+// job then ended `completed`; it must be aborted after `cancel_grace` and end `cancelled`.
+async fn cancel_aborts_a_handler_that_ignores_it(queue: JobQueue) {
+    let running = worker(&queue, slow_beats(1)).start();
+    let (id, mut rx) = probed(&queue, "test_cancel_ignore").await;
+    let p = next_probe(&mut rx, Duration::from_secs(10), "start").await;
+    assert!(matches!(p, Probe::Started), "{p:?}");
+    let t = Instant::now();
+    queue.cancel_job(id).await.expect("cancel");
+    let aborted_after =
+        match next_probe(&mut rx, Duration::from_secs(10), "abort after the cancel").await {
+            Probe::Dropped(at) => at.saturating_duration_since(t),
+            other => panic!("expected the handler to be aborted, got {other:?}"),
+        };
+    let job = finished(&queue, id).await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    assert!(
+        aborted_after >= CANCEL_GRACE && aborted_after < CANCEL_GRACE + Duration::from_secs(2),
+        "aborted {aborted_after:?} after the cancel; the grace is {CANCEL_GRACE:?}"
+    );
+    assert!(job.error.as_deref().unwrap_or("").contains("did not stop"), "{job:?}");
+    // The slot is free again.
+    let ok = queue.enqueue("test_echo", json!({ "n": 1 })).await.expect("enqueue");
+    wait_for(&queue, ok, |j| j.status == JobStatus::Completed).await;
+    running.stop().await.expect("stop");
+}
+
+// regression: a handler that returned Ok after its job's cancel was requested made the job
+// `completed`; the backend must refuse to complete it and mark it `cancelled`.
+async fn cancel_wins_over_a_handler_that_returns_ok(queue: JobQueue) {
+    let running = worker(&queue, slow_beats(1)).start();
+    let (id, mut rx) = probed(&queue, "test_cancel_ok").await;
+    let p = next_probe(&mut rx, Duration::from_secs(10), "start").await;
+    assert!(matches!(p, Probe::Started), "{p:?}");
+    queue.cancel_job(id).await.expect("cancel");
+    // Bounded by the slow heartbeat (10 s) on code that delivers cancels only there.
+    let p = next_probe(&mut rx, Duration::from_secs(15), "stop after the cancel").await;
+    assert!(matches!(p, Probe::Stopped(_)), "{p:?}");
+    let job = finished(&queue, id).await;
+    assert_eq!((job.status, &job.result), (JobStatus::Cancelled, &None), "{job:?}");
+    let c = queue.stats().await.expect("stats").counters;
+    assert_eq!((c.completed, c.cancelled), (0, 1));
+    running.stop().await.expect("stop");
 }

@@ -19,6 +19,10 @@
 //! * `pickup_p50_ms`/`pickup_p99_ms`/`pickup_p999_ms`: enqueue-to-start latency of an idle
 //!   worker (500 samples: the p999 is the worst but one);
 //!   `delayed_lateness_*`: how late a job delayed by 50 ms starts.
+//! * `cancel_stop_p50_ms`/`cancel_stop_p99_ms`: cancel-to-stopped latency of a running job
+//!   whose handler watches its token (200 cancels, 50 with `--quick`), from the
+//!   `cancel_job` call to the handler seeing its token cancelled, with the default 10 s
+//!   heartbeat: what the backend's cancel notice takes.
 //! * `bytes_per_job`: `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
@@ -47,6 +51,7 @@ struct Sizes {
     memory: usize,
     worker_drain: usize,
     pickups: usize,
+    cancels: usize,
 }
 
 /// The no-op handler the worker scenarios run.
@@ -65,6 +70,23 @@ async fn bench_probe() -> Result<(), JobError> {
 }
 
 static PROBE: OnceLock<mpsc::UnboundedSender<Instant>> = OnceLock::new();
+
+/// Reports its start (`false`), then waits for its token and reports when it saw it
+/// cancelled (`true`), for the cancel latency scenario.
+#[job_handler("bench_cancel")]
+async fn bench_cancel(ctx: JobContext) -> Result<(), JobError> {
+    let tx = CANCEL_PROBE.get();
+    if let Some(tx) = tx {
+        let _ = tx.send((false, Instant::now()));
+    }
+    ctx.cancelled().await;
+    if let Some(tx) = tx {
+        let _ = tx.send((true, Instant::now()));
+    }
+    Err(JobError::msg("cancelled"))
+}
+
+static CANCEL_PROBE: OnceLock<mpsc::UnboundedSender<(bool, Instant)>> = OnceLock::new();
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -110,6 +132,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             memory: 10_000,
             worker_drain: 5_000,
             pickups: 50,
+            cancels: 50,
         }
     } else {
         Sizes {
@@ -122,6 +145,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             memory: 100_000,
             worker_drain: 50_000,
             pickups: 500,
+            cancels: 200,
         }
     };
 
@@ -273,6 +297,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report.insert("pickup_p999_ms".into(), json!(round3(percentile(&mut pickup, 0.999))));
     report.insert("delayed_lateness_p50_ms".into(), json!(round3(percentile(&mut late, 0.50))));
     report.insert("delayed_lateness_p99_ms".into(), json!(round3(percentile(&mut late, 0.99))));
+
+    // Cancel-to-stopped: a running job cancelled, its handler watching its token.
+    if !json_only {
+        eprintln!("  cancel a running job, {} times", s.cancels);
+    }
+    let q = queue(&server, "bench-cancel").await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    CANCEL_PROBE.set(tx).map_err(|_| "cancel probe already set")?;
+    let running = worker(&q, 10)?.start();
+    let mut stop = Vec::with_capacity(s.cancels);
+    for _ in 0..s.cancels {
+        let id = q.enqueue("bench_cancel", json!(null)).await?;
+        let (stopped, _) = rx.recv().await.ok_or("cancel probe closed")?;
+        if stopped {
+            return Err("the cancel probe stopped before it was cancelled".into());
+        }
+        let t = Instant::now();
+        q.cancel_job(id).await?;
+        let (stopped, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .map_err(|_| "a cancelled job's handler was not told within 30 s")?
+            .ok_or("cancel probe closed")?;
+        if !stopped {
+            return Err("a second job started before the cancelled one stopped".into());
+        }
+        stop.push(at.saturating_duration_since(t).as_secs_f64() * 1000.0);
+    }
+    running.stop().await?;
+    report.insert("cancel_stop_p50_ms".into(), json!(round3(percentile(&mut stop, 0.50))));
+    report.insert("cancel_stop_p99_ms".into(), json!(round3(percentile(&mut stop, 0.99))));
     drop(server);
 
     // A fresh server, so nothing else is in its memory.

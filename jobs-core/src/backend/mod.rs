@@ -20,12 +20,26 @@
 //! * **Delayed and retried jobs** are promoted by `fetch` once due; `fetch` reports how long
 //!   until the next one is due so that an idle worker can sleep exactly that long.
 //! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never
-//!   fetched afterwards); a running job is only flagged, and its worker learns of it through
-//!   `heartbeat`. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
+//!   fetched afterwards); a running job is only flagged, and whatever its delivery reports
+//!   next (`complete`, `fail`, `release`, or the reap of its lapsed lease) ends it
+//!   `cancelled`. Its worker learns of the flag at once through `watch_cancels`, and
+//!   through `heartbeat` as a backstop. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
 //!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
 //!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
-//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`).
+//!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`), trimmed at every
+//!   dead-lettering and every `reap`.
+//! * **Unreadable records** (Redis: a record written by hand or by another version, whose
+//!   state the scripts cannot read — an unknown status, a priority outside 0..=3, a cancel
+//!   flag other than 0/1, a counter beyond `u32`) are never lost and never stop the rest of
+//!   a batch. Every field is checked before a script writes anything. Wherever a call meets
+//!   such a record — promotion and leasing in `fetch`, `reap`, `release` of a job in the
+//!   running index — it goes to the dead-letter queue with the reason as its error
+//!   (`corrupt record: …`), counter `dead` += 1, and is counted in no reply; the other jobs
+//!   of the call go on. A record the scripts can read but the client cannot (its meta or
+//!   args are not JSON) is dead-lettered by `fetch` through `fail` (not retryable).
+//!   `heartbeat` reports such a job lost, `complete` and `fail` stale, `get_job` fails
+//!   with [`Error::CorruptRecord`](crate::Error::CorruptRecord), listings leave it out.
 //!
 //! ## Exact semantics (what the conformance suite checks, field by field)
 //!
@@ -41,15 +55,22 @@
 //!   `attempt += 1`, `started_at = now`, lease deadline `min(now + lease, now + timeout +
 //!   grace)`. Returned jobs carry their args. `next_due_in` is the time from now until the
 //!   earliest remaining delayed or retrying job (zero if already due), `None` if none.
+//!   The entries cancels left in the ready queues are skipped as they come, at most
+//!   [`FETCH_SKIP_LIMIT`] per call: a call that reaches the bound returns what it has taken
+//!   (possibly nothing) although ready jobs may remain behind them, and the work left keeps
+//!   `wait_for_work` from sleeping, so that the next call goes on at once.
 //! * `heartbeat`: for each lease whose job is `running` with the same attempt, the deadline
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
 //!   worker with `last_seen = now` and its `info`.
-//! * `complete`: `Completed` if the job is `running` with the same attempt (status
-//!   `completed`, `completed_at = now`, `result` set, args dropped, kept `result_ttl`;
-//!   counter `completed` += 1); `Already` if it is `completed` with the same attempt;
-//!   `Stale` otherwise (unknown id included). Then purges up to [`PURGE_ON_COMPLETE`]
-//!   expired finished records.
+//! * `complete`: for a job `running` with the same attempt: if a cancel was requested,
+//!   `Cancelled` (status `cancelled`, `completed_at = now`, no result, args dropped, kept
+//!   `result_ttl`; counter `cancelled` += 1: once a cancel is requested the job never ends
+//!   `completed`); else `Completed` (status `completed`, `completed_at = now`, `result` set,
+//!   args dropped, kept `result_ttl`; counter `completed` += 1). `Already` if it is
+//!   `completed` with the same attempt, `Cancelled` if it is `cancelled` with the same
+//!   attempt (nothing changes); `Stale` otherwise (unknown id included). Then purges up to
+//!   [`PURGE_ON_COMPLETE`] expired finished records.
 //! * `fail` (only for a `running` job with the same attempt, else `Stale`): the error
 //!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
 //!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
@@ -70,54 +91,83 @@
 //!   `stalled` += 1 and the job's stall count += 1: beyond `max_stalls` → the `fail` path
 //!   (retryable) with [`ERR_WORKER_LOST`], else back to the head of its priority as
 //!   `pending` (processed in deadline order, each pushed to the head, so the last one
-//!   processed is fetched first). Finally forgets workers silent for `worker_ttl`.
+//!   processed is fetched first). Each job the reap fails draws its own jitter. Then trims
+//!   the DLQ as a dead-lettering does (entries older than `dead_ttl`, then the oldest beyond
+//!   `dead_max`, at most [`DEAD_TRIM_LIMIT`], counter `dead_dropped`), so that its limits
+//!   hold on the reaper's timer even when no job dies. Finally forgets workers silent for
+//!   `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
-//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched; running →
+//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
+//!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never
+//!   stands for a later job enqueued under the same id once the record is purged); running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
+//!   Every cancel of a running job (each time it is asked) also appends that delivery's
+//!   [`Lease`] to the namespace's log of cancel notices.
+//! * `watch_cancels(after, max)`: with `after = None`, at once: no leases, and the cursor
+//!   of the log's end. Otherwise the notices logged after `after`, in order, at most
+//!   [`CANCEL_READ_LIMIT`], with the cursor of the last one; if there are none yet, waits
+//!   for the first for up to `max` (a notice logged during the wait ends it at once), then
+//!   answers with none and the cursor unchanged. The log keeps about the last
+//!   [`CANCEL_LOG_MAX`] notices (Redis trims approximately), so a reader that comes back
+//!   with its cursor after a disconnection misses nothing logged in between.
 //! * `retry_dead`: a `failed` job in the DLQ → `pending` at the tail of its priority,
-//!   `completed_at = None`, everything else kept. Unknown → `NotFound`; not failed →
-//!   `InvalidState { op: "retry" }`.
+//!   `completed_at = None`, its stall count reset to 0 (so that the poison-pill guard gives
+//!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
+//!   failed → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
 //! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
 //!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
-//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged.
+//!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged. All
+//!   of it is read at one moment (Redis: one script), so that no call lands between the
+//!   queue lengths and the counts of cancelled entries subtracted from them.
 //! * `list_workers(ttl)`: workers seen within `ttl`, sorted by worker id.
 //! * Unknown ids: `get_job` → `None`; `complete`/`fail`/`heartbeat`/`release` → stale.
 //!
 //! ## Schedules
 //!
 //! A schedule is a stored definition ([`ScheduleEntry`], with a definition hash) plus its
-//! state ([`ScheduleState`]): enabled, run count, last run, last job, and the next run. The
-//! next run of every enabled schedule that still has one sits in a due index (Redis: the
-//! `cron_due` ZSET); a disabled schedule, or a one-time schedule that has fired, has none.
-//! Definitions, state and the index are shared by every process of the deployment.
+//! state ([`ScheduleState`]): enabled, run count, last run, last job, generation, and the
+//! next run. The next run of every enabled schedule that still has one sits in a due index
+//! (Redis: the `cron_due` ZSET); a disabled schedule, or a one-time schedule that has fired,
+//! has none. Definitions, state and the index are shared by every process of the
+//! deployment. The backend stores the definition as given and never reads its options:
+//! they are the spec's and the handler's, unresolved, and each process that fires a tick
+//! resolves them with its own defaults, so that processes with different defaults store
+//! equal definitions (and equal hashes).
+//!
+//! The *generation* numbers the versions of a definition: 0 when created, one more at each
+//! upsert that reports `Updated` and at each enable of a disabled schedule. A tick's job id
+//! includes it, so a tick that comes back in a new generation (a one-time schedule edited or
+//! re-enabled after it fired has its instant as next run again) fires again, once.
 //!
 //! * `schedule_upsert(entry, hash, enabled, first_next)`: unknown name → created, enabled
-//!   as given (`None`: enabled), next run `first_next` if enabled; `Created`. Known name
-//!   with the same hash and the same enabled flag (or `enabled = None`) → nothing changes;
-//!   `Kept` (every process upserts its declared schedules at start, and an operator's
-//!   enable/disable survives that). Otherwise the definition is replaced, run count, last
-//!   run and last job are kept, the flag is set (`None` keeps it); if the hash changed or
-//!   the schedule was just enabled, the next run becomes `first_next`; a disabled schedule
-//!   has none; `Updated`.
+//!   as given (`None`: enabled), next run `first_next` if enabled, generation 0; `Created`.
+//!   Known name with the same hash and the same enabled flag (or `enabled = None`) →
+//!   nothing changes; `Kept` (every process upserts its declared schedules at start, and an
+//!   operator's enable/disable survives that). Otherwise the definition is replaced, run
+//!   count, last run and last job are kept, the flag is set (`None` keeps it), the
+//!   generation goes up by one; if the hash changed or the schedule was just enabled, the
+//!   next run becomes `first_next`; a disabled schedule has none; `Updated`.
 //! * `schedule_set_enabled(name, enabled, first_next)`: enabling a disabled schedule sets
-//!   the next run to `first_next`; disabling removes it; setting the current flag changes
-//!   nothing. Returns the schedule. Unknown →
-//!   [`Error::ScheduleNotFound`](crate::Error::ScheduleNotFound).
+//!   the next run to `first_next` and the generation up by one; disabling removes the next
+//!   run (the generation stays); setting the current flag changes nothing. Returns the
+//!   schedule. Unknown → [`Error::ScheduleNotFound`](crate::Error::ScheduleNotFound).
 //! * `schedule_remove`: deletes definition, state and next run; false if unknown.
 //! * `schedule_due(limit)`: the backend's now, up to `limit` schedules whose next run is
 //!   `<= now` (earliest first) with their definitions, and the earliest next run of all.
 //! * `schedule_fire` with a [`TickClaim`] is the exactly-once step, one atomic operation:
-//!   unknown schedule → `NotFound`; no next run, a next run other than `claim.expected`, or
-//!   a definition hash other than `claim.hash` → `Stale` (another scheduler fired it, or the
-//!   definition changed); `expected > now` → `NotDue`. Otherwise the next run becomes
-//!   `claim.next` (none: removed), and the job is written as `enqueue` writes a ready job,
-//!   except that `scheduled_at` = the tick time; run count += 1, last run = now, last job =
-//!   the job's id; `Fired`. If a job with that id exists already the next run still moves
-//!   but nothing else changes; `Duplicate`. Without a claim (run now) only the schedule's
-//!   existence is checked, the job has no `scheduled_at`, and the next run is untouched.
+//!   unknown schedule → `NotFound`; no next run, a next run other than `claim.expected`, a
+//!   definition hash other than `claim.hash`, or a generation other than
+//!   `claim.generation` → `Stale` (another scheduler fired it, or the definition changed or
+//!   was re-enabled since the caller read it); `expected > now` → `NotDue`. Otherwise the
+//!   next run becomes `claim.next` (none: removed), and the job is written as `enqueue`
+//!   writes a ready job, except that `scheduled_at` = the tick time; run count += 1, last
+//!   run = now, last job = the job's id; `Fired`. If a job with that id exists already the
+//!   next run still moves but nothing else changes; `Duplicate`. Without a claim (run now)
+//!   only the schedule's existence is checked, the job has no `scheduled_at`, and the next
+//!   run and the generation are untouched.
 
 use std::time::Duration;
 
@@ -131,10 +181,12 @@ use crate::retry::RetryPolicy;
 pub(crate) use crate::schedule::check_schedule_hash;
 /// The schedule records of the contract's schedule calls (defined in [`schedule`](crate::schedule)).
 pub use crate::schedule::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    TickClaim, UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
+    StoredSchedule, TickClaim, UpsertOutcome,
 };
 use crate::stats::QueueStats;
+pub(crate) use crate::stats::throughput_buckets;
+pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 pub mod memory;
 pub mod redis;
@@ -217,6 +269,9 @@ pub enum AckOutcome {
     Completed,
     /// This delivery had already completed it (a retried acknowledgement): nothing changed.
     Already,
+    /// The job had been asked to cancel while running: it is now `cancelled` and the result
+    /// was not kept (or it already was, for a repeat of this delivery's acknowledgement).
+    Cancelled,
     /// The lease is no longer this delivery's: nothing changed.
     Stale,
 }
@@ -262,9 +317,37 @@ pub enum FailOutcome {
 pub enum CancelOutcome {
     /// The job was pending, delayed or retrying and is now `cancelled`; it will never run.
     Cancelled,
-    /// The job is running: it has been flagged, its worker will stop it and mark it
-    /// `cancelled` (at its timeout at the latest).
+    /// The job is running: it has been flagged and its worker told; the handler's token is
+    /// cancelled at once, it has the worker's `cancel_grace` to return before its task is
+    /// aborted, and the job ends `cancelled` whatever the handler returns.
     Requested,
+}
+
+/// Where a reader of the cancel notices stands ([`Backend::watch_cancels`]). Opaque: only
+/// the backend that handed it out can read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct CancelCursor(String);
+
+impl CancelCursor {
+    /// A cursor with this backend-specific text.
+    pub fn new(text: impl Into<String>) -> Self {
+        CancelCursor(text.into())
+    }
+
+    /// The backend-specific text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The answer of [`Backend::watch_cancels`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelNotices {
+    /// Deliveries whose job was asked to cancel while they ran, in the order asked (a
+    /// delivery asked twice is listed twice).
+    pub leases: Vec<Lease>,
+    /// Where the next call goes on from.
+    pub cursor: CancelCursor,
 }
 
 /// A worker process's periodic sign of life, for [`Backend::heartbeat`].
@@ -346,49 +429,6 @@ pub struct ReapReport {
     pub cancelled: u64,
 }
 
-/// One minute of the throughput history ([`Backend::throughput`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
-#[cfg_attr(
-    feature = "api",
-    schema(description = "One minute of the throughput history: jobs completed and failed \
-        attempts, counted by every runner.")
-)]
-pub struct ThroughputBucket {
-    /// The minute's start.
-    pub start: DateTime<Utc>,
-    /// Jobs completed in it.
-    pub completed: u64,
-    /// Failed attempts in it (retried or dead-lettered).
-    pub failed: u64,
-}
-
-/// Minutes of history [`Backend::throughput`] keeps.
-pub const THROUGHPUT_MINUTES: i64 = 60;
-
-/// Builds the last [`THROUGHPUT_MINUTES`] buckets, oldest first (the last is the current,
-/// partial minute), from a ring of `slot -> (minute, completed, failed)` read at `now_ms`.
-/// A slot holding another minute than the one it stands for counts as empty.
-pub(crate) fn throughput_buckets(
-    now_ms: i64,
-    ring: &std::collections::HashMap<i64, (i64, u64, u64)>,
-) -> Vec<ThroughputBucket> {
-    let current = now_ms.div_euclid(60_000);
-    (current - THROUGHPUT_MINUTES + 1..=current)
-        .map(|minute| {
-            let (completed, failed) = match ring.get(&minute.rem_euclid(THROUGHPUT_MINUTES)) {
-                Some(&(m, c, f)) if m == minute => (c, f),
-                _ => (0, 0),
-            };
-            ThroughputBucket {
-                start: DateTime::from_timestamp(minute * 60, 0).unwrap_or_default(),
-                completed,
-                failed,
-            }
-        })
-        .collect()
-}
-
 /// The storage of jobs. Every method is one atomic state change (or one consistent read).
 ///
 /// See the [module docs](self) for the contract both implementations keep.
@@ -396,6 +436,20 @@ pub(crate) fn throughput_buckets(
 pub trait Backend: Send + Sync + 'static {
     /// A short name for logs (`"redis"`, `"memory"`).
     fn kind(&self) -> &'static str;
+
+    /// Another handle on the same store, for use from the tokio runtime of the caller when
+    /// this handle was made on another one: whatever it needs to run (connections and the
+    /// tasks that drive them) is opened now, on the caller's runtime, so that its calls do
+    /// not depend on the runtime this handle was made on. The worker runs its heartbeats,
+    /// acknowledgements, fencing and reaping through one, on a runtime of its own, so that
+    /// handlers that block their threads cannot stall them.
+    ///
+    /// `None` (the default): this handle depends on no runtime (the memory backend) and
+    /// serves as it is. The Redis backend opens new connections with its configuration. A
+    /// backend that wraps another should forward this call (and wrap what it returns).
+    async fn for_current_runtime(&self) -> Result<Option<std::sync::Arc<dyn Backend>>> {
+        Ok(None)
+    }
 
     /// Creates the jobs, all or none: either every job is written (or found to exist
     /// already, [`EnqueueOutcome::Duplicate`]) or the call fails and nothing is written.
@@ -413,9 +467,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
 
     /// Marks deliveries completed with their results, one outcome per item. A job that was
-    /// asked to cancel while running but whose handler finished anyway is `completed`: the
-    /// work was done. Also purges a few expired finished records, so that retention needs
-    /// no timer.
+    /// asked to cancel while running is not completed, even if its handler finished: it
+    /// becomes `cancelled` ([`AckOutcome::Cancelled`]). Also purges a few expired finished
+    /// records, so that retention needs no timer.
     async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>>;
 
     /// Records a failed attempt: retry with backoff, or dead-letter.
@@ -430,8 +484,28 @@ pub trait Backend: Send + Sync + 'static {
     async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport>;
 
     /// Cancels a job. Errors: [`Error::NotFound`](crate::Error::NotFound), and
-    /// [`Error::InvalidState`](crate::Error::InvalidState) for a finished job.
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a finished job. A running job
+    /// is flagged and its delivery logged for [`watch_cancels`](Self::watch_cancels).
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome>;
+
+    /// Waits for cancel requests of running jobs, so that a worker stops a cancelled job at
+    /// once instead of at its next heartbeat. `None` answers at once with the cursor of the
+    /// log's end (read it before taking jobs); a cursor answers the requests logged after
+    /// it, waiting up to `max` for one (see the [module docs](self)).
+    ///
+    /// The default, for backends without such a log, answers nothing after `max`: their
+    /// workers learn of cancels through [`heartbeat`](Self::heartbeat) alone.
+    async fn watch_cancels(
+        &self,
+        after: Option<&CancelCursor>,
+        max: Duration,
+    ) -> Result<CancelNotices> {
+        if let Some(after) = after {
+            tokio::time::sleep(max).await;
+            return Ok(CancelNotices { leases: Vec::new(), cursor: after.clone() });
+        }
+        Ok(CancelNotices::default())
+    }
 
     /// Reads one job, with its result.
     async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
@@ -443,8 +517,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;
 
     /// Puts a dead-letter job back as `pending` at the tail of its priority, keeping its
-    /// history (`retry_count`, `error`, `attempt`). It gets one more attempt, plus whatever
-    /// retries it had not used; if that fails it is dead again.
+    /// history (`retry_count`, `error`, `attempt`); its count of lost leases starts again.
+    /// It gets one more attempt, plus whatever retries it had not used; if that fails it is
+    /// dead again.
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
     /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
     async fn retry_dead(&self, id: JobId) -> Result<()>;
@@ -509,7 +584,15 @@ pub const MAX_ERROR_LEN: usize = 1024;
 pub const PURGE_ON_COMPLETE: usize = 10;
 /// Most due delayed/retrying jobs one [`Backend::fetch`] promotes.
 pub const PROMOTE_LIMIT: usize = 1000;
-/// Most dead-letter entries one dead-lettering drops to keep the DLQ within its caps.
+/// About how many cancel notices the backend keeps for [`Backend::watch_cancels`].
+pub const CANCEL_LOG_MAX: usize = 10_000;
+/// Most cancel notices one [`Backend::watch_cancels`] returns.
+pub const CANCEL_READ_LIMIT: usize = 1_000;
+/// Most dead ready-queue entries (left behind by cancels, or unreadable) one
+/// [`Backend::fetch`] takes out before it returns what it has.
+pub const FETCH_SKIP_LIMIT: usize = 1000;
+/// Most dead-letter entries one dead-lettering (or one reap) drops to keep the DLQ within
+/// its caps.
 pub const DEAD_TRIM_LIMIT: usize = 100;
 /// The error recorded when [`Backend::reap`] finds a job that ran past its timeout.
 pub const ERR_TIMEOUT: &str = "timeout: the job ran past its timeout and its worker did not report";

@@ -34,7 +34,7 @@
 //!   passes, since each is a distinct instant.
 //!
 //! Every occurrence is a distinct UTC instant, which is what makes a tick's job id
-//! (`cron:<name>:<tick ms>`) unique.
+//! (`cron:<name>:<tick ms>`, plus the definition's generation once it has one) unique.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;

@@ -21,13 +21,21 @@ pub use cron::{CronExpr, MAX_INTERVAL_SECS};
 pub use spec::{MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType};
 pub(crate) use stored::check_schedule_hash;
 pub use stored::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    TickClaim, UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
+    StoredSchedule, TickClaim, UpsertOutcome,
 };
 
-/// The id of a tick's job: the same in every process, so the job exists at most once.
-pub(crate) fn tick_job_id(name: &str, tick_ms: i64) -> JobId {
-    JobId::derived(&format!("cron:{name}:{tick_ms}"))
+/// The id of a tick's job: the same in every process, so the job exists at most once per
+/// tick of one generation of the definition. Generation 0 (a schedule never edited nor
+/// re-enabled) keeps the id earlier builds gave, `cron:<name>:<tick ms>`, so that a tick
+/// they fired is not fired again after an upgrade; later generations are
+/// `cron:<name>:<tick ms>:g<generation>` (read from the right, the two forms cannot meet).
+pub(crate) fn tick_job_id(name: &str, generation: u64, tick_ms: i64) -> JobId {
+    if generation == 0 {
+        JobId::derived(&format!("cron:{name}:{tick_ms}"))
+    } else {
+        JobId::derived(&format!("cron:{name}:{tick_ms}:g{generation}"))
+    }
 }
 
 /// The first run of a schedule registered or enabled at `now`.

@@ -184,7 +184,10 @@ pub struct ScheduleInfo {
     pub run_at: Option<DateTime<Utc>>,
     /// The arguments of its jobs.
     pub args: serde_json::Value,
-    /// The priority of its jobs.
+    /// The priority of its jobs: the spec's, else the handler's, else the default (the
+    /// [`Scheduler`](crate::Scheduler) resolves it with its process's handlers and defaults,
+    /// as when it fires; the conversion from a [`StoredSchedule`] uses the stored handler
+    /// options and [`JobPriority::default`]).
     pub priority: JobPriority,
     /// Whether it fires.
     pub enabled: bool,
@@ -219,7 +222,7 @@ impl From<StoredSchedule> for ScheduleInfo {
             timezone,
             run_at,
             args: e.args,
-            priority: e.priority,
+            priority: e.priority.or(e.handler_options.priority).unwrap_or_default(),
             enabled: s.state.enabled,
             last_run: s.state.last_run,
             next_run: s.state.next_run,

@@ -6,14 +6,28 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::job::{JobId, JobPriority, NewJob, RunAt};
+use crate::options::{JobDefaults, JobOptions};
 use crate::schedule::{MisfirePolicy, ScheduleType};
+use crate::time::duration_ms;
 
 /// A schedule's definition as the backends store it: what to enqueue, and when. Built by
-/// the [`Scheduler`](crate::Scheduler) from a [`ScheduleSpec`](crate::ScheduleSpec), with
-/// the handler's defaults resolved, so that any process can fire it.
+/// the [`Scheduler`](crate::Scheduler) from a [`ScheduleSpec`](crate::ScheduleSpec).
+///
+/// It holds only what the spec and the handler's attribute set, never a process's
+/// defaults: the retries, timeout and priority of a tick's job are resolved when the job is
+/// enqueued, by the process that fires it (the rule of [`options`](crate::options)), so two
+/// processes with different defaults store the same definition and do not rewrite each
+/// other's (which would move the next run at every start).
+///
+/// Records written by builds that stored the resolved `max_retries`/`timeout_ms` still
+/// load: those values become the [`handler_options`](Self::handler_options), and their
+/// priority the spec's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EntryIn")]
 pub struct ScheduleEntry {
     /// The schedule's name (unique per namespace).
     pub name: String,
@@ -23,14 +37,92 @@ pub struct ScheduleEntry {
     pub schedule: ScheduleType,
     /// The arguments of its jobs.
     pub args: serde_json::Value,
-    /// The priority of its jobs.
-    pub priority: JobPriority,
-    /// The retries its jobs may use.
-    pub max_retries: u32,
-    /// The timeout of one attempt of its jobs, in milliseconds.
-    pub timeout_ms: u64,
+    /// The priority the spec sets (`None`: the handler's, else the firing process's default).
+    pub priority: Option<JobPriority>,
+    /// The options of the handler's attribute as the process that stored the definition
+    /// knew them (none if it did not have the handler). Only a process that does not have
+    /// the handler uses them; they are not part of the [definition hash](Self::definition_hash),
+    /// since whether a process links the handler is a property of the process.
+    #[serde(default)]
+    pub handler_options: StoredJobOptions,
     /// What to do about ticks missed while no scheduler ran.
     pub misfire: MisfirePolicy,
+}
+
+/// Options stored with a schedule (a [`JobOptions`] with the timeout in milliseconds);
+/// `None` leaves an option to the level below.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredJobOptions {
+    /// Retries a job may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// How long one attempt may run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<JobPriority>,
+}
+
+impl From<JobOptions> for StoredJobOptions {
+    fn from(o: JobOptions) -> Self {
+        StoredJobOptions {
+            max_retries: o.max_retries,
+            timeout_ms: o.timeout.map(duration_ms),
+            priority: o.priority,
+        }
+    }
+}
+
+impl From<StoredJobOptions> for JobOptions {
+    fn from(o: StoredJobOptions) -> Self {
+        JobOptions {
+            max_retries: o.max_retries,
+            timeout: o.timeout_ms.map(Duration::from_millis),
+            priority: o.priority,
+        }
+    }
+}
+
+/// What a stored definition may hold: today's fields, and the resolved `max_retries` and
+/// `timeout_ms` that earlier builds wrote.
+#[derive(Deserialize)]
+struct EntryIn {
+    name: String,
+    job_name: String,
+    schedule: ScheduleType,
+    args: serde_json::Value,
+    #[serde(default)]
+    priority: Option<JobPriority>,
+    #[serde(default)]
+    handler_options: Option<StoredJobOptions>,
+    #[serde(default)]
+    max_retries: Option<u32>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    misfire: MisfirePolicy,
+}
+
+impl From<EntryIn> for ScheduleEntry {
+    fn from(e: EntryIn) -> Self {
+        // An earlier build's record: what it resolved is the best guess of the handler's
+        // options (used only where the handler is not linked).
+        let handler_options = e.handler_options.unwrap_or(StoredJobOptions {
+            max_retries: e.max_retries,
+            timeout_ms: e.timeout_ms,
+            priority: None,
+        });
+        ScheduleEntry {
+            name: e.name,
+            job_name: e.job_name,
+            schedule: e.schedule,
+            args: e.args,
+            priority: e.priority,
+            handler_options,
+            misfire: e.misfire,
+        }
+    }
 }
 
 /// A schedule's state: kept by the backend, changed by fires and by enable/disable.
@@ -46,6 +138,12 @@ pub struct ScheduleState {
     pub run_count: u64,
     /// The last job it enqueued.
     pub last_job_id: Option<JobId>,
+    /// The definition's generation: 0 when created, one more at each change of the
+    /// definition or of the flag through an upsert, and at each enable. Part of the ids of
+    /// its ticks' jobs, so that a schedule edited or re-enabled after it fired (a one-time
+    /// schedule whose instant is its next run again) fires again.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A stored schedule: definition, definition hash, state.
@@ -92,6 +190,9 @@ pub struct TickClaim {
     pub next: Option<DateTime<Utc>>,
     /// The definition hash the caller computed `next` from: must be the stored one.
     pub hash: String,
+    /// The generation the caller read with the tick (and derived the job id from): must be
+    /// the stored one.
+    pub generation: u64,
 }
 
 /// One job to enqueue for a schedule, for [`Backend::schedule_fire`](crate::backend::Backend::schedule_fire).
@@ -154,31 +255,98 @@ pub(crate) fn check_schedule_hash(hash: &str) -> Result<()> {
 }
 
 impl ScheduleEntry {
-    /// The job this schedule enqueues, under `id` (ready at once).
-    pub(crate) fn job(&self, id: JobId) -> NewJob {
+    /// The job this schedule enqueues, under `id` (ready at once), with the options `o`
+    /// resolved by the process that enqueues it.
+    pub(crate) fn job(&self, id: JobId, o: JobDefaults) -> NewJob {
         NewJob {
             id,
             name: self.job_name.clone(),
             args: self.args.clone(),
-            priority: self.priority,
-            max_retries: self.max_retries,
-            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            priority: o.priority,
+            max_retries: o.max_retries,
+            timeout: o.timeout,
             run_at: RunAt::Now,
             user_id: None,
         }
     }
 
-    /// 64-bit FNV-1a of the entry's JSON, in hex: stable across processes, builds and Rust
-    /// versions (unlike `DefaultHasher`), which is what comparing definitions stored by
+    /// 64-bit FNV-1a of the definition's JSON, in hex: stable across processes, builds and
+    /// Rust versions (unlike `DefaultHasher`), which is what comparing definitions stored by
     /// other processes needs. `serde_json` writes struct fields in declaration order and
-    /// object keys sorted, so equal definitions give equal text.
+    /// object keys sorted, so equal definitions give equal text. The handler's options are
+    /// left out (see [`handler_options`](Self::handler_options)).
     pub(crate) fn definition_hash(&self) -> Result<String> {
-        let bytes = serde_json::to_vec(self)?;
+        #[derive(Serialize)]
+        struct Definition<'a> {
+            name: &'a str,
+            job_name: &'a str,
+            schedule: &'a ScheduleType,
+            args: &'a serde_json::Value,
+            priority: Option<JobPriority>,
+            misfire: MisfirePolicy,
+        }
+        let bytes = serde_json::to_vec(&Definition {
+            name: &self.name,
+            job_name: &self.job_name,
+            schedule: &self.schedule,
+            args: &self.args,
+            priority: self.priority,
+            misfire: self.misfire,
+        })?;
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         Ok(format!("{h:016x}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> ScheduleEntry {
+        ScheduleEntry {
+            name: "s".into(),
+            job_name: "j".into(),
+            schedule: ScheduleType::Interval { seconds: 60 },
+            args: serde_json::json!({"a": 1}),
+            priority: None,
+            handler_options: StoredJobOptions::default(),
+            misfire: MisfirePolicy::Coalesce,
+        }
+    }
+
+    #[test]
+    fn the_hash_leaves_out_the_handler_options() -> Result<()> {
+        let e = entry();
+        let with_handler = ScheduleEntry {
+            handler_options: StoredJobOptions { max_retries: Some(9), ..Default::default() },
+            ..e.clone()
+        };
+        assert_eq!(e.definition_hash()?, with_handler.definition_hash()?);
+        let high = ScheduleEntry { priority: Some(JobPriority::High), ..e.clone() };
+        assert_ne!(e.definition_hash()?, high.definition_hash()?);
+        Ok(())
+    }
+
+    #[test]
+    fn an_earlier_builds_record_loads() -> Result<()> {
+        // As the build that stored resolved options wrote it.
+        let old = r#"{"name":"s","job_name":"j","schedule":{"type":"interval","seconds":60},
+            "args":{"a":1},"priority":"high","max_retries":3,"timeout_ms":300000,
+            "misfire":"coalesce"}"#;
+        let e: ScheduleEntry = serde_json::from_str(old)?;
+        assert_eq!(e.priority, Some(JobPriority::High));
+        assert_eq!(
+            e.handler_options,
+            StoredJobOptions { max_retries: Some(3), timeout_ms: Some(300_000), priority: None }
+        );
+        // Today's records round-trip.
+        let now = entry();
+        let back: ScheduleEntry = serde_json::from_str(&serde_json::to_string(&now)?)?;
+        assert_eq!(back, now);
+        Ok(())
     }
 }

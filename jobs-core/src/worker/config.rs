@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 
 /// How a worker behaves. Defaults: 1 job at a time (the spec's), leases of 30 s renewed
-/// every 10 s, reaping every 5 s, 30 s of grace at shutdown.
+/// every 10 s, reaping every 5 s, 30 s of grace at shutdown, 5 s for a cancelled handler
+/// to return.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The worker's id, shown in stats (default: `<host>-<pid>-<random>`).
@@ -19,6 +20,9 @@ pub struct WorkerConfig {
     /// How many jobs run at once (default 1).
     pub max_concurrent_jobs: usize,
     /// Lease length; a worker that stops renewing loses its jobs after it (default 30 s).
+    /// A worker whose renewals do not get through stops those jobs itself a little before
+    /// (a fifth of the lease before, or less when heartbeats are far apart), whatever its
+    /// calls in flight are doing, so that they never run in two places at once.
     pub lease: Duration,
     /// Extra time past a job's timeout, and past a lease, before it is taken back (5 s).
     pub grace: Duration,
@@ -33,6 +37,10 @@ pub struct WorkerConfig {
     /// At shutdown, how long running jobs may take to finish before they are released back
     /// to the queue (default 30 s).
     pub shutdown_grace: Duration,
+    /// When a running job is cancelled, how long its handler has to return after its
+    /// token is cancelled before its task is aborted (default 5 s). Either way the job
+    /// ends `cancelled`.
+    pub cancel_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -49,6 +57,7 @@ impl Default for WorkerConfig {
             reap_options: ReapOptions::default(),
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, Leas
 use crate::context::JobContext;
 use crate::error::Error;
 use crate::handler::JobError;
+use crate::job::JobStatus;
 use crate::stats::WorkerStatus;
 
 /// The longest a busy worker waits for more free slots before it fetches anyway.
@@ -58,6 +59,7 @@ impl JobWorker {
                 lease: inner.cfg.lease,
                 grace: inner.cfg.grace,
             };
+            let sent = Instant::now();
             let fetched = match backend.fetch(&req).await {
                 Ok(f) => {
                     backoff.reset();
@@ -75,8 +77,31 @@ impl JobWorker {
             };
             if !fetched.jobs.is_empty() {
                 *lock(&inner.status) = WorkerStatus::Processing;
-                for lj in fetched.jobs {
-                    jobs.spawn(run_job(inner.clone(), lj));
+                // In flight from now on, before any of them runs: heartbeats renew them and
+                // the fence times them from this fetch, even while their tasks wait for a
+                // thread.
+                let tokens: Vec<CancellationToken> = {
+                    let mut map = lock(&inner.in_flight);
+                    fetched
+                        .jobs
+                        .iter()
+                        .map(|lj| {
+                            let token = CancellationToken::new();
+                            let f = InFlight {
+                                lease: lj.lease,
+                                token: token.clone(),
+                                abort: None,
+                                fate: Fate::Running,
+                                renewed: sent,
+                            };
+                            map.insert(lj.lease.id, f);
+                            token
+                        })
+                        .collect()
+                };
+                inner.fence_wake.notify_one();
+                for (lj, token) in fetched.jobs.into_iter().zip(tokens) {
+                    jobs.spawn(run_job(inner.clone(), lj, token));
                 }
                 continue;
             }
@@ -112,9 +137,14 @@ enum Outcome {
     },
     /// Stopped from outside (lease lost, or released at shutdown): no acknowledgement.
     Abandoned,
+    /// Cancelled, and aborted after `cancel_grace` because the handler did not return:
+    /// reported through `fail`, which the backend turns into `cancelled`.
+    CancelAborted {
+        error: String,
+    },
 }
 
-async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
+async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let LeasedJob { job, lease } = lj;
     let name = job.name.clone();
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %job.name,
@@ -122,8 +152,16 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
     async move {
         tracing::debug!("job started");
         let started = Instant::now();
-        let outcome = execute(&inner, job, lease).await;
-        let fate = lock(&inner.in_flight).remove(&lease.id).map_or(Fate::Running, |f| f.fate);
+        let outcome = execute(&inner, job, lease, token).await;
+        let fate = {
+            let mut map = lock(&inner.in_flight);
+            match map.get(&lease.id) {
+                Some(f) if f.lease == lease => map.remove(&lease.id).map_or(Fate::Running, |f| f.fate),
+                // A later delivery of the same job, fetched again after this one was lost.
+                Some(_) => Fate::Lost,
+                None => Fate::Running,
+            }
+        };
         let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
         let took = started.elapsed();
         match outcome {
@@ -140,6 +178,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                         crate::metrics::record(&name, crate::metrics::Event::Completed);
                         tracing::debug!(elapsed_ms = took.as_millis() as u64, "job completed")
                     }
+                    Ok(Err(Error::InvalidState { status: JobStatus::Cancelled, .. })) => {
+                        tracing::info!("job cancelled; its result was not recorded")
+                    }
                     Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
                         "job finished after its lease was taken back; its result was not recorded"),
                     Ok(Err(e)) => tracing::error!(error = %e,
@@ -153,7 +194,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                 crate::metrics::record(&name, crate::metrics::Event::Failed);
                 let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
                 // Through the queue, which turns a stale outcome into `Error::StaleLease`.
-                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                match retry_until(inner.cfg.lease, "fail", || inner.side_queue().fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
                         crate::metrics::record(&name, crate::metrics::Event::Retried);
                         tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
@@ -170,6 +211,22 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
                         "could not record failure; the job will be redelivered"),
                 }
             }
+            Outcome::CancelAborted { error } => {
+                inner.record(false, took);
+                // Retryable only as a fallback: the backend, which asked for the cancel,
+                // ends the job cancelled.
+                let failure = Failure { lease, error, retryable: true, retry: inner.cfg.retry };
+                match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
+                    Ok(FailOutcome::Cancelled) => tracing::info!(
+                        "job cancelled; its handler did not return within the cancel grace and was aborted"),
+                    Ok(other) => tracing::warn!(outcome = ?other,
+                        "aborted a cancelled job's handler, but the backend did not cancel the job"),
+                    Err(Error::StaleLease { .. }) => tracing::warn!(
+                        "aborted a cancelled job's handler after its lease was taken back"),
+                    Err(e) => tracing::error!(error = %e,
+                        "could not record the cancel; the job is cancelled when its lease lapses"),
+                }
+            }
             Outcome::Abandoned => {
                 tracing::info!(?fate, "job stopped without acknowledgement")
             }
@@ -180,12 +237,13 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob) {
 }
 
 /// Runs the handler in its own task (so a panic is contained and a timeout can abort it).
-async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> Outcome {
-    let token = CancellationToken::new();
-    lock(&inner.in_flight).insert(
-        lease.id,
-        InFlight { lease, token: token.clone(), abort: None, fate: Fate::Running },
-    );
+/// The job is in `in_flight` already (put there at its fetch, with `token`).
+async fn execute(
+    inner: &Arc<Inner>,
+    mut job: crate::job::Job,
+    lease: Lease,
+    token: CancellationToken,
+) -> Outcome {
     let Some(handler) = inner.registry.handler(&job.name).copied() else {
         // Retryable: a newer deployment may have the handler.
         return Outcome::Failure {
@@ -195,7 +253,7 @@ async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> 
     };
     let args = std::mem::take(&mut job.args);
     let ctx = JobContext::for_job(&job, inner.queue.clone())
-        .with_cancellation(token)
+        .with_cancellation(token.clone())
         .with_state(inner.state.clone());
     // Its own task: a panic ends only that task (reported as a JoinError), and the
     // timeout below can abort it.
@@ -208,7 +266,31 @@ async fn execute(inner: &Arc<Inner>, mut job: crate::job::Job, lease: Lease) -> 
             _ => task.abort(),
         }
     }
-    match tokio::time::timeout(job.timeout, &mut task).await {
+    let timeout_at = tokio::time::Instant::now() + job.timeout;
+    let joined = tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(timeout_at, &mut task) => r,
+        () = token.cancelled() => {
+            // Asked to stop: a cancel request (a lost lease or a release also aborts the
+            // task, which then ends at once). The handler gets `cancel_grace` to return,
+            // within its timeout; then its task is aborted and the job recorded as
+            // cancelled all the same.
+            let grace_end = (tokio::time::Instant::now() + inner.cfg.cancel_grace).min(timeout_at);
+            match tokio::time::timeout_at(grace_end, &mut task).await {
+                Err(_) if grace_end < timeout_at => {
+                    task.abort();
+                    return Outcome::CancelAborted {
+                        error: format!(
+                            "cancelled: the handler did not stop within {:?} of the cancel request and was aborted",
+                            inner.cfg.cancel_grace
+                        ),
+                    };
+                }
+                r => r,
+            }
+        }
+    };
+    match joined {
         Ok(Ok(Ok(value))) => Outcome::Success(value),
         Ok(Ok(Err(e))) => failure_of(e),
         Ok(Err(join)) if join.is_panic() => Outcome::Failure {

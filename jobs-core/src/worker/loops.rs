@@ -1,5 +1,5 @@
 //! The worker's side loops: acknowledgements (batched), heartbeats (lease renewal, lost
-//! leases, cancel requests, self-fencing), reaping; and the backoff and retry helpers they
+//! leases, cancel requests; self-fencing is the fence loop's, in `fence.rs`), reaping; and the backoff and retry helpers they
 //! and the dispatcher share.
 
 use std::sync::Arc;
@@ -23,7 +23,8 @@ pub(super) async fn ack_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<
         // Through the queue, so that a stale lease means the same here as for a caller of
         // `JobQueue::complete`.
         let r =
-            retry_until(inner.cfg.lease, "complete", || inner.queue.complete_many(&items)).await;
+            retry_until(inner.cfg.lease, "complete", || inner.side_queue().complete_many(&items))
+                .await;
         match r {
             Ok(outs) => {
                 for (reply, out) in replies.into_iter().zip(outs) {
@@ -54,15 +55,27 @@ pub(super) async fn send_heartbeat(inner: &Inner) -> Result<crate::backend::Hear
         lease: inner.cfg.lease,
         grace: inner.cfg.grace,
     };
-    inner.queue.backend().heartbeat(&beat).await
+    let sent = Instant::now();
+    let reply = inner.side_queue().backend().heartbeat(&beat).await?;
+    renewed(inner, &beat.leases, &reply.lost, sent);
+    Ok(reply)
+}
+
+/// The leases a heartbeat sent at `sent` extended (all it carried but the lost ones) last
+/// at least until `sent + lease`: the fence times their stop from there.
+fn renewed(inner: &Inner, leases: &[Lease], lost: &[crate::job::JobId], sent: Instant) {
+    let map = &mut *lock(&inner.in_flight);
+    for lease in leases.iter().filter(|l| !lost.contains(&l.id)) {
+        if let Some(f) = map.get_mut(&lease.id).filter(|f| f.lease == *lease) {
+            f.renewed = f.renewed.max(sent);
+        }
+    }
 }
 
 pub(super) async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
-    let mut last_ok = Instant::now();
     loop {
         match send_heartbeat(&inner).await {
             Ok(reply) => {
-                last_ok = Instant::now();
                 let map = &mut *lock(&inner.in_flight);
                 for id in reply.lost {
                     if let Some(f) = map.get_mut(&id) {
@@ -84,19 +97,9 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 }
             }
             Err(e) => {
+                // No fencing here: a call may hang rather than fail. The fence loop stops
+                // jobs on a timer from their last renewal (`fence.rs`).
                 tracing::warn!(error = %e, "heartbeat failed");
-                // Self-fencing: past our lease, other processes may already run our jobs.
-                if last_ok.elapsed() > inner.cfg.lease {
-                    let map = &mut *lock(&inner.in_flight);
-                    for f in map.values_mut().filter(|f| f.fate == Fate::Running) {
-                        tracing::warn!(job.id = %f.lease.id, "no heartbeat for a whole lease; stopping the job");
-                        f.fate = Fate::Lost;
-                        f.token.cancel();
-                        if let Some(a) = &f.abort {
-                            a.abort();
-                        }
-                    }
-                }
             }
         }
         tokio::select! {
@@ -109,7 +112,6 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
 pub(super) async fn reap_loop(inner: Arc<Inner>, stop: CancellationToken) {
     let opts =
         ReapOptions { retry: inner.cfg.retry, grace: inner.cfg.grace, ..inner.cfg.reap_options };
-    let backend = inner.queue.backend().clone();
     loop {
         // Jitter spreads the processes' attempts; the backend's lock keeps one run per interval.
         let jitter = Duration::from_millis(rand::random::<u64>() % 250);
@@ -117,7 +119,7 @@ pub(super) async fn reap_loop(inner: Arc<Inner>, stop: CancellationToken) {
             _ = tokio::time::sleep(opts.interval.max(Duration::from_millis(50)) + jitter) => {}
             _ = stop.cancelled() => return,
         }
-        match backend.reap(&opts).await {
+        match inner.side_queue().backend().reap(&opts).await {
             Ok(r) if r.requeued + r.failed + r.cancelled > 0 => tracing::info!(
                 requeued = r.requeued,
                 failed = r.failed,

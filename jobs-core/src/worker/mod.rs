@@ -10,23 +10,34 @@
 //!    be ready, for at most `poll_interval` or until the next delayed job is due: no sleep
 //!    polling, so an idle worker starts a new job within a round trip of its enqueue.
 //!
-//! Beside it, a heartbeat task extends the leases of running jobs (and publishes the
-//! worker's stats), and a reap task takes back jobs whose worker died. Acknowledgements of
-//! finished jobs are coalesced: whatever completes while one `complete` call is in flight
-//! goes out together in the next.
+//! Beside it, on a thread of the worker's own (a current-thread tokio runtime, started and
+//! stopped with the worker, with its own backend connection), a heartbeat loop extends the
+//! leases of running jobs (and publishes the worker's stats), a fence loop stops any job
+//! whose lease it can no longer be sure of before another process may take it back, and a
+//! reap loop takes back jobs whose worker died. Acknowledgements of finished jobs go out from
+//! there too, coalesced: whatever completes while one `complete` call is in flight goes out
+//! together in the next. A cancel task blocks on the backend's cancel notices and tells a
+//! cancelled job's handler at once (through its token; after `cancel_grace` its task is
+//! aborted, and the job ends `cancelled` either way); heartbeats report a cancel it missed.
+//! Handlers run on the caller's runtime; one that blocks its thread delays other jobs
+//! queued behind it on that runtime, but not their heartbeats (see
+//! [`job_handler`](crate::job_handler) for `spawn_blocking`).
 
+mod cancel;
 mod config;
 mod dispatch;
+mod fence;
 mod loops;
+mod machinery;
 mod pool;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +52,10 @@ use crate::stats::{WorkerStats, WorkerStatus};
 pub use config::{WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
 
+use cancel::cancel_loop;
 use config::hostname;
-use loops::{ack_loop, heartbeat_loop, reap_loop, retry_until, send_heartbeat};
+use loops::retry_until;
+use machinery::Machinery;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -67,16 +80,25 @@ struct InFlight {
     token: CancellationToken,
     abort: Option<AbortHandle>,
     fate: Fate,
+    /// When the last call that extended this lease was sent (the fetch, then each answered
+    /// heartbeat): what the fence times the job's stop from.
+    renewed: Instant,
 }
 
 struct Inner {
     cfg: WorkerConfig,
     queue: JobQueue,
+    /// The queue over the machinery thread's own backend handle, once it is open: what
+    /// heartbeats, acknowledgements, failures, releases and reaps go through (see
+    /// `machinery.rs`).
+    machinery_queue: OnceLock<JobQueue>,
     registry: Arc<Registry>,
     state: Arc<State>,
     counts: Mutex<Counts>,
     status: Mutex<WorkerStatus>,
     in_flight: Mutex<HashMap<JobId, InFlight>>,
+    /// Woken when jobs are added to `in_flight`, so that the fence loop sees their times.
+    fence_wake: Notify,
     started_at: DateTime<Utc>,
     acks: mpsc::UnboundedSender<Ack>,
     ack_rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
@@ -137,11 +159,13 @@ impl JobWorker {
             inner: Arc::new(Inner {
                 cfg,
                 queue,
+                machinery_queue: OnceLock::new(),
                 registry,
                 state,
                 counts: Mutex::default(),
                 status: Mutex::new(WorkerStatus::Starting),
                 in_flight: Mutex::default(),
+                fence_wake: Notify::new(),
                 started_at: Utc::now(),
                 acks: tx,
                 ack_rx: Mutex::new(Some(rx)),
@@ -179,13 +203,23 @@ impl JobWorker {
         tracing::info!(worker.id = %inner.cfg.worker_id, backend = inner.queue.backend().kind(),
             concurrency = inner.cfg.max_concurrent_jobs, "worker started");
 
+        // Where the cancel notices stand before the first job is taken, so that none about
+        // our jobs is missed. Should this fail, the loop reads it again (heartbeats report
+        // a cancel missed in between).
+        let cursor = match inner.queue.backend().watch_cancels(None, Duration::ZERO).await {
+            Ok(n) => Some(n.cursor),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cancel notices yet");
+                None
+            }
+        };
+
+        // Heartbeats, acknowledgements, fencing and reaping, on a thread of their own; cancel
+        // notices here (a cancel the task misses is reported by the next heartbeat).
+        let machinery = Machinery::start(self.inner.clone(), ack_rx)?;
         let background = CancellationToken::new();
         let mut side = JoinSet::new();
-        side.spawn(ack_loop(self.inner.clone(), ack_rx));
-        side.spawn(heartbeat_loop(self.inner.clone(), background.clone()));
-        if inner.cfg.reap {
-            side.spawn(reap_loop(self.inner.clone(), background.clone()));
-        }
+        side.spawn(cancel_loop(self.inner.clone(), cursor, background.clone()));
 
         let mut jobs = JoinSet::new();
         self.dispatch(&mut jobs, &shutdown).await;
@@ -203,16 +237,12 @@ impl JobWorker {
         self.release_in_flight().await;
         while jobs.join_next().await.is_some() {}
 
-        // Last heartbeat so that other processes see the final stats, then stop the rest.
-        *lock(&inner.status) = WorkerStatus::Stopped;
+        // The machinery sends a last heartbeat (the final stats) and stops.
         background.cancel();
-        if let Err(e) = send_heartbeat(inner).await {
-            tracing::debug!(error = %e, "final heartbeat failed");
-        }
-        // The ack loop ends once every sender is gone; the worker keeps one, so end it by
-        // aborting after the job tasks (the only producers) are done and it has drained.
         side.abort_all();
         while side.join_next().await.is_some() {}
+        *lock(&inner.status) = WorkerStatus::Stopped;
+        machinery.stop().await;
         tracing::info!(worker.id = %inner.cfg.worker_id, "worker stopped");
         Ok(())
     }
@@ -235,7 +265,7 @@ impl JobWorker {
         if leases.is_empty() {
             return;
         }
-        let backend = self.inner.queue.backend().clone();
+        let backend = self.inner.side_queue().backend().clone();
         let released =
             retry_until(self.inner.cfg.lease, "release", || backend.release(&leases)).await;
         match released {
@@ -247,6 +277,12 @@ impl JobWorker {
 }
 
 impl Inner {
+    /// The queue for heartbeats, acknowledgements and the other calls about held leases:
+    /// the machinery thread's own once it is open, else the caller's.
+    fn side_queue(&self) -> &JobQueue {
+        self.machinery_queue.get().unwrap_or(&self.queue)
+    }
+
     fn stats(&self) -> WorkerStats {
         let c = lock(&self.counts);
         let in_flight = lock(&self.in_flight).len();

@@ -1,19 +1,21 @@
 //! The dead-letter queue: listing, retrying and clearing dead jobs, and its `dead_max`
 //! and `dead_ttl` bounds.
 
-use jobs_core::backend::{BackendConfig, FailOutcome};
+use jobs_core::backend::{BackendConfig, ERR_WORKER_LOST, FailOutcome, ReapOptions, ReapReport};
 use jobs_core::{JobId, JobStatus, QueueCounters, QueueStats};
 use serde_json::json;
 
 use crate::{
     Env, Kind, LEASE, TestResult, assert_invalid_state, assert_not_found, failure, ids, kill_jobs,
-    late_retry, ms,
+    late_retry, ms, reap_now,
 };
 
 conformance!(
     dead_letter_retry_and_clear,
     dead_letter_queue_keeps_the_newest_dead_max,
     dead_letter_entries_expire_after_dead_ttl,
+    dead_letter_ttl_is_enforced_on_the_reapers_timer,
+    retry_dead_resets_the_stall_count,
 );
 
 async fn dead_letter_retry_and_clear(kind: Kind) -> TestResult {
@@ -131,5 +133,57 @@ async fn dead_letter_entries_expire_after_dead_ttl(kind: Kind) -> TestResult {
     assert_eq!(env.b.get_job(old[0]).await?, None);
     let stats = env.stats().await?;
     assert_eq!((stats.dead_letter, stats.counters.dead, stats.counters.dead_dropped), (1, 2, 1));
+    Ok(())
+}
+
+// regression: the DLQ's age limit was enforced only when another job died; a queue where
+// nothing dies kept its dead-letter entries for ever. The reaper's timer (the reap call)
+// trims the DLQ as a death does.
+async fn dead_letter_ttl_is_enforced_on_the_reapers_timer(kind: Kind) -> TestResult {
+    let cfg = BackendConfig { dead_ttl: ms(150), ..BackendConfig::default() };
+    let env = Env::with_config(kind, cfg).await;
+    let old = kill_jobs(&env, 2).await?;
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(env.b.list_dead(0, 10).await?.len(), 2, "nothing trims without a call");
+    let report = env.reap(reap_now()).await?;
+    assert_eq!(report, ReapReport { ran: true, ..ReapReport::default() });
+    assert!(env.b.list_dead(0, 10).await?.is_empty(), "expired entries go at the reap");
+    for id in old {
+        assert_eq!(env.b.get_job(id).await?, None, "an expired DLQ entry's record is deleted");
+    }
+    let stats = env.stats().await?;
+    assert_eq!((stats.dead_letter, stats.counters.dead, stats.counters.dead_dropped), (0, 2, 2));
+    Ok(())
+}
+
+// regression: a job dead-lettered as "worker lost" kept its stall count through
+// `retry_dead`, so the next lost lease failed it again at once instead of putting it back.
+async fn retry_dead_resets_the_stall_count(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let opts = ReapOptions { max_stalls: 1, ..reap_now() };
+    let id = env.q.enqueue("stalls", json!({})).max_retries(0).await?;
+    let lose = |expected: ReapReport| {
+        let env = &env;
+        async move {
+            env.take(id, ms(1)).await?;
+            tokio::time::sleep(ms(10)).await;
+            let got = env.reap(opts).await?;
+            assert_eq!(got, expected);
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }
+    };
+    let requeued = ReapReport { ran: true, requeued: 1, ..ReapReport::default() };
+    let failed = ReapReport { ran: true, failed: 1, ..ReapReport::default() };
+    lose(requeued).await?;
+    lose(failed).await?;
+    let job = env.job(id).await?;
+    assert_eq!((job.status, job.error.as_deref()), (JobStatus::Failed, Some(ERR_WORKER_LOST)));
+
+    env.q.retry_dead_letter_job(id).await?;
+    // A fresh start: one lost lease puts it back, as for a new job.
+    lose(requeued).await?;
+    assert_eq!(env.job(id).await?.status, JobStatus::Pending);
+    lose(failed).await?;
+    assert_eq!(env.job(id).await?.status, JobStatus::Failed);
     Ok(())
 }

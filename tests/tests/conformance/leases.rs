@@ -29,6 +29,7 @@ conformance!(
     release_puts_jobs_back_at_the_head_in_the_given_order,
     unknown_ids_are_none_not_found_or_stale,
     workers_are_listed_after_heartbeat_and_forgotten_after_ttl,
+    reap_draws_a_jitter_per_job,
 );
 
 async fn expired_lease_is_reaped_to_the_head_and_the_old_ack_is_stale(kind: Kind) -> TestResult {
@@ -380,5 +381,34 @@ async fn workers_are_listed_after_heartbeat_and_forgotten_after_ttl(kind: Kind) 
     env.reap(ReapOptions { worker_ttl: ms(200), ..reap_now() }).await?;
     let left = env.b.list_workers(HOUR).await?;
     assert_eq!(left.iter().map(|w| w.worker_id.as_str()).collect::<Vec<_>>(), ["w-c"]);
+    Ok(())
+}
+
+// regression: `reap` drew one jitter for all the jobs it failed in a call, so jobs lost
+// together came back at the same instant, which is what the jitter is there to prevent.
+async fn reap_draws_a_jitter_per_job(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let n = 8;
+    let mut want = HashSet::new();
+    for i in 0..n {
+        want.insert(env.q.enqueue(format!("lost-{i}"), json!({})).max_retries(1).await?);
+    }
+    let f = env.b.fetch(&crate::fetch_req(n, ms(1))).await?;
+    assert_eq!(f.jobs.len(), n);
+    tokio::time::sleep(ms(10)).await;
+    let retry = RetryPolicy::exponential(HOUR, HOUR).with_jitter(HOUR);
+    let before = Utc::now();
+    let report = env.reap(ReapOptions { max_stalls: 0, retry, ..reap_now() }).await?;
+    let after = Utc::now();
+    assert_eq!(report, ReapReport { ran: true, failed: n as u64, ..ReapReport::default() });
+    let mut due = HashSet::new();
+    for id in want {
+        let job = env.job(id).await?;
+        assert_eq!(job.status, JobStatus::Retrying);
+        let at = job.scheduled_at.ok_or("a retrying job has a due time")?;
+        assert_within("retry due", at, before + td(HOUR), after + td(HOUR) + td(HOUR));
+        due.insert(at);
+    }
+    assert!(due.len() > 1, "{n} jobs failed by one reap share one due time: {due:?}");
     Ok(())
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jobs_core::backend::{
-    FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, TickClaim, UpsertOutcome,
+    FireOutcome, ScheduleEntry, ScheduleFire, StoredJobOptions, StoredSchedule, TickClaim,
+    UpsertOutcome,
 };
 use jobs_core::{Error, JobId, JobPriority, JobStatus, MisfirePolicy, NewJob, ScheduleType};
 use serde_json::json;
@@ -22,6 +23,7 @@ conformance!(
     schedule_fire_of_an_existing_job_is_a_duplicate,
     schedule_run_now_leaves_the_next_run_alone,
     one_time_schedule_has_no_next_run_after_firing,
+    schedule_generation_moves_on_each_edit_and_enable,
     schedule_arguments_that_no_backend_accepts,
 );
 
@@ -34,9 +36,12 @@ fn entry(name: &str) -> ScheduleEntry {
         job_name: "tick_job".into(),
         schedule: ScheduleType::Interval { seconds: 60 },
         args: json!({ "schedule": name }),
-        priority: JobPriority::High,
-        max_retries: 2,
-        timeout_ms: 45_000,
+        priority: Some(JobPriority::High),
+        handler_options: StoredJobOptions {
+            max_retries: Some(2),
+            timeout_ms: Some(45_000),
+            priority: None,
+        },
         misfire: MisfirePolicy::Coalesce,
     }
 }
@@ -50,6 +55,7 @@ fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
+/// The job of a tick of generation 0 (as the scheduler derives its id).
 fn tick_job(name: &str, tick: DateTime<Utc>) -> NewJob {
     NewJob {
         id: JobId::derived(&format!("cron:{name}:{}", tick.timestamp_millis())),
@@ -60,11 +66,28 @@ fn tick_job(name: &str, tick: DateTime<Utc>) -> NewJob {
     }
 }
 
+/// The claim of a tick of generation 0.
 fn claim(name: &str, tick: DateTime<Utc>, next: Option<DateTime<Utc>>, hash: &str) -> ScheduleFire {
+    claim_of(name, 0, tick, next, hash)
+}
+
+/// The claim of a tick of `generation`, with its job under the id the scheduler derives.
+fn claim_of(
+    name: &str,
+    generation: u64,
+    tick: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    hash: &str,
+) -> ScheduleFire {
+    let mut job = tick_job(name, tick);
+    if generation > 0 {
+        let id = format!("cron:{name}:{}:g{generation}", tick.timestamp_millis());
+        job.id = JobId::derived(&id);
+    }
     ScheduleFire {
         name: name.into(),
-        claim: Some(TickClaim { expected: tick, next, hash: hash.into() }),
-        job: tick_job(name, tick),
+        claim: Some(TickClaim { expected: tick, next, hash: hash.into(), generation }),
+        job,
     }
 }
 
@@ -396,6 +419,81 @@ async fn one_time_schedule_has_no_next_run_after_firing(kind: Kind) -> TestResul
     // Re-upserting the same definition does not bring it back.
     env.b.schedule_upsert(&entry("once"), HASH_A, None, Some(tick)).await?;
     assert_eq!(get(&env, "once").await?.state.next_run, None);
+    Ok(())
+}
+
+// regression: a one-time schedule re-enabled or edited after it fired had the same tick,
+// the same tick job id, and fired nothing; each edit and enable is a new generation, which
+// the claim names and the tick's job id includes.
+async fn schedule_generation_moves_on_each_edit_and_enable(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let generation = |s: &StoredSchedule| s.state.generation;
+    let tick = due_schedule(&env, "once", 5).await?;
+    assert_eq!(generation(&get(&env, "once").await?), 0, "created: generation 0");
+    assert_eq!(env.b.schedule_fire(&claim("once", tick, None, HASH_A)).await?, FireOutcome::Fired);
+
+    // Disabling keeps the generation; enabling (the same instant as next run) starts one.
+    let s = env.b.schedule_set_enabled("once", false, None).await?;
+    assert_eq!(generation(&s), 0);
+    let s = env.b.schedule_set_enabled("once", true, Some(tick)).await?;
+    assert_eq!((generation(&s), s.state.next_run), (1, Some(tick)));
+    // Enabling an enabled schedule changes nothing.
+    assert_eq!(generation(&env.b.schedule_set_enabled("once", true, Some(tick)).await?), 1);
+    // A claim read before the enable (generation 0) is stale, and writes nothing.
+    assert_eq!(
+        env.b.schedule_fire(&claim("once", tick, None, HASH_A)).await?,
+        FireOutcome::Stale { current: Some(tick) }
+    );
+    assert_eq!(env.stats().await?.counters.enqueued, 1);
+    // The claim of the new generation fires the same tick again, under a new job id.
+    let again = claim_of("once", 1, tick, None, HASH_A);
+    assert_eq!(env.b.schedule_fire(&again).await?, FireOutcome::Fired);
+    assert_eq!(env.b.schedule_fire(&again).await?, FireOutcome::Stale { current: None });
+    let s = get(&env, "once").await?;
+    assert_eq!((s.state.run_count, s.state.last_job_id), (2, Some(again.job.id)));
+    assert_eq!(env.job(again.job.id).await?.scheduled_at, Some(tick));
+
+    // The same definition and flag: kept, same generation (and still no next run).
+    assert_eq!(
+        env.b.schedule_upsert(&entry("once"), HASH_A, None, Some(tick)).await?,
+        UpsertOutcome::Kept
+    );
+    assert_eq!(
+        (generation(&get(&env, "once").await?), get(&env, "once").await?.state.next_run),
+        (1, None)
+    );
+    // An edit (another hash) with the same instant: a new generation, due again.
+    assert_eq!(
+        env.b.schedule_upsert(&entry("once"), HASH_B, None, Some(tick)).await?,
+        UpsertOutcome::Updated
+    );
+    let s = get(&env, "once").await?;
+    assert_eq!((generation(&s), s.state.next_run), (2, Some(tick)));
+    assert_eq!(
+        env.b.schedule_fire(&claim_of("once", 1, tick, None, HASH_B)).await?,
+        FireOutcome::Stale { current: Some(tick) }
+    );
+    assert_eq!(
+        env.b.schedule_fire(&claim_of("once", 2, tick, None, HASH_B)).await?,
+        FireOutcome::Fired
+    );
+    // A flag change through an upsert is a new generation too.
+    assert_eq!(
+        env.b.schedule_upsert(&entry("once"), HASH_B, Some(false), Some(tick)).await?,
+        UpsertOutcome::Updated
+    );
+    assert_eq!(generation(&get(&env, "once").await?), 3);
+    assert_eq!(env.stats().await?.counters.enqueued, 3);
+    assert_eq!(get(&env, "once").await?.state.run_count, 3);
+
+    // Run-now does not depend on, nor move, the generation.
+    let job = NewJob::new("tick_job", json!({}));
+    let fire = ScheduleFire { name: "once".into(), claim: None, job };
+    assert_eq!(env.b.schedule_fire(&fire).await?, FireOutcome::Fired);
+    assert_eq!(generation(&get(&env, "once").await?), 3);
+    // Seen the same by another process.
+    let peer = env.peer().await;
+    assert_eq!(peer.schedule_get("once").await?.map(|s| s.state.generation), Some(3));
     Ok(())
 }
 

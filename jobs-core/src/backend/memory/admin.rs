@@ -58,6 +58,8 @@ impl State {
             return Err(Error::InvalidState { id, status: rec.status, op: "retry" });
         }
         rec.completed = None;
+        // As Redis: the stalls that dead-lettered it are not held against the new attempt.
+        rec.stalls = 0;
         self.unlink(id);
         self.push_ready(id, false);
         self.wake = true;
@@ -80,7 +82,8 @@ impl State {
         queues
             .iter()
             .flat_map(|p| self.ready[p.index()].iter())
-            .filter_map(|id| self.jobs.get(id).map(|r| r.to_job(*id)))
+            .filter(|e| self.is_live(e))
+            .filter_map(|(id, _)| self.jobs.get(id).map(|r| r.to_job(*id)))
             .take(limit)
             .collect()
     }
@@ -98,7 +101,8 @@ impl State {
     pub(super) fn stats(&self) -> QueueStats {
         let mut pending = PendingByPriority::default();
         for p in JobPriority::ALL {
-            pending.set(p, self.ready[p.index()].len() as u64);
+            let q = p.index();
+            pending.set(p, (self.ready[q].len() as u64).saturating_sub(self.ghosts[q]));
         }
         QueueStats {
             pending,

@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use super::state::{Place, Record, State};
 use crate::backend::{
-    AckOutcome, CancelOutcome, Completion, ERR_TIMEOUT, ERR_WORKER_LOST, FailOutcome, Failure,
-    FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT,
-    PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
+    ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
+    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport,
+    truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
@@ -75,6 +76,7 @@ impl State {
                 RunAt::Delay(d) if d.is_zero() => None,
                 RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
             };
+            let generation = self.next_seq();
             self.jobs.insert(
                 new.id,
                 Record {
@@ -95,6 +97,7 @@ impl State {
                     attempt: 0,
                     stalls: 0,
                     cancel_requested: false,
+                    generation,
                     place: Place::Unlinked,
                 },
             );
@@ -142,20 +145,24 @@ impl State {
         let lease_ms = duration_ms_i64(req.lease);
         let grace_ms = duration_ms_i64(req.grace);
         let mut jobs = Vec::new();
+        let mut skipped = 0;
         for q in 0..self.ready.len() {
-            while jobs.len() < req.max {
-                let Some(id) = self.ready[q].pop_front() else {
+            // As Redis: at most FETCH_SKIP_LIMIT ghosts per call; the rest waits for the next.
+            while jobs.len() < req.max && skipped < FETCH_SKIP_LIMIT {
+                let Some(entry) = self.ready[q].pop_front() else {
                     break;
                 };
-                // The indexes and the records change together under the lock, so a
-                // non-pending entry cannot occur; skipping it keeps a bug from becoming a
-                // double delivery.
+                if !self.is_live(&entry) {
+                    // Left behind by a cancel (the record may be gone, or be a later job
+                    // enqueued under the same id).
+                    self.ghosts[q] = self.ghosts[q].saturating_sub(1);
+                    skipped += 1;
+                    continue;
+                }
+                let id = entry.0;
                 let Some(rec) = self.jobs.get_mut(&id) else {
                     continue;
                 };
-                if rec.status != JobStatus::Pending || rec.place != Place::Ready {
-                    continue;
-                }
                 let deadline = now
                     .saturating_add(lease_ms)
                     .min(now.saturating_add(duration_ms_i64(rec.timeout)).saturating_add(grace_ms));
@@ -225,15 +232,28 @@ impl State {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let id = item.lease.id;
-            let outcome = match self.jobs.get(&id) {
-                Some(rec) if rec.is_held_by(&item.lease) => AckOutcome::Completed,
+            let (outcome, cancel_now) = match self.jobs.get(&id) {
+                // Asked to cancel while running: it ends cancelled, whatever the handler
+                // returned.
+                Some(rec) if rec.is_held_by(&item.lease) && rec.cancel_requested => {
+                    (AckOutcome::Cancelled, true)
+                }
+                Some(rec) if rec.is_held_by(&item.lease) => (AckOutcome::Completed, false),
                 Some(rec)
                     if rec.status == JobStatus::Completed && rec.attempt == item.lease.attempt =>
                 {
-                    AckOutcome::Already
+                    (AckOutcome::Already, false)
                 }
-                _ => AckOutcome::Stale,
+                Some(rec)
+                    if rec.status == JobStatus::Cancelled && rec.attempt == item.lease.attempt =>
+                {
+                    (AckOutcome::Cancelled, false)
+                }
+                _ => (AckOutcome::Stale, false),
             };
+            if cancel_now {
+                self.finish_cancelled(id, now);
+            }
             if outcome == AckOutcome::Completed {
                 self.unlink(id);
                 if let Some(rec) = self.jobs.get_mut(&id) {
@@ -285,7 +305,8 @@ impl State {
             // Pushing in reverse keeps the given order at the head: the first given is
             // fetched first.
             for &id in ids.iter().rev() {
-                self.ready[q].push_front(id);
+                let generation = self.jobs.get(&id).map_or(0, |r| r.generation);
+                self.ready[q].push_front((id, generation));
                 self.wake = true;
             }
         }
@@ -344,9 +365,33 @@ impl State {
                 report.requeued += 1;
             }
         }
+        // The DLQ's limits hold even when no job dies: the reaper's timer trims it.
+        self.trim_dead(now);
         let seen_after = now.saturating_sub(duration_ms_i64(opts.worker_ttl));
         self.workers.retain(|_, (seen, _)| *seen >= seen_after);
         report
+    }
+
+    /// Appends a notice for `watch_cancels`, as `cancel.lua`'s `XADD … MAXLEN` does.
+    fn log_cancel(&mut self, lease: Lease) {
+        self.cancel_seq += 1;
+        self.cancel_log.push_back((self.cancel_seq, lease));
+        while self.cancel_log.len() > CANCEL_LOG_MAX {
+            self.cancel_log.pop_front();
+        }
+        self.cancel_wake = true;
+    }
+
+    /// The notices after `after` (at most [`CANCEL_READ_LIMIT`]) and the cursor past them.
+    pub(super) fn cancels_after(&self, after: u64) -> (Vec<Lease>, u64) {
+        // Seqs grow by one, so the first notice after `after` is found by arithmetic.
+        let first = self.cancel_log.front().map_or(0, |(s, _)| *s);
+        let skip =
+            usize::try_from(after.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        let taken: Vec<(u64, Lease)> =
+            self.cancel_log.iter().skip(skip).take(CANCEL_READ_LIMIT).copied().collect();
+        let cursor = taken.last().map_or(after, |(s, _)| *s);
+        (taken.into_iter().map(|(_, l)| l).collect(), cursor)
     }
 
     pub(super) fn cancel(&mut self, id: JobId) -> Result<CancelOutcome> {
@@ -362,6 +407,8 @@ impl State {
             }
             JobStatus::Running => {
                 rec.cancel_requested = true;
+                let lease = Lease { id, attempt: rec.attempt };
+                self.log_cancel(lease);
                 Ok(CancelOutcome::Requested)
             }
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => {

@@ -28,15 +28,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use self::schedules::SchedRecord;
+use self::state::SchedRecord;
 use self::state::State;
 use super::{
-    AckOutcome, Backend, BackendConfig, CancelOutcome, Completion, DueSchedules, FailOutcome,
-    Failure, FetchRequest, Fetched, FireOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions,
-    ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome,
-    WorkerEntry, throughput_buckets,
+    AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
+    DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, Heartbeat,
+    HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule,
+    ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
 use crate::stats::QueueStats;
 use crate::time::ms_to_time;
@@ -64,27 +64,36 @@ pub struct MemoryBackend {
     /// Signalled (after the lock is released) whenever work may have become ready, or the
     /// earliest due time moved earlier, so that `wait_for_work` callers re-check.
     work: Notify,
+    /// Signalled (likewise) when a cancel notice is logged, for `watch_cancels`.
+    cancels: Notify,
 }
 
 impl MemoryBackend {
     /// An empty backend applying `config` to every job.
     pub fn new(config: BackendConfig) -> Self {
-        MemoryBackend { state: Mutex::new(State::new(config)), work: Notify::new() }
+        MemoryBackend {
+            state: Mutex::new(State::new(config)),
+            work: Notify::new(),
+            cancels: Notify::new(),
+        }
     }
 
     /// Runs one atomic operation. The notification is sent after the lock is released, and
     /// only after the state change is visible, which is what `wait_for_work` relies on.
     fn with_state<R>(&self, op: impl FnOnce(&mut State) -> R) -> R {
-        let (out, wake) = {
+        let (out, wake, cancel_wake) = {
             // No code path panics while holding the lock, so a poisoned lock can only come
             // from a bug elsewhere; the state itself is still consistent.
             let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let state = &mut *guard;
             let out = op(state);
-            (out, std::mem::take(&mut state.wake))
+            (out, std::mem::take(&mut state.wake), std::mem::take(&mut state.cancel_wake))
         };
         if wake {
             self.work.notify_waiters();
+        }
+        if cancel_wake {
+            self.cancels.notify_waiters();
         }
         out
     }
@@ -152,6 +161,32 @@ impl Backend for MemoryBackend {
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
         self.with_state(|st| st.cancel(id))
+    }
+
+    async fn watch_cancels(
+        &self,
+        after: Option<&CancelCursor>,
+        max: Duration,
+    ) -> Result<CancelNotices> {
+        let Some(after) = after else {
+            let end = self.with_state(|st| st.cancel_seq);
+            return Ok(CancelNotices {
+                leases: Vec::new(),
+                cursor: CancelCursor::new(end.to_string()),
+            });
+        };
+        let seq: u64 = after.as_str().parse().map_err(|_| {
+            Error::Backend(format!("`{}` is not a cursor of the memory backend", after.as_str()))
+        })?;
+        // Interest first, then the look: as in `wait_for_work`, no notice is missed.
+        let mut notified = std::pin::pin!(self.cancels.notified());
+        notified.as_mut().enable();
+        let (mut leases, mut cursor) = self.with_state(|st| st.cancels_after(seq));
+        if leases.is_empty() && !max.is_zero() {
+            let _ = tokio::time::timeout(max, notified).await;
+            (leases, cursor) = self.with_state(|st| st.cancels_after(seq));
+        }
+        Ok(CancelNotices { leases, cursor: CancelCursor::new(cursor.to_string()) })
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {

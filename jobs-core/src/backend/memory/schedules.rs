@@ -1,43 +1,13 @@
-//! Schedules on the in-memory state: the stored record and the `schedule_*` calls, the same
-//! steps as the Redis backend's `sched_*.lua` scripts.
+//! Schedules on the in-memory state: the `schedule_*` calls, the same steps as the Redis
+//! backend's `sched_*.lua` scripts (the stored record, [`SchedRecord`], is in `state.rs`).
 
-use super::state::State;
+use super::state::{SchedRecord, State};
 use crate::backend::{
-    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
-    UpsertOutcome,
+    DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, UpsertOutcome,
 };
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
+use crate::job::{EnqueueOutcome, NewJob, RunAt};
 use crate::time::ms_to_time;
-
-/// A stored schedule, times in Unix milliseconds like everything else here.
-#[derive(Debug, Clone)]
-pub(super) struct SchedRecord {
-    entry: ScheduleEntry,
-    hash: String,
-    enabled: bool,
-    /// Mirrors membership of `State::sched_due` (Redis: the `cron_due` ZSET).
-    next: Option<i64>,
-    last_run: Option<i64>,
-    run_count: u64,
-    last_job: Option<JobId>,
-}
-
-impl SchedRecord {
-    pub(super) fn to_stored(&self) -> StoredSchedule {
-        StoredSchedule {
-            entry: self.entry.clone(),
-            hash: self.hash.clone(),
-            state: ScheduleState {
-                enabled: self.enabled,
-                next_run: self.next.and_then(ms_to_time),
-                last_run: self.last_run.and_then(ms_to_time),
-                run_count: self.run_count,
-                last_job_id: self.last_job,
-            },
-        }
-    }
-}
 
 /// Schedules: the same steps as the `sched_*.lua` scripts, each one critical section.
 impl State {
@@ -75,6 +45,7 @@ impl State {
                     last_run: None,
                     run_count: 0,
                     last_job: None,
+                    generation: 0,
                 },
             );
             if on {
@@ -91,6 +62,7 @@ impl State {
         rec.entry = entry.clone();
         rec.hash = hash.to_owned();
         rec.enabled = on;
+        rec.generation += 1;
         if !on {
             self.set_next(name, None);
         } else if !same || !was_on {
@@ -111,6 +83,9 @@ impl State {
             .ok_or_else(|| Error::ScheduleNotFound { name: name.to_owned() })?;
         if rec.enabled != enabled {
             rec.enabled = enabled;
+            if enabled {
+                rec.generation += 1;
+            }
             self.set_next(name, if enabled { first } else { None });
         }
         self.schedules
@@ -153,7 +128,10 @@ impl State {
         if let Some(claim) = &fire.claim {
             let expected = claim.expected.timestamp_millis();
             let current = rec.next;
-            if current != Some(expected) || rec.hash != claim.hash {
+            if current != Some(expected)
+                || rec.hash != claim.hash
+                || rec.generation != claim.generation
+            {
                 return FireOutcome::Stale { current: current.and_then(ms_to_time) };
             }
             if expected > now {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::schedules::SchedRecord;
 use crate::backend::{BackendConfig, Lease, THROUGHPUT_MINUTES};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
+use crate::schedule::{ScheduleEntry, ScheduleState, StoredSchedule};
 use crate::stats::QueueCounters;
 use crate::time::{duration_ms_i64, ms_to_time, wall_ms};
 
@@ -18,7 +18,7 @@ use crate::time::{duration_ms_i64, ms_to_time, wall_ms};
 pub(super) enum Place {
     /// In no index: only while a transition is under way.
     Unlinked,
-    /// In `ready[priority]`.
+    /// In `ready[priority]`, under the record's generation.
     Ready,
     /// In `delayed` (status `pending`).
     Delayed { due: i64, seq: u64 },
@@ -51,10 +51,14 @@ pub(super) struct Record {
     pub(super) timeout: Duration,
     pub(super) user_id: Option<String>,
     pub(super) attempt: u32,
-    /// Times the job was taken back from a lost worker (never reset, as in Redis).
+    /// Times the job was taken back from a lost worker (reset by `retry_dead`, as in Redis).
     pub(super) stalls: u32,
     /// A cancel arrived while the job was running; its worker learns of it by heartbeat.
     pub(super) cancel_requested: bool,
+    /// Unique per enqueue: a ready-queue entry belongs to this record only if it carries the
+    /// same generation (an entry a cancel left behind may outlive the record, and its id may
+    /// be enqueued again).
+    pub(super) generation: u64,
     pub(super) place: Place,
 }
 
@@ -89,8 +93,12 @@ impl Record {
 pub(super) struct State {
     pub(super) config: BackendConfig,
     pub(super) jobs: HashMap<JobId, Record>,
-    /// Ready jobs per priority (index = `JobPriority::index`), in fetch order.
-    pub(super) ready: [VecDeque<JobId>; 4],
+    /// Ready jobs per priority (index = `JobPriority::index`), in fetch order, with the
+    /// generation of the record they were queued for. A cancel leaves the entry in place (a
+    /// "ghost", as in Redis, where removing it would be O(n)); fetch skips it.
+    pub(super) ready: [VecDeque<(JobId, u64)>; 4],
+    /// How many entries of each ready queue are ghosts.
+    pub(super) ghosts: [u64; 4],
     /// Delayed jobs by (due, insertion seq): promotion order is due time, then insertion.
     pub(super) delayed: BTreeMap<(i64, u64), JobId>,
     /// Jobs waiting for a retry, keyed like `delayed`.
@@ -117,6 +125,13 @@ pub(super) struct State {
     pub(super) clock: i64,
     /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
     pub(super) wake: bool,
+    /// The log of cancel notices (Redis: the `cancels` stream): (seq, delivery), oldest
+    /// first, at most `CANCEL_LOG_MAX`.
+    pub(super) cancel_log: VecDeque<(u64, Lease)>,
+    /// The seq of the last notice logged (0: none yet).
+    pub(super) cancel_seq: u64,
+    /// Set when a notice was logged; consumed by `with_state`.
+    pub(super) cancel_wake: bool,
     /// Schedules by name.
     pub(super) schedules: BTreeMap<String, SchedRecord>,
     /// (next run ms, name) of every schedule that has a next run: the `cron_due` ZSET.
@@ -129,6 +144,7 @@ impl State {
             config,
             jobs: HashMap::new(),
             ready: Default::default(),
+            ghosts: [0; 4],
             delayed: BTreeMap::new(),
             retrying: BTreeMap::new(),
             active: BTreeSet::new(),
@@ -138,6 +154,9 @@ impl State {
             counters: QueueCounters::default(),
             throughput: HashMap::new(),
             seq: 0,
+            cancel_log: VecDeque::new(),
+            cancel_seq: 0,
+            cancel_wake: false,
             reap_locked_until: i64::MIN,
             clock: i64::MIN,
             wake: false,
@@ -165,7 +184,7 @@ impl State {
         }
     }
 
-    fn next_seq(&mut self) -> u64 {
+    pub(super) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
     }
@@ -179,8 +198,17 @@ impl State {
         }
     }
 
+    /// Whether any ready queue has an entry (live or not: like Redis's list lengths, which
+    /// is what wakes a Redis waiter).
     pub(super) fn has_ready(&self) -> bool {
         self.ready.iter().any(|q| !q.is_empty())
+    }
+
+    /// Whether a ready-queue entry stands for a job that can be fetched.
+    pub(super) fn is_live(&self, &(id, generation): &(JobId, u64)) -> bool {
+        self.jobs.get(&id).is_some_and(|r| {
+            r.generation == generation && r.status == JobStatus::Pending && r.place == Place::Ready
+        })
     }
 
     /// Removes the job from whichever index holds it.
@@ -192,11 +220,8 @@ impl State {
         match place {
             Place::Unlinked => {}
             Place::Ready => {
-                // O(n), but only cancel of a ready job gets here: fetch pops from the front.
-                let q = &mut self.ready[rec.priority.index()];
-                if let Some(i) = q.iter().position(|x| *x == id) {
-                    q.remove(i);
-                }
+                // The entry stays, as a ghost (only cancel takes a ready job out).
+                self.ghosts[rec.priority.index()] += 1;
             }
             Place::Delayed { due, seq } => {
                 self.delayed.remove(&(due, seq));
@@ -227,10 +252,11 @@ impl State {
 
     pub(super) fn push_ready(&mut self, id: JobId, at_head: bool) {
         if let Some(q) = self.mark_ready(id) {
+            let entry = (id, self.jobs.get(&id).map_or(0, |r| r.generation));
             if at_head {
-                self.ready[q].push_front(id);
+                self.ready[q].push_front(entry);
             } else {
-                self.ready[q].push_back(id);
+                self.ready[q].push_back(entry);
             }
         }
     }
@@ -270,5 +296,37 @@ impl State {
         rec.place = Place::Finished { expire };
         self.finished.insert((expire, id));
         self.counters.cancelled += 1;
+    }
+}
+
+/// A stored schedule, times in Unix milliseconds like everything else here.
+#[derive(Debug, Clone)]
+pub(super) struct SchedRecord {
+    pub(super) entry: ScheduleEntry,
+    pub(super) hash: String,
+    pub(super) enabled: bool,
+    /// Mirrors membership of `State::sched_due` (Redis: the `cron_due` ZSET).
+    pub(super) next: Option<i64>,
+    pub(super) last_run: Option<i64>,
+    pub(super) run_count: u64,
+    pub(super) last_job: Option<JobId>,
+    /// Redis: the `<gen>` field of the record's state.
+    pub(super) generation: u64,
+}
+
+impl SchedRecord {
+    pub(super) fn to_stored(&self) -> StoredSchedule {
+        StoredSchedule {
+            entry: self.entry.clone(),
+            hash: self.hash.clone(),
+            state: ScheduleState {
+                enabled: self.enabled,
+                next_run: self.next.and_then(ms_to_time),
+                last_run: self.last_run.and_then(ms_to_time),
+                run_count: self.run_count,
+                last_job_id: self.last_job,
+                generation: self.generation,
+            },
+        }
     }
 }

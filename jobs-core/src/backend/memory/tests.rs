@@ -311,3 +311,34 @@ async fn wait_for_work_wakes_on_enqueue_and_never_misses_one() -> TestResult {
     assert!(start.elapsed() < Duration::from_secs(1));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cancel_log_keeps_its_cap_and_reads_in_bounded_batches() -> TestResult {
+    use crate::backend::{CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelCursor};
+    let b = MemoryBackend::default();
+    let job = new_job("long", JobPriority::Normal);
+    b.enqueue(std::slice::from_ref(&job)).await?;
+    let lease = b.fetch(&req(1, Duration::from_secs(30))).await?.jobs[0].lease;
+    let extra = 50;
+    for _ in 0..CANCEL_LOG_MAX + extra {
+        assert_eq!(b.cancel(job.id).await?, CancelOutcome::Requested);
+    }
+    // A reader from before the first notice gets the oldest kept, a batch at a time.
+    let mut cursor = CancelCursor::new("0");
+    let mut read = 0;
+    for _ in 0..=CANCEL_LOG_MAX / CANCEL_READ_LIMIT {
+        let got = b.watch_cancels(Some(&cursor), Duration::ZERO).await?;
+        assert!(got.leases.len() <= CANCEL_READ_LIMIT);
+        assert!(got.leases.iter().all(|l| *l == lease));
+        if read == 0 {
+            assert_eq!(got.cursor.as_str(), (extra + CANCEL_READ_LIMIT).to_string());
+        }
+        read += got.leases.len();
+        cursor = got.cursor;
+    }
+    assert_eq!(read, CANCEL_LOG_MAX);
+    let end = b.watch_cancels(None, Duration::ZERO).await?.cursor;
+    assert_eq!(end, cursor);
+    assert!(b.watch_cancels(Some(&CancelCursor::new("x")), Duration::ZERO).await.is_err());
+    Ok(())
+}

@@ -20,8 +20,14 @@ const CLEAR_CHUNK: usize = 500;
 
 impl RedisBackend {
     /// Reads jobs by id with their payloads and errors (and results), skipping ids whose
-    /// record is gone.
-    async fn read_jobs(&self, ids: &[String], with_result: bool) -> Result<Vec<Result<Job>>> {
+    /// record is gone, and, given `gens` (one per id, from pending list entries), ids whose
+    /// record has another generation (the entry is a ghost of an earlier job).
+    async fn read_jobs(
+        &self,
+        ids: &[&str],
+        gens: Option<&[&str]>,
+        with_result: bool,
+    ) -> Result<Vec<Result<Job>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -41,6 +47,9 @@ impl RedisBackend {
         let mut out = Vec::with_capacity(ids.len());
         for (i, sid) in ids.iter().enumerate() {
             let Some(Some(rec)) = recs.get(i) else { continue };
+            if gens.is_some_and(|g| record::generation(rec) != g[i].as_bytes()) {
+                continue;
+            }
             let id: JobId = match sid.parse() {
                 Ok(id) => id,
                 Err(e) => {
@@ -68,7 +77,7 @@ fn readable(jobs: Vec<Result<Job>>) -> Vec<Job> {
 }
 
 pub(super) async fn get_job(backend: &RedisBackend, id: JobId) -> Result<Option<Job>> {
-    backend.read_jobs(&[id.to_string()], true).await?.pop().transpose()
+    backend.read_jobs(&[&id.to_string()], None, true).await?.pop().transpose()
 }
 
 pub(super) async fn list_pending(
@@ -96,13 +105,15 @@ pub(super) async fn list_pending(
         let want = limit - out.len();
         let g = ghosts.get(p.index()).copied().flatten().unwrap_or(0).max(0) as usize;
         let stop = (want + g).saturating_sub(1);
-        let ids: Vec<String> = ::redis::cmd("LRANGE")
+        let entries: Vec<String> = ::redis::cmd("LRANGE")
             .arg(backend.keys.pending(p.index()))
             .arg(0)
             .arg(stop)
             .query_async(&mut conn)
             .await?;
-        let jobs = readable(backend.read_jobs(&ids, false).await?);
+        let (ids, gens): (Vec<&str>, Vec<&str>) =
+            entries.iter().map(|e| record::split_entry(e)).unzip();
+        let jobs = readable(backend.read_jobs(&ids, Some(&gens), false).await?);
         out.extend(
             jobs.into_iter().filter(|j| j.status == crate::job::JobStatus::Pending).take(want),
         );
@@ -125,7 +136,8 @@ pub(super) async fn list_dead(
         .arg(offset + limit - 1)
         .query_async(&mut conn)
         .await?;
-    Ok(readable(backend.read_jobs(&ids, false).await?))
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    Ok(readable(backend.read_jobs(&ids, None, false).await?))
 }
 
 pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
@@ -161,23 +173,17 @@ pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
 }
 
 pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
-    let k = &backend.keys;
-    let mut pipe = ::redis::pipe();
-    for p in 0..4 {
-        pipe.cmd("LLEN").arg(k.pending(p));
+    // One script: the lengths and the ghost counts subtracted from them are read together.
+    let reply: Vec<Value> = backend.run(&SCRIPTS.stats, |_| {}).await?;
+    if reply.len() < 8 || !(reply.len() - 8).is_multiple_of(2) {
+        return Err(Error::Backend("malformed stats reply".into()));
     }
-    pipe.cmd("ZCARD").arg(k.scheduled());
-    pipe.cmd("ZCARD").arg(k.retry());
-    pipe.cmd("ZCARD").arg(k.active());
-    pipe.cmd("ZCARD").arg(k.dead());
-    let mut conn = backend.conn.clone();
-    let (lens, counters): (Vec<u64>, std::collections::HashMap<String, i64>) = {
-        pipe.cmd("HGETALL").arg(k.counters());
-        let mut v: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let c = v.pop().ok_or_else(|| Error::Backend("short stats reply".into()))?;
-        let lens = v.iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<_>>()?;
-        (lens, ::redis::from_redis_value(c).map_err(|e| Error::Backend(e.to_string()))?)
-    };
+    let lens =
+        reply[..8].iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<Vec<_>>>()?;
+    let mut counters = std::collections::HashMap::new();
+    for kv in reply[8..].chunks_exact(2) {
+        counters.insert(text(&kv[0])?, int(&kv[1])?);
+    }
     let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
     let mut s = QueueStats::default();
     for p in JobPriority::ALL {

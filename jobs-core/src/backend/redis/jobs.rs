@@ -10,9 +10,10 @@ use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
 use crate::backend::{
-    AckOutcome, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT, ERR_WORKER_LOST,
-    FailOutcome, Failure, FetchRequest, Fetched, Heartbeat, HeartbeatReply, Lease, LeasedJob,
-    PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport, truncate_error,
+    AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
+    ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
+    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport,
+    truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
@@ -91,7 +92,8 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
                 .arg(&req.worker_id)
                 .arg(duration_ms(req.lease))
                 .arg(duration_ms(req.grace))
-                .arg(PROMOTE_LIMIT);
+                .arg(PROMOTE_LIMIT)
+                .arg(FETCH_SKIP_LIMIT);
         })
         .await?;
     if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
@@ -178,6 +180,7 @@ pub(super) async fn complete(
         .map(|r| match r {
             1 => AckOutcome::Completed,
             2 => AckOutcome::Already,
+            3 => AckOutcome::Cancelled,
             _ => AckOutcome::Stale,
         })
         .collect())
@@ -221,6 +224,8 @@ pub(super) async fn release(backend: &RedisBackend, leases: &[Lease]) -> Result<
 }
 
 pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<ReapReport> {
+    // The script draws one jitter per job it fails, from this seed.
+    let seed: u32 = rand::Rng::random_range(&mut rand::rng(), 1..2_147_483_647);
     let r: Vec<u64> = backend
         .run(&SCRIPTS.reap, |inv| {
             inv.arg(duration_ms(o.interval))
@@ -229,7 +234,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
                 .arg(o.max_stalls)
                 .arg(duration_ms(o.worker_ttl));
             backend.policy_args(inv, &o.retry);
-            inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST);
+            inv.arg(ERR_TIMEOUT).arg(ERR_WORKER_LOST).arg(duration_ms(o.retry.jitter)).arg(seed);
         })
         .await?;
     match r.as_slice() {
@@ -246,7 +251,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
 pub(super) async fn cancel(backend: &RedisBackend, id: JobId) -> Result<CancelOutcome> {
     let reply: Vec<Value> = backend
         .run(&SCRIPTS.cancel, |inv| {
-            inv.arg(id.to_string()).arg(backend.ttl_ms());
+            inv.arg(id.to_string()).arg(backend.ttl_ms()).arg(CANCEL_LOG_MAX);
         })
         .await?;
     match reply.first().map(text).transpose()? {

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
-const SUFFIXES: [&str; 20] = [
+const SUFFIXES: [&str; 22] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -30,6 +30,8 @@ const SUFFIXES: [&str; 20] = [
     "cron",        // HASH schedule name -> definition JSON (scheduler)
     "cron_due",    // ZSET schedule name -> next run ms (scheduler)
     "throughput",  // HASH 60-slot ring of per-minute counts: m<slot> minute, c<slot>, f<slot>
+    "cancels",     // STREAM of cancel requests of running jobs: i <id> a <attempt>; XREAD target
+    "ghosts",      // HASH id -> list entries a cancel left behind for it (ghosts), while any
 ];
 
 /// The key names of one namespace.
@@ -135,6 +137,14 @@ impl Keys {
     pub fn throughput(&self) -> &str {
         self.at("throughput")
     }
+    /// STREAM, the cancel requests of running jobs that workers block on.
+    pub fn cancels(&self) -> &str {
+        self.at("cancels")
+    }
+    /// HASH id → how many of its list entries are left behind by cancels (see `lib.lua`).
+    pub fn ghosts(&self) -> &str {
+        self.at("ghosts")
+    }
 }
 
 #[cfg(test)]
@@ -144,11 +154,12 @@ mod tests {
     #[test]
     fn every_key_shares_one_hash_tag() -> Result<()> {
         let k = Keys::new("jobq", "prod")?;
-        assert_eq!(k.all().len(), 20);
+        assert_eq!(k.all().len(), 22);
         assert!(k.all().iter().all(|s| s.starts_with("jobq:{prod}:")));
         assert_eq!(k.pending(2), "jobq:{prod}:pending:2");
         assert_eq!(k.jobs(), "jobq:{prod}:jobs");
         assert_eq!(k.cron_due(), "jobq:{prod}:cron_due");
+        assert_eq!(k.cancels(), "jobq:{prod}:cancels");
         Ok(())
     }
 

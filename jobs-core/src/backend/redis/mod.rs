@@ -6,7 +6,8 @@
 //! construction); delayed and retrying jobs, leases, the DLQ and finished jobs in ZSETs
 //! scored by time; job records, payloads, results and errors as fields of four HASHes (so
 //! scripts that find ids on the server never build a key name). Idle workers block on
-//! `BZPOPMIN` of a marker ZSET instead of polling.
+//! `BZPOPMIN` of a marker ZSET instead of polling; every worker blocks on `XREAD` of the cancel
+//! stream, which `cancel.lua` appends to when a running job is asked to cancel.
 //!
 //! The calls are grouped by concern: the job lifecycle in `jobs`, waiting for work in
 //! `wait`, reading and operating the queue in `admin`, schedules in `schedules`. This
@@ -95,7 +96,7 @@ pub struct RedisBackend {
     conn: RedisConnection,
     keys: Keys,
     cfg: RedisConfig,
-    /// Connections for `BZPOPMIN`. A blocking command holds its whole connection, so each
+    /// Connections for `BZPOPMIN` and `XREAD BLOCK`. A blocking command holds its whole connection, so each
     /// concurrent waiter takes one of these instead of the shared multiplexed connection.
     blocking: Mutex<Vec<Blocker>>,
 }
@@ -157,6 +158,11 @@ impl Backend for RedisBackend {
         "redis"
     }
 
+    async fn for_current_runtime(&self) -> Result<Option<std::sync::Arc<dyn Backend>>> {
+        // Its own connections (and their driver tasks) on the caller's runtime.
+        Ok(Some(std::sync::Arc::new(RedisBackend::connect(self.cfg.clone()).await?)))
+    }
+
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         jobs::enqueue(self, jobs).await
     }
@@ -191,6 +197,14 @@ impl Backend for RedisBackend {
 
     async fn cancel(&self, id: JobId) -> Result<CancelOutcome> {
         jobs::cancel(self, id).await
+    }
+
+    async fn watch_cancels(
+        &self,
+        after: Option<&CancelCursor>,
+        max: Duration,
+    ) -> Result<CancelNotices> {
+        wait::watch_cancels(self, after, max).await
     }
 
     async fn get_job(&self, id: JobId) -> Result<Option<Job>> {

@@ -81,12 +81,24 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let retry_count = next("retry count")?;
     let max_retries = next("max retries")?;
     let timeout_ms = next("timeout")?;
-    let _cancel = next("cancel flag")?;
+    // The scripts read only 0 and 1 (lib.lua's `parse` refuses anything else).
+    if !(0..=1).contains(&next("cancel flag")?) {
+        return Err(corrupt("cancel flag is not 0 or 1"));
+    }
     let _stalls = next("stall count")?;
     let created = next("created")?;
     let scheduled = next("scheduled")?;
     let started = next("started")?;
     let finished = next("finished")?;
+    // An optional generation (lib.lua: only for a job whose id still has ghosts), then the end.
+    if let Some(g) = f.next()
+        && (g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(corrupt("generation"));
+    }
+    if f.next().is_some() {
+        return Err(corrupt("too many state fields"));
+    }
     let to_u32 = |v: i64| u32::try_from(v).map_err(|_| corrupt("counter out of range"));
     let hot = Hot {
         status,
@@ -108,6 +120,18 @@ pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Optio
     let meta: Meta<'_> =
         serde_json::from_slice(meta).map_err(|e| corrupt(&format!("meta is not valid: {e}")))?;
     Ok((hot, meta, args))
+}
+
+/// The generation in a record's hot state (empty if it has none; see `lib.lua`): a pending
+/// list entry `<id>/<generation>` belongs to the record only if the two are equal.
+pub(crate) fn generation(rec: &[u8]) -> &[u8] {
+    let head = rec.iter().position(|&b| b == b'|').map_or(rec, |bar| &rec[..bar]);
+    head.split(|&b| b == b':').nth(11).unwrap_or_default()
+}
+
+/// Splits a pending list entry into the id and the generation (empty if none).
+pub(crate) fn split_entry(entry: &str) -> (&str, &str) {
+    entry.split_once('/').unwrap_or((entry, ""))
 }
 
 /// Builds a [`Job`] from a record and the optional result and error.
@@ -171,6 +195,20 @@ mod tests {
     }
 
     #[test]
+    fn a_generation_is_read_after_the_timestamps() -> Result<()> {
+        let plain = b"p2:0:0:3:30000:0:0:1700000000123:0:0:0|{\"n\":\"x\"}\n{}";
+        let stamped = b"p2:0:0:3:30000:0:0:1700000000123:0:0:0:42|{\"n\":\"x\"}\n{}";
+        assert_eq!(generation(plain), b"");
+        assert_eq!(generation(stamped), b"42");
+        let (a, b) =
+            (to_job(JobId::new(), plain, None, None)?, to_job(JobId::new(), stamped, None, None)?);
+        assert_eq!((a.status, a.priority, a.max_retries), (b.status, b.priority, b.max_retries));
+        assert_eq!(split_entry("abc/42"), ("abc", "42"));
+        assert_eq!(split_entry("abc"), ("abc", ""));
+        Ok(())
+    }
+
+    #[test]
     fn garbage_is_a_clear_error_never_a_panic() {
         for rec in [
             &b""[..],
@@ -182,6 +220,10 @@ mod tests {
             b"p1:0:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}\nnot json",
             b"p1:-1:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
             b"p1:\xff:0:0:0:0:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:2:0:0:0:0:0|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:4-2|{\"n\":\"x\"}",
+            b"p1:0:0:0:0:0:0:0:0:0:0:4:2|{\"n\":\"x\"}",
         ] {
             let r = to_job(JobId::new(), rec, None, None);
             assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");

@@ -132,6 +132,7 @@ pub(super) async fn schedule_fire(
                 .arg(claim.map(|c| c.expected.timestamp_millis().to_string()).unwrap_or_default())
                 .arg(opt_ms(claim.and_then(|c| c.next)))
                 .arg(claim.map(|c| c.hash.as_str()).unwrap_or_default())
+                .arg(claim.map(|c| c.generation.to_string()).unwrap_or_default())
                 .arg(job.id.to_string())
                 .arg(job.priority.index())
                 .arg(job.max_retries)
@@ -182,8 +183,9 @@ fn opt_ms(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.timestamp_millis().to_string()).unwrap_or_default()
 }
 
-/// Reads a schedule record, `<en>:<runs>:<last>:<hash>:<job>|<definition JSON>` (see
-/// `scripts/sched_lib.lua`), with its next run (`-1`: none).
+/// Reads a schedule record, `<en>:<runs>:<last>:<hash>:<job>:<gen>|<definition JSON>` (see
+/// `scripts/sched_lib.lua`; earlier builds wrote no `:<gen>`, generation 0), with its next
+/// run (`-1`: none).
 fn schedule_from(name: &str, rec: &[u8], next: i64) -> Result<StoredSchedule> {
     let corrupt = |reason: &str| Error::CorruptRecord {
         id: format!("schedule {name}"),
@@ -192,10 +194,14 @@ fn schedule_from(name: &str, rec: &[u8], next: i64) -> Result<StoredSchedule> {
     let bar = rec.iter().position(|&b| b == b'|').ok_or_else(|| corrupt("no state separator"))?;
     let head = std::str::from_utf8(&rec[..bar]).map_err(|_| corrupt("state is not text"))?;
     let mut f = head.split(':');
-    let (Some(en), Some(runs), Some(last), Some(hash), Some(job), None) =
-        (f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
+    let (Some(en), Some(runs), Some(last), Some(hash), Some(job), generation, None) =
+        (f.next(), f.next(), f.next(), f.next(), f.next(), f.next(), f.next())
     else {
         return Err(corrupt("state has the wrong number of fields"));
+    };
+    let generation = match generation {
+        None => 0,
+        Some(g) => g.parse().map_err(|_| corrupt("generation"))?,
     };
     let entry: ScheduleEntry =
         serde_json::from_slice(&rec[bar + 1..]).map_err(|e| corrupt(&e.to_string()))?;
@@ -208,6 +214,7 @@ fn schedule_from(name: &str, rec: &[u8], next: i64) -> Result<StoredSchedule> {
             last_run: last.parse().ok().and_then(ms_to_time),
             run_count: runs.parse().map_err(|_| corrupt("run count"))?,
             last_job_id: if job.is_empty() { None } else { Some(job.parse()?) },
+            generation,
         },
     })
 }

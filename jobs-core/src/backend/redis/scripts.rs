@@ -62,4 +62,5 @@ scripts! {
     purge => "purge.lua",
     workers => "workers.lua",
     throughput => "throughput.lua",
+    stats => "stats.lua",
 }

@@ -1,13 +1,15 @@
 -- complete: marks deliveries completed with their results.
 -- ARGV[1]: result ttl ms, ARGV[2]: purge limit, ARGV[3]: k, then k triples: id, attempt, result
--- Returns: one integer per item: 1 completed, 2 already completed by this attempt, 0 stale.
+-- Returns: one integer per item: 1 completed, 2 already completed by this attempt, 3 cancelled
+-- (a cancel was requested while it ran: it ends cancelled, whatever the handler returned;
+-- also for a repeat once it is), 0 stale.
 local ttl, purge_k, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local ids = {}
 for i = 1, k do ids[i] = ARGV[1 + 3 * i] end
 local recs = hmget(K_JOBS, ids)
 local out, upd, res, done, fin = {}, {}, {}, {}, {}
-local completed = 0
+local completed, cancelled = 0, 0
 for i = 1, k do
   local id, att = ids[i], tonumber(ARGV[2 + 3 * i])
   local h = parse(recs[i])
@@ -15,8 +17,23 @@ for i = 1, k do
     out[i] = 0
   elseif h.s == 'c' then
     out[i] = 2
+  elseif h.s == 'x' then
+    out[i] = 3
   elseif h.s ~= 'r' then
     out[i] = 0
+  elseif h.cx == 1 then
+    -- Asked to cancel: the job ends cancelled, without a result (as `finish` would).
+    h.s = 'x'
+    h.fa = now
+    h.meta = drop_args(h.meta)
+    for j = i + 1, k do if ids[j] == id then recs[j] = fmt(h) end end
+    upd[#upd + 1] = id
+    upd[#upd + 1] = fmt(h)
+    done[#done + 1] = id
+    fin[#fin + 1] = now + ttl
+    fin[#fin + 1] = id
+    cancelled = cancelled + 1
+    out[i] = 3
   else
     h.s = 'c'
     h.fa = now
@@ -39,6 +56,7 @@ bulk('HSET', K_RESULTS, res, 2)
 bulk('ZREM', K_ACTIVE, done)
 bulk('ZADD', K_FINISHED, fin, 2)
 incr('completed', completed)
+incr('cancelled', cancelled)
 
 -- Retention without a timer: every completion purges a few expired records.
 purge_finished(now, purge_k)

@@ -18,6 +18,11 @@ end
 local ids = {}
 for i = 0, n - 1 do ids[i + 1] = ARGV[2 + i * 8] end
 local existing = hmget(K_JOBS, ids)
+-- An id whose earlier job left a ghost in a list (see lib.lua) gets a generation. Almost
+-- always there are no ghosts at all, and this costs one EXISTS.
+local haunted = {}
+if redis.call('EXISTS', K_GHOSTS) == 1 then haunted = hmget(K_GHOSTS, ids) end
+local gen = nil
 
 local out, seen = {}, {}
 local recs, sched = {}, {}
@@ -36,8 +41,13 @@ for i = 0, n - 1 do
     local run_at, delay = tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
     local due = 0
     if run_at > now then due = run_at elseif delay > 0 then due = now + delay end
+    local g = ''
+    if haunted[i + 1] then
+      gen = gen or new_generation()
+      g = gen
+    end
     local h = { s = 'p', p = p, att = 0, rc = 0, mr = tonumber(ARGV[b + 4]),
-      to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0,
+      to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0, g = g,
       meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
     recs[#recs + 1] = id
     recs[#recs + 1] = fmt(h)
@@ -47,7 +57,7 @@ for i = 0, n - 1 do
       if not earliest or due < earliest then earliest = due end
     else
       local r = ready[p + 1]
-      r[#r + 1] = id
+      r[#r + 1] = entry(id, h)
     end
   end
 end

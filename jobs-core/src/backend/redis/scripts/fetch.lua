@@ -1,10 +1,12 @@
 -- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
--- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit
+-- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
+-- most dead entries, ghosts or unreadable records, one call takes out of the lists)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local skip_limit = tonumber(ARGV[6])
 local now = now_ms()
 
 -- 1. Promote, at most `limit` in all: delayed jobs first, then retries, each in due order,
@@ -20,39 +22,46 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
     local recs = hmget(K_JOBS, due)
     local upd, ready = {}, { {}, {}, {}, {} }
     for i = 1, #due do
-      local h = parse(recs[i])
+      local h, why = parse(recs[i])
       -- Only a waiting job is promoted; anything else was an index entry left behind.
       if h and (h.s == 'p' or h.s == 'y') then
         h.s = 'p'
         upd[#upd + 1] = due[i]
         upd[#upd + 1] = fmt(h)
         local r = ready[h.p + 1]
-        r[#r + 1] = due[i]
+        r[#r + 1] = entry(due[i], h)
+      elseif why then
+        dead_letter_unreadable(due[i], why, now)
       end
     end
     bulk('HSET', K_JOBS, upd, 2)
     for p = 1, 4 do
       if #ready[p] > 0 then
         bulk('RPUSH', K_PENDING[p], ready[p])
-
       end
     end
   end
 end
 
--- 2. Pop in strict priority order until n live jobs are leased.
+-- 2. Pop in strict priority order until n live jobs are leased, or skip_limit dead entries
+-- have been skipped (a mass cancel must not make one call drain every ghost: the rest is
+-- left to the next call, and step 3 tells the workers there is more). Never more is popped
+-- than both budgets allow, so every entry popped is dealt with.
 local out = { now, -1 }
-local taken = 0
+local taken, skipped = 0, 0
 local upd, act, again = {}, {}, {}
 for p = 1, 4 do
-  while taken < n do
-    local ids = redis.call('LPOP', K_PENDING[p], n - taken)
-    if not ids then break end
+  while taken < n and skipped < skip_limit do
+    local es = redis.call('LPOP', K_PENDING[p], math.min(n - taken, skip_limit - skipped))
+    if not es then break end
+    local ids, gens = {}, {}
+    for i = 1, #es do ids[i], gens[i] = split_entry(es[i]) end
     local recs = hmget(K_JOBS, ids)
-    local ghosts = 0
+    local ghosts = {}
     for i = 1, #ids do
-      local h = parse(recs[i])
-      if h and h.s == 'p' then
+      local h, why = parse(recs[i])
+      -- The entry of the record's own enqueue (generations equal), and the job is ready.
+      if h and h.s == 'p' and h.g == gens[i] then
         h.s = 'r'
         h.att = h.att + 1
         h.st = now
@@ -68,18 +77,16 @@ for p = 1, 4 do
         -- Only a job that ran before can have an error to show its handler.
         if h.att > 1 then again[#again + 1] = #out end
         taken = taken + 1
-      elseif recs[i] and not h then
-        -- A record this version cannot read (written by hand, or by a newer version): it
-        -- must neither vanish nor block the queue. To the dead-letter queue, with why.
-        redis.call('ZADD', K_DEAD, now, ids[i])
-        redis.call('HSET', K_ERRORS, ids[i], 'corrupt record: its state cannot be read')
-        incr('dead', 1)
+      elseif why then
+        dead_letter_unreadable(ids[i], why, now)
+        skipped = skipped + 1
       else
-        -- Cancelled while queued (or purged since): its entry was counted as a ghost.
-        ghosts = ghosts + 1
+        -- Cancelled while queued (purged since, or its id enqueued again): a ghost.
+        ghosts[#ghosts + 1] = ids[i]
+        skipped = skipped + 1
       end
     end
-    incr(GHOST[p], -ghosts)
+    ghosts_gone(p, ghosts)
   end
 end
 if #again > 0 then

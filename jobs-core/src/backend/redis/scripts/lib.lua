@@ -1,29 +1,33 @@
 -- lib.lua: prepended to every script (see scripts.rs). Names the fixed KEYS list, reads the
 -- server clock, and holds the transitions that several scripts share (fail, finish, trim).
 --
--- KEYS (the same 20 for every script, in keys.rs order):
+-- KEYS (the same 22 for every script, in keys.rs order):
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
---   18 cron  19 cron_due  20 throughput
+--   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts
 --
 -- A job record (HASH jobs, field = id) is "<hot state>|<meta JSON>\n<args JSON>"; the args
 -- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
 -- newline, so the first one splits meta from args. One hash entry per job instead of two
 -- saves about 100 bytes of Redis memory per queued job.) The hot state is what
 -- scripts test and change, in a form read with one string.match and no JSON decoder:
---   <s><p>:<att>:<rc>:<mr>:<to>:<cx>:<stl>:<ca>:<sa>:<st>:<fa>
+--   <s><p>:<att>:<rc>:<mr>:<to>:<cx>:<stl>:<ca>:<sa>:<st>:<fa>[:<g>]
 --   s   status: p pending, r running, c completed, f failed, x cancelled, y retrying
 --   p   priority 0..3      att  deliveries so far (the fencing token)
 --   rc  retries used       mr   max retries        to  timeout ms
 --   cx  1 = cancel asked   stl  times taken back from a lost worker
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
+--   g   the enqueue's generation, only when its id still has ghosts (see GHOST below)
 -- The meta JSON is written by the client and never decoded here.
+--
+-- A pending list entry is the job's id, or "<id>/<g>" for a record that has a generation:
+-- an entry belongs to the record only if their generations are equal.
 
 local K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
 local K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-local K_CRON, K_CRONDUE, K_TPUT = KEYS[18], KEYS[19], KEYS[20]
+local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
 
 -- Lua 5.1's unpack is limited by the C stack (LUAI_MAXCSTACK = 8000): variadic commands are
 -- sent in chunks of this many arguments.
@@ -62,22 +66,53 @@ local function hmget(key, ids)
   return out
 end
 
+local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
+local U32 = 4294967295
+
+-- Reads a record's hot state, checking every field, so that no script writes anything on
+-- the strength of a field it cannot use (Redis does not roll a script back): a priority out
+-- of range once made a push to pending[8] error after a batch had been taken out of its
+-- index. Returns the state, or nil and why the record cannot be read (nil, nil: no record).
 local function parse(rec)
   if not rec then return nil end
-  local s, p, att, rc, mr, to, cx, stl, ca, sa, st, fa, j = string.match(rec,
-    '^(%a)(%d):(%d+):(%d+):(%d+):(%d+):(%d):(%d+):(%d+):(%d+):(%d+):(%d+)|()')
-  if not s then return nil end
-  return {
+  local s, p, att, rc, mr, to, cx, stl, ca, sa, st, fa, colon, g, j = string.match(rec,
+    '^(%a)(%d):(%d+):(%d+):(%d+):(%d+):(%d):(%d+):(%d+):(%d+):(%d+):(%d+)(:?)(%w*)|()')
+  if not s or (colon == '') ~= (g == '') then
+    return nil, 'corrupt record: its state cannot be read'
+  end
+  if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
+  if p > '3' then return nil, 'corrupt record: unknown priority ' .. p end
+  if cx > '1' then return nil, 'corrupt record: cancel flag is not 0 or 1' end
+  local h = {
     s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
-    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), meta = string.sub(rec, j),
+    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, meta = string.sub(rec, j),
   }
+  if h.att > U32 or h.rc > U32 or h.mr > U32 then
+    return nil, 'corrupt record: counter out of range'
+  end
+  return h
 end
 
 -- Integers up to 2^53 print exactly with %d (tostring would use %.14g).
 local function fmt(h)
-  return string.format('%s%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d|', h.s, h.p, h.att, h.rc, h.mr,
-    h.to, h.cx, h.stl, h.ca, h.sa, h.st, h.fa) .. h.meta
+  local g = ''
+  if h.g ~= '' then g = ':' .. h.g end
+  return string.format('%s%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d', h.s, h.p, h.att, h.rc, h.mr,
+    h.to, h.cx, h.stl, h.ca, h.sa, h.st, h.fa) .. g .. '|' .. h.meta
+end
+
+-- The pending list entry of job `id` whose record is `h` (see the format above).
+local function entry(id, h)
+  if h.g == '' then return id end
+  return id .. '/' .. h.g
+end
+
+-- Splits a pending list entry into the id and the generation ('' for none).
+local function split_entry(e)
+  local i = string.find(e, '/', 1, true)
+  if not i then return e, '' end
+  return string.sub(e, 1, i - 1), string.sub(e, i + 1)
 end
 
 -- Per-minute completions and failures for the last hour (the dashboard's chart), in a ring
@@ -112,6 +147,16 @@ local function incr(field, n)
       bump_minute('f', n)
     end
   end
+end
+
+-- A record this version cannot read (written by hand, or by a newer version) must neither
+-- vanish nor block the queue, nor stop the other jobs of its batch: it goes to the
+-- dead-letter queue, with why as its error, and is counted as dead. The caller has taken it
+-- out of the index it was found in.
+local function dead_letter_unreadable(id, why, now)
+  redis.call('ZADD', K_DEAD, now, id)
+  redis.call('HSET', K_ERRORS, id, why)
+  incr('dead', 1)
 end
 
 -- Wakes one blocked worker: there is work to fetch now.
@@ -209,9 +254,30 @@ local function policy(i)
   }
 end
 
--- Ids whose pending-list entry is left behind by a cancel ("ghosts") are counted per
--- priority so that stats stay exact without an O(n) LREM; fetch drops them as it pops.
+-- A cancel leaves a ready job's list entry behind (a "ghost": O(1) instead of LREM's O(n));
+-- fetch skips it. Ghosts are counted per priority so that stats stay exact, and per id in
+-- K_GHOSTS while any is left. Once the cancelled record is purged its id can be enqueued
+-- again: the new record then gets a generation (a number no enqueue had before), so that the
+-- ghost, which does not carry it, is not taken for the new job's entry. An id without ghosts
+-- (nearly every one) gets none: its entries stay bare ids and its record has no `g`.
 local GHOST = { 'ghost0', 'ghost1', 'ghost2', 'ghost3' }
+
+-- Called when fetch skips the ghosts `ids` of priority list p.
+local function ghosts_gone(p, ids)
+  incr(GHOST[p], -#ids)
+  for i = 1, #ids do
+    if redis.call('HINCRBY', K_GHOSTS, ids[i], -1) <= 0 then
+      redis.call('HDEL', K_GHOSTS, ids[i])
+    end
+  end
+end
+
+-- A generation for the records that enqueue (or sched_fire) creates in this call under ids
+-- that still have ghosts: one per call is enough, since one call never creates two records
+-- under one id.
+local function new_generation()
+  return tostring(redis.call('HINCRBY', K_COUNTERS, 'generation', 1))
+end
 
 -- Earliest due time among delayed and retrying jobs, or nil.
 local function next_due()

@@ -10,8 +10,11 @@ local n, any = 0, false
 -- Walk backwards and push each to the head: the first lease given ends up first in line.
 for i = k, 1, -1 do
   local id = ids[i]
-  local h = parse(recs[i])
-  if h and h.s == 'r' and h.att == tonumber(ARGV[2 + 2 * i]) then
+  local h, why = parse(recs[i])
+  if why then
+    -- Its attempt cannot be checked: only a job that is running (in `active`) is taken.
+    if redis.call('ZREM', K_ACTIVE, id) == 1 then dead_letter_unreadable(id, why, now) end
+  elseif h and h.s == 'r' and h.att == tonumber(ARGV[2 + 2 * i]) then
     redis.call('ZREM', K_ACTIVE, id)
     if h.cx == 1 then
       finish(id, h, 'x', now, ttl)
@@ -19,7 +22,7 @@ for i = k, 1, -1 do
     else
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', K_PENDING[h.p + 1], id)
+      redis.call('LPUSH', K_PENDING[h.p + 1], entry(id, h))
       any = true
     end
     -- A repeated id in the same call must not be released twice.

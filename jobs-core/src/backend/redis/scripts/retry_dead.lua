@@ -1,4 +1,4 @@
--- retry_dead: puts a dead-letter job back at the tail of its priority.
+-- retry_dead: puts a dead-letter job back at the tail of its priority, its stall count reset.
 -- ARGV[1]: id
 -- Returns: {'OK'} | {'NOTFOUND'} | {'STATE', status letter}
 local id = ARGV[1]
@@ -7,7 +7,10 @@ if not h then return { 'NOTFOUND' } end
 if h.s ~= 'f' or redis.call('ZREM', K_DEAD, id) == 0 then return { 'STATE', h.s } end
 h.s = 'p'
 h.fa = 0
+-- A fresh start for the poison-pill guard: the stalls that killed it are not held against
+-- the attempt the operator asked for.
+h.stl = 0
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[h.p + 1], id)
+redis.call('RPUSH', K_PENDING[h.p + 1], entry(id, h))
 mark_ready()
 return { 'OK' }

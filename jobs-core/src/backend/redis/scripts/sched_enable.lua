@@ -10,6 +10,8 @@ local c = sched_parse(rec)
 if not c then return redis.error_reply('ERR sched_enable: unreadable schedule record') end
 if c.en ~= want then
   c.en = want
+  -- Enabling starts a new generation (see sched_lib.lua).
+  if want == '1' then c.gen = c.gen + 1 end
   rec = sched_fmt(c)
   redis.call('HSET', K_CRON, name, rec)
   if want == '1' and first then

@@ -13,7 +13,7 @@ if not c then
   local en = '1'
   if want ~= '' then en = want end
   redis.call('HSET', K_CRON, name,
-    sched_fmt({ en = en, runs = 0, last = 0, hash = hash, job = '', def = def }))
+    sched_fmt({ en = en, runs = 0, last = 0, hash = hash, job = '', gen = 0, def = def }))
   redis.call('ZREM', K_CRONDUE, name)
   if en == '1' and first then redis.call('ZADD', K_CRONDUE, first, name) end
   return 'CREATED'
@@ -26,7 +26,8 @@ if want ~= '' then en = want end
 if c.hash == hash and en == c.en then return 'KEPT' end
 
 local reset = c.hash ~= hash or c.en == '0'
-c.en, c.hash, c.def = en, hash, def
+-- A new generation: a tick it fires again (a one-time schedule's instant) gets a new job id.
+c.en, c.hash, c.def, c.gen = en, hash, def, c.gen + 1
 redis.call('HSET', K_CRON, name, sched_fmt(c))
 if en == '0' then
   redis.call('ZREM', K_CRONDUE, name)

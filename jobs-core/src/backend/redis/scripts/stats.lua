@@ -1,0 +1,13 @@
+-- stats: every count the stats combine, read at one moment (read only): the list lengths
+-- and the ghost counts subtracted from them must not come from either side of a fetch.
+-- Returns: { LLEN pending:0..3, ZCARD scheduled, retry, active, dead, then the counters
+--          HASH as field, value, field, value, ... }
+local out = {}
+for p = 1, 4 do out[p] = redis.call('LLEN', K_PENDING[p]) end
+out[5] = redis.call('ZCARD', K_SCHED)
+out[6] = redis.call('ZCARD', K_RETRY)
+out[7] = redis.call('ZCARD', K_ACTIVE)
+out[8] = redis.call('ZCARD', K_DEAD)
+local c = redis.call('HGETALL', K_COUNTERS)
+for i = 1, #c do out[8 + i] = c[i] end
+return out
