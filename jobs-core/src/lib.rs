@@ -71,6 +71,7 @@ pub mod schedule;
 mod scheduler;
 pub mod service;
 mod stats;
+pub mod testing;
 mod time;
 mod typed;
 pub mod worker;

@@ -448,6 +448,14 @@ async fn run_loop(s: Scheduler, token: CancellationToken) {
     tracing::debug!("scheduler loop stopped");
 }
 
+impl Scheduler {
+    /// One pass of the loop's fire path, for [`testing`](crate::testing): fires what is
+    /// due now; returns how long until more may be (zero: look again at once).
+    pub(crate) async fn fire_due_once(&self) -> Result<Duration> {
+        fire_due(self).await
+    }
+}
+
 /// Fires what is due; returns how long to sleep (zero: look again at once).
 async fn fire_due(s: &Scheduler) -> Result<Duration> {
     let backend = s.backend();

@@ -8,8 +8,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use jobs_core::redis::RedisConfig;
+use jobs_core::testing::{RunOutcome, TestQueue};
 use jobs_core::{Job, JobContext, JobId, JobPriority, JobQueue, State};
-use jobs_tasks::alerts::{PriceNotification, check_price_alerts, send_price_notification};
+use jobs_tasks::alerts::{
+    CheckPriceAlertsJob, PriceNotification, SendPriceNotificationJob, check_price_alerts,
+    send_price_notification,
+};
 use jobs_tasks::bots::{RestartBots, bot_health_check, restart_unhealthy_bots};
 use jobs_tasks::cleanup::{CleanupData, cleanup_data, vacuum_database};
 use jobs_tasks::market::{FetchMarketData, fetch_market_data, update_24h_stats};
@@ -18,13 +22,16 @@ use jobs_tasks::model::{
     Trade, User,
 };
 use jobs_tasks::platform::{MarketSource, Platform, RedisStore, Settings};
-use jobs_tasks::portfolio::{SyncPortfolio, sync_all_portfolios, sync_portfolio};
+use jobs_tasks::portfolio::{
+    SyncAllPortfoliosJob, SyncPortfolio, SyncPortfolioJob, sync_all_portfolios, sync_portfolio,
+};
 use jobs_tasks::reports::{GenerateDailyReport, generate_daily_report, send_daily_summary_emails};
 use jobs_tasks::risk::{
     MonitorRisk, RiskNotification, evaluate_risk_limits, monitor_risk, send_risk_notification,
 };
 use jobs_tasks::seed::{DemoConfig, seed_demo, seed_demo_at};
 use jobs_test_support::{shared, shared_cluster, unique_namespace};
+use serde_json::json;
 
 async fn redis_platform(prefix: &str) -> Platform {
     let ns = unique_namespace(prefix);
@@ -119,38 +126,75 @@ async fn sync_all_portfolios_fans_out_one_job_per_user_in_batches() {
         .await
         .with_settings(Settings { sync_batch_size: 3, ..Settings::default() });
     seed_demo(&p, &DemoConfig { users: 7, ..DemoConfig::default() }).await.expect("seed");
-    let queue = JobQueue::memory();
-    let c = ctx(&p, &queue, "sync_all_portfolios");
+    // The testing queue runs the fan-out and then every job it enqueued, as a worker would.
+    let test = TestQueue::new().with_state(State::new().with(p.clone()));
+    let fanout = test.queue().enqueue_typed::<SyncAllPortfoliosJob>(()).await.expect("enqueue");
 
-    let out = sync_all_portfolios(c.clone()).await.expect("fan out");
-    assert_eq!((out.users, out.batches, out.enqueued, out.duplicates), (7, 3, 7, 0));
-    let jobs = pending(&queue).await;
-    assert_eq!(jobs.len(), 7);
-    let mut users: Vec<String> = jobs
-        .iter()
-        .map(|j| {
-            assert_eq!(j.name, "sync_portfolio");
-            j.args["user_id"].as_str().expect("user_id").to_owned()
-        })
-        .collect();
+    let drained = test.drain().await.expect("drain");
+    let Some(RunOutcome::Completed(out)) = drained.outcome(fanout) else {
+        panic!("fan-out did not complete: {drained:?}");
+    };
+    assert_eq!(
+        (&out["users"], &out["batches"], &out["enqueued"], &out["duplicates"]),
+        (&json!(7), &json!(3), &json!(7), &json!(0))
+    );
+    let mut users: Vec<String> =
+        test.enqueued::<SyncPortfolioJob>().into_iter().map(|a| a.user_id).collect();
     users.sort();
     assert_eq!(users, (1..=7).map(|i| format!("user-{i:03}")).collect::<Vec<_>>());
-
-    // A redelivery of the same fan-out job creates nothing new.
-    let again = sync_all_portfolios(c).await.expect("redelivered fan out");
-    assert_eq!((again.enqueued, again.duplicates), (0, 7));
-    assert_eq!(pending(&queue).await.len(), 7);
-
-    // And each fanned-out job does its work.
-    for j in &jobs {
-        let args: SyncPortfolio = serde_json::from_value(j.args.clone()).expect("typed args");
-        sync_portfolio(args, ctx(&p, &queue, "sync_portfolio")).await.expect("sync");
-    }
+    test.assert_enqueued::<SyncPortfolioJob>(|a| a.user_id == "user-004");
+    // Each fanned-out job ran and did its work.
+    let synced: Vec<_> = drained.of::<SyncPortfolioJob>().collect();
+    assert_eq!(synced.len(), 7);
+    assert!(synced.iter().all(|r| matches!(r.outcome, RunOutcome::Completed(_))), "{synced:?}");
     for i in 1..=7 {
         let id = format!("user-{i:03}");
         let snap = p.store().latest_snapshot(&id).await.expect("read").expect("synced");
         assert!(snap.total_value > 0.0, "{id}: {snap:?}");
     }
+
+    // A redelivery of the same fan-out job (same id, a later attempt) creates nothing new.
+    let redelivered = JobContext::new(fanout, "sync_all_portfolios", 2, test.queue().clone())
+        .with_state(Arc::new(State::new().with(p.clone())));
+    let again = sync_all_portfolios(redelivered).await.expect("redelivered fan out");
+    assert_eq!((again.enqueued, again.duplicates), (0, 7));
+    assert_eq!(test.enqueued::<SyncPortfolioJob>().len(), 7);
+    assert!(test.drain().await.expect("drain again").runs.is_empty());
+}
+
+#[tokio::test]
+async fn a_triggered_alert_notifies_through_the_testing_queue() {
+    let p = Platform::memory();
+    let s = p.store();
+    s.put_user(&user("erin")).await.expect("user");
+    s.add_symbols(&["AAA".into()]).await.expect("symbols");
+    s.put_alert(&PriceAlert {
+        user_id: "erin".into(),
+        ..alert("up", "AAA", AlertCondition::Above, 100.0)
+    })
+    .await
+    .expect("alert");
+    s.record_quotes(&[quote("AAA", 101.0, ago(1))]).await.expect("q");
+    let test = TestQueue::new().with_state(State::new().with(p.clone()));
+
+    let check = test.queue().enqueue_typed::<CheckPriceAlertsJob>(()).await.expect("enqueue");
+    let drained = test.drain().await.expect("drain");
+    assert!(matches!(drained.outcome(check), Some(RunOutcome::Completed(_))), "{drained:?}");
+    test.assert_enqueued::<SendPriceNotificationJob>(|n| {
+        n.alert_id == "up" && n.price == Some(101.0)
+    });
+    let sent: Vec<_> = drained.of::<SendPriceNotificationJob>().collect();
+    assert_eq!(sent.len(), 1, "{drained:?}");
+    assert!(matches!(&sent[0].outcome, RunOutcome::Completed(v) if v["status"] == "sent"));
+    let outbox = s.outbox(10).await.expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert!(outbox[0].subject.contains("AAA rose to 101.00"), "{:?}", outbox[0]);
+
+    // Checked again: nothing new to notify.
+    test.queue().enqueue_typed::<CheckPriceAlertsJob>(()).await.expect("enqueue");
+    let drained = test.drain().await.expect("drain");
+    assert_eq!(drained.runs.len(), 1);
+    assert_eq!(test.enqueued::<SendPriceNotificationJob>().len(), 1);
 }
 
 /// One user, two symbols: 750 of AAA and 250 of BBB now, after a peak of 1250.

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// Modules below the scheduler, the worker, the API and the runner: they must name none of
-/// those.
+/// Modules below the scheduler, the worker, the API, the runner and the testing mode: they
+/// must name none of those.
 const LOWER: [&str; 6] = ["backend", "schedule", "job", "options", "stats", "time"];
-const UPPER: [&str; 5] = ["scheduler", "worker", "api", "runner", "service"];
+const UPPER: [&str; 6] = ["scheduler", "worker", "api", "runner", "service", "testing"];
 /// The one circle allowed: `Error` names `JobId`, `JobId` parsing returns `Error`.
 const ALLOWED_CIRCLE: [&str; 2] = ["error", "job"];
 /// Lines past which a jobs-core source file has more than one concern.

@@ -13,10 +13,16 @@ use super::loops::{Backoff, retry_until};
 use super::{Fate, InFlight, Inner, JobWorker, lock};
 use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob};
 use crate::context::JobContext;
+use crate::context::State;
 use crate::error::Error;
+use crate::handler::BoxFuture;
 use crate::handler::JobError;
-use crate::job::JobStatus;
+use crate::job::{Job, JobStatus};
+use crate::queue::JobQueue;
+use crate::registry::Registry;
 use crate::stats::WorkerStatus;
+use tokio::task::JoinError;
+use tokio::time::error::Elapsed;
 
 /// The longest a busy worker waits for more free slots before it fetches anyway.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
@@ -129,7 +135,8 @@ impl JobWorker {
     }
 }
 
-enum Outcome {
+/// What one attempt came to.
+pub(crate) enum Outcome {
     Success(serde_json::Value),
     Failure {
         error: String,
@@ -240,24 +247,23 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
 /// The job is in `in_flight` already (put there at its fetch, with `token`).
 async fn execute(
     inner: &Arc<Inner>,
-    mut job: crate::job::Job,
+    mut job: Job,
     lease: Lease,
     token: CancellationToken,
 ) -> Outcome {
-    let Some(handler) = inner.registry.handler(&job.name).copied() else {
-        // Retryable: a newer deployment may have the handler.
-        return Outcome::Failure {
-            error: format!("no handler registered for job `{}` in this process", job.name),
-            retryable: true,
-        };
+    let call = match start_handler(
+        &inner.registry,
+        &mut job,
+        inner.queue.clone(),
+        inner.state.clone(),
+        token.clone(),
+    ) {
+        Ok(call) => call,
+        Err(outcome) => return outcome,
     };
-    let args = std::mem::take(&mut job.args);
-    let ctx = JobContext::for_job(&job, inner.queue.clone())
-        .with_cancellation(token.clone())
-        .with_state(inner.state.clone());
     // Its own task: a panic ends only that task (reported as a JoinError), and the
     // timeout below can abort it.
-    let mut task = tokio::spawn(handler.call(args, ctx));
+    let mut task = tokio::spawn(call);
     {
         let mut map = lock(&inner.in_flight);
         match map.get_mut(&lease.id) {
@@ -290,6 +296,45 @@ async fn execute(
             }
         }
     };
+    if joined.is_err() {
+        task.abort();
+    }
+    settle(joined, job.timeout)
+}
+
+/// Looks up `job`'s handler and starts its call (not yet polled) with the context every
+/// handler gets, taking the arguments out of `job`; or, if no handler of that name is
+/// registered, the failure that stands for the attempt. Shared with [`testing`], so that
+/// a test runs a handler exactly as a worker does.
+///
+/// [`testing`]: crate::testing
+pub(crate) fn start_handler(
+    registry: &Registry,
+    job: &mut Job,
+    queue: JobQueue,
+    state: Arc<State>,
+    token: CancellationToken,
+) -> Result<BoxFuture<Result<serde_json::Value, JobError>>, Outcome> {
+    let Some(handler) = registry.handler(&job.name).copied() else {
+        // Retryable: a newer deployment may have the handler.
+        return Err(Outcome::Failure {
+            error: format!("no handler registered for job `{}` in this process", job.name),
+            retryable: true,
+        });
+    };
+    let args = std::mem::take(&mut job.args);
+    let ctx = JobContext::for_job(job, queue).with_cancellation(token).with_state(state);
+    Ok(handler.call(args, ctx))
+}
+
+/// What a handler's task, run under a timeout of `timeout`, came to (a timed-out task must
+/// be aborted by the caller). Shared with [`testing`].
+///
+/// [`testing`]: crate::testing
+pub(crate) fn settle(
+    joined: Result<Result<Result<serde_json::Value, JobError>, JoinError>, Elapsed>,
+    timeout: Duration,
+) -> Outcome {
     match joined {
         Ok(Ok(Ok(value))) => Outcome::Success(value),
         Ok(Ok(Err(e))) => failure_of(e),
@@ -301,13 +346,10 @@ async fn execute(
         Ok(Err(join)) => {
             Outcome::Failure { error: format!("handler task failed: {join}"), retryable: true }
         }
-        Err(_) => {
-            task.abort();
-            Outcome::Failure {
-                error: format!("timeout: the job ran longer than {:?}", job.timeout),
-                retryable: true,
-            }
-        }
+        Err(_) => Outcome::Failure {
+            error: format!("timeout: the job ran longer than {timeout:?}"),
+            retryable: true,
+        },
     }
 }
 

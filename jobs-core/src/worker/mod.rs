@@ -25,7 +25,7 @@
 
 mod cancel;
 mod config;
-mod dispatch;
+pub(crate) mod dispatch;
 mod fence;
 mod loops;
 mod machinery;

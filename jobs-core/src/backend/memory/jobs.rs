@@ -77,6 +77,9 @@ impl State {
                 RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
             };
             let generation = self.next_seq();
+            if let Some(journal) = &mut self.journal {
+                journal.push((new.id, new.name.clone(), new.args.clone()));
+            }
             self.jobs.insert(
                 new.id,
                 Record {

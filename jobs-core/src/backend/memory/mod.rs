@@ -21,7 +21,8 @@ mod state;
 mod tests;
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,7 +38,7 @@ use super::{
     ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
 };
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
+use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob};
 use crate::stats::QueueStats;
 use crate::time::ms_to_time;
 
@@ -78,6 +79,36 @@ impl MemoryBackend {
         }
     }
 
+    /// An empty backend whose clock is `clock` instead of the system's: time stands still
+    /// until the clock is advanced, so a delayed job or a retry's backoff comes due when a
+    /// test says so ([`testing`](crate::testing) does this).
+    pub fn with_clock(config: BackendConfig, clock: ManualClock) -> Self {
+        let backend = Self::new(config);
+        backend.with_state(|st| st.source = Some(clock));
+        backend
+    }
+
+    /// Turns on the journal of enqueued jobs (for [`testing`]).
+    ///
+    /// [`testing`]: crate::testing
+    pub(crate) fn keep_journal(&self) {
+        self.with_state(|st| st.journal = Some(Vec::new()));
+    }
+
+    /// Every job enqueued since [`keep_journal`](Self::keep_journal), oldest first, with
+    /// the arguments it was enqueued with and its status now (`None`: purged).
+    pub(crate) fn journal(&self) -> Vec<(JobId, String, serde_json::Value, Option<JobStatus>)> {
+        self.with_state(|st| {
+            let Some(journal) = &st.journal else { return Vec::new() };
+            journal
+                .iter()
+                .map(|(id, name, args)| {
+                    (*id, name.clone(), args.clone(), st.jobs.get(id).map(|r| r.status))
+                })
+                .collect()
+        })
+    }
+
     /// Runs one atomic operation. The notification is sent after the lock is released, and
     /// only after the state change is visible, which is what `wait_for_work` relies on.
     fn with_state<R>(&self, op: impl FnOnce(&mut State) -> R) -> R {
@@ -96,6 +127,58 @@ impl MemoryBackend {
             self.cancels.notify_waiters();
         }
         out
+    }
+}
+
+/// A clock that moves only when told to, for [`MemoryBackend::with_clock`]. Clones share
+/// the same time.
+///
+/// ```
+/// use std::time::Duration;
+/// use jobs_core::backend::memory::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// let t0 = clock.now();
+/// clock.advance(Duration::from_secs(120));
+/// assert_eq!((clock.now() - t0).num_seconds(), 120);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    ms: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A clock set to the current system time.
+    pub fn new() -> Self {
+        Self::starting_at(Utc::now())
+    }
+
+    /// A clock set to `t`.
+    pub fn starting_at(t: DateTime<Utc>) -> Self {
+        ManualClock { ms: Arc::new(AtomicI64::new(t.timestamp_millis())) }
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> DateTime<Utc> {
+        ms_to_time(self.now_ms()).unwrap_or_default()
+    }
+
+    /// Moves it forward by `d` (rounded up to a whole millisecond).
+    pub fn advance(&self, d: Duration) {
+        let ms = crate::time::duration_ms_i64(d);
+        let _ = self
+            .ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(ms)));
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.ms.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -123,6 +123,13 @@ pub(super) struct State {
     /// the system clock is stepped back (Redis `TIME` gives no such promise, but nothing
     /// here should depend on it either way).
     pub(super) clock: i64,
+    /// Where `now` reads the time: the system clock unless a [`ManualClock`] was given.
+    ///
+    /// [`ManualClock`]: super::ManualClock
+    pub(super) source: Option<super::ManualClock>,
+    /// When on (for `testing`): every job enqueued, as enqueued (id, name, args), oldest
+    /// first; a finished job's record no longer has its arguments.
+    pub(super) journal: Option<Vec<(JobId, String, Value)>>,
     /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
     pub(super) wake: bool,
     /// The log of cancel notices (Redis: the `cancels` stream): (seq, delivery), oldest
@@ -159,6 +166,8 @@ impl State {
             cancel_wake: false,
             reap_locked_until: i64::MIN,
             clock: i64::MIN,
+            source: None,
+            journal: None,
             wake: false,
             schedules: BTreeMap::new(),
             sched_due: BTreeSet::new(),
@@ -166,7 +175,8 @@ impl State {
     }
 
     pub(super) fn now(&mut self) -> i64 {
-        self.clock = self.clock.max(wall_ms());
+        let t = self.source.as_ref().map_or_else(wall_ms, super::ManualClock::now_ms);
+        self.clock = self.clock.max(t);
         self.clock
     }
 
