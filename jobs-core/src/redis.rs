@@ -5,7 +5,7 @@
 //! same way (from any one node, or from a comma-separated list of seed nodes).
 //! [`RedisConnection::connect`] does that from the [`RedisConfig`] the queue's
 //! [`RedisBackend`](crate::backend::redis::RedisBackend) is built from (a runner gets it
-//! from [`RunnerEnv::redis_config`](crate::runner::RunnerEnv::redis_config)), so one
+//! from `runner::RunnerEnv::redis_config` with the `runner` feature), so one
 //! configuration serves both and a deployment's Redis, Cluster or TLS setup is configured
 //! once.
 //!

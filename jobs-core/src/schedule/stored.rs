@@ -41,7 +41,7 @@ pub struct ScheduleEntry {
     pub priority: Option<JobPriority>,
     /// The options of the handler's attribute as the process that stored the definition
     /// knew them (none if it did not have the handler). Only a process that does not have
-    /// the handler uses them; they are not part of the [definition hash](Self::definition_hash),
+    /// the handler uses them; they are not part of the definition hash,
     /// since whether a process links the handler is a property of the process.
     #[serde(default)]
     pub handler_options: StoredJobOptions,
