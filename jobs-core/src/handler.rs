@@ -28,7 +28,9 @@ pub type HandlerFn =
 /// Why a job's attempt failed: any error, plus whether retrying could help.
 ///
 /// Works like `anyhow::Error`: `?` converts every `std::error::Error + Send + Sync + 'static`
-/// into it, so handlers can return `Result<R, JobError>` and use `?` on anything. Errors are
+/// into it, so handlers can return `Result<R, JobError>` and use `?` on anything. (A handler
+/// may also return other error types directly, `anyhow::Error` among them: see
+/// [`IntoJobError`].) Errors are
 /// retryable by default; wrap one with [`JobError::permanent`] to send the job straight to the
 /// dead-letter queue.
 ///
@@ -72,8 +74,12 @@ impl JobError {
     /// An error that retrying cannot fix: the job is dead-lettered at once, whatever retries
     /// it has left. Takes any error (or a `JobError`); for a plain message use
     /// [`permanent_msg`](Self::permanent_msg).
-    pub fn permanent(error: impl Into<JobError>) -> Self {
-        let mut e = error.into();
+    ///
+    /// Accepts whatever a handler may return as its error ([`IntoJobError`]): `JobError`,
+    /// `std::error::Error` types, `Box<dyn Error + Send + Sync>`, `anyhow::Error` and
+    /// `eyre::Report` (with their features).
+    pub fn permanent<M>(error: impl IntoJobError<M>) -> Self {
+        let mut e = error.into_job_error();
         e.retryable = false;
         e
     }
@@ -170,43 +176,115 @@ pub trait JobOutput: Serialize {}
 
 impl<T: Serialize> JobOutput for T {}
 
-/// Error types a handler can return: [`JobError`] and every
-/// `std::error::Error + Send + Sync + 'static`.
+/// Error types a handler can return, and [`JobError::permanent`] accepts: [`JobError`],
+/// every `std::error::Error + Send + Sync + 'static`, `Box<dyn std::error::Error + Send +
+/// Sync>`, and with the cargo features `anyhow` and `eyre`, `anyhow::Error` and
+/// `eyre::Report`.
+///
+/// The conversion keeps the error's chain of causes (`source()`s, anyhow's and eyre's
+/// context): the job's stored error is `top: cause: root`.
+///
+/// `M` tells the conversions apart (one marker type per kind of error); it is always
+/// inferred, never written. (A single blanket impl over `std::error::Error` cannot sit next
+/// to impls for `anyhow::Error` or `Box<dyn Error>`: coherence must allow for those types
+/// implementing `Error` one day.)
+///
+/// ```
+/// use jobs_core::{IntoJobError, JobError};
+///
+/// fn stored<M>(e: impl IntoJobError<M>) -> String {
+///     format!("{:#}", e.into_job_error())
+/// }
+///
+/// let boxed: Box<dyn std::error::Error + Send + Sync> = "disk full".into();
+/// assert_eq!(stored(boxed), "disk full");
+/// assert_eq!(stored("x".parse::<u8>().unwrap_err()), "invalid digit found in string");
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the error of a job handler",
-    label = "must convert into `JobError`",
-    note = "return `JobError`, or an error type implementing `std::error::Error + Send + Sync + 'static`; wrap messages with `JobError::msg`"
+    label = "not an error type a job handler can return",
+    note = "a handler's error may be `JobError`, any `std::error::Error + Send + Sync + 'static`, `Box<dyn std::error::Error + Send + Sync>`, `anyhow::Error` (feature `anyhow` of jobs-core) or `eyre::Report` (feature `eyre`)",
+    note = "for a plain message, return `JobError::msg(...)` or `JobError::permanent_msg(...)`"
 )]
-pub trait IntoJobError {
-    /// The conversion.
+pub trait IntoJobError<M> {
+    /// The conversion (retryable, unless `self` is a permanent [`JobError`]).
     fn into_job_error(self) -> JobError;
 }
 
-impl<E: Into<JobError>> IntoJobError for E {
+/// The markers that tell [`IntoJobError`]'s impls apart (inferred, never written).
+#[doc(hidden)]
+pub mod via {
+    /// A [`JobError`](crate::JobError), as it is.
+    #[derive(Debug)]
+    pub enum Itself {}
+    /// A `std::error::Error + Send + Sync + 'static`.
+    #[derive(Debug)]
+    pub enum StdError {}
+    /// A `Box<dyn std::error::Error + Send + Sync>`.
+    #[derive(Debug)]
+    pub enum Boxed {}
+    /// An `anyhow::Error` (feature `anyhow`).
+    #[cfg(feature = "anyhow")]
+    #[derive(Debug)]
+    pub enum Anyhow {}
+    /// An `eyre::Report` (feature `eyre`).
+    #[cfg(feature = "eyre")]
+    #[derive(Debug)]
+    pub enum Eyre {}
+}
+
+impl IntoJobError<via::Itself> for JobError {
     fn into_job_error(self) -> JobError {
-        self.into()
+        self
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> IntoJobError<via::StdError> for E {
+    fn into_job_error(self) -> JobError {
+        JobError::new(self)
+    }
+}
+
+impl IntoJobError<via::Boxed> for Box<dyn StdError + Send + Sync + 'static> {
+    fn into_job_error(self) -> JobError {
+        JobError { error: self, retryable: true }
+    }
+}
+
+#[cfg(feature = "anyhow")]
+impl IntoJobError<via::Anyhow> for anyhow::Error {
+    fn into_job_error(self) -> JobError {
+        // anyhow's box shows the outermost context and keeps the rest as `source()`s.
+        JobError { error: self.into(), retryable: true }
+    }
+}
+
+#[cfg(feature = "eyre")]
+impl IntoJobError<via::Eyre> for eyre::Report {
+    fn into_job_error(self) -> JobError {
+        JobError { error: self.into(), retryable: true }
     }
 }
 
 /// What a handler function may return: `Result<R, E>` with `R:` [`JobOutput`] and
-/// `E:` [`IntoJobError`], or nothing (`()`).
+/// `E:` [`IntoJobError`], or nothing (`()`). `M` is inferred, as for [`IntoJobError`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a valid return type for a job handler",
     label = "expected `Result<R, E>` or `()`",
-    note = "a handler returns `Result<R, E>` where `R: Serialize` and `E` converts into `JobError`, or returns nothing"
+    note = "a handler returns `Result<R, E>` where `R: Serialize` and `E` is `JobError`, a `std::error::Error + Send + Sync + 'static`, `Box<dyn Error + Send + Sync>`, `anyhow::Error` or `eyre::Report`; or it returns nothing"
 )]
-pub trait IntoJobResult {
+pub trait IntoJobResult<M> {
     /// The result as the worker stores it.
     fn into_job_result(self) -> Result<serde_json::Value, JobError>;
 }
 
-impl IntoJobResult for () {
+impl IntoJobResult<()> for () {
     fn into_job_result(self) -> Result<serde_json::Value, JobError> {
         Ok(serde_json::Value::Null)
     }
 }
 
-impl<R: JobOutput, E: IntoJobError> IntoJobResult for Result<R, E> {
+impl<R: JobOutput, E: IntoJobError<M>, M> IntoJobResult<M> for Result<R, E> {
     fn into_job_result(self) -> Result<serde_json::Value, JobError> {
         match self {
             Ok(r) => serde_json::to_value(r).map_err(JobError::permanent),
@@ -352,20 +430,26 @@ pub mod rt {
     pub trait ReturnsResult {
         /// The success type.
         type Ok: JobOutput;
-        /// The error type.
-        type Err: IntoJobError;
+        /// The error type (an [`IntoJobError`], checked where the result is encoded).
+        type Err;
         /// Encodes the return value.
-        fn finish(out: Result<Self::Ok, Self::Err>) -> Result<serde_json::Value, JobError> {
+        fn finish<M>(out: Result<Self::Ok, Self::Err>) -> Result<serde_json::Value, JobError>
+        where
+            Self::Err: IntoJobError<M>,
+        {
             out.into_job_result()
         }
     }
 
     /// A handler returning anything else (checked as a whole).
     pub trait ReturnsOther {
-        /// The return type.
-        type Output: IntoJobResult;
+        /// The return type (an [`IntoJobResult`], checked where it is encoded).
+        type Output;
         /// Encodes the return value.
-        fn finish(out: Self::Output) -> Result<serde_json::Value, JobError> {
+        fn finish<M>(out: Self::Output) -> Result<serde_json::Value, JobError>
+        where
+            Self::Output: IntoJobResult<M>,
+        {
             out.into_job_result()
         }
     }

@@ -158,7 +158,8 @@ impl AttrArgs {
             let mut positional = Vec::new();
             let mut options = Vec::new();
             while !input.is_empty() {
-                if input.peek(Ident) && input.peek2(Token![=]) {
+                // `crate` is a keyword, which `peek(Ident)` does not match.
+                if (input.peek(Ident) || input.peek(Token![crate])) && input.peek2(Token![=]) {
                     let key = input.call(syn::ext::IdentExt::parse_any)?;
                     input.parse::<Token![=]>()?;
                     let value = OptValue::parse(input)?;
@@ -202,6 +203,22 @@ impl AttrArgs {
     /// The first option named `key`.
     pub(crate) fn option(&self, key: &str) -> Option<&Opt> {
         self.options.iter().find(|o| o.key == key)
+    }
+}
+
+/// `crate = "path::to::jobs_core"`: where the generated code finds the facade crate, for
+/// crates that re-export it under another path.
+pub(crate) fn parse_crate(opt: &Opt, errors: &mut Errors) -> Option<syn::Path> {
+    let lit = expect_str(opt, errors)?;
+    match lit.parse::<syn::Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            errors.spanned(
+                lit,
+                "`crate` expects a path to jobs-core as a string, e.g. `crate = \"my_app::jobs_core\"`",
+            );
+            None
+        }
     }
 }
 

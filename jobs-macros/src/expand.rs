@@ -79,7 +79,32 @@ fn build(func: &ItemFn, raws: &[RawAttr]) -> syn::Result<TokenStream> {
     let Some(sig) = sig else {
         return Err(syn::Error::new(Span::call_site(), "invalid job handler"));
     };
-    Ok(generate(func, &name, &handler, &sig, &schedules))
+    // The facade: `crate = "..."` on any of the attributes, else jobs-core under the name
+    // the user's Cargo.toml gives it.
+    let krate = handler
+        .krate
+        .as_ref()
+        .or_else(|| schedules.iter().find_map(|s| s.krate.as_ref()))
+        .map(|p| p.to_token_stream())
+        .unwrap_or_else(facade_crate);
+    Ok(generate(func, &name, &handler, &sig, &schedules, &krate))
+}
+
+/// The path of jobs-core as the crate being compiled names it: `::jobs_core`, or `::jobs`
+/// after `jobs = { package = "jobs-core", ... }`. Inside jobs-core itself (its tests and
+/// doctests) that is `::jobs_core` too: jobs-core declares `extern crate self as jobs_core`,
+/// and its doctests depend on it under that name. When jobs-core is not a direct dependency
+/// (reached through another crate's re-export) the answer is `::jobs_core` as well; such
+/// crates say where it is with `crate = "..."`.
+fn facade_crate() -> TokenStream {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    match crate_name("jobs-core") {
+        Ok(FoundCrate::Name(name)) => {
+            let ident = proc_macro2::Ident::new(&name, Span::call_site());
+            quote!(::#ident)
+        }
+        Ok(FoundCrate::Itself) | Err(_) => quote!(::jobs_core),
+    }
 }
 
 fn generate(
@@ -88,8 +113,9 @@ fn generate(
     handler: &HandlerArgs,
     sig: &HandlerSig,
     schedules: &[ScheduleSpec],
+    krate: &TokenStream,
 ) -> TokenStream {
-    let p = quote!(::jobs_core::__private);
+    let p = quote!(#krate::__private);
     let fn_ident = &func.sig.ident;
     let vis = &func.vis;
     let job_ty = job_handler::typed_name(fn_ident);

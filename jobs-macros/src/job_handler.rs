@@ -11,12 +11,14 @@ pub(crate) struct HandlerArgs {
     pub max_retries: Option<u32>,
     pub timeout_ms: Option<u64>,
     pub priority: Option<Ident>,
+    /// `crate = "..."`: the path to jobs-core, if not the one found in Cargo.toml.
+    pub krate: Option<syn::Path>,
 }
 
 /// The most retries a job may have (jobs-core's `MAX_RETRIES`).
 const MAX_RETRIES: u32 = 1000;
 
-const OPTIONS: &[&str] = &["max_retries", "timeout", "priority"];
+const OPTIONS: &[&str] = &["max_retries", "timeout", "priority", "crate"];
 
 impl HandlerArgs {
     /// Parses and validates `"name", max_retries = N, timeout = "30s", priority = "high"`.
@@ -65,6 +67,9 @@ impl HandlerArgs {
             && let Some(s) = attrs::expect_str(opt, errors)
         {
             out.priority = attrs::parse_priority(s, errors);
+        }
+        if let Some(opt) = args.option("crate") {
+            out.krate = attrs::parse_crate(opt, errors);
         }
         Some(out)
     }

@@ -19,11 +19,13 @@ pub(crate) struct ScheduleSpec {
     pub name: Option<LitStr>,
     pub priority: Option<Ident>,
     pub args: Option<OptValue>,
+    /// `crate = "..."`: the path to jobs-core, if not the one found in Cargo.toml.
+    pub krate: Option<syn::Path>,
     /// The attribute, for errors about it as a whole.
     pub span: Span,
 }
 
-const OPTIONS: &[&str] = &["name", "priority", "args"];
+const OPTIONS: &[&str] = &["name", "priority", "args", "crate"];
 
 /// Parses a 5-field cron expression exactly as the runtime does: `croner`, seconds and years
 /// disallowed, 0 and 7 both Sunday.
@@ -113,8 +115,17 @@ impl ScheduleSpec {
             Kind::JobHandler => return None,
         };
 
-        let mut spec =
-            ScheduleSpec { when, name: None, priority: None, args: None, span: raw.span };
+        let mut spec = ScheduleSpec {
+            when,
+            name: None,
+            priority: None,
+            args: None,
+            krate: None,
+            span: raw.span,
+        };
+        if let Some(opt) = args.option("crate") {
+            spec.krate = attrs::parse_crate(opt, errors);
+        }
         if let Some(opt) = args.option("name")
             && let Some(s) = attrs::expect_str(opt, errors)
         {

@@ -353,8 +353,10 @@ pub(crate) fn settle(
     }
 }
 
+/// The stored error is the whole chain, `top: cause: root` (cut to `MAX_ERROR_LEN` by the
+/// backend), not only the top line.
 fn failure_of(e: JobError) -> Outcome {
-    Outcome::Failure { error: e.to_string(), retryable: e.is_retryable() }
+    Outcome::Failure { error: format!("{e:#}"), retryable: e.is_retryable() }
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
