@@ -869,3 +869,106 @@ async fn metrics_are_prometheus_text() {
     }
     assert!(text.contains("# TYPE jobs_processing_seconds histogram"));
 }
+
+/// Reads until the server closes the connection or `within` passes; true when it closed.
+async fn closed_within(conn: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, conn.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One `GET /health` on a fresh connection: the status line's code, if it answered.
+async fn health_over_tcp(addr: std::net::SocketAddr) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    conn.write_all(
+        b"GET /api/v1/jobs/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .ok()?;
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await.ok()?;
+    let line = String::from_utf8_lossy(&out);
+    line.split(' ').nth(1)?.parse().ok()
+}
+
+// regression: the API was served by `axum::serve` with no header-read timeout, no idle
+// timeout and no connection cap, so clients that open connections and never finish their
+// headers (or idle after a request) held them, and their memory, forever.
+#[tokio::test]
+async fn held_connections_are_cut_and_health_still_answers() {
+    use tokio::io::AsyncWriteExt;
+    let f = fixture().await;
+    let cap = 4;
+    let timeout = Duration::from_millis(400);
+    let config = ApiConfig::default().max_connections(cap).header_timeout(timeout);
+    let api = jobs_core::api::start("127.0.0.1:0", ApiState::new(f.service.clone(), config), false)
+        .await
+        .expect("the API starts");
+    let addr = api.local_addr();
+    // Four times the cap, each with a request line and half its headers.
+    let mut held = Vec::new();
+    for _ in 0..cap * 4 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connects");
+        c.write_all(b"GET /api/v1/jobs/health HTTP/1.1\r\nHost: 127.0").await.expect("writes");
+        held.push(c);
+    }
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(timeout + Duration::from_secs(1), health_over_tcp(addr))
+        .await
+        .expect("health answers within a second of the header timeout");
+    let took = started.elapsed();
+    assert_eq!(status, Some(200));
+    eprintln!("health answered after {took:?} with {} connections held", held.len());
+    // Every held connection is closed by the server: the first `cap` by the header timeout,
+    // the rest once served (they waited in the backlog) and timed out in turn.
+    for (i, c) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(c, timeout * 8 + Duration::from_secs(2)).await,
+            "held connection {i} was never closed"
+        );
+    }
+    // A keep-alive connection that idles after its request is closed too.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    idle.write_all(b"GET /api/v1/jobs/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("writes");
+    assert!(
+        closed_within(&mut idle, timeout + Duration::from_secs(2)).await,
+        "an idle keep-alive connection was never closed"
+    );
+    api.stop().await.expect("the API stops");
+}
+
+// regression: a body that announced more than the limit was read (up to the limit) before
+// the 413; it is refused on its Content-Length at once, before any of it is sent.
+#[tokio::test]
+async fn bodies_announced_over_the_limit_are_refused_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture().await;
+    let config = ApiConfig::default().body_limit(1024);
+    let api = jobs_core::api::start("127.0.0.1:0", ApiState::new(f.service.clone(), config), false)
+        .await
+        .expect("the API starts");
+    let mut c = tokio::net::TcpStream::connect(api.local_addr()).await.expect("connects");
+    c.write_all(
+        b"POST /api/v1/jobs/enqueue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .await
+    .expect("writes");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf))
+        .await
+        .expect("answers without waiting for the body")
+        .expect("reads");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    api.stop().await.expect("the API stops");
+}

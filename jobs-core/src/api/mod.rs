@@ -64,12 +64,22 @@ pub use openapi::openapi;
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";
 /// The default limit of a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// The default cap on connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default time a client gets to send a request's headers, and the longest a
+/// keep-alive connection may stay idle between requests.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a client gets to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the API behaves: its token and its body limit.
+/// How the API behaves: its token, its body limit, and what a connection may hold.
 #[derive(Clone)]
 pub struct ApiConfig {
     token: Option<String>,
     body_limit: usize,
+    max_connections: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -77,13 +87,22 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("body_limit", &self.body_limit)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { token: None, body_limit: DEFAULT_BODY_LIMIT }
+        ApiConfig {
+            token: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
     }
 }
 
@@ -98,6 +117,27 @@ impl ApiConfig {
     /// The largest request body accepted, in bytes (default 1 MiB); larger is a 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// The most connections served at once (default 1024, at least 1): further clients wait
+    /// in the listen backlog until one closes.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a client gets to send a request's headers, and how long a keep-alive
+    /// connection may idle between requests, before it is closed (default 10 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client gets to send a request's body before the request is refused
+    /// with 408 (default 30 s).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
