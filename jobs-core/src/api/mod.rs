@@ -120,8 +120,8 @@ impl ApiConfig {
         self
     }
 
-    /// The most connections served at once (default 1024, at least 1): further clients wait
-    /// in the listen backlog until one closes.
+    /// The most connections served at once (default 1024, at least 1): further connections
+    /// are closed as soon as they are accepted.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -222,6 +222,7 @@ pub fn router(state: ApiState) -> Router {
     let limit = state.config().body_limit;
     api.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -258,6 +259,52 @@ async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next:
         return ApiError::unauthorized().into_response();
     }
     next.run(req).await
+}
+
+/// Reads the request's body before the handler sees it: a `Content-Length` over the limit
+/// is a 413 at once (nothing of the body is read), a body that does not arrive within
+/// [`ApiConfig::body_timeout`] is a 408, and a longer chunked body is a 413 too.
+async fn read_body(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
+    let limit = state.config.body_limit;
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+        .into_response()
+    };
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(state.config.body_timeout, axum::body::to_bytes(body, limit))
+            .await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                return if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::invalid_request("the request body could not be read").into_response()
+                };
+            }
+            Err(_) => {
+                return ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                )
+                .into_response();
+            }
+        };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Binds the API's listener on `addr` (`host:port`).
@@ -336,12 +383,60 @@ pub async fn start(addr: &str, state: ApiState, allow_remote: bool) -> Result<Ru
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
 /// flight and returns.
+///
+/// HTTP/1.1 only, hardened against clients that hold connections: at most
+/// [`ApiConfig::max_connections`] are served at once (further ones are closed as soon as
+/// they are accepted), and a connection that does not send its
+/// headers within [`ApiConfig::header_timeout`], or idles that long between requests, is
+/// closed. Bodies have their own limit and timeout (see [`router`]).
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(state.config().max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(state.config().header_timeout);
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning
+                    // (as `axum::serve` does).
+                    tracing::warn!(error = %e, "the HTTP API cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // At the cap, a new connection is closed at once: it costs nothing while it waits
+        // (no backlog for held connections to fill ahead of a real client), and the client
+        // knows to retry.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("the HTTP API is at its connection cap; refusing a connection");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP API connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]
