@@ -976,3 +976,54 @@ async fn bodies_announced_over_the_limit_are_refused_at_once() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     api.stop().await.expect("the API stops");
 }
+
+/// A request with the given headers and an optional raw body.
+fn raw(method: Method, uri: &str, headers: &[(&str, &str)], body: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body.map_or_else(Body::empty, |s| Body::from(s.to_owned()))).expect("valid request")
+}
+
+// regression: without a token the API answered any browser page: a cross-site form POST
+// (CSRF) or a page on a rebound DNS name (Host: evil.example resolving to 127.0.0.1) could
+// enqueue jobs and clear the DLQ. Foreign Origins, foreign Hosts and non-JSON bodies are
+// refused; bare CLI POSTs stay valid.
+#[tokio::test]
+async fn cross_site_and_rebound_requests_are_refused_without_a_token() {
+    let f = fixture().await;
+    let r = &f.router;
+    let body = r#"{"name":"api_noargs"}"#;
+    let json = ("content-type", "application/json");
+    let enqueue = "/api/v1/jobs/enqueue";
+    let status = |req| async { send(r, req).await.0.as_u16() };
+    // A foreign Origin on a state change.
+    let evil = raw(Method::POST, enqueue, &[json, ("origin", "https://evil.example")], Some(body));
+    assert_eq!(status(evil).await, 403);
+    let null = raw(Method::DELETE, "/api/v1/jobs/dlq", &[("origin", "null")], None);
+    assert_eq!(status(null).await, 403);
+    // The API's own Origin is fine.
+    let own = raw(
+        Method::POST,
+        enqueue,
+        &[json, ("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")],
+        Some(body),
+    );
+    assert_eq!(status(own).await, 201);
+    // A Host that is not a loopback name (DNS rebinding), even on a GET.
+    let rebound = raw(Method::GET, "/api/v1/jobs/stats", &[("host", "evil.example:8080")], None);
+    assert_eq!(status(rebound).await, 403);
+    for host in ["localhost:8080", "127.0.0.1:8080", "[::1]:8080", "localhost"] {
+        let ok = raw(Method::GET, "/api/v1/jobs/stats", &[("host", host)], None);
+        assert_eq!(status(ok).await, 200, "{host}");
+    }
+    // Form and text bodies are refused with 415, whatever the endpoint.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let retry = "/api/v1/jobs/dlq/00000000-0000-4000-8000-000000000000/retry";
+    assert_eq!(status(raw(Method::POST, retry, &form, Some("a=1"))).await, 415);
+    let text = [("content-type", "text/plain")];
+    assert_eq!(status(raw(Method::DELETE, "/api/v1/jobs/dlq", &text, Some("x"))).await, 415);
+    // A bare POST (no body, no Origin) stays valid: it reaches the handler (no such job).
+    assert_eq!(status(raw(Method::POST, retry, &[], None)).await, 404);
+}
