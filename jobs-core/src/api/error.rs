@@ -33,7 +33,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `malformed_json`, `invalid_request`, `invalid_job_id`,
-    /// `invalid_priority`, `invalid_schedule`, `unauthorized`, `job_not_found`,
+    /// `invalid_priority`, `invalid_schedule`, `unauthorized`, `forbidden`, `job_not_found`,
     /// `handler_not_found`, `schedule_not_found`, `not_found`, `method_not_allowed`,
     /// `invalid_state`, `request_timeout`, `payload_too_large`, `unsupported_media_type`, `invalid_args`,
     /// `internal_error`.

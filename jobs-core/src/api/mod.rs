@@ -80,6 +80,8 @@ pub struct ApiConfig {
     max_connections: usize,
     header_timeout: Duration,
     body_timeout: Duration,
+    /// Served on an address that is not loopback (set by [`serve`]): the Host check is off.
+    remote: bool,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -90,6 +92,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("max_connections", &self.max_connections)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("remote", &self.remote)
             .finish()
     }
 }
@@ -102,6 +105,7 @@ impl Default for ApiConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            remote: false,
         }
     }
 }
@@ -223,6 +227,7 @@ pub fn router(state: ApiState) -> Router {
     api.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), same_site))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -257,6 +262,61 @@ async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next:
         && !is_authorized(&req, token)
     {
         return ApiError::unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+/// Whether `host` (a `Host` header or an Origin's authority) names this machine's loopback:
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
+}
+
+/// Without a token, the API trusts whoever can reach it, so it must not be reachable from
+/// a browser page on another site: a `Host` that is not a loopback name (DNS rebinding,
+/// unless served on a non-loopback address) and an `Origin` other than the API's own on a
+/// state change are 403. Whatever the token, a body must be JSON (form and text bodies,
+/// which browsers send cross-site without a preflight, are 415). A request with neither
+/// body nor Origin (a CLI client) passes.
+async fn same_site(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
+    use axum::http::{Method, StatusCode};
+    let headers = req.headers();
+    let forbidden = |why: &str| {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", why.to_owned()).into_response()
+    };
+    if !state.config.has_token() {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !state.config.remote && host.is_some_and(|h| !is_loopback_host(h)) {
+            return forbidden("the Host header must name this machine's loopback");
+        }
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes && let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let authority =
+                origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            let own = match (authority, host) {
+                (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
+                (Some(a), None) => is_loopback_host(a),
+                (None, _) => false,
+            };
+            if !own {
+                return forbidden("a request from another site's page is refused");
+            }
+        }
+    }
+    // The body's own size hint covers both `Content-Length` and chunked bodies.
+    let has_body = axum::body::HttpBody::size_hint(req.body()).upper() != Some(0);
+    if has_body && !extract::is_json(headers) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with `Content-Type: application/json`",
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -397,6 +457,15 @@ pub async fn serve(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
+    // Served beyond loopback (`--allow-remote` or a token), clients name the host as they
+    // reach it: the loopback-Host check would refuse them all.
+    let remote = listener.local_addr().is_ok_and(|a| !a.ip().to_canonical().is_loopback());
+    let state = if remote {
+        let config = ApiConfig { remote: true, ..state.config().clone() };
+        ApiState { service: state.service.clone(), config: Arc::new(config) }
+    } else {
+        state
+    };
     let permits = Arc::new(tokio::sync::Semaphore::new(state.config().max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(state.config().header_timeout);
