@@ -185,7 +185,7 @@ async fn health_answers_healthy() {
 }
 
 #[tokio::test]
-async fn health_is_unhealthy_when_redis_is_gone() {
+async fn a_redis_outage_is_unhealthy_and_a_503_elsewhere() {
     let server = jobs_test_support::RedisServer::start();
     let cfg = jobs_core::backend::redis::RedisConfig {
         response_timeout: Duration::from_millis(500),
@@ -205,8 +205,19 @@ async fn health_is_unhealthy_when_redis_is_gone() {
     let got = get(&app, "/api/v1/jobs/health").await;
     assert_eq!(got.0, StatusCode::SERVICE_UNAVAILABLE, "{}", got.1);
     assert_eq!(got.1["status"], "unhealthy");
-    // Other endpoints answer a generic 500 that does not leak Redis details.
-    let msg = assert_error(&get(&app, "/api/v1/jobs/queue/stats").await, 500, "internal_error");
+    // regression: an outage was a generic 500, which clients and load balancers read as a
+    // bug rather than "try again": it is a 503 `backend_unavailable` with `Retry-After`,
+    // still without Redis details.
+    let res = app
+        .clone()
+        .oneshot(request(Method::GET, "/api/v1/jobs/queue/stats", None))
+        .await
+        .expect("the router is infallible");
+    assert!(res.headers().contains_key(header::RETRY_AFTER), "{:?}", res.headers());
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).expect("JSON");
+    let msg = assert_error(&(status, body), 503, "backend_unavailable");
     assert!(!msg.to_lowercase().contains("redis"), "{msg}");
 }
 
