@@ -1,9 +1,10 @@
 //! The API's one error shape, `{"error": {"code": "...", "message": "..."}}`, and the
 //! mapping of [`Error`] to HTTP statuses.
 //!
-//! Client mistakes keep their status and say what was wrong. Infrastructure failures
-//! (Redis, a corrupt record, a bug) are a generic 500: the details go to the log, never to
-//! the client (axum's error-handling example does the same).
+//! Client mistakes keep their status and say what was wrong. A backend that cannot be
+//! reached is a 503 `backend_unavailable` with `Retry-After`; other infrastructure failures
+//! (a corrupt record, a bug) are a generic 500. Either way the details go to the log, never
+//! to the client (axum's error-handling example does the same).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -33,10 +34,10 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `malformed_json`, `invalid_request`, `invalid_job_id`,
-    /// `invalid_priority`, `invalid_schedule`, `unauthorized`, `job_not_found`,
+    /// `invalid_priority`, `invalid_schedule`, `unauthorized`, `forbidden`, `job_not_found`,
     /// `handler_not_found`, `schedule_not_found`, `not_found`, `method_not_allowed`,
-    /// `invalid_state`, `payload_too_large`, `unsupported_media_type`, `invalid_args`,
-    /// `internal_error`.
+    /// `invalid_state`, `request_timeout`, `payload_too_large`, `unsupported_media_type`, `invalid_args`,
+    /// `internal_error`, `backend_unavailable`.
     pub code: String,
     /// For people; may change between versions.
     pub message: String,
@@ -93,6 +94,17 @@ impl ApiError {
         )
     }
 
+    /// 503 `backend_unavailable` (with `Retry-After`): logs `err` and tells the client only
+    /// that the backend cannot be reached.
+    pub fn unavailable(err: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::warn!(error = %err, "the backend is unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backend_unavailable",
+            "the backend is unavailable; retry later",
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -109,6 +121,9 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait before retrying after a 503 `backend_unavailable`.
+const RETRY_AFTER: &str = "5";
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         use StatusCode as S;
@@ -123,11 +138,21 @@ impl From<Error> for ApiError {
             Error::InvalidArgs { .. } => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_args", msg),
             Error::ScheduleNotFound { .. } => Self::new(S::NOT_FOUND, "schedule_not_found", msg),
             Error::InvalidSchedule { .. } => Self::new(S::BAD_REQUEST, "invalid_schedule", msg),
+            // An outage: worth retrying, and not the client's doing or a bug. The details
+            // (addresses, the server's words) go to the log only.
+            Error::Connect { .. } => Self::unavailable(&e),
+            Error::Redis(r)
+                if r.is_io_error()
+                    || r.is_connection_refusal()
+                    || r.is_connection_dropped()
+                    || r.is_timeout() =>
+            {
+                Self::unavailable(&e)
+            }
             // Configuration, a stale lease (never reached from a request), corrupt records,
             // Redis, JSON encoding and unexpected replies: not the client's doing. (This
             // match is exhaustive on purpose: a new variant must be classified here.)
             Error::Config(_)
-            | Error::Connect { .. }
             | Error::StaleLease { .. }
             | Error::CorruptRecord { .. }
             | Error::Redis(_)
@@ -144,6 +169,9 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.code == "backend_unavailable" {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
         }
         res
     }

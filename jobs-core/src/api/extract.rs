@@ -21,7 +21,7 @@ pub struct ApiJson<T>(pub T);
 
 /// Whether the request says its body is JSON (`application/json` or `application/*+json`,
 /// parameters such as `charset` allowed).
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

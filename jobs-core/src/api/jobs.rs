@@ -55,6 +55,7 @@ fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Arguments that do not fit the handler", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn enqueue(
@@ -134,6 +135,7 @@ pub async fn enqueue(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn get_job(
@@ -155,6 +157,7 @@ pub async fn get_job(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn job_result(
@@ -183,6 +186,7 @@ pub async fn job_result(
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job has finished", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn cancel_job(
@@ -203,6 +207,7 @@ pub async fn cancel_job(
         (status = 400, description = "An invalid priority or limit", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn pending(
@@ -227,6 +232,7 @@ fn job_list(jobs: Vec<Job>) -> JobListResponse {
         (status = 400, description = "An invalid limit", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn list_dlq(
@@ -248,6 +254,7 @@ pub async fn list_dlq(
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job is not in the dead-letter queue", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn retry_dlq(
@@ -266,6 +273,7 @@ pub async fn retry_dlq(
         (status = 200, body = ClearResponse),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn clear_dlq(AxumState(s): AxumState<ApiState>) -> Result<Json<ClearResponse>, ApiError> {

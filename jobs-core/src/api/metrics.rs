@@ -29,6 +29,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
             content_type = "text/plain; version=0.0.4; charset=utf-8"),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn prometheus(AxumState(s): AxumState<ApiState>) -> Result<Response, ApiError> {

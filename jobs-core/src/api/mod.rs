@@ -64,12 +64,24 @@ pub use openapi::openapi;
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";
 /// The default limit of a request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// The default cap on connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default time a client gets to send a request's headers, and the longest a
+/// keep-alive connection may stay idle between requests.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a client gets to send a request's body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the API behaves: its token and its body limit.
+/// How the API behaves: its token, its body limit, and what a connection may hold.
 #[derive(Clone)]
 pub struct ApiConfig {
     token: Option<String>,
     body_limit: usize,
+    max_connections: usize,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    /// Served on an address that is not loopback (set by [`serve`]): the Host check is off.
+    remote: bool,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -77,13 +89,24 @@ impl std::fmt::Debug for ApiConfig {
         f.debug_struct("ApiConfig")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("body_limit", &self.body_limit)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("remote", &self.remote)
             .finish()
     }
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { token: None, body_limit: DEFAULT_BODY_LIMIT }
+        ApiConfig {
+            token: None,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            remote: false,
+        }
     }
 }
 
@@ -98,6 +121,27 @@ impl ApiConfig {
     /// The largest request body accepted, in bytes (default 1 MiB); larger is a 413.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// The most connections served at once (default 1024, at least 1): further connections
+    /// are closed as soon as they are accepted.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a client gets to send a request's headers, and how long a keep-alive
+    /// connection may idle between requests, before it is closed (default 10 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client gets to send a request's body before the request is refused
+    /// with 408 (default 30 s).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -182,6 +226,8 @@ pub fn router(state: ApiState) -> Router {
     let limit = state.config().body_limit;
     api.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), same_site))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -218,6 +264,107 @@ async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next:
         return ApiError::unauthorized().into_response();
     }
     next.run(req).await
+}
+
+/// Whether `host` (a `Host` header or an Origin's authority) names this machine's loopback:
+/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
+}
+
+/// Without a token, the API trusts whoever can reach it, so it must not be reachable from
+/// a browser page on another site: a `Host` that is not a loopback name (DNS rebinding,
+/// unless served on a non-loopback address) and an `Origin` other than the API's own on a
+/// state change are 403. Whatever the token, a body must be JSON (form and text bodies,
+/// which browsers send cross-site without a preflight, are 415). A request with neither
+/// body nor Origin (a CLI client) passes.
+async fn same_site(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
+    use axum::http::{Method, StatusCode};
+    let headers = req.headers();
+    let forbidden = |why: &str| {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", why.to_owned()).into_response()
+    };
+    if !state.config.has_token() {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !state.config.remote && host.is_some_and(|h| !is_loopback_host(h)) {
+            return forbidden("the Host header must name this machine's loopback");
+        }
+        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes && let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let authority =
+                origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            let own = match (authority, host) {
+                (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
+                (Some(a), None) => is_loopback_host(a),
+                (None, _) => false,
+            };
+            if !own {
+                return forbidden("a request from another site's page is refused");
+            }
+        }
+    }
+    // The body's own size hint covers both `Content-Length` and chunked bodies.
+    let has_body = axum::body::HttpBody::size_hint(req.body()).upper() != Some(0);
+    if has_body && !extract::is_json(headers) {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with `Content-Type: application/json`",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Reads the request's body before the handler sees it: a `Content-Length` over the limit
+/// is a 413 at once (nothing of the body is read), a body that does not arrive within
+/// [`ApiConfig::body_timeout`] is a 408, and a longer chunked body is a 413 too.
+async fn read_body(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
+    let limit = state.config.body_limit;
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+        .into_response()
+    };
+    if announced.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(state.config.body_timeout, axum::body::to_bytes(body, limit))
+            .await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                return if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::invalid_request("the request body could not be read").into_response()
+                };
+            }
+            Err(_) => {
+                return ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive in time",
+                )
+                .into_response();
+            }
+        };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 /// Binds the API's listener on `addr` (`host:port`).
@@ -296,12 +443,69 @@ pub async fn start(addr: &str, state: ApiState, allow_remote: bool) -> Result<Ru
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
 /// flight and returns.
+///
+/// HTTP/1.1 only, hardened against clients that hold connections: at most
+/// [`ApiConfig::max_connections`] are served at once (further ones are closed as soon as
+/// they are accepted), and a connection that does not send its
+/// headers within [`ApiConfig::header_timeout`], or idles that long between requests, is
+/// closed. Bodies have their own limit and timeout (see [`router`]).
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    // Served beyond loopback (`--allow-remote` or a token), clients name the host as they
+    // reach it: the loopback-Host check would refuse them all.
+    let remote = listener.local_addr().is_ok_and(|a| !a.ip().to_canonical().is_loopback());
+    let state = if remote {
+        let config = ApiConfig { remote: true, ..state.config().clone() };
+        ApiState { service: state.service.clone(), config: Arc::new(config) }
+    } else {
+        state
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(state.config().max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(state.config().header_timeout);
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning
+                    // (as `axum::serve` does).
+                    tracing::warn!(error = %e, "the HTTP API cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // At the cap, a new connection is closed at once: it costs nothing while it waits
+        // (no backlog for held connections to fill ahead of a real client), and the client
+        // knows to retry.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("the HTTP API is at its connection cap; refusing a connection");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP API connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

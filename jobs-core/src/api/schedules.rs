@@ -17,6 +17,7 @@ use crate::stats::SchedulerStats;
         (status = 200, body = SchedulerStats),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<SchedulerStats>, ApiError> {
@@ -30,6 +31,7 @@ pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<SchedulerSt
         (status = 200, body = ScheduleListResponse),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -57,6 +59,7 @@ pub async fn list(
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Arguments that do not fit the handler", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn register(
@@ -82,6 +85,7 @@ pub async fn register(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn unregister(
@@ -101,6 +105,7 @@ pub async fn unregister(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn enable(
@@ -119,6 +124,7 @@ pub async fn enable(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn disable(
@@ -137,6 +143,7 @@ pub async fn disable(
         (status = 401, body = ErrorBody),
         (status = 404, description = "No such schedule", body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn run(

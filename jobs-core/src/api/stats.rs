@@ -57,6 +57,7 @@ pub async fn health(AxumState(s): AxumState<ApiState>) -> (StatusCode, Json<Heal
         (status = 200, body = FullStatsResponse),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<FullStatsResponse>, ApiError> {
@@ -78,6 +79,7 @@ pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<FullStatsRe
         (status = 200, body = ThroughputResponse),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn throughput(
@@ -94,6 +96,7 @@ pub async fn throughput(
         (status = 200, body = QueueStatsView),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn queue_stats(
@@ -109,6 +112,7 @@ pub async fn queue_stats(
         (status = 200, body = WorkersResponse),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn workers_stats(

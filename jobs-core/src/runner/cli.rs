@@ -297,6 +297,9 @@ pub(super) struct ApiArgs {
     /// Largest request body the API accepts, in bytes.
     #[arg(long, env = "JOBS_API_BODY_LIMIT", default_value_t = crate::api::DEFAULT_BODY_LIMIT)]
     pub(super) api_body_limit: usize,
+    /// Most connections the API serves at once; further ones are closed on accept.
+    #[arg(long, env = "JOBS_API_MAX_CONNECTIONS", default_value_t = crate::api::DEFAULT_MAX_CONNECTIONS)]
+    pub(super) api_max_connections: usize,
     /// Do not serve the HTTP API.
     #[arg(long)]
     pub(super) no_api: bool,
@@ -308,6 +311,10 @@ impl ApiArgs {
             bind: std::env::var("JOBS_BIND").unwrap_or_else(|_| "127.0.0.1:8080".into()),
             api_token: std::env::var("JOBS_API_TOKEN").ok(),
             api_body_limit: env_or("JOBS_API_BODY_LIMIT", crate::api::DEFAULT_BODY_LIMIT),
+            api_max_connections: env_or(
+                "JOBS_API_MAX_CONNECTIONS",
+                crate::api::DEFAULT_MAX_CONNECTIONS,
+            ),
             ..ApiArgs::default()
         }
     }

@@ -18,7 +18,7 @@
 //! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
 //! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
-//! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
+//! `JOBS_API_BODY_LIMIT`, `JOBS_API_MAX_CONNECTIONS`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
 //!
 //! A binary with commands of its own adds them to the runner's command line with
@@ -235,7 +235,8 @@ async fn start_api(
     }
     let config = crate::api::ApiConfig::default()
         .token(args.api_token.clone())
-        .body_limit(args.api_body_limit);
+        .body_limit(args.api_body_limit)
+        .max_connections(args.api_max_connections);
     let auth = config.has_token();
     let state = crate::api::ApiState::new(service, config);
     let api = crate::api::start(&args.bind, state, args.allow_remote).await?;
