@@ -832,17 +832,32 @@ async fn schedules_refuse_an_inconsistent_flat_body_naming_the_field() {
         (with("cron", json!({"cron_expression": null})), "cron_expression"),
         (with("interval", json!({"cron_expression": "0 8 * * *"})), "interval_seconds"),
         (with("once", json!({"interval_seconds": 5})), "run_at"),
-        (with("interval", json!({"interval_seconds": 5, "cron_expression": "0 8 * * *"})), "cron_expression"),
+        (
+            with("interval", json!({"interval_seconds": 5, "cron_expression": "0 8 * * *"})),
+            "cron_expression",
+        ),
         (with("interval", json!({"interval_seconds": 5, "timezone": "UTC"})), "timezone"),
-        (with("cron", json!({"cron_expression": "0 8 * * *", "run_at": "2030-01-01T00:00:00Z"})), "run_at"),
-        (with("once", json!({"run_at": "2030-01-01T00:00:00Z", "interval_seconds": 5})), "interval_seconds"),
+        (
+            with("cron", json!({"cron_expression": "0 8 * * *", "run_at": "2030-01-01T00:00:00Z"})),
+            "run_at",
+        ),
+        (
+            with("once", json!({"run_at": "2030-01-01T00:00:00Z", "interval_seconds": 5})),
+            "interval_seconds",
+        ),
         (with("hourly", json!({"interval_seconds": 5})), "schedule_type"),
         (with("interval", json!({"interval_seconds": "5"})), "interval_seconds"),
         (with("interval", json!({"interval_seconds": 5, "run_count": "x"})), "run_count"),
-        (with("interval", json!({"interval_seconds": 5, "misfire_policy": "never"})), "misfire_policy"),
+        (
+            with("interval", json!({"interval_seconds": 5, "misfire_policy": "never"})),
+            "misfire_policy",
+        ),
         (with("interval", json!({"interval_seconds": 5, "colour": "red"})), "colour"),
         (
-            with("interval", json!({"interval_seconds": 5, "schedule": {"type": "interval", "seconds": 5}})),
+            with(
+                "interval",
+                json!({"interval_seconds": 5, "schedule": {"type": "interval", "seconds": 5}}),
+            ),
             "schedule",
         ),
     ] {
@@ -960,7 +975,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/dlq", &["get", "delete"]),
         ("/api/v1/jobs/dlq/{job_id}/retry", &["post"]),
         ("/api/v1/jobs/scheduled", &["get"]),
-        ("/api/v1/jobs/scheduled/register", &["post"]),
+        ("/api/v1/jobs/scheduled/register", &["post", "delete"]),
         ("/api/v1/jobs/scheduled/{name}", &["delete"]),
         ("/api/v1/jobs/scheduled/{name}/enable", &["post"]),
         ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),

@@ -164,7 +164,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
         .routes(routes!(schedules::list))
-        .routes(routes!(schedules::register))
+        .routes(routes!(schedules::register, schedules::unregister_named_register))
         .routes(routes!(schedules::unregister))
         .routes(routes!(schedules::enable))
         .routes(routes!(schedules::disable))
