@@ -188,11 +188,29 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
             tracing::info!(url = %redact(&r.url), namespace = %r.namespace, "using redis")
         }
     }
+    let cfg = service_config(backend, &args)?;
+    let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
+    let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
+    tracing::info!(handlers = names.len(), names = ?names, "runner starting");
+    let api = start_api(&args.api, service.clone()).await?;
+    service.start()?;
+    shutdown.wait().await;
+    tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
+    if let Some(api) = api {
+        api.stop().await?;
+    }
+    service.stop().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// The service `run` starts, from its flags (checked: a clear error for each bad value).
+fn service_config(backend: BackendChoice, args: &RunArgs) -> Result<ServiceConfig> {
     if args.workers == 0 || args.concurrency == 0 {
         return Err(Error::Config("--workers and --concurrency must be at least 1".into()));
     }
     let lease = secs(args.lease, "--lease")?;
-    let cfg = ServiceConfig {
+    Ok(ServiceConfig {
         backend,
         use_worker_pool: args.workers > 1,
         num_workers: args.workers,
@@ -209,20 +227,7 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
             ..WorkerConfig::default()
         },
         ..ServiceConfig::default()
-    };
-    let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
-    let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
-    tracing::info!(handlers = names.len(), names = ?names, "runner starting");
-    let api = start_api(&args.api, service.clone()).await?;
-    service.start()?;
-    shutdown.wait().await;
-    tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
-    if let Some(api) = api {
-        api.stop().await?;
-    }
-    service.stop().await?;
-    tracing::info!("stopped cleanly");
-    Ok(())
+    })
 }
 
 /// Starts the API for `service`, unless `--no-api`.
@@ -285,6 +290,73 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The service `jobs-runner <argv>` would start (on the in-memory backend).
+    fn config_of(argv: &[&str]) -> Result<ServiceConfig> {
+        let cli = Cli::try_parse_from(argv).map_err(|e| Error::Config(e.to_string()))?;
+        match cli.into_parts().2 {
+            Command::Run(args) => service_config(BackendChoice::Memory, &args),
+            other => Err(Error::Config(format!("not `run`: {other:?}"))),
+        }
+    }
+
+    // regression: `runner::main()` always used the default backoff (2 minutes before the
+    // first retry, capped at an hour); the retry flags set it.
+    #[test]
+    fn retry_policy_comes_from_the_flags() -> Result<()> {
+        let cfg = config_of(&["jobs-runner", "run"])?;
+        assert_eq!(cfg.worker.retry, crate::RetryPolicy::default());
+        let cfg = config_of(&[
+            "jobs-runner",
+            "run",
+            "--retry-base",
+            "10",
+            "--retry-cap",
+            "300",
+            "--retry-jitter",
+            "2.5",
+        ])?;
+        let want =
+            crate::RetryPolicy::exponential(Duration::from_secs(10), Duration::from_secs(300))
+                .with_jitter(Duration::from_millis(2500));
+        assert_eq!(cfg.worker.retry, want);
+        // The default cap still applies to a base alone.
+        let cfg = config_of(&["jobs-runner", "run", "--retry-base", "0.5"])?;
+        assert_eq!(cfg.worker.retry.base, Duration::from_millis(500));
+        assert_eq!(cfg.worker.retry.cap, Duration::from_secs(3600));
+        Ok(())
+    }
+
+    // regression: a bad retry flag must be a clear error naming it, never the default.
+    #[test]
+    fn bad_retry_flags_are_clear_errors() {
+        for (argv, words) in [
+            (&["--retry-base", "0"][..], &["--retry-base", "JOBS_RETRY_BASE", "0"][..]),
+            (&["--retry-base", "-5"], &["--retry-base", "-5"]),
+            (&["--retry-base", "soon"], &["--retry-base", "soon"]),
+            (&["--retry-base", "inf"], &["--retry-base", "inf"]),
+            (&["--retry-cap", "0"], &["--retry-cap", "JOBS_RETRY_CAP"]),
+            (&["--retry-cap", "x"], &["--retry-cap", "x"]),
+            (&["--retry-jitter", "-1"], &["--retry-jitter", "JOBS_RETRY_JITTER"]),
+            (&["--retry-jitter", "lots"], &["--retry-jitter", "lots"]),
+            (&["--retry-base", "7200"], &["--retry-base", "--retry-cap", "3600"]),
+            (&["--retry-base", "20", "--retry-cap", "10"], &["--retry-base", "--retry-cap"]),
+        ] {
+            let mut full = vec!["jobs-runner", "run"];
+            full.extend_from_slice(argv);
+            match config_of(&full) {
+                Ok(cfg) => panic!("{argv:?} accepted: {:?}", cfg.worker.retry),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for w in words {
+                        assert!(msg.contains(w), "{argv:?}: `{msg}` should mention `{w}`");
+                    }
+                }
+            }
+        }
+        // Zero jitter is the default, not an error.
+        assert!(config_of(&["jobs-runner", "run", "--retry-jitter", "0"]).is_ok());
+    }
 
     #[test]
     fn passwords_are_hidden_in_logs() {
