@@ -91,7 +91,7 @@ pub use registry::{
     HandlerRegistration, Location, Registry, RegistryError, ScheduleDef, ScheduleKind,
     ScheduleRegistration,
 };
-pub use retry::RetryPolicy;
+pub use retry::{MAX_RETRY_DELAY, RetryPolicy};
 pub use schedule::{
     CronExpr, MAX_INTERVAL_SECS, MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType,
 };

@@ -16,7 +16,9 @@
 //! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
 //! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
 //! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
-//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`, the retry
+//! backoff `JOBS_RETRY_BASE` (seconds, default 120), `JOBS_RETRY_CAP` (default 3600) and
+//! `JOBS_RETRY_JITTER` (default 0);
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
 //! `JOBS_API_BODY_LIMIT`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -33,6 +35,7 @@ use crate::backend::redis::redact_url as redact;
 use crate::backend::redis::{RedisConfig, TlsFiles};
 use crate::context::State;
 use crate::error::{Error, Result};
+use crate::retry::{MAX_RETRY_DELAY, RetryPolicy};
 use crate::service::{BackendChoice, JobService, ServiceConfig};
 use crate::worker::WorkerConfig;
 
@@ -224,10 +227,49 @@ fn service_config(backend: BackendChoice, args: &RunArgs) -> Result<ServiceConfi
             shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace).map_err(|_| {
                 Error::Config("--shutdown-grace must be a number of seconds".into())
             })?,
+            retry: retry_policy(args)?,
             ..WorkerConfig::default()
         },
         ..ServiceConfig::default()
     })
+}
+
+/// The backoff of `--retry-base`, `--retry-cap` and `--retry-jitter` (or their variables).
+fn retry_policy(args: &RunArgs) -> Result<RetryPolicy> {
+    let base = retry_secs(&args.retry_base, "--retry-base", "JOBS_RETRY_BASE", false)?;
+    let cap = retry_secs(&args.retry_cap, "--retry-cap", "JOBS_RETRY_CAP", false)?;
+    let jitter = retry_secs(&args.retry_jitter, "--retry-jitter", "JOBS_RETRY_JITTER", true)?;
+    if base > cap {
+        return Err(Error::Config(format!(
+            "--retry-base ({} s) must not exceed --retry-cap ({} s)",
+            args.retry_base.trim(),
+            args.retry_cap.trim()
+        )));
+    }
+    Ok(RetryPolicy::exponential(base, cap).with_jitter(jitter))
+}
+
+/// A retry flag's seconds: at least 1 ms (zero too, if `zero_ok`), at most
+/// [`MAX_RETRY_DELAY`].
+fn retry_secs(text: &str, flag: &str, var: &str, zero_ok: bool) -> Result<Duration> {
+    let bad = |what: &str| {
+        Error::Config(format!(
+            "{flag} ({var}) must be {what} number of seconds, at most {} (a year), found `{text}`",
+            MAX_RETRY_DELAY.as_secs()
+        ))
+    };
+    let what = if zero_ok { "a non-negative" } else { "a positive" };
+    let d = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n).ok())
+        .ok_or_else(|| bad(what))?;
+    let min = if zero_ok { Duration::ZERO } else { Duration::from_millis(1) };
+    if d < min || d > MAX_RETRY_DELAY {
+        return Err(bad(what));
+    }
+    Ok(d)
 }
 
 /// Starts the API for `service`, unless `--no-api`.
@@ -305,7 +347,7 @@ mod tests {
     #[test]
     fn retry_policy_comes_from_the_flags() -> Result<()> {
         let cfg = config_of(&["jobs-runner", "run"])?;
-        assert_eq!(cfg.worker.retry, crate::RetryPolicy::default());
+        assert_eq!(cfg.worker.retry, RetryPolicy::default());
         let cfg = config_of(&[
             "jobs-runner",
             "run",
