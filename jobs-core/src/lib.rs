@@ -82,7 +82,7 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_RETRIES, MAX_TIMEOUT, NewJob, RunAt,
+    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, NewJob, RunAt,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};
@@ -91,7 +91,7 @@ pub use registry::{
     HandlerRegistration, Location, Registry, RegistryError, ScheduleDef, ScheduleKind,
     ScheduleRegistration,
 };
-pub use retry::{MAX_RETRY_DELAY, RetryPolicy};
+pub use retry::RetryPolicy;
 pub use schedule::{
     CronExpr, MAX_INTERVAL_SECS, MisfirePolicy, ScheduleInfo, ScheduleSpec, ScheduleType,
 };

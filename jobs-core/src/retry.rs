@@ -4,10 +4,6 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// The longest retry delay a policy (or a job's own `retry_base`/`retry_cap`) may set: a
-/// year.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(365 * 86_400);
-
 /// Exponential backoff: `base · 2^(n-1)` before retry `n`, capped at `cap`, plus an optional
 /// random jitter in `[0, jitter)`.
 ///

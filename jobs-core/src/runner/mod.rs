@@ -35,7 +35,8 @@ use crate::backend::redis::redact_url as redact;
 use crate::backend::redis::{RedisConfig, TlsFiles};
 use crate::context::State;
 use crate::error::{Error, Result};
-use crate::retry::{MAX_RETRY_DELAY, RetryPolicy};
+use crate::job::MAX_RETRY_DELAY;
+use crate::retry::RetryPolicy;
 use crate::service::{BackendChoice, JobService, ServiceConfig};
 use crate::worker::WorkerConfig;
 

@@ -165,6 +165,8 @@ impl ScheduleEntry {
             timeout: std::time::Duration::from_millis(self.timeout_ms),
             run_at: RunAt::Now,
             user_id: None,
+            retry_base: None,
+            retry_cap: None,
         }
     }
 
