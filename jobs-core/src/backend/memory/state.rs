@@ -55,6 +55,9 @@ pub(super) struct Record {
     pub(super) stalls: u32,
     /// A cancel arrived while the job was running; its worker learns of it by heartbeat.
     pub(super) cancel_requested: bool,
+    /// The job's own backoff (`retry_base`, `retry_cap`), over the failing worker's policy.
+    pub(super) retry_base: Option<Duration>,
+    pub(super) retry_cap: Option<Duration>,
     pub(super) place: Place,
 }
 

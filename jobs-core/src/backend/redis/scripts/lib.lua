@@ -17,7 +17,8 @@
 --   rc  retries used       mr   max retries        to  timeout ms
 --   cx  1 = cancel asked   stl  times taken back from a lost worker
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
--- The meta JSON is written by the client and never decoded here.
+-- The meta JSON is written by the client and never decoded here (but for the one prefix
+-- backoff() reads: a job's own retry backoff).
 
 local K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
 local K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
@@ -168,6 +169,14 @@ local function trim_dead(now, dead_max, dead_ttl, limit)
   incr('dead_dropped', dropped)
 end
 
+-- A job's own backoff, over the policy's base and cap: the client writes it as the first
+-- key of the meta JSON, {"r":[<base ms>|null,<cap ms>|null],..., and only for a job that
+-- has one (record.rs, MetaOut::r); each part given replaces the policy's.
+local function backoff(h, o)
+  local b, c = string.match(h.meta, '^{"r":%[(%w+),(%w+)%]')
+  return tonumber(b) or o.base, tonumber(c) or o.cap
+end
+
 -- The end of a failed attempt of a job that is no longer in `active`. `o` holds the policy:
 -- base, cap, jitter (ms), dead_max, dead_ttl, ttl. Returns {'RETRY', due} | {'DEAD'} |
 -- {'CANCELLED'}.
@@ -181,7 +190,8 @@ local function fail_job(id, h, err, retryable, now, o)
   incr('failed', 1)
   if retryable and h.rc < h.mr then
     h.rc = h.rc + 1
-    local delay = math.min(o.base * math.pow(2, h.rc - 1), o.cap) + o.jitter
+    local base, cap = backoff(h, o)
+    local delay = math.min(base * math.pow(2, h.rc - 1), cap) + o.jitter
     local due = now + math.floor(delay)
     h.s = 'y'
     h.sa = due
