@@ -219,7 +219,11 @@ impl Scheduler {
     pub async fn run_now(&self, name: &str) -> Result<JobId> {
         let stored = self.backend().schedule_get(name).await?.ok_or_else(|| not_found(name))?;
         let id = JobId::new();
-        let fire = ScheduleFire { name: name.to_owned(), claim: None, job: stored.entry.job(id) };
+        let fire = ScheduleFire {
+            name: name.to_owned(),
+            claim: None,
+            job: self.job_of(&stored.entry, id),
+        };
         match self.backend().schedule_fire(&fire).await? {
             FireOutcome::Fired => Ok(id),
             FireOutcome::NotFound => Err(not_found(name)),
@@ -330,6 +334,20 @@ impl Scheduler {
         entry.job(JobId::new()).validate()?;
         let hash = entry.definition_hash()?;
         Ok((entry, hash, trigger))
+    }
+}
+
+impl Scheduler {
+    /// The job a schedule enqueues under `id`: the stored entry's, with the retry backoff
+    /// of the one option rule (the handler's, else the queue's defaults). The backoff is not
+    /// part of the stored definition: a job carries one only when it is set.
+    fn job_of(&self, entry: &ScheduleEntry, id: JobId) -> crate::job::NewJob {
+        let mut job = entry.job(id);
+        let handler = self.inner.registry.handler(&entry.job_name).map(|h| h.defaults());
+        let o = resolve(JobOptions::NONE, handler.unwrap_or_default(), self.inner.queue.defaults());
+        job.retry_base = o.retry_base;
+        job.retry_cap = o.retry_cap;
+        job
     }
 }
 
@@ -458,7 +476,7 @@ async fn fire_tick(
     let fire = ScheduleFire {
         name: e.name.clone(),
         claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone() }),
-        job: e.job(id),
+        job: s.job_of(e, id),
     };
     let out = s.backend().schedule_fire(&fire).await?;
     match out {
