@@ -31,6 +31,7 @@ mod jobs;
 mod metrics;
 mod model;
 mod openapi;
+mod register;
 mod schedules;
 mod stats;
 
@@ -59,6 +60,7 @@ use crate::service::JobService;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use model::*;
 pub use openapi::openapi;
+pub use register::*;
 
 /// The path of the one endpoint that never requires the token.
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";

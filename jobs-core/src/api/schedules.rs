@@ -6,7 +6,8 @@ use axum::extract::State as AxumState;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::model::{RegisterRequest, RunResponse, ScheduleListResponse, UnregisterResponse};
+use super::model::{RunResponse, ScheduleListResponse, UnregisterResponse};
+use super::register::RegisterRequest;
 use crate::schedule::ScheduleInfo;
 use crate::stats::SchedulerStats;
 
