@@ -3,7 +3,8 @@
 //! Responses are the crate's own types wherever their serde output is the wire format
 //! ([`Job`], [`QueueStats`], [`WorkerStats`], [`ScheduleInfo`], …: they derive
 //! [`ToSchema`] with the `api` feature). The types here are the envelopes around them, the
-//! requests, and the few views whose JSON must differ from the core type's (each says why).
+//! requests (but the register body, in `register.rs`), and the few views whose JSON must
+//! differ from the core type's (each says why).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::backend::{CancelOutcome, ThroughputBucket};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
-use crate::schedule::{ScheduleInfo, ScheduleType};
+use crate::schedule::ScheduleInfo;
 use crate::stats::{HandlerInfo, PendingByPriority, QueueStats, SchedulerStats, WorkerStats};
 
 /// Seconds as JSON: an integer when whole (`30`), a fraction otherwise (`0.25`), as the
@@ -297,49 +298,6 @@ pub struct ThroughputResponse {
     pub bucket_seconds: u64,
     /// 60 buckets, oldest first.
     pub buckets: Vec<ThroughputBucket>,
-}
-
-/// When a schedule fires, as a request gives it.
-///
-/// Not [`ScheduleType`] itself: that is also the stored form, and its serde derive lets
-/// unknown keys through, where a request is closed (an unknown key is a 400, and the
-/// document says so with `additionalProperties: false` on each variant).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ScheduleView {
-    /// Every `seconds` seconds.
-    Interval {
-        /// The period.
-        #[schema(minimum = 1, maximum = 315_360_000)]
-        #[serde(deserialize_with = "super::register::whole")]
-        seconds: u64,
-    },
-    /// On a 5-field cron expression (`minute hour day-of-month month day-of-week`).
-    Cron {
-        /// The expression, e.g. `0 8 * * *`.
-        #[schema(min_length = 1)]
-        expression: String,
-        /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
-        #[serde(default)]
-        timezone: Option<String>,
-    },
-    /// Once, at a time (one already past fires at once).
-    Once {
-        /// When (RFC 3339).
-        at: DateTime<Utc>,
-    },
-}
-
-impl From<ScheduleView> for ScheduleType {
-    fn from(v: ScheduleView) -> Self {
-        match v {
-            ScheduleView::Interval { seconds } => ScheduleType::Interval { seconds },
-            ScheduleView::Cron { expression, timezone } => {
-                ScheduleType::Cron { expression, timezone }
-            }
-            ScheduleView::Once { at } => ScheduleType::Once { at },
-        }
-    }
 }
 
 /// Every schedule.

@@ -5,9 +5,51 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::model::ScheduleView;
 use crate::job::{JobId, JobPriority};
 use crate::schedule::{MisfirePolicy, ScheduleSpec, ScheduleType};
+
+/// When a schedule fires, as a request gives it.
+///
+/// Not [`ScheduleType`] itself: that is also the stored form, and its serde derive lets
+/// unknown keys through, where a request is closed (an unknown key is a 400, and the
+/// document says so with `additionalProperties: false` on each variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ScheduleView {
+    /// Every `seconds` seconds.
+    Interval {
+        /// The period.
+        #[schema(minimum = 1, maximum = 315_360_000)]
+        #[serde(deserialize_with = "whole")]
+        seconds: u64,
+    },
+    /// On a 5-field cron expression (`minute hour day-of-month month day-of-week`).
+    Cron {
+        /// The expression, e.g. `0 8 * * *`.
+        #[schema(min_length = 1)]
+        expression: String,
+        /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
+        #[serde(default)]
+        timezone: Option<String>,
+    },
+    /// Once, at a time (one already past fires at once).
+    Once {
+        /// When (RFC 3339).
+        at: DateTime<Utc>,
+    },
+}
+
+impl From<ScheduleView> for ScheduleType {
+    fn from(v: ScheduleView) -> Self {
+        match v {
+            ScheduleView::Interval { seconds } => ScheduleType::Interval { seconds },
+            ScheduleView::Cron { expression, timezone } => {
+                ScheduleType::Cron { expression, timezone }
+            }
+            ScheduleView::Once { at } => ScheduleType::Once { at },
+        }
+    }
+}
 
 /// A schedule to register (or to replace the one of that name), in either of two forms:
 /// the nested one (`"schedule": {"type": "interval", "seconds": 300}`), or the flat one of
@@ -239,7 +281,7 @@ impl FlatRegisterRequest {
 /// A whole number of `u64`, written as an integer (`300`) or as a number with no fraction
 /// (`300.0`): JSON Schema counts both as an `integer`, so the document's `integer` fields
 /// accept both, where serde's `u64` refuses the second.
-pub(super) fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(Whole)
 }
 
