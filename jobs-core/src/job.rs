@@ -276,6 +276,12 @@ pub struct NewJob {
     pub run_at: RunAt,
     /// The user the job acts for.
     pub user_id: Option<String>,
+    /// Its own delay before the first retry (`None`: the failing worker's
+    /// [`RetryPolicy`](crate::RetryPolicy) base). Set by the handler's `retry_base` or the
+    /// enqueue call; stored with the job only when set.
+    pub retry_base: Option<Duration>,
+    /// Its own longest retry delay (`None`: the failing worker's policy's cap).
+    pub retry_cap: Option<Duration>,
 }
 
 impl NewJob {
@@ -290,6 +296,8 @@ impl NewJob {
             timeout: DEFAULT_TIMEOUT,
             run_at: RunAt::Now,
             user_id: None,
+            retry_base: None,
+            retry_cap: None,
         }
     }
 
@@ -334,6 +342,25 @@ impl NewJob {
         {
             return Err(Error::InvalidJob { reason: "user_id must be at most 200 bytes".into() });
         }
+        for (what, d) in [("retry_base", self.retry_base), ("retry_cap", self.retry_cap)] {
+            if let Some(d) = d
+                && (d < Duration::from_millis(1) || d > MAX_RETRY_DELAY)
+            {
+                return Err(Error::InvalidJob {
+                    reason: format!(
+                        "{what} must be between 1 ms and {} days, found {d:?}",
+                        MAX_RETRY_DELAY.as_secs() / 86_400
+                    ),
+                });
+            }
+        }
+        if let (Some(base), Some(cap)) = (self.retry_base, self.retry_cap)
+            && base > cap
+        {
+            return Err(Error::InvalidJob {
+                reason: format!("retry_base ({base:?}) must not exceed retry_cap ({cap:?})"),
+            });
+        }
         Ok(())
     }
 }
@@ -355,6 +382,9 @@ pub enum RunAt {
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest delay a job may be enqueued with: ten years.
 pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest retry delay a backoff may set (a job's `retry_base`/`retry_cap`, the
+/// runner's `--retry-*`): a year.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(365 * 86_400);
 /// Retries a job may use when nothing sets its `max_retries`.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// How long one attempt may run when nothing sets its `timeout`.

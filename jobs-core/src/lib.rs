@@ -83,7 +83,7 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_RETRIES, MAX_TIMEOUT, NewJob, RunAt,
+    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, NewJob, RunAt,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};

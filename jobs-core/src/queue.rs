@@ -344,6 +344,20 @@ impl Enqueue<'_> {
         self.resolve()
     }
 
+    /// Sets the delay before the job's first retry (each later one doubles it, up to the
+    /// cap), over the handler's `retry_base` and the failing worker's policy.
+    pub fn retry_base(mut self, d: Duration) -> Self {
+        self.call.retry_base = Some(d);
+        self.resolve()
+    }
+
+    /// Sets the job's longest retry delay, over the handler's `retry_cap` and the failing
+    /// worker's policy.
+    pub fn retry_cap(mut self, d: Duration) -> Self {
+        self.call.retry_cap = Some(d);
+        self.resolve()
+    }
+
     /// Sets every option the call gives at once (`None` fields leave the handler's).
     pub fn options(mut self, call: JobOptions) -> Self {
         self.call = call.or(self.call);
@@ -405,6 +419,8 @@ fn apply(job: &mut NewJob, o: JobDefaults) {
     job.priority = o.priority;
     job.max_retries = o.max_retries;
     job.timeout = o.timeout;
+    job.retry_base = o.retry_base;
+    job.retry_cap = o.retry_cap;
 }
 
 /// The arguments must fit the handler when one of that name is linked into this process;

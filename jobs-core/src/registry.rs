@@ -507,8 +507,8 @@ mod tests {
             true,
             HandlerDefaults {
                 max_retries: Some(5),
-                timeout: None,
                 priority: Some(JobPriority::High),
+                ..HandlerDefaults::NONE
             },
             loc(line),
         )

@@ -268,8 +268,23 @@ pub(crate) fn parse_priority(lit: &LitStr, errors: &mut Errors) -> Option<Ident>
 /// The longest timeout, as jobs-core's `MAX_TIMEOUT` (one week), in milliseconds.
 const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
 
+/// The longest retry delay, as jobs-core's `MAX_RETRY_DELAY` (a year), in milliseconds.
+const MAX_RETRY_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// `timeout = "30s"` / `"500ms"` / `"5m"` / `"1h"` / `"1d"`, or a number of seconds.
 pub(crate) fn parse_timeout(opt: &Opt, errors: &mut Errors) -> Option<u64> {
+    parse_duration(opt, MAX_TIMEOUT_MS, "7 days", errors)
+}
+
+/// `retry_base = "10s"` / `retry_cap = "5m"`: a duration as for `timeout`, up to a year.
+pub(crate) fn parse_retry_delay(opt: &Opt, errors: &mut Errors) -> Option<u64> {
+    parse_duration(opt, MAX_RETRY_DELAY_MS, "365 days", errors)
+}
+
+/// A duration option (`key = "30s"` or a number of seconds) in milliseconds, between 1 ms
+/// and `max_ms` (`max` in words).
+fn parse_duration(opt: &Opt, max_ms: u64, max: &str, errors: &mut Errors) -> Option<u64> {
+    let key = &opt.key;
     let (ms, span) = match &opt.value {
         OptValue::Int(i) => match i.base10_parse::<u64>() {
             Ok(secs) => (secs.checked_mul(1000), i.span()),
@@ -278,7 +293,7 @@ pub(crate) fn parse_timeout(opt: &Opt, errors: &mut Errors) -> Option<u64> {
                 return None;
             }
         },
-        OptValue::Str(s) => match timeout_ms(&s.value()) {
+        OptValue::Str(s) => match duration_ms(&s.value(), &key.to_string()) {
             Ok(ms) => (ms, s.span()),
             Err(msg) => {
                 errors.push(syn::Error::new(s.span(), msg));
@@ -288,25 +303,26 @@ pub(crate) fn parse_timeout(opt: &Opt, errors: &mut Errors) -> Option<u64> {
         other => {
             errors.push(syn::Error::new(
                 other.span(),
-                "`timeout` expects a duration string such as \"30s\" or a number of seconds",
+                format!("`{key}` expects a duration string such as \"30s\" or a number of seconds"),
             ));
             return None;
         }
     };
     match ms {
-        Some(ms) if ms > 0 && ms <= MAX_TIMEOUT_MS => Some(ms),
+        Some(ms) if ms > 0 && ms <= max_ms => Some(ms),
         _ => {
-            errors.push(syn::Error::new(span, "timeout must be between 1 ms and 7 days"));
+            errors.push(syn::Error::new(span, format!("{key} must be between 1 ms and {max}")));
             None
         }
     }
 }
 
-/// Milliseconds of a duration string; `Ok(None)` on overflow.
-pub(crate) fn timeout_ms(s: &str) -> Result<Option<u64>, String> {
+/// Milliseconds of a duration string; `Ok(None)` on overflow. `what` names the option in
+/// the error.
+pub(crate) fn duration_ms(s: &str, what: &str) -> Result<Option<u64>, String> {
     let bad = || {
         format!(
-            "invalid timeout \"{s}\"; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. \"30s\""
+            "invalid {what} \"{s}\"; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. \"30s\""
         )
     };
     let t = s.trim();
@@ -343,6 +359,7 @@ mod tests {
 
     #[test]
     fn timeouts() {
+        let timeout_ms = |s: &str| duration_ms(s, "timeout");
         assert_eq!(timeout_ms("30s"), Ok(Some(30_000)));
         assert_eq!(timeout_ms("500ms"), Ok(Some(500)));
         assert_eq!(timeout_ms("5m"), Ok(Some(300_000)));

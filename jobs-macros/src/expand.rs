@@ -132,6 +132,9 @@ fn generate(
     let max_retries = opt(handler.max_retries.map(|n| quote!(#n)));
     let timeout = opt(handler.timeout_ms.map(|ms| quote!(#p::Duration::from_millis(#ms))));
     let priority = opt(handler.priority.as_ref().map(|v| quote!(#p::JobPriority::#v)));
+    let millis = |v: Option<u64>| opt(v.map(|ms| quote!(#p::Duration::from_millis(#ms))));
+    let retry_base = millis(handler.retry_base_ms);
+    let retry_cap = millis(handler.retry_cap_ms);
 
     // The call of the user's function, as written.
     let call_args = match (takes_args, sig.has_ctx) {
@@ -253,6 +256,8 @@ fn generate(
                     max_retries: #max_retries,
                     timeout: #timeout,
                     priority: #priority,
+                    retry_base: #retry_base,
+                    retry_cap: #retry_cap,
                 };
             }
 

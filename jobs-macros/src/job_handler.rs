@@ -13,15 +13,19 @@ pub(crate) struct HandlerArgs {
     pub priority: Option<Ident>,
     /// `crate = "..."`: the path to jobs-core, if not the one found in Cargo.toml.
     pub krate: Option<syn::Path>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_cap_ms: Option<u64>,
 }
 
 /// The most retries a job may have (jobs-core's `MAX_RETRIES`).
 const MAX_RETRIES: u32 = 1000;
 
-const OPTIONS: &[&str] = &["max_retries", "timeout", "priority", "crate"];
+const OPTIONS: &[&str] =
+    &["max_retries", "timeout", "priority", "retry_base", "retry_cap", "crate"];
 
 impl HandlerArgs {
-    /// Parses and validates `"name", max_retries = N, timeout = "30s", priority = "high"`.
+    /// Parses and validates `"name", max_retries = N, timeout = "30s", priority = "high",
+    /// retry_base = "10s", retry_cap = "5m"`.
     pub(crate) fn parse(raw: &attrs::RawAttr, errors: &mut Errors) -> Option<Self> {
         let args = match AttrArgs::parse(raw.tokens.clone()) {
             Ok(a) => a,
@@ -71,7 +75,33 @@ impl HandlerArgs {
         if let Some(opt) = args.option("crate") {
             out.krate = attrs::parse_crate(opt, errors);
         }
+        let base = args.option("retry_base");
+        let cap = args.option("retry_cap");
+        out.retry_base_ms = base.and_then(|opt| attrs::parse_retry_delay(opt, errors));
+        out.retry_cap_ms = cap.and_then(|opt| attrs::parse_retry_delay(opt, errors));
+        if let (Some(b), Some(c), Some(base)) = (out.retry_base_ms, out.retry_cap_ms, base)
+            && b > c
+        {
+            errors.spanned(
+                &base.value,
+                format!(
+                    "retry_base ({}) must not exceed retry_cap ({}): the first retry would wait \
+                     longer than the longest wait",
+                    shown(base),
+                    cap.map(shown).unwrap_or_default()
+                ),
+            );
+        }
         Some(out)
+    }
+}
+
+/// A duration option's value as written (`"10m"`, `30` seconds).
+fn shown(opt: &attrs::Opt) -> String {
+    match &opt.value {
+        attrs::OptValue::Str(s) => format!("\"{}\"", s.value()),
+        attrs::OptValue::Int(i) => format!("{i} s"),
+        _ => String::new(),
     }
 }
 

@@ -62,9 +62,13 @@ use attrs::Kind;
 /// * `timeout = "30s"`: how long one attempt may run: a number with `ms`, `s`, `m`, `h` or
 ///   `d`, or a plain number of seconds (`timeout = 30`); at most 7 days.
 /// * `priority = "high"`: `critical`, `high`, `normal` or `low`.
+/// * `retry_base = "10s"`, `retry_cap = "5m"`: this handler's retry backoff (durations as
+///   for `timeout`, at most 365 days, the base at most the cap): the first retry waits
+///   `retry_base`, each later one twice as long, up to `retry_cap`.
 ///
-/// Options left out fall back to the queue's defaults (3 retries, 300 s, normal); options
-/// given when enqueueing override these. See the [crate docs](crate) for the accepted
+/// Options left out fall back to the queue's defaults (3 retries, 300 s, normal; the
+/// backoff of the worker that fails the job, 2 minutes doubling up to an hour by
+/// default); options given when enqueueing override these. See the [crate docs](crate) for the accepted
 /// signatures. Combine it with a schedule attribute in either order.
 ///
 /// # Example
@@ -159,6 +163,8 @@ use attrs::Kind;
 ///             max_retries: Some(5),
 ///             timeout: Some(Duration::from_millis(30_000)),
 ///             priority: Some(JobPriority::High),
+///             retry_base: None,
+///             retry_cap: None,
 ///         };
 ///     }
 ///     impl ReturnsResult for SyncPortfolioJob { type Ok = Report; type Err = JobError; }

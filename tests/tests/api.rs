@@ -736,6 +736,170 @@ async fn schedules_reject_bad_input_with_the_right_status() {
     assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 0);
 }
 
+/// The flat body of the original spec: the fields `GET /scheduled` answers in.
+fn flat_schedule(name: &str, kind: &str) -> Value {
+    let mut body = json!({"name": name, "job_name": "api_noargs", "schedule_type": kind});
+    let extra = match kind {
+        "interval" => json!({"interval_seconds": 300}),
+        "cron" => json!({"cron_expression": "30 9 * * 1-5", "timezone": "America/New_York"}),
+        _ => json!({"run_at": "2030-01-01T08:00:00Z"}),
+    };
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+// regression: `POST /scheduled/register` refused the spec's flat body (`schedule_type`,
+// `interval_seconds`, …) with 400 `unknown field schedule_type`, though `GET` answers in it.
+#[tokio::test]
+async fn schedules_accept_the_flat_body_of_the_spec() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/scheduled/register";
+    let got = post(r, uri, flat_schedule("flat_interval", "interval")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["schedule_type"], "interval");
+    assert_eq!(got.1["interval_seconds"], 300);
+    let got = post(r, uri, flat_schedule("flat_cron", "cron")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["schedule_type"], "cron");
+    assert_eq!(got.1["cron_expression"], "30 9 * * 1-5");
+    assert_eq!(got.1["timezone"], "America/New_York");
+    let mut once = flat_schedule("flat_once", "once");
+    once["priority"] = json!("low");
+    once["args"] = json!({});
+    let got = post(r, uri, once).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["schedule_type"], "once");
+    assert_eq!(got.1["run_at"], "2030-01-01T08:00:00Z");
+    assert_eq!(got.1["priority"], "low");
+    // The nested form still works beside it.
+    let got = post(r, uri, interval_schedule("nested")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 4);
+}
+
+// regression: what `GET /scheduled` returns could not be posted back (its `schedule_type`,
+// `misfire_policy`, `last_run`, `run_count`… were unknown fields of the register body).
+#[tokio::test]
+async fn schedule_get_output_posts_back_unchanged() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/scheduled/register";
+    let cron = json!({"name": "rt_cron", "job_name": "api_sync", "args": sync_args(),
+        "priority": "low", "misfire": "catch_up", "enabled": false,
+        "schedule": {"type": "cron", "expression": "0 8 * * *", "timezone": "Europe/Berlin"}});
+    let once = json!({"name": "rt_once", "job_name": "api_noargs",
+        "schedule": {"type": "once", "at": "2030-01-01T00:00:00Z"}});
+    for body in [cron, once, interval_schedule("rt_interval")] {
+        let got = post(r, uri, body).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    }
+    // Counters and a last job to carry back too.
+    let got = call(r, Method::POST, "/api/v1/jobs/scheduled/rt_interval/run", None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    let (_, before) = get(r, "/api/v1/jobs/scheduled").await;
+    let tasks = before["tasks"].as_array().expect("tasks").clone();
+    assert_eq!(tasks.len(), 3);
+    for task in tasks {
+        let got = post(r, uri, task.clone()).await;
+        assert_eq!(got.0, StatusCode::OK, "posting back {task}: {}", got.1);
+        assert_eq!(got.1, task, "the answer to a posted-back schedule is the schedule");
+    }
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1, before);
+    // The settable fields are applied: a changed flag, policy and priority.
+    let mut edited = before["tasks"][0].clone();
+    assert_eq!(edited["name"], "rt_cron");
+    edited["enabled"] = json!(true);
+    edited["misfire_policy"] = json!("coalesce");
+    edited["priority"] = json!("critical");
+    edited["run_count"] = json!(99); // output only: ignored
+    let got = post(r, uri, edited).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["enabled"], true);
+    assert!(got.1["next_run"].is_string(), "{}", got.1);
+    assert_eq!(got.1["misfire_policy"], "coalesce");
+    assert_eq!(got.1["priority"], "critical");
+    assert_eq!(got.1["run_count"], 0);
+}
+
+// regression: a flat body's fields must agree with its `schedule_type`; a mismatch is a 400
+// that names the field, never a schedule registered from half of it.
+#[tokio::test]
+async fn schedules_refuse_an_inconsistent_flat_body_naming_the_field() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/scheduled/register";
+    let with = |kind: &str, extra: Value| {
+        let mut body = json!({"name": "bad", "job_name": "api_noargs", "schedule_type": kind});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (body, field) in [
+        (with("cron", json!({})), "cron_expression"),
+        (with("cron", json!({"cron_expression": null})), "cron_expression"),
+        (with("interval", json!({"cron_expression": "0 8 * * *"})), "interval_seconds"),
+        (with("once", json!({"interval_seconds": 5})), "run_at"),
+        (
+            with("interval", json!({"interval_seconds": 5, "cron_expression": "0 8 * * *"})),
+            "cron_expression",
+        ),
+        (with("interval", json!({"interval_seconds": 5, "timezone": "UTC"})), "timezone"),
+        (
+            with("cron", json!({"cron_expression": "0 8 * * *", "run_at": "2030-01-01T00:00:00Z"})),
+            "run_at",
+        ),
+        (
+            with("once", json!({"run_at": "2030-01-01T00:00:00Z", "interval_seconds": 5})),
+            "interval_seconds",
+        ),
+        (with("hourly", json!({"interval_seconds": 5})), "schedule_type"),
+        (with("interval", json!({"interval_seconds": "5"})), "interval_seconds"),
+        (with("interval", json!({"interval_seconds": 5, "run_count": "x"})), "run_count"),
+        (
+            with("interval", json!({"interval_seconds": 5, "misfire_policy": "never"})),
+            "misfire_policy",
+        ),
+        (with("interval", json!({"interval_seconds": 5, "colour": "red"})), "colour"),
+        (
+            with(
+                "interval",
+                json!({"interval_seconds": 5, "schedule": {"type": "interval", "seconds": 5}}),
+            ),
+            "schedule",
+        ),
+    ] {
+        let msg = assert_error(&post(r, uri, body.clone()).await, 400, "invalid_request");
+        assert!(msg.contains(&format!("`{field}`")), "{body}: the message names `{field}`: {msg}");
+    }
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 0);
+}
+
+// regression: `DELETE /scheduled/register` answered 405: the route of `POST …/register`
+// shadowed `DELETE /scheduled/{name}` for a schedule named `register`.
+#[tokio::test]
+async fn a_schedule_named_register_can_be_deleted() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let path = "/api/v1/jobs/scheduled/register";
+    let got = call(r, Method::DELETE, path, None).await;
+    let msg = assert_error(&got, 404, "schedule_not_found");
+    assert!(msg.contains("register"), "{msg}");
+    let got = post(r, path, interval_schedule("register")).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    for op in ["disable", "enable", "run"] {
+        let got = call(r, Method::POST, &format!("{path}/{op}"), None).await;
+        assert_eq!(got.0, StatusCode::OK, "{op}: {}", got.1);
+    }
+    let got = call(r, Method::DELETE, path, None).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1, json!({"name": "register", "removed": true}));
+    assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 0);
+}
+
 // ---------------------------------------------------------------- auth, routing, documents
 
 #[tokio::test]
@@ -822,7 +986,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/dlq", &["get", "delete"]),
         ("/api/v1/jobs/dlq/{job_id}/retry", &["post"]),
         ("/api/v1/jobs/scheduled", &["get"]),
-        ("/api/v1/jobs/scheduled/register", &["post"]),
+        ("/api/v1/jobs/scheduled/register", &["post", "delete"]),
         ("/api/v1/jobs/scheduled/{name}", &["delete"]),
         ("/api/v1/jobs/scheduled/{name}/enable", &["post"]),
         ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),

@@ -659,3 +659,66 @@ async fn a_schedule_stored_by_the_previous_build_loads_and_fires() -> TestResult
     );
     Ok(())
 }
+
+/// A handler with a retry backoff of its own (1 s before the first retry).
+#[job_handler("scheduler_quick_retry", retry_base = "1s")]
+async fn scheduler_quick_retry() -> Result<(), JobError> {
+    Ok(())
+}
+
+// regression: a schedule's jobs (a tick's, a run-now's) did not carry their handler's
+// `retry_base`: they came back after the failing worker's backoff instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedules_jobs_carry_their_handlers_retry_backoff() -> TestResult {
+    use jobs_core::RetryPolicy;
+    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+
+    let ns = unique_namespace("sched-retry-backoff");
+    let svc = service_on(&ns).await?;
+    let past = Utc::now() - chrono::TimeDelta::seconds(1);
+    let once = ScheduleSpec::once("quick_once", "scheduler_quick_retry", past);
+    svc.scheduler().register(once).await?;
+    let hourly = ScheduleSpec::interval("quick_hourly", "scheduler_quick_retry", 3600);
+    svc.scheduler().register(hourly).await?;
+    let by_run_now = svc.scheduler().run_now("quick_hourly").await?;
+    svc.scheduler().start()?;
+    let by_tick =
+        try_wait_until("the one-time schedule's tick", Duration::from_secs(5), || async {
+            Ok::<_, BoxError>(svc.scheduler().get("quick_once").await?.last_job_id)
+        })
+        .await;
+    svc.scheduler().stop().await;
+    let by_tick = by_tick?;
+
+    let q = svc.queue();
+    let req = FetchRequest {
+        max: 10,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(60),
+        grace: Duration::ZERO,
+    };
+    let fetched = q.fetch(&req).await?;
+    let got: HashSet<_> = fetched.jobs.iter().map(|l| l.job.id).collect();
+    assert_eq!(got, HashSet::from([by_run_now, by_tick]));
+    let hour = Duration::from_secs(3600);
+    for l in fetched.jobs {
+        let failure = Failure {
+            lease: l.lease,
+            error: "boom".into(),
+            retryable: true,
+            retry: RetryPolicy::exponential(hour, hour),
+        };
+        let before = Utc::now();
+        let out = q.fail(&failure).await?;
+        let after = Utc::now();
+        let FailOutcome::Retrying { at } = out else {
+            return Err(format!("{}: expected Retrying, got {out:?}", l.job.id).into());
+        };
+        let (lo, hi) = (
+            before + chrono::TimeDelta::milliseconds(990),
+            after + chrono::TimeDelta::milliseconds(1010),
+        );
+        assert!(at >= lo && at <= hi, "{}: retry due {at}, expected within [{lo}, {hi}]", l.job.id);
+    }
+    Ok(())
+}

@@ -141,6 +141,7 @@ async fn every_enqueue_path_resolves_options_by_one_rule() {
         priority: JobPriority::Low,
         max_retries: 2,
         timeout: Duration::from_secs(9),
+        ..jobs_core::JobDefaults::default()
     };
     let queue = JobQueue::memory().with_defaults(defaults);
     let args = || Transfer { account: "acc".into(), cents: 1, tags: vec![] };

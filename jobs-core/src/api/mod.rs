@@ -31,6 +31,7 @@ mod jobs;
 mod metrics;
 mod model;
 mod openapi;
+mod register;
 mod schedules;
 mod stats;
 
@@ -59,6 +60,7 @@ use crate::service::JobService;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use model::*;
 pub use openapi::openapi;
+pub use register::*;
 
 /// The path of the one endpoint that never requires the token.
 pub const HEALTH_PATH: &str = "/api/v1/jobs/health";
@@ -208,7 +210,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
         .routes(routes!(schedules::list))
-        .routes(routes!(schedules::register))
+        .routes(routes!(schedules::register, schedules::unregister_named_register))
         .routes(routes!(schedules::unregister))
         .routes(routes!(schedules::enable))
         .routes(routes!(schedules::disable))

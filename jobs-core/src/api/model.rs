@@ -3,7 +3,8 @@
 //! Responses are the crate's own types wherever their serde output is the wire format
 //! ([`Job`], [`QueueStats`], [`WorkerStats`], [`ScheduleInfo`], …: they derive
 //! [`ToSchema`] with the `api` feature). The types here are the envelopes around them, the
-//! requests, and the few views whose JSON must differ from the core type's (each says why).
+//! requests (but the register body, in `register.rs`), and the few views whose JSON must
+//! differ from the core type's (each says why).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::backend::{CancelOutcome, ThroughputBucket};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
-use crate::schedule::{MisfirePolicy, ScheduleInfo, ScheduleType};
+use crate::schedule::ScheduleInfo;
 use crate::stats::{HandlerInfo, PendingByPriority, QueueStats, SchedulerStats, WorkerStats};
 
 /// Seconds as JSON: an integer when whole (`30`), a fraction otherwise (`0.25`), as the
@@ -297,75 +298,6 @@ pub struct ThroughputResponse {
     pub bucket_seconds: u64,
     /// 60 buckets, oldest first.
     pub buckets: Vec<ThroughputBucket>,
-}
-
-/// When a schedule fires, as a request gives it.
-///
-/// Not [`ScheduleType`] itself: that is also the stored form, and its serde derive lets
-/// unknown keys through, where a request is closed (an unknown key is a 400, and the
-/// document says so with `additionalProperties: false` on each variant).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ScheduleView {
-    /// Every `seconds` seconds.
-    Interval {
-        /// The period.
-        #[schema(minimum = 1, maximum = 315_360_000)]
-        seconds: u64,
-    },
-    /// On a 5-field cron expression (`minute hour day-of-month month day-of-week`).
-    Cron {
-        /// The expression, e.g. `0 8 * * *`.
-        expression: String,
-        /// An IANA time zone, e.g. `Europe/Paris` (default UTC).
-        #[serde(default)]
-        timezone: Option<String>,
-    },
-    /// Once, at a time (one already past fires at once).
-    Once {
-        /// When (RFC 3339).
-        at: DateTime<Utc>,
-    },
-}
-
-impl From<ScheduleView> for ScheduleType {
-    fn from(v: ScheduleView) -> Self {
-        match v {
-            ScheduleView::Interval { seconds } => ScheduleType::Interval { seconds },
-            ScheduleView::Cron { expression, timezone } => {
-                ScheduleType::Cron { expression, timezone }
-            }
-            ScheduleView::Once { at } => ScheduleType::Once { at },
-        }
-    }
-}
-
-/// A schedule to register (or to replace the one of that name).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "portfolio_sync", "job_name": "sync_all_portfolios",
-    "schedule": {"type": "interval", "seconds": 300}, "priority": "normal"}))]
-pub struct RegisterRequest {
-    /// The schedule's name (unique in the deployment).
-    #[schema(min_length = 1, max_length = 200)]
-    pub name: String,
-    /// The handler its jobs run.
-    #[schema(min_length = 1, max_length = 200)]
-    pub job_name: String,
-    /// When it fires.
-    pub schedule: ScheduleView,
-    /// The arguments of its jobs (default `{}`); they must fit the handler (else 422).
-    #[serde(default)]
-    pub args: Option<serde_json::Value>,
-    /// The priority of its jobs (default: the handler's, else normal).
-    #[serde(default)]
-    pub priority: Option<JobPriority>,
-    /// Whether it fires (default true).
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// What happens to missed ticks (default `coalesce`).
-    #[serde(default)]
-    pub misfire: Option<MisfirePolicy>,
 }
 
 /// Every schedule.

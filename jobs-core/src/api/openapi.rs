@@ -53,6 +53,7 @@ impl Modify for BearerAuth {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = super::routes().split_for_parts().1;
     seal_variants(&mut doc, "ScheduleView");
+    split_flat_register(&mut doc);
     doc
 }
 
@@ -72,6 +73,80 @@ fn seal_variants(doc: &mut utoipa::openapi::OpenApi, name: &str) {
             obj.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
         }
     }
+}
+
+/// The flat register body ([`FlatRegisterRequest`](super::FlatRegisterRequest)) as one
+/// closed object per `schedule_type`: the derived schema of the struct has every trigger
+/// field optional, where the server requires the type's own fields and refuses the other
+/// types' (unless null). Each variant fixes `schedule_type`, requires its fields (not
+/// null), and allows only null for the others', so that the document accepts exactly the
+/// flat bodies the server does.
+fn split_flat_register(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+    let Some(schemas) = doc.components.as_mut().map(|c| &mut c.schemas) else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(base))) = schemas.get("FlatRegisterRequest").cloned() else {
+        return;
+    };
+    let variants: [(&str, &[&str], &[&str], serde_json::Value); 3] = [
+        (
+            "interval",
+            &["interval_seconds"],
+            &["cron_expression", "timezone", "run_at"],
+            serde_json::json!({"name": "portfolio_sync", "job_name": "sync_all_portfolios",
+                "schedule_type": "interval", "interval_seconds": 300}),
+        ),
+        (
+            "cron",
+            &["cron_expression"],
+            &["interval_seconds", "run_at"],
+            serde_json::json!({"name": "market_open", "job_name": "fetch_market_data",
+                "schedule_type": "cron", "cron_expression": "30 9 * * 1-5",
+                "timezone": "America/New_York"}),
+        ),
+        (
+            "once",
+            &["run_at"],
+            &["interval_seconds", "cron_expression", "timezone"],
+            serde_json::json!({"name": "year_end", "job_name": "close_books",
+                "schedule_type": "once", "run_at": "2030-01-01T00:00:00Z"}),
+        ),
+    ];
+    let mut one_of = OneOfBuilder::new().description(base.description.clone());
+    for (kind, own, others, example) in variants {
+        let mut v = base.clone();
+        v.title = Some(format!("flat {kind}"));
+        v.description = None;
+        v.example = Some(example);
+        let tag = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([kind]))
+            .description(Some(format!("`{kind}`")));
+        v.properties.insert("schedule_type".into(), tag.build().into());
+        for field in own {
+            if let Some(RefOr::T(Schema::Object(o))) = v.properties.get_mut(*field)
+                && let SchemaType::Array(types) = &o.schema_type
+            {
+                let types: Vec<Type> =
+                    types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                o.schema_type = match types.as_slice() {
+                    [one] => SchemaType::Type(one.clone()),
+                    _ => SchemaType::Array(types),
+                };
+            }
+            v.required.push((*field).to_owned());
+        }
+        for field in others {
+            let null = ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some(format!("Not for `{kind}` schedules: absent or null.")));
+            v.properties.insert((*field).to_owned(), null.build().into());
+        }
+        one_of = one_of.item(Schema::Object(v));
+    }
+    schemas.insert("FlatRegisterRequest".into(), Schema::OneOf(one_of.build()).into());
 }
 
 /// The document as JSON, built once.
@@ -156,6 +231,20 @@ mod tests {
         for variant in variants.into_iter().flatten() {
             assert_eq!(variant["additionalProperties"], false, "{variant}");
         }
+        // The register body: the nested form or the flat one, whose variants each require
+        // their own trigger field and allow only null for the others'.
+        let forms = doc["components"]["schemas"]["RegisterRequest"]["oneOf"].as_array();
+        assert_eq!(forms.map(Vec::len), Some(2));
+        let flat = doc["components"]["schemas"]["FlatRegisterRequest"]["oneOf"].as_array();
+        let flat = flat.ok_or_else(|| serde::de::Error::custom("FlatRegisterRequest oneOf"))?;
+        let kinds: Vec<&serde_json::Value> =
+            flat.iter().map(|v| &v["properties"]["schedule_type"]["enum"][0]).collect();
+        assert_eq!(kinds, ["interval", "cron", "once"]);
+        assert_eq!(flat[1]["additionalProperties"], false);
+        assert_eq!(flat[1]["properties"]["cron_expression"]["type"], "string");
+        assert_eq!(flat[1]["properties"]["interval_seconds"]["type"], "null");
+        let required = flat[1]["required"].as_array().map(Vec::len);
+        assert_eq!(required, Some(4), "name, job_name, schedule_type, cron_expression");
         Ok(())
     }
 }

@@ -6,8 +6,9 @@ use axum::extract::State as AxumState;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use super::model::{RegisterRequest, RunResponse, ScheduleListResponse, UnregisterResponse};
-use crate::schedule::{ScheduleInfo, ScheduleSpec};
+use super::model::{RunResponse, ScheduleListResponse, UnregisterResponse};
+use super::register::RegisterRequest;
+use crate::schedule::ScheduleInfo;
 use crate::stats::SchedulerStats;
 
 /// The spec's "Scheduler Statistics".
@@ -66,14 +67,9 @@ pub async fn register(
     AxumState(s): AxumState<ApiState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<Json<ScheduleInfo>, ApiError> {
-    let svc = s.service();
-    // No priority: the scheduler resolves it by the one option rule (handler, then default).
-    let mut spec = ScheduleSpec::new(req.name, req.job_name, req.schedule.into())
-        .args(req.args.unwrap_or_else(|| serde_json::json!({})))
-        .enabled(req.enabled.unwrap_or(true))
-        .misfire(req.misfire.unwrap_or_default());
-    spec.priority = req.priority;
-    Ok(Json(svc.scheduler().register(spec).await?))
+    // Checked when the body was decoded: a failure here is the same 400.
+    let spec = req.into_spec().map_err(ApiError::invalid_request)?;
+    Ok(Json(s.service().scheduler().register(spec).await?))
 }
 
 /// Removes a schedule (the jobs it already enqueued are not touched).
@@ -92,6 +88,28 @@ pub async fn unregister(
     AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<UnregisterResponse>, ApiError> {
+    s.service().scheduler().unregister(&name).await?;
+    Ok(Json(UnregisterResponse { name, removed: true }))
+}
+
+/// Removes the schedule named `register`.
+///
+/// The path `…/scheduled/register` is the register endpoint's, and a concrete path is
+/// matched before a templated one (by the router as by OpenAPI), so `DELETE
+/// /scheduled/{name}` never sees that name: this is its `DELETE` for that one name.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/scheduled/register", tag = "scheduler",
+    responses(
+        (status = 200, body = UnregisterResponse),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No schedule named `register`", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+    )
+)]
+pub async fn unregister_named_register(
+    AxumState(s): AxumState<ApiState>,
+) -> Result<Json<UnregisterResponse>, ApiError> {
+    let name = "register".to_owned();
     s.service().scheduler().unregister(&name).await?;
     Ok(Json(UnregisterResponse { name, removed: true }))
 }

@@ -258,7 +258,7 @@ pub(super) enum DlqOp {
 }
 
 /// `run`'s flags.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub(super) struct RunArgs {
     /// Workers in this process (more than 1 runs a pool).
     #[arg(long, env = "JOBS_WORKERS", default_value_t = 1)]
@@ -272,6 +272,35 @@ pub(super) struct RunArgs {
     /// Seconds running jobs get to finish at shutdown before they are released.
     #[arg(long, env = "JOBS_SHUTDOWN_GRACE", default_value_t = 30.0)]
     pub(super) shutdown_grace: f64,
+    /// Seconds a failed job waits before its first retry; each later retry waits twice as
+    /// long as the one before, up to --retry-cap.
+    #[arg(
+        long,
+        env = "JOBS_RETRY_BASE",
+        value_name = "SECS",
+        default_value = "120",
+        allow_negative_numbers = true
+    )]
+    pub(super) retry_base: String,
+    /// The longest wait before a retry, in seconds.
+    #[arg(
+        long,
+        env = "JOBS_RETRY_CAP",
+        value_name = "SECS",
+        default_value = "3600",
+        allow_negative_numbers = true
+    )]
+    pub(super) retry_cap: String,
+    /// Upper bound of a random wait added to each retry, in seconds (0: none), so that jobs
+    /// that failed together do not all come back at the same instant.
+    #[arg(
+        long,
+        env = "JOBS_RETRY_JITTER",
+        value_name = "SECS",
+        default_value = "0",
+        allow_negative_numbers = true
+    )]
+    pub(super) retry_jitter: String,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     pub(super) no_scheduler: bool,
@@ -328,11 +357,21 @@ impl RunArgs {
             concurrency: env_or("JOBS_CONCURRENCY", 10),
             lease: env_or("JOBS_LEASE", 30.0),
             shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
+            // As text: checked with the flags' values when the service is configured, so
+            // that a bad value is an error here too rather than the default.
+            retry_base: env_text("JOBS_RETRY_BASE", "120"),
+            retry_cap: env_text("JOBS_RETRY_CAP", "3600"),
+            retry_jitter: env_text("JOBS_RETRY_JITTER", "0"),
             no_scheduler: false,
             no_workers: false,
             api: ApiArgs::from_env(),
         }
     }
+}
+
+/// A variable's text (an empty one counts as unset, as clap reads it), else `default`.
+fn env_text(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

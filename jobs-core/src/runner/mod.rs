@@ -16,7 +16,9 @@
 //! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
 //! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
 //! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
-//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`;
+//! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`, the retry
+//! backoff `JOBS_RETRY_BASE` (seconds, default 120), `JOBS_RETRY_CAP` (default 3600) and
+//! `JOBS_RETRY_JITTER` (default 0);
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
 //! `JOBS_API_BODY_LIMIT`, `JOBS_API_MAX_CONNECTIONS`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -33,6 +35,8 @@ use crate::backend::redis::redact_url as redact;
 use crate::backend::redis::{RedisConfig, TlsFiles};
 use crate::context::State;
 use crate::error::{Error, Result};
+use crate::job::MAX_RETRY_DELAY;
+use crate::retry::RetryPolicy;
 use crate::service::{BackendChoice, JobService, ServiceConfig};
 use crate::worker::WorkerConfig;
 
@@ -188,28 +192,7 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
             tracing::info!(url = %redact(&r.url), namespace = %r.namespace, "using redis")
         }
     }
-    if args.workers == 0 || args.concurrency == 0 {
-        return Err(Error::Config("--workers and --concurrency must be at least 1".into()));
-    }
-    let lease = secs(args.lease, "--lease")?;
-    let cfg = ServiceConfig {
-        backend,
-        use_worker_pool: args.workers > 1,
-        num_workers: args.workers,
-        concurrency: args.concurrency,
-        enable_scheduler: !args.no_scheduler,
-        enable_workers: !args.no_workers,
-        worker: WorkerConfig {
-            lease,
-            heartbeat_interval: lease / 3,
-            grace: Duration::from_secs(5).min(lease),
-            shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace).map_err(|_| {
-                Error::Config("--shutdown-grace must be a number of seconds".into())
-            })?,
-            ..WorkerConfig::default()
-        },
-        ..ServiceConfig::default()
-    };
+    let cfg = service_config(backend, &args)?;
     let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
     let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
     tracing::info!(handlers = names.len(), names = ?names, "runner starting");
@@ -223,6 +206,71 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
     service.stop().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The service `run` starts, from its flags (checked: a clear error for each bad value).
+fn service_config(backend: BackendChoice, args: &RunArgs) -> Result<ServiceConfig> {
+    if args.workers == 0 || args.concurrency == 0 {
+        return Err(Error::Config("--workers and --concurrency must be at least 1".into()));
+    }
+    let lease = secs(args.lease, "--lease")?;
+    Ok(ServiceConfig {
+        backend,
+        use_worker_pool: args.workers > 1,
+        num_workers: args.workers,
+        concurrency: args.concurrency,
+        enable_scheduler: !args.no_scheduler,
+        enable_workers: !args.no_workers,
+        worker: WorkerConfig {
+            lease,
+            heartbeat_interval: lease / 3,
+            grace: Duration::from_secs(5).min(lease),
+            shutdown_grace: Duration::try_from_secs_f64(args.shutdown_grace).map_err(|_| {
+                Error::Config("--shutdown-grace must be a number of seconds".into())
+            })?,
+            retry: retry_policy(args)?,
+            ..WorkerConfig::default()
+        },
+        ..ServiceConfig::default()
+    })
+}
+
+/// The backoff of `--retry-base`, `--retry-cap` and `--retry-jitter` (or their variables).
+fn retry_policy(args: &RunArgs) -> Result<RetryPolicy> {
+    let base = retry_secs(&args.retry_base, "--retry-base", "JOBS_RETRY_BASE", false)?;
+    let cap = retry_secs(&args.retry_cap, "--retry-cap", "JOBS_RETRY_CAP", false)?;
+    let jitter = retry_secs(&args.retry_jitter, "--retry-jitter", "JOBS_RETRY_JITTER", true)?;
+    if base > cap {
+        return Err(Error::Config(format!(
+            "--retry-base ({} s) must not exceed --retry-cap ({} s)",
+            args.retry_base.trim(),
+            args.retry_cap.trim()
+        )));
+    }
+    Ok(RetryPolicy::exponential(base, cap).with_jitter(jitter))
+}
+
+/// A retry flag's seconds: at least 1 ms (zero too, if `zero_ok`), at most
+/// [`MAX_RETRY_DELAY`].
+fn retry_secs(text: &str, flag: &str, var: &str, zero_ok: bool) -> Result<Duration> {
+    let bad = |what: &str| {
+        Error::Config(format!(
+            "{flag} ({var}) must be {what} number of seconds, at most {} (a year), found `{text}`",
+            MAX_RETRY_DELAY.as_secs()
+        ))
+    };
+    let what = if zero_ok { "a non-negative" } else { "a positive" };
+    let d = text
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|n| Duration::try_from_secs_f64(n).ok())
+        .ok_or_else(|| bad(what))?;
+    let min = if zero_ok { Duration::ZERO } else { Duration::from_millis(1) };
+    if d < min || d > MAX_RETRY_DELAY {
+        return Err(bad(what));
+    }
+    Ok(d)
 }
 
 /// Starts the API for `service`, unless `--no-api`.
@@ -286,6 +334,73 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The service `jobs-runner <argv>` would start (on the in-memory backend).
+    fn config_of(argv: &[&str]) -> Result<ServiceConfig> {
+        let cli = Cli::try_parse_from(argv).map_err(|e| Error::Config(e.to_string()))?;
+        match cli.into_parts().2 {
+            Command::Run(args) => service_config(BackendChoice::Memory, &args),
+            other => Err(Error::Config(format!("not `run`: {other:?}"))),
+        }
+    }
+
+    // regression: `runner::main()` always used the default backoff (2 minutes before the
+    // first retry, capped at an hour); the retry flags set it.
+    #[test]
+    fn retry_policy_comes_from_the_flags() -> Result<()> {
+        let cfg = config_of(&["jobs-runner", "run"])?;
+        assert_eq!(cfg.worker.retry, RetryPolicy::default());
+        let cfg = config_of(&[
+            "jobs-runner",
+            "run",
+            "--retry-base",
+            "10",
+            "--retry-cap",
+            "300",
+            "--retry-jitter",
+            "2.5",
+        ])?;
+        let want =
+            crate::RetryPolicy::exponential(Duration::from_secs(10), Duration::from_secs(300))
+                .with_jitter(Duration::from_millis(2500));
+        assert_eq!(cfg.worker.retry, want);
+        // The default cap still applies to a base alone.
+        let cfg = config_of(&["jobs-runner", "run", "--retry-base", "0.5"])?;
+        assert_eq!(cfg.worker.retry.base, Duration::from_millis(500));
+        assert_eq!(cfg.worker.retry.cap, Duration::from_secs(3600));
+        Ok(())
+    }
+
+    // regression: a bad retry flag must be a clear error naming it, never the default.
+    #[test]
+    fn bad_retry_flags_are_clear_errors() {
+        for (argv, words) in [
+            (&["--retry-base", "0"][..], &["--retry-base", "JOBS_RETRY_BASE", "0"][..]),
+            (&["--retry-base", "-5"], &["--retry-base", "-5"]),
+            (&["--retry-base", "soon"], &["--retry-base", "soon"]),
+            (&["--retry-base", "inf"], &["--retry-base", "inf"]),
+            (&["--retry-cap", "0"], &["--retry-cap", "JOBS_RETRY_CAP"]),
+            (&["--retry-cap", "x"], &["--retry-cap", "x"]),
+            (&["--retry-jitter", "-1"], &["--retry-jitter", "JOBS_RETRY_JITTER"]),
+            (&["--retry-jitter", "lots"], &["--retry-jitter", "lots"]),
+            (&["--retry-base", "7200"], &["--retry-base", "--retry-cap", "3600"]),
+            (&["--retry-base", "20", "--retry-cap", "10"], &["--retry-base", "--retry-cap"]),
+        ] {
+            let mut full = vec!["jobs-runner", "run"];
+            full.extend_from_slice(argv);
+            match config_of(&full) {
+                Ok(cfg) => panic!("{argv:?} accepted: {:?}", cfg.worker.retry),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for w in words {
+                        assert!(msg.contains(w), "{argv:?}: `{msg}` should mention `{w}`");
+                    }
+                }
+            }
+        }
+        // Zero jitter is the default, not an error.
+        assert!(config_of(&["jobs-runner", "run", "--retry-jitter", "0"]).is_ok());
+    }
 
     #[test]
     fn passwords_are_hidden_in_logs() {

@@ -80,6 +80,9 @@ impl From<StoredJobOptions> for JobOptions {
             max_retries: o.max_retries,
             timeout: o.timeout_ms.map(Duration::from_millis),
             priority: o.priority,
+            // Not stored: a process without the handler gives its jobs the worker's backoff.
+            retry_base: None,
+            retry_cap: None,
         }
     }
 }
@@ -267,6 +270,8 @@ impl ScheduleEntry {
             timeout: o.timeout,
             run_at: RunAt::Now,
             user_id: None,
+            retry_base: o.retry_base,
+            retry_cap: o.retry_cap,
         }
     }
 

@@ -8,13 +8,23 @@ use jobs_core::backend::{FailOutcome, MAX_ERROR_LEN, truncate_error};
 use jobs_core::{JobPriority, JobStatus, QueueCounters, QueueStats, RetryPolicy};
 use serde_json::{Value, json};
 
-use crate::{Env, Kind, LEASE, TestResult, assert_within, failure, ids, late_retry, ms, td};
+use crate::{
+    Env, Kind, LEASE, TestResult, assert_within, failure, ids, late_retry, ms, reap_now, td,
+};
 
 conformance!(
     completed_job_keeps_its_result_and_drops_its_args,
     retry_backoff_follows_the_policy_then_dead_letters,
     error_messages_are_cut_to_the_limit,
+    handler_retry_backoff_sets_the_fail_delay,
+    handler_retry_backoff_sets_the_reap_delay,
 );
+
+/// A handler with a backoff of its own: 1 s, then 1.5 s (its cap), whatever the worker's.
+#[jobs_core::job_handler("conformance_quick_retry", retry_base = "1s", retry_cap = "1500ms")]
+async fn conformance_quick_retry() -> Result<(), jobs_core::JobError> {
+    Ok(())
+}
 
 async fn completed_job_keeps_its_result_and_drops_its_args(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
@@ -125,5 +135,57 @@ async fn error_messages_are_cut_to_the_limit(kind: Kind) -> TestResult {
     let error = env.job(id).await?.error.ok_or("error not stored")?;
     assert_eq!(error, truncate_error(&long));
     assert!(error.len() <= MAX_ERROR_LEN && error.len() > MAX_ERROR_LEN - 4);
+    Ok(())
+}
+
+// regression: a handler's `retry_base`/`retry_cap` never reached the backend's fail path:
+// the job came back after the failing worker's backoff (here an hour), not the handler's.
+async fn handler_retry_backoff_sets_the_fail_delay(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let id = env.q.enqueue("conformance_quick_retry", json!({})).await?;
+    // The worker's policy is an hour: only the job's own backoff can bring it back sooner.
+    for (attempt, delay) in [(1u32, ms(1000)), (2, ms(1500))] {
+        let (l, _) = env.fetch_when_due(id, Duration::from_secs(5)).await?;
+        assert_eq!(l.lease.attempt, attempt);
+        let before = Utc::now();
+        let out = env.q.fail(&failure(l.lease, "boom", true, late_retry())).await?;
+        let after = Utc::now();
+        let FailOutcome::Retrying { at } = out else {
+            return Err(format!("attempt {attempt}: expected Retrying, got {out:?}").into());
+        };
+        assert_within(&format!("retry {attempt} due"), at, before + td(delay), after + td(delay));
+        assert_eq!(env.job(id).await?.scheduled_at, Some(at));
+    }
+    // The call's option beats the handler's; a job with none keeps the worker's policy.
+    let quick = env.q.enqueue("conformance_quick_retry", json!({})).retry_base(ms(300)).await?;
+    let plain = env.q.enqueue("plain", json!({})).await?;
+    for (id, delay) in [(quick, ms(300)), (plain, Duration::from_secs(3600))] {
+        let l = env.take(id, LEASE).await?;
+        let before = Utc::now();
+        let out = env.q.fail(&failure(l.lease, "boom", true, late_retry())).await?;
+        let after = Utc::now();
+        let FailOutcome::Retrying { at } = out else {
+            return Err(format!("{id}: expected Retrying, got {out:?}").into());
+        };
+        assert_within(&format!("{id} due"), at, before + td(delay), after + td(delay));
+    }
+    Ok(())
+}
+
+// regression: the reap path (a job past its timeout) also used only the reaper's backoff.
+async fn handler_retry_backoff_sets_the_reap_delay(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let id = env.q.enqueue("conformance_quick_retry", json!({})).timeout(ms(100)).await?;
+    env.take(id, Duration::from_secs(10)).await?;
+    // Past started + timeout (+ the zero grace of reap_now): the reap fails it as timed out.
+    tokio::time::sleep(ms(300)).await;
+    let before = Utc::now();
+    let report = env.reap(reap_now()).await?;
+    let after = Utc::now();
+    assert_eq!(report.failed, 1, "{report:?}");
+    let job = env.job(id).await?;
+    assert_eq!(job.status, JobStatus::Retrying);
+    let due = job.scheduled_at.ok_or("a retry has scheduled_at")?;
+    assert_within("reaped retry due", due, before + td(ms(1000)), after + td(ms(1000)));
     Ok(())
 }

@@ -38,7 +38,13 @@ impl State {
         }
         if retryable && rec.retry_count < rec.max_retries {
             rec.retry_count += 1;
-            let delay = retry.delay_with_jitter(rec.retry_count);
+            // The job's own backoff where it has one (as lib.lua's fail_job reads it).
+            let policy = RetryPolicy {
+                base: rec.retry_base.unwrap_or(retry.base),
+                cap: rec.retry_cap.unwrap_or(retry.cap),
+                jitter: retry.jitter,
+            };
+            let delay = policy.delay_with_jitter(rec.retry_count);
             let due = now.saturating_add(duration_ms_i64(delay));
             self.unlink(id);
             self.schedule(id, due, true);
@@ -101,6 +107,8 @@ impl State {
                     stalls: 0,
                     cancel_requested: false,
                     generation,
+                    retry_base: new.retry_base,
+                    retry_cap: new.retry_cap,
                     place: Place::Unlinked,
                 },
             );

@@ -59,6 +59,9 @@ pub(super) struct Record {
     /// same generation (an entry a cancel left behind may outlive the record, and its id may
     /// be enqueued again).
     pub(super) generation: u64,
+    /// The job's own backoff (`retry_base`, `retry_cap`), over the failing worker's policy.
+    pub(super) retry_base: Option<Duration>,
+    pub(super) retry_cap: Option<Duration>,
     pub(super) place: Place,
 }
 

@@ -49,7 +49,7 @@ pub(super) async fn enqueue(
     // anything reaches Redis.
     let mut enc = Vec::with_capacity(jobs.len());
     for j in jobs {
-        let meta = serde_json::to_string(&MetaOut { n: &j.name, u: j.user_id.as_deref() })?;
+        let meta = serde_json::to_string(&MetaOut::of(j))?;
         let payload = serde_json::to_string(&j.args)?;
         let (run_at, delay) = match j.run_at {
             RunAt::Now => (0, 0),

@@ -4,15 +4,17 @@
 //! The hot state is the part scripts test and change, kept in a form Lua reads with one
 //! `string.match` and no JSON decoder (decoding JSON in hot scripts doubled their CPU cost in
 //! our measurements, REDIS.md §9). The meta JSON is written by the client and never decoded
-//! by a script.
+//! by a script, but for one fixed prefix: a job with a backoff of its own starts it with
+//! `{"r":[<base ms>,<cap ms>]` (see [`MetaOut::r`]), which the fail path reads with one
+//! anchored match.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobPriority, JobStatus};
-use crate::time::ms_to_time;
+use crate::job::{Job, JobId, JobPriority, JobStatus, NewJob};
+use crate::time::{duration_ms, ms_to_time};
 
 /// The client-written part of a record.
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,9 +31,25 @@ pub(crate) struct Meta<'a> {
 /// back as [`Meta`]).
 #[derive(Serialize)]
 pub(super) struct MetaOut<'a> {
+    /// The job's own backoff, `[retry_base ms, retry_cap ms]`, each `null` for the failing
+    /// worker's; only for a job that sets one, so other records keep their size. The first
+    /// key, always: `fail_job` in lib.lua reads it with `^{"r":%[(%w+),(%w+)%]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) r: Option<[Option<u64>; 2]>,
     pub(super) n: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) u: Option<&'a str>,
+}
+
+impl<'a> MetaOut<'a> {
+    /// The meta of `job`.
+    pub(super) fn of(job: &'a NewJob) -> Self {
+        let r = match (job.retry_base, job.retry_cap) {
+            (None, None) => None,
+            (b, c) => Some([b.map(duration_ms), c.map(duration_ms)]),
+        };
+        MetaOut { r, n: &job.name, u: job.user_id.as_deref() }
+    }
 }
 
 /// The hot state of a record.
@@ -174,6 +192,8 @@ pub(crate) fn to_job(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -205,6 +225,28 @@ mod tests {
         assert_eq!((a.status, a.priority, a.max_retries), (b.status, b.priority, b.max_retries));
         assert_eq!(split_entry("abc/42"), ("abc", "42"));
         assert_eq!(split_entry("abc"), ("abc", ""));
+        Ok(())
+    }
+
+    #[test]
+    fn a_jobs_own_backoff_is_the_first_key_of_its_meta_and_only_when_set() -> Result<()> {
+        let plain = NewJob { user_id: Some("u-1".into()), ..NewJob::new("sync", json!({})) };
+        // Byte for byte the meta of a job without a backoff: no record grows.
+        assert_eq!(serde_json::to_string(&MetaOut::of(&plain))?, r#"{"n":"sync","u":"u-1"}"#);
+        let both = NewJob {
+            retry_base: Some(Duration::from_secs(10)),
+            retry_cap: Some(Duration::from_millis(1500)),
+            ..plain.clone()
+        };
+        let meta = serde_json::to_string(&MetaOut::of(&both))?;
+        assert_eq!(meta, r#"{"r":[10000,1500],"n":"sync","u":"u-1"}"#);
+        let base = NewJob { retry_base: Some(Duration::from_secs(1)), ..plain };
+        let meta = serde_json::to_string(&MetaOut::of(&base))?;
+        assert_eq!(meta, r#"{"r":[1000,null],"n":"sync","u":"u-1"}"#);
+        // And the reader still reads it.
+        let rec = format!("p2:0:0:3:30000:0:0:1:0:0:0|{meta}\n{{}}");
+        let job = to_job(JobId::new(), rec.as_bytes(), None, None)?;
+        assert_eq!((job.name.as_str(), job.user_id.as_deref()), ("sync", Some("u-1")));
         Ok(())
     }
 

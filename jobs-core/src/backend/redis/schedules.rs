@@ -123,7 +123,7 @@ pub(super) async fn schedule_fire(
 ) -> Result<FireOutcome> {
     fire.check()?;
     let job = &fire.job;
-    let meta = serde_json::to_string(&MetaOut { n: &job.name, u: job.user_id.as_deref() })?;
+    let meta = serde_json::to_string(&MetaOut::of(job))?;
     let payload = serde_json::to_string(&job.args)?;
     let claim = fire.claim.as_ref();
     let reply: Vec<Value> = backend

@@ -18,7 +18,8 @@
 --   cx  1 = cancel asked   stl  times taken back from a lost worker
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
 --   g   the enqueue's generation, only when its id still has ghosts (see GHOST below)
--- The meta JSON is written by the client and never decoded here.
+-- The meta JSON is written by the client and never decoded here (but for the one prefix
+-- backoff() reads: a job's own retry backoff).
 --
 -- A pending list entry is the job's id, or "<id>/<g>" for a record that has a generation:
 -- an entry belongs to the record only if their generations are equal.
@@ -213,6 +214,14 @@ local function trim_dead(now, dead_max, dead_ttl, limit)
   incr('dead_dropped', dropped)
 end
 
+-- A job's own backoff, over the policy's base and cap: the client writes it as the first
+-- key of the meta JSON, {"r":[<base ms>|null,<cap ms>|null],..., and only for a job that
+-- has one (record.rs, MetaOut::r); each part given replaces the policy's.
+local function backoff(h, o)
+  local b, c = string.match(h.meta, '^{"r":%[(%w+),(%w+)%]')
+  return tonumber(b) or o.base, tonumber(c) or o.cap
+end
+
 -- The end of a failed attempt of a job that is no longer in `active`. `o` holds the policy:
 -- base, cap, jitter (ms), dead_max, dead_ttl, ttl. Returns {'RETRY', due} | {'DEAD'} |
 -- {'CANCELLED'}.
@@ -226,7 +235,8 @@ local function fail_job(id, h, err, retryable, now, o)
   incr('failed', 1)
   if retryable and h.rc < h.mr then
     h.rc = h.rc + 1
-    local delay = math.min(o.base * math.pow(2, h.rc - 1), o.cap) + o.jitter
+    local base, cap = backoff(h, o)
+    local delay = math.min(base * math.pow(2, h.rc - 1), cap) + o.jitter
     local due = now + math.floor(delay)
     h.s = 'y'
     h.sa = due

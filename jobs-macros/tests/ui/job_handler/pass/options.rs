@@ -17,6 +17,16 @@ async fn millis() -> Result<(), JobError> {
     Ok(())
 }
 
+#[job_handler("quick_retry", retry_base = "10s", retry_cap = "5m", max_retries = 2)]
+async fn quick_retry() -> Result<(), JobError> {
+    Ok(())
+}
+
+#[job_handler("base_only", retry_base = 1)]
+async fn base_only() -> Result<(), JobError> {
+    Ok(())
+}
+
 fn main() {
     let d = AllOptionsJob::DEFAULTS;
     assert_eq!(d.max_retries, Some(5));
@@ -28,4 +38,11 @@ fn main() {
     assert_eq!(d.max_retries, None);
     assert_eq!(MillisJob::DEFAULTS.timeout, Some(Duration::from_millis(250)));
     assert_eq!(MillisJob::DEFAULTS.max_retries, Some(0));
+    let d = QuickRetryJob::DEFAULTS;
+    assert_eq!(d.retry_base, Some(Duration::from_secs(10)));
+    assert_eq!(d.retry_cap, Some(Duration::from_secs(300)));
+    assert_eq!(d.max_retries, Some(2));
+    assert_eq!(BaseOnlyJob::DEFAULTS.retry_base, Some(Duration::from_secs(1)));
+    assert_eq!(BaseOnlyJob::DEFAULTS.retry_cap, None);
+    assert_eq!(AllOptionsJob::DEFAULTS.retry_base, None);
 }
