@@ -200,7 +200,18 @@ impl Scheduler {
     /// [`Error::InvalidArgs`] if the args do not fit that handler; [`Error::InvalidSchedule`]
     /// for a bad name, cron expression or time zone, an interval of 0, or a cron expression
     /// with no future occurrence.
-    pub async fn register(&self, spec: ScheduleSpec) -> Result<ScheduleInfo> {
+    pub async fn register(&self, mut spec: ScheduleSpec) -> Result<ScheduleInfo> {
+        // What `get`/`list` show can be registered back as a no-op: they show an unset
+        // priority resolved (the handler's, else the default), so that value given back
+        // for a schedule that sets none keeps it unset rather than pinning it (which
+        // would change the definition and restart its next run).
+        if let Some(p) = spec.priority
+            && let Some(old) = self.backend().schedule_get(&spec.name).await?
+            && old.entry.priority.is_none()
+            && self.options(&old.entry).priority == p
+        {
+            spec.priority = None;
+        }
         let (entry, hash, trigger) = self.entry_for(&spec)?;
         let now = self.backend().time().await?;
         let first = first_run(&spec.name, &trigger, now)?;

@@ -1,0 +1,148 @@
+//! Authentication, routing, the OpenAPI document and `/metrics`.
+
+use super::*;
+
+// ---------------------------------------------------------------- auth, routing, documents
+
+#[tokio::test]
+async fn a_configured_token_is_required_everywhere_but_health() {
+    let fx = fixture_with(ApiConfig::default().token(Some(TOKEN.into())), false).await;
+    let r = &fx.router;
+    let with = |method: Method, uri: &str, auth: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Body::empty()).expect("valid request")
+    };
+    for uri in [
+        "/api/v1/jobs/stats",
+        "/api/v1/jobs/queue/stats",
+        "/api/v1/jobs/handlers",
+        "/api/v1/jobs/dlq",
+        "/api/v1/jobs/openapi.json",
+        "/metrics",
+        "/api/v1/jobs/nowhere",
+    ] {
+        for auth in [None, Some("Bearer wrong"), Some("Basic dDBrZW4="), Some(TOKEN)] {
+            let res = r.clone().oneshot(with(Method::GET, uri, auth)).await.expect("infallible");
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{uri} with {auth:?}");
+            assert_eq!(
+                res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..])
+            );
+            let body = res.into_body().collect().await.expect("body").to_bytes();
+            let v: Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _) = send(r, with(Method::GET, "/api/v1/jobs/queue/stats", Some(&bearer))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(r, with(Method::GET, "/metrics", Some(&bearer))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(r, with(Method::GET, "/api/v1/jobs/health", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    // A POST without the token changes nothing.
+    let req = request(Method::POST, "/api/v1/jobs/enqueue", Some(json!({"name": "api_noargs"})));
+    assert_eq!(send(r, req).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fx.service.queue().stats().await.expect("stats").total_pending, 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let fx = fixture().await;
+    assert_error(&get(&fx.router, "/api/v1/jobs/nowhere").await, 404, "not_found");
+    assert_error(
+        &call(&fx.router, Method::PUT, "/api/v1/jobs/health", None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &call(&fx.router, Method::GET, "/api/v1/jobs/enqueue", None).await,
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_describes_every_endpoint() {
+    let fx = fixture().await;
+    let (status, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().expect("version").starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, methods) in [
+        ("/api/v1/jobs/health", &["get"][..]),
+        ("/api/v1/jobs/stats", &["get"]),
+        ("/api/v1/jobs/queue/stats", &["get"]),
+        ("/api/v1/jobs/stats/throughput", &["get"]),
+        ("/api/v1/jobs/workers/stats", &["get"]),
+        ("/api/v1/jobs/scheduler/stats", &["get"]),
+        ("/api/v1/jobs/handlers", &["get"]),
+        ("/api/v1/jobs/enqueue", &["post"]),
+        ("/api/v1/jobs/job/{job_id}", &["get"]),
+        ("/api/v1/jobs/job/{job_id}/result", &["get"]),
+        ("/api/v1/jobs/job/{job_id}/cancel", &["post"]),
+        ("/api/v1/jobs/pending", &["get"]),
+        ("/api/v1/jobs/dlq", &["get", "delete"]),
+        ("/api/v1/jobs/dlq/{job_id}/retry", &["post"]),
+        ("/api/v1/jobs/scheduled", &["get"]),
+        ("/api/v1/jobs/scheduled/register", &["post", "delete"]),
+        ("/api/v1/jobs/scheduled/{name}", &["delete"]),
+        ("/api/v1/jobs/scheduled/{name}/enable", &["post"]),
+        ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),
+        ("/api/v1/jobs/scheduled/{name}/run", &["post"]),
+        ("/api/v1/jobs/openapi.json", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        for m in methods {
+            let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[m];
+            assert!(op["responses"].is_object(), "{m} {path} has no responses");
+        }
+    }
+    assert_eq!(paths.len(), 22);
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let r = &fx.router;
+    let id = enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
+    wait_for_job(r, id, |j| j["status"] == "completed").await;
+    enqueue(r, json!({"name": "api_noargs", "priority": "low", "delay_seconds": 3600})).await;
+    fx.service.stop().await.expect("stops");
+
+    let res = r.clone().oneshot(request(Method::GET, "/metrics", None)).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no sample {prefix}:\n{text}"))
+    };
+    assert!(value("jobs_enqueued_total{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_completed_total{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_processing_seconds_count{handler=\"api_sync\"}") >= 1.0);
+    assert!(value("jobs_processing_seconds_bucket{handler=\"api_sync\",le=\"+Inf\"}") >= 1.0);
+    assert_eq!(value("jobs_queue_pending{priority=\"low\"}"), 0.0);
+    assert_eq!(value("jobs_queue_scheduled"), 1.0);
+    assert_eq!(value("jobs_queue_processing"), 0.0);
+    assert_eq!(value("jobs_dead_letter_size"), 0.0);
+    assert!(value("jobs_workers_live") >= 0.0);
+    assert_eq!(value("jobs_backend_completed_total"), 1.0);
+    for family in ["jobs_failed_total", "jobs_retried_total", "jobs_dead_lettered_total"] {
+        assert!(text.contains(&format!("# TYPE {family} counter")), "{family}");
+    }
+    assert!(text.contains("# TYPE jobs_processing_seconds histogram"));
+}
