@@ -38,3 +38,6 @@ pub mod my_tasks {
         Ok(())
     }
 }
+
+#[doc(hidden)]
+pub mod bench_support;

@@ -32,11 +32,14 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use jobs_core::backend::redis::{RedisBackend, RedisConfig};
-use jobs_core::backend::{BackendConfig, Completion, FetchRequest};
+use examples::bench_support::{
+    Bar, bar_chart, child_drain, command_profile, enqueue_batched_named, median, percentile, queue,
+    rate, redis_cpu_us, redis_version, reset_stats, round1, round3, used_memory, wait_completed,
+    worker,
+};
+use jobs_core::NewJob;
+use jobs_core::backend::{Completion, FetchRequest};
 use jobs_core::prelude::*;
-use jobs_core::worker::{JobWorker, WorkerConfig};
-use jobs_core::{NewJob, Registry, State};
 use jobs_test_support::RedisServer;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -350,63 +353,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn queue(server: &RedisServer, ns: &str) -> jobs_core::Result<JobQueue> {
-    let cfg = RedisConfig {
-        namespace: ns.into(),
-        backend: BackendConfig::default(),
-        ..RedisConfig::new(&server.url())
-    };
-    Ok(JobQueue::new(RedisBackend::connect(cfg).await?))
-}
-
 fn job(q: &JobQueue) -> NewJob {
     q.new_job("sync_portfolio", json!({"user_id": "user-123"}))
-}
-
-fn worker(q: &JobQueue, concurrency: usize) -> jobs_core::Result<JobWorker> {
-    let cfg = WorkerConfig { max_concurrent_jobs: concurrency, ..WorkerConfig::default() };
-    let registry = Arc::new(Registry::global()?.clone());
-    JobWorker::with_registry(q.clone(), registry, Arc::new(State::new()), cfg)
-}
-
-async fn wait_completed(q: &JobQueue, n: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while q.stats().await?.counters.completed < n {
-        if Instant::now() > deadline {
-            return Err("drain did not finish within 10 minutes".into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(())
-}
-
-async fn enqueue_batched_named(
-    q: &JobQueue,
-    n: usize,
-    batch: usize,
-    name: &str,
-) -> jobs_core::Result<()> {
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(batch);
-        let jobs: Vec<NewJob> = (0..k).map(|_| q.new_job(name, json!(null))).collect();
-        q.enqueue_many(&jobs).await?;
-        left -= k;
-    }
-    Ok(())
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 async fn enqueue_single(q: &JobQueue, n: usize, in_flight: usize) -> jobs_core::Result<()> {
@@ -474,129 +422,16 @@ async fn drain(q: &JobQueue, drainers: usize) -> jobs_core::Result<usize> {
     Ok(total)
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    (n as f64 / d.as_secs_f64()).round()
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-async fn info(server: &RedisServer, section: &str) -> Result<String, redis::RedisError> {
-    let client = redis::Client::open(server.url())?;
-    let mut c = client.get_multiplexed_async_connection().await?;
-    redis::cmd("INFO").arg(section).query_async(&mut c).await
-}
-
-fn field(info: &str, name: &str) -> Option<f64> {
-    info.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
-}
-
-async fn redis_cpu_us(server: &RedisServer) -> Result<f64, Box<dyn std::error::Error>> {
-    let i = info(server, "cpu").await?;
-    let user = field(&i, "used_cpu_user").ok_or("no used_cpu_user in INFO")?;
-    let sys = field(&i, "used_cpu_sys").ok_or("no used_cpu_sys in INFO")?;
-    Ok((user + sys) * 1e6)
-}
-
-async fn used_memory(server: &RedisServer) -> Result<f64, Box<dyn std::error::Error>> {
-    let i = info(server, "memory").await?;
-    Ok(field(&i, "used_memory").ok_or("no used_memory in INFO")?)
-}
-
-async fn redis_version(server: &RedisServer) -> Result<String, Box<dyn std::error::Error>> {
-    let i = info(server, "server").await?;
-    Ok(i.lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("unknown")
-        .trim()
-        .to_owned())
-}
-
-/// `--child-drain URL NS N`: a worker of concurrency 50 that exits once the namespace has
-/// completed N jobs (the two-process scenario).
-async fn child_drain(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [url, ns, n] = args else {
-        return Err("--child-drain takes URL NAMESPACE JOBS".into());
-    };
-    let n: u64 = n.parse()?;
-    let cfg = RedisConfig { namespace: ns.clone(), ..RedisConfig::new(url) };
-    let q = JobQueue::new(RedisBackend::connect(cfg).await?);
-    let running = worker(&q, 50)?.start();
-    wait_completed(&q, n).await?;
-    running.stop().await?;
-    Ok(())
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    percentile(v, 0.5)
-}
-
 /// Drain throughput against concurrency, as an SVG bar chart.
 fn svg_chart(report: &serde_json::Value) -> String {
     let by = report["drain_per_s_by_concurrency"].as_object().cloned().unwrap_or_default();
-    let mut bars: Vec<(String, f64)> =
-        by.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect();
-    bars.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(0));
-    if let Some(two) = report["drain_two_processes_per_s"].as_f64() {
-        bars.push(("2x50".into(), two));
-    }
-    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max);
-    let (w, h, left, bottom) = (560.0, 300.0, 70.0, 40.0);
-    let bw = (w - left - 20.0) / bars.len().max(1) as f64;
-    let mut out = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif' font-size='12'>\n\
-         <text x='{left}' y='16' font-size='14'>Drain throughput (jobs/s) by concurrency, no-op jobs</text>\n"
-    );
-    for i in 0..=4 {
-        let y = h - bottom - (h - bottom - 30.0) * f64::from(i) / 4.0;
-        let label = (max * f64::from(i) / 4.0).round();
-        out += &format!(
-            "<line x1='{left}' x2='{}' y1='{y}' y2='{y}' stroke='#ddd'/><text x='{}' y='{}' text-anchor='end'>{label}</text>\n",
-            w - 20.0,
-            left - 6.0,
-            y + 4.0
-        );
-    }
-    for (i, (k, v)) in bars.iter().enumerate() {
-        let bh = (h - bottom - 30.0) * v / max;
-        let x = left + bw * i as f64 + bw * 0.15;
-        let y = h - bottom - bh;
-        out += &format!(
-            "<rect x='{x}' y='{y}' width='{}' height='{bh}' fill='#3b6fd8'/><text x='{}' y='{}' text-anchor='middle'>{k}</text><text x='{}' y='{}' text-anchor='middle'>{}</text>\n",
-            bw * 0.7,
-            x + bw * 0.35,
-            h - bottom + 16.0,
-            x + bw * 0.35,
-            y - 4.0,
-            v.round()
-        );
-    }
-    out += "</svg>\n";
-    out
-}
-
-async fn reset_stats(server: &RedisServer) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(server.url())?;
-    let mut c = client.get_multiplexed_async_connection().await?;
-    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut c).await
-}
-
-/// `INFO commandstats` as microseconds per job, largest first.
-async fn command_profile(
-    server: &RedisServer,
-    jobs: usize,
-) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let i = info(server, "commandstats").await?;
-    let mut rows: Vec<(String, f64)> = i
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let usec =
-                rest.split(',').find_map(|kv| kv.strip_prefix("usec="))?.parse::<f64>().ok()?;
-            Some((name.to_owned(), round3(usec / jobs as f64)))
-        })
+    let mut bars: Vec<Bar> = by
+        .iter()
+        .map(|(k, v)| Bar { label: k.clone(), note: None, value: v.as_f64().unwrap_or(0.0) })
         .collect();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(serde_json::Value::Object(rows.into_iter().take(12).map(|(k, v)| (k, json!(v))).collect()))
+    bars.sort_by_key(|b| b.label.parse::<u32>().unwrap_or(0));
+    if let Some(two) = report["drain_two_processes_per_s"].as_f64() {
+        bars.push(Bar { label: "2x50".into(), note: None, value: two });
+    }
+    bar_chart("Drain throughput (jobs/s) by concurrency, no-op jobs", &bars)
 }
