@@ -582,8 +582,12 @@ pub trait Backend: Send + Sync + 'static {
 pub const MAX_ERROR_LEN: usize = 1024;
 /// Most expired finished records that [`Backend::complete`] purges in passing.
 pub const PURGE_ON_COMPLETE: usize = 10;
-/// Most due delayed/retrying jobs one [`Backend::fetch`] promotes.
-pub const PROMOTE_LIMIT: usize = 1000;
+/// Most due delayed/retrying jobs one [`Backend::fetch`] promotes: small enough that a
+/// fetch promoting a full batch stays around a millisecond of Redis time (1,000 took
+/// 5-10 ms a call with a million jobs falling due at once, stalling every other client of
+/// the server); a busy worker fetches often, and one that fetched a full batch fetches
+/// again at once, so a burst is still promoted at tens of thousands a second.
+pub const PROMOTE_LIMIT: usize = 200;
 /// About how many cancel notices the backend keeps for [`Backend::watch_cancels`].
 pub const CANCEL_LOG_MAX: usize = 10_000;
 /// Most cancel notices one [`Backend::watch_cancels`] returns.
