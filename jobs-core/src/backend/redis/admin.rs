@@ -142,7 +142,7 @@ pub(super) async fn list_dead(
 
 pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.retry_dead, |inv| {
+        .run_retried(&SCRIPTS.retry_dead, |inv| {
             inv.arg(id.to_string());
         })
         .await?;

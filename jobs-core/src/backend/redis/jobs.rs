@@ -8,7 +8,7 @@ use ::redis::Value;
 use super::RedisBackend;
 use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
-use super::scripts::SCRIPTS;
+use super::scripts::{FETCH_REPLAY_TTL, SCRIPTS};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
@@ -62,7 +62,7 @@ pub(super) async fn enqueue(
         enc.push((j, meta, payload, run_at, delay));
     }
     let reply: Vec<i64> = backend
-        .run(&SCRIPTS.enqueue, |inv| {
+        .run_retried(&SCRIPTS.enqueue, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
                 inv.arg(j.id.to_string())
@@ -87,13 +87,14 @@ pub(super) async fn enqueue(
 
 pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.fetch, |inv| {
+        .run_retried(&SCRIPTS.fetch, |inv| {
             inv.arg(req.max)
                 .arg(&req.worker_id)
                 .arg(duration_ms(req.lease))
                 .arg(duration_ms(req.grace))
                 .arg(PROMOTE_LIMIT)
-                .arg(FETCH_SKIP_LIMIT);
+                .arg(FETCH_SKIP_LIMIT)
+                .arg(duration_ms(FETCH_REPLAY_TTL));
         })
         .await?;
     if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
@@ -250,7 +251,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
 
 pub(super) async fn cancel(backend: &RedisBackend, id: JobId) -> Result<CancelOutcome> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.cancel, |inv| {
+        .run_retried(&SCRIPTS.cancel, |inv| {
             inv.arg(id.to_string()).arg(backend.ttl_ms()).arg(CANCEL_LOG_MAX);
         })
         .await?;

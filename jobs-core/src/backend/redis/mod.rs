@@ -150,7 +150,46 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
     }
+
+    /// Runs a script that changes state under a new request id (its key after the
+    /// namespace's, `KEYS[23]`), and sends it again with the same id, up to
+    /// [`LOST_REPLY_RETRIES`] times, when its reply is lost (an I/O error: reset, timeout):
+    /// the call may have run, and the script answers a repeat with the first run's reply
+    /// (see `scripts.rs`). The cluster client also retries such errors, with the same
+    /// arguments and so the same id.
+    async fn run_retried<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        let request = self.keys.request(&uuid::Uuid::new_v4().simple().to_string());
+        let mut delay = Duration::from_millis(20);
+        let mut retries = 0;
+        loop {
+            let mut inv = script.prepare_invoke();
+            for k in self.keys.all() {
+                inv.key(k);
+            }
+            inv.key(&request);
+            args(&mut inv);
+            let mut conn = self.conn.clone();
+            match inv.invoke_async(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() && retries < LOST_REPLY_RETRIES => {
+                    retries += 1;
+                    tracing::debug!(error = %e, retries, "script reply lost; sending the call again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
+
+/// How many times [`RedisBackend::run_retried`] sends a call again after losing its reply
+/// (after 20, 80 and 320 ms, time for the shared connection to reconnect).
+const LOST_REPLY_RETRIES: u32 = 3;
 
 #[async_trait]
 impl Backend for RedisBackend {

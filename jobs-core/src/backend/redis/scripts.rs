@@ -2,8 +2,20 @@
 //!
 //! `::redis::Script` sends `EVALSHA` and falls back to loading the script on `NOSCRIPT`
 //! (after a Redis restart or failover), so callers never see a missing script.
+//!
+//! ## Request ids: a retried call has the effect of one
+//!
+//! A call whose reply is lost (a reset, a timeout) is sent again, by the cluster client or
+//! by the backend ([`RedisBackend::run_retried`](super::RedisBackend)), although it may
+//! have run. Each such call carries a request id, passed as the key `KEYS[23]`
+//! ([`Keys::request`](super::keys::Keys::request), in the namespace's hash slot). The
+//! scripts in [`REPLAYED`] are wrapped by [`with_replay`]: the first run stores its reply
+//! there (`SET PX`, in the same atomic step as its writes), and a run that finds it
+//! returns it and changes nothing. `fetch` keeps only the leases it handed out, for
+//! [`FETCH_REPLAY_TTL`], and a retry gets those still held (`fetch.lua`).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use ::redis::Script;
 
@@ -17,6 +29,31 @@ fn with_lib(body: &str) -> Script {
 
 fn with_sched_lib(body: &str) -> Script {
     Script::new(&format!("{LIB}\n{SCHED_LIB}\n{body}"))
+}
+
+/// How long a state-changing call's reply is kept for a retry of that call.
+pub(crate) const REPLY_TTL: Duration = Duration::from_secs(60);
+/// How long the leases a `fetch` handed out are kept for a retry of that fetch: past the
+/// response timeout and the backend's retries, well short of a lease.
+pub(crate) const FETCH_REPLAY_TTL: Duration = Duration::from_secs(20);
+
+/// `body` run so that a repeat of one call (same request key, `KEYS[23]`) answers what
+/// the first run answered and does nothing else. Without the key the body runs as it is.
+/// The body becomes a function; its replies (tables, numbers, strings, error replies) are
+/// stored with `cmsgpack`, which keeps integers exact.
+fn with_replay(prelude: &str, body: &str) -> Script {
+    Script::new(&format!(
+        "{prelude}\n\
+         local K_REQ = KEYS[23]\n\
+         if K_REQ then\n  \
+           local prev = redis.call('GET', K_REQ)\n  \
+           if prev then return cmsgpack.unpack(prev) end\n\
+         end\n\
+         local reply = (function()\n{body}\nend)()\n\
+         if K_REQ then redis.call('SET', K_REQ, cmsgpack.pack(reply), 'PX', {ttl}) end\n\
+         return reply\n",
+        ttl = REPLY_TTL.as_millis()
+    ))
 }
 
 /// The schedule scripts (`sched_*.lua`), loaded once per process.
@@ -35,15 +72,25 @@ pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| Sched
     remove: with_sched_lib(include_str!("scripts/sched_remove.lua")),
     read: with_sched_lib(include_str!("scripts/sched_read.lua")),
     due: with_sched_lib(include_str!("scripts/sched_due.lua")),
-    fire: with_sched_lib(include_str!("scripts/sched_fire.lua")),
+    fire: with_replay(&format!("{LIB}\n{SCHED_LIB}"), include_str!("scripts/sched_fire.lua")),
 });
+
+/// The job scripts whose reply is stored for a retry of the call ([`with_replay`]); with
+/// `fetch` (which keeps its leases its own way) and `sched_fire`, every call that creates
+/// or moves a job outside a lease. The calls about a lease are fenced by its attempt: a
+/// repeat of `complete` answers `Already`, a repeat of `fail` or `release` changes nothing.
+const REPLAYED: &[&str] = &["enqueue.lua", "cancel.lua", "retry_dead.lua"];
+
+fn job_script(file: &str, body: &str) -> Script {
+    if REPLAYED.contains(&file) { with_replay(LIB, body) } else { with_lib(body) }
+}
 
 macro_rules! scripts {
     ($($name:ident => $file:literal),* $(,)?) => {
         /// Every script, loaded once per process.
         pub(crate) struct Scripts { $(pub(crate) $name: Script,)* }
         pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-            $($name: with_lib(include_str!(concat!("scripts/", $file))),)*
+            $($name: job_script($file, include_str!(concat!("scripts/", $file))),)*
         });
     };
 }
