@@ -2,7 +2,8 @@
 //! client (a reset, a timeout). The client retries such a call (the cluster client by
 //! itself, the backend for a single server) with the same request id, and the retry must
 //! have the effect of one call and answer what the first call did: `fetch` the same leases,
-//! `enqueue` `Created`, `cancel` `Cancelled`, `retry_dead` `Ok`, run-now `Fired`.
+//! `enqueue` `Created`, `cancel` `Cancelled`, `retry_dead` `Ok`, `fail` its
+//! outcome (not `Stale`), `schedule_remove` true, run-now `Fired`.
 //!
 //! Each test puts a [`CutProxy`] between the backend and Redis and cuts the reply of the
 //! one script call under test. Setup goes straight to Redis, without the proxy. A call that
@@ -97,6 +98,7 @@ impl Pair {
         let _ = b.retry_dead(job.id).await;
         let _ = b.cancel(job.id).await;
         let _ = b.schedule_fire(&run_now("none", NewJob::new("x", json!({})))).await;
+        let _ = b.schedule_remove("none").await;
         self
     }
 
@@ -121,6 +123,18 @@ fn req(max: usize) -> FetchRequest {
 
 fn run_now(name: &str, job: NewJob) -> ScheduleFire {
     ScheduleFire { name: name.into(), claim: None, job }
+}
+
+fn schedule_entry() -> ScheduleEntry {
+    ScheduleEntry {
+        name: "s".into(),
+        job_name: "lost".into(),
+        schedule: ScheduleType::Interval { seconds: 3600 },
+        args: json!({}),
+        priority: None,
+        handler_options: StoredJobOptions::default(),
+        misfire: MisfirePolicy::Coalesce,
+    }
 }
 
 fn jobs(n: usize) -> Vec<NewJob> {
@@ -222,15 +236,7 @@ async fn retried_retry_dead(pair: &Pair) -> TestResult {
 }
 
 async fn retried_run_now(pair: &Pair) -> TestResult {
-    let entry = ScheduleEntry {
-        name: "s".into(),
-        job_name: "lost".into(),
-        schedule: ScheduleType::Interval { seconds: 3600 },
-        args: json!({}),
-        priority: None,
-        handler_options: StoredJobOptions::default(),
-        misfire: MisfirePolicy::Coalesce,
-    };
+    let entry = schedule_entry();
     pair.direct.schedule_upsert(&entry, "00000000000000aa", Some(false), None).await?;
     let job = NewJob::new("lost", json!({}));
     let fire = run_now("s", job.clone());
@@ -242,6 +248,44 @@ async fn retried_run_now(pair: &Pair) -> TestResult {
     let s = pair.direct.schedule_get("s").await?.ok_or("the schedule is gone")?;
     assert_eq!((s.state.run_count, s.state.last_job_id), (1, Some(job.id)));
     Ok(())
+}
+
+async fn retried_fail(pair: &Pair) -> TestResult {
+    pair.direct.enqueue(&[NewJob::new("lost", json!({}))]).await?;
+    let got = pair.direct.fetch(&req(1)).await?;
+    let lease = got.jobs.first().ok_or("nothing fetched")?.lease;
+    let failure =
+        Failure { lease, error: "boom".into(), retryable: true, retry: RetryPolicy::default() };
+    let cuts = pair.proxy.cuts();
+    pair.cut_next_call();
+    let out = with_one_caller_retry!(pair.cut.fail(&failure))?;
+    pair.assert_cut(cuts);
+    assert!(matches!(out, FailOutcome::Retrying { .. }), "the first outcome, not Stale: {out:?}");
+    let j = pair.direct.get_job(lease.id).await?.ok_or("the job is gone")?;
+    assert_eq!((j.status, j.retry_count), (JobStatus::Retrying, 1), "one failed attempt");
+    Ok(())
+}
+
+async fn retried_schedule_remove(pair: &Pair) -> TestResult {
+    let entry = ScheduleEntry { name: "gone".into(), ..schedule_entry() };
+    pair.direct.schedule_upsert(&entry, "00000000000000aa", Some(false), None).await?;
+    let cuts = pair.proxy.cuts();
+    pair.cut_next_call();
+    let removed = with_one_caller_retry!(pair.cut.schedule_remove("gone"))?;
+    pair.assert_cut(cuts);
+    assert!(removed, "the call that removed the schedule says so");
+    assert!(pair.direct.schedule_get("gone").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_fail_reports_the_first_outcome() -> TestResult {
+    retried_fail(&Pair::single("retryfail").await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_schedule_remove_reports_removed() -> TestResult {
+    retried_schedule_remove(&Pair::single("retryremove").await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +308,7 @@ async fn retried_run_now_fires_once() -> TestResult {
     retried_run_now(&Pair::single("retryrunnow").await).await
 }
 
-/// The same four on a cluster, whose client retries by itself, on one private cluster
+/// The same on a cluster, whose client retries by itself, on one private cluster
 /// (each in its own namespace).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_calls_on_a_cluster_report_the_first_outcome() -> TestResult {
@@ -272,5 +316,7 @@ async fn retried_calls_on_a_cluster_report_the_first_outcome() -> TestResult {
     retried_enqueue_many(&pair).await?;
     retried_cancel(&pair).await?;
     retried_retry_dead(&pair).await?;
+    retried_fail(&pair).await?;
+    retried_schedule_remove(&pair).await?;
     retried_run_now(&pair).await
 }

@@ -189,7 +189,7 @@ pub(super) async fn complete(
 
 pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutcome> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.fail, |inv| {
+        .run_retried(&SCRIPTS.fail, |inv| {
             inv.arg(f.lease.id.to_string())
                 .arg(f.lease.attempt)
                 .arg(truncate_error(&f.error))
@@ -215,7 +215,7 @@ pub(super) async fn release(backend: &RedisBackend, leases: &[Lease]) -> Result<
         return Ok(0);
     }
     backend
-        .run(&SCRIPTS.release, |inv| {
+        .run_retried(&SCRIPTS.release, |inv| {
             inv.arg(backend.ttl_ms()).arg(leases.len());
             for l in leases {
                 inv.arg(l.id.to_string()).arg(l.attempt);

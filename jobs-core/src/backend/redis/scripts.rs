@@ -66,20 +66,27 @@ pub(crate) struct SchedScripts {
     pub(crate) fire: Script,
 }
 
-pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| SchedScripts {
-    upsert: with_sched_lib(include_str!("scripts/sched_upsert.lua")),
-    enable: with_sched_lib(include_str!("scripts/sched_enable.lua")),
-    remove: with_sched_lib(include_str!("scripts/sched_remove.lua")),
-    read: with_sched_lib(include_str!("scripts/sched_read.lua")),
-    due: with_sched_lib(include_str!("scripts/sched_due.lua")),
-    fire: with_replay(&format!("{LIB}\n{SCHED_LIB}"), include_str!("scripts/sched_fire.lua")),
+pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| {
+    let libs = format!("{LIB}\n{SCHED_LIB}");
+    SchedScripts {
+        upsert: with_replay(&libs, include_str!("scripts/sched_upsert.lua")),
+        enable: with_replay(&libs, include_str!("scripts/sched_enable.lua")),
+        remove: with_replay(&libs, include_str!("scripts/sched_remove.lua")),
+        read: with_sched_lib(include_str!("scripts/sched_read.lua")),
+        due: with_sched_lib(include_str!("scripts/sched_due.lua")),
+        fire: with_replay(&libs, include_str!("scripts/sched_fire.lua")),
+    }
 });
 
 /// The job scripts whose reply is stored for a retry of the call ([`with_replay`]); with
-/// `fetch` (which keeps its leases its own way) and `sched_fire`, every call that creates
-/// or moves a job outside a lease. The calls about a lease are fenced by its attempt: a
-/// repeat of `complete` answers `Already`, a repeat of `fail` or `release` changes nothing.
-const REPLAYED: &[&str] = &["enqueue.lua", "cancel.lua", "retry_dead.lua"];
+/// `fetch` (which keeps its leases its own way) and the schedule scripts that write, every
+/// call whose repeat would answer otherwise than the first. Not here: `complete` (the hot
+/// path; fenced by the attempt, a repeat answers `Already`, or `Cancelled` again),
+/// `heartbeat` (a repeat extends the same leases and answers the same), `reap` (its lock
+/// makes a repeat within the interval a no-op), and `purge` (a repeat purges what a later
+/// call would).
+const REPLAYED: &[&str] =
+    &["enqueue.lua", "cancel.lua", "retry_dead.lua", "fail.lua", "release.lua", "clear_dead.lua"];
 
 fn job_script(file: &str, body: &str) -> Script {
     if REPLAYED.contains(&file) { with_replay(LIB, body) } else { with_lib(body) }
