@@ -175,6 +175,20 @@ async fn lost_fetch_reply(pair: Pair) -> TestResult {
     assert_eq!(stats.processing, 3);
     // The next, new call leases nothing more.
     assert!(pair.cut.fetch(&req(10)).await?.jobs.is_empty());
+    assert_replies_expire(&pair).await
+}
+
+/// Every stored reply of the namespace expires, within 4 response timeouts and a second.
+async fn assert_replies_expire(pair: &Pair) -> TestResult {
+    let mut c = pair.direct.connection();
+    let pattern = pair.direct.keys().request("*");
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut c).await?;
+    assert!(!keys.is_empty(), "the calls stored their replies under {pattern}");
+    let limit = pair.direct.config().response_timeout.as_millis() * 4 + 1000;
+    for k in keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut c).await?;
+        assert!(ttl > 0 && i128::from(ttl) <= limit as i128, "{k} expires in {ttl} ms");
+    }
     Ok(())
 }
 
@@ -200,7 +214,7 @@ async fn retried_enqueue_many(pair: &Pair) -> TestResult {
     assert_eq!(pair.direct.stats().await?.counters.enqueued, 3, "created once");
     // A real repeat, a new call, still finds them.
     assert_eq!(pair.cut.enqueue(&batch).await?, vec![EnqueueOutcome::Duplicate; 3]);
-    Ok(())
+    assert_replies_expire(pair).await
 }
 
 async fn retried_cancel(pair: &Pair) -> TestResult {

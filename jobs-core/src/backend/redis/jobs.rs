@@ -8,7 +8,7 @@ use ::redis::Value;
 use super::RedisBackend;
 use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
-use super::scripts::{FETCH_REPLAY_TTL, SCRIPTS};
+use super::scripts::SCRIPTS;
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
@@ -93,8 +93,7 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
                 .arg(duration_ms(req.lease))
                 .arg(duration_ms(req.grace))
                 .arg(PROMOTE_LIMIT)
-                .arg(FETCH_SKIP_LIMIT)
-                .arg(duration_ms(FETCH_REPLAY_TTL));
+                .arg(FETCH_SKIP_LIMIT);
         })
         .await?;
     if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {

@@ -11,11 +11,12 @@
 //! ([`Keys::request`](super::keys::Keys::request), in the namespace's hash slot). The
 //! scripts in [`REPLAYED`] are wrapped by [`with_replay`]: the first run stores its reply
 //! there (`SET PX`, in the same atomic step as its writes), and a run that finds it
-//! returns it and changes nothing. `fetch` keeps only the leases it handed out, for
-//! [`FETCH_REPLAY_TTL`], and a retry gets those still held (`fetch.lua`).
+//! returns it and changes nothing. `fetch` keeps only the leases it handed out, and a retry
+//! gets those still held (`fetch.lua`). Both keep what they store as long as the backend
+//! may still send the call again (`RedisBackend::reply_ttl`), no longer: memory grows with
+//! the call rate times that, and every key expires by itself.
 
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use ::redis::Script;
 
@@ -31,14 +32,9 @@ fn with_sched_lib(body: &str) -> Script {
     Script::new(&format!("{LIB}\n{SCHED_LIB}\n{body}"))
 }
 
-/// How long a state-changing call's reply is kept for a retry of that call.
-pub(crate) const REPLY_TTL: Duration = Duration::from_secs(60);
-/// How long the leases a `fetch` handed out are kept for a retry of that fetch: past the
-/// response timeout and the backend's retries, well short of a lease.
-pub(crate) const FETCH_REPLAY_TTL: Duration = Duration::from_secs(20);
-
 /// `body` run so that a repeat of one call (same request key, `KEYS[23]`) answers what
 /// the first run answered and does nothing else. Without the key the body runs as it is.
+/// With it, the last argument (after the body's own) is how long the reply is kept, ms.
 /// The body becomes a function; its replies (tables, numbers, strings, error replies) are
 /// stored with `cmsgpack`, which keeps integers exact.
 fn with_replay(prelude: &str, body: &str) -> Script {
@@ -50,9 +46,10 @@ fn with_replay(prelude: &str, body: &str) -> Script {
            if prev then return cmsgpack.unpack(prev) end\n\
          end\n\
          local reply = (function()\n{body}\nend)()\n\
-         if K_REQ then redis.call('SET', K_REQ, cmsgpack.pack(reply), 'PX', {ttl}) end\n\
-         return reply\n",
-        ttl = REPLY_TTL.as_millis()
+         if K_REQ then\n  \
+           redis.call('SET', K_REQ, cmsgpack.pack(reply), 'PX', tonumber(ARGV[#ARGV]))\n\
+         end\n\
+         return reply\n"
     ))
 }
 

@@ -2,8 +2,8 @@
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
 -- most dead entries, ghosts or unreadable records, one call takes out of the lists),
--- ARGV[7]: how long the leases handed out are kept for a retry of this call, ms
--- KEYS[23] (optional): this call's request key (see scripts.rs)
+-- KEYS[23] (optional): this call's request key, and then ARGV[7]: how long the leases
+-- handed out are kept for a retry of this call, ms (see scripts.rs)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
 local n = tonumber(ARGV[1])
