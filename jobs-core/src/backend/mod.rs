@@ -17,6 +17,9 @@
 //!   `heartbeat` and `release` from an older attempt change nothing (stale).
 //! * **Time.** Due times, leases and retention are decided on the backend's clock (Redis
 //!   `TIME` inside the scripts), never the caller's.
+//! * **Lost replies.** A call the Redis backend sends again after losing its reply has the
+//!   effect of one call and answers what the first did (a request id per call, see
+//!   `redis/scripts.rs`); a retried `fetch` returns the leases the lost reply carried.
 //! * **Delayed and retried jobs** are promoted by `fetch` once due; `fetch` reports how long
 //!   until the next one is due so that an idle worker can sleep exactly that long.
 //! * **Cancel** removes a pending, delayed or retrying job for good (`cancelled`, never

@@ -142,7 +142,7 @@ pub(super) async fn list_dead(
 
 pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.retry_dead, |inv| {
+        .run_retried(&SCRIPTS.retry_dead, |inv| {
             inv.arg(id.to_string());
         })
         .await?;
@@ -161,7 +161,7 @@ pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
     // Bounded script calls keep Redis responsive while a large DLQ is cleared.
     loop {
         let n: u64 = backend
-            .run(&SCRIPTS.clear_dead, |inv| {
+            .run_retried(&SCRIPTS.clear_dead, |inv| {
                 inv.arg(CLEAR_CHUNK);
             })
             .await?;

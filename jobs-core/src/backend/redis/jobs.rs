@@ -62,7 +62,7 @@ pub(super) async fn enqueue(
         enc.push((j, meta, payload, run_at, delay));
     }
     let reply: Vec<i64> = backend
-        .run(&SCRIPTS.enqueue, |inv| {
+        .run_retried(&SCRIPTS.enqueue, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
                 inv.arg(j.id.to_string())
@@ -87,7 +87,7 @@ pub(super) async fn enqueue(
 
 pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.fetch, |inv| {
+        .run_retried(&SCRIPTS.fetch, |inv| {
             inv.arg(req.max)
                 .arg(&req.worker_id)
                 .arg(duration_ms(req.lease))
@@ -188,7 +188,7 @@ pub(super) async fn complete(
 
 pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutcome> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.fail, |inv| {
+        .run_retried(&SCRIPTS.fail, |inv| {
             inv.arg(f.lease.id.to_string())
                 .arg(f.lease.attempt)
                 .arg(truncate_error(&f.error))
@@ -214,7 +214,7 @@ pub(super) async fn release(backend: &RedisBackend, leases: &[Lease]) -> Result<
         return Ok(0);
     }
     backend
-        .run(&SCRIPTS.release, |inv| {
+        .run_retried(&SCRIPTS.release, |inv| {
             inv.arg(backend.ttl_ms()).arg(leases.len());
             for l in leases {
                 inv.arg(l.id.to_string()).arg(l.attempt);
@@ -250,7 +250,7 @@ pub(super) async fn reap(backend: &RedisBackend, o: &ReapOptions) -> Result<Reap
 
 pub(super) async fn cancel(backend: &RedisBackend, id: JobId) -> Result<CancelOutcome> {
     let reply: Vec<Value> = backend
-        .run(&SCRIPTS.cancel, |inv| {
+        .run_retried(&SCRIPTS.cancel, |inv| {
             inv.arg(id.to_string()).arg(backend.ttl_ms()).arg(CANCEL_LOG_MAX);
         })
         .await?;

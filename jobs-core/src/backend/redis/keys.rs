@@ -38,6 +38,8 @@ const SUFFIXES: [&str; 22] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     all: Vec<String>,
+    /// `<prefix>:{<namespace>}:`, the start of every key.
+    base: String,
 }
 
 impl Keys {
@@ -60,7 +62,8 @@ impl Keys {
                 "invalid namespace `{namespace}`: 1-100 characters, no braces or spaces"
             )));
         }
-        Ok(Keys { all: SUFFIXES.iter().map(|s| format!("{prefix}:{{{namespace}}}:{s}")).collect() })
+        let base = format!("{prefix}:{{{namespace}}}:");
+        Ok(Keys { all: SUFFIXES.iter().map(|s| format!("{base}{s}")).collect(), base })
     }
 
     /// Every key, in the order the scripts expect them as `KEYS[1..]`.
@@ -141,6 +144,12 @@ impl Keys {
     pub fn cancels(&self) -> &str {
         self.at("cancels")
     }
+    /// STRING, the stored reply of one state-changing call (`req:<request id>`), kept a
+    /// short while so that a retry of the call answers what the call did (see `scripts.rs`).
+    /// The only key not in [`Keys::all`]: a call that has one passes it after those.
+    pub fn request(&self, request_id: &str) -> String {
+        format!("{}req:{request_id}", self.base)
+    }
     /// HASH id → how many of its list entries are left behind by cancels (see `lib.lua`).
     pub fn ghosts(&self) -> &str {
         self.at("ghosts")
@@ -160,6 +169,7 @@ mod tests {
         assert_eq!(k.jobs(), "jobq:{prod}:jobs");
         assert_eq!(k.cron_due(), "jobq:{prod}:cron_due");
         assert_eq!(k.cancels(), "jobq:{prod}:cancels");
+        assert_eq!(k.request("r1"), "jobq:{prod}:req:r1");
         Ok(())
     }
 

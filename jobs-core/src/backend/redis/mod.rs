@@ -150,7 +150,59 @@ impl RedisBackend {
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
     }
+
+    /// Runs a script that changes state under a new request id (its key after the
+    /// namespace's, `KEYS[23]`, and [`Self::reply_ttl`] as the last argument), and sends
+    /// it again with the same id, up to [`LOST_REPLY_RETRIES`] times, when its reply is lost
+    /// (an I/O error: reset, timeout): the call may have run, and the script answers a
+    /// repeat with the first run's reply (see `scripts.rs`). The cluster client also
+    /// retries such errors, with the same arguments and so the same id.
+    async fn run_retried<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        let request = self.keys.request(&uuid::Uuid::new_v4().simple().to_string());
+        let ttl = crate::time::duration_ms(self.reply_ttl());
+        let mut delay = Duration::from_millis(20);
+        let mut retries = 0;
+        loop {
+            let mut inv = script.prepare_invoke();
+            for k in self.keys.all() {
+                inv.key(k);
+            }
+            inv.key(&request);
+            args(&mut inv);
+            inv.arg(ttl);
+            let mut conn = self.conn.clone();
+            match inv.invoke_async(&mut conn).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() && retries < LOST_REPLY_RETRIES => {
+                    retries += 1;
+                    tracing::debug!(error = %e, retries, "script reply lost; sending the call again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
+
+impl RedisBackend {
+    /// How long a script keeps a call's reply for a repeat of the call: as long as this
+    /// backend may send it again (each send may wait a response timeout, plus the pauses
+    /// between them), with a second to spare. 21 s with the default 5 s timeout. The
+    /// cluster client's own retries fit in the same bound.
+    fn reply_ttl(&self) -> Duration {
+        let sends = LOST_REPLY_RETRIES + 1;
+        self.cfg.response_timeout.saturating_mul(sends) + Duration::from_secs(1)
+    }
+}
+
+/// How many times [`RedisBackend::run_retried`] sends a call again after losing its reply
+/// (after 20, 80 and 320 ms, time for the shared connection to reconnect).
+const LOST_REPLY_RETRIES: u32 = 3;
 
 #[async_trait]
 impl Backend for RedisBackend {

@@ -25,7 +25,7 @@ pub(super) async fn schedule_upsert(
     check_schedule_hash(hash)?;
     let def = serde_json::to_string(entry)?;
     let reply: String = backend
-        .run(&SCHED_SCRIPTS.upsert, |inv| {
+        .run_retried(&SCHED_SCRIPTS.upsert, |inv| {
             inv.arg(&entry.name)
                 .arg(&def)
                 .arg(hash)
@@ -52,7 +52,7 @@ pub(super) async fn schedule_set_enabled(
     first_next: Option<DateTime<Utc>>,
 ) -> Result<StoredSchedule> {
     let reply: Vec<Value> = backend
-        .run(&SCHED_SCRIPTS.enable, |inv| {
+        .run_retried(&SCHED_SCRIPTS.enable, |inv| {
             inv.arg(name).arg(if enabled { "1" } else { "0" }).arg(opt_ms(first_next));
         })
         .await?;
@@ -65,7 +65,7 @@ pub(super) async fn schedule_set_enabled(
 
 pub(super) async fn schedule_remove(backend: &RedisBackend, name: &str) -> Result<bool> {
     let n: i64 = backend
-        .run(&SCHED_SCRIPTS.remove, |inv| {
+        .run_retried(&SCHED_SCRIPTS.remove, |inv| {
             inv.arg(name);
         })
         .await?;
@@ -127,7 +127,7 @@ pub(super) async fn schedule_fire(
     let payload = serde_json::to_string(&job.args)?;
     let claim = fire.claim.as_ref();
     let reply: Vec<Value> = backend
-        .run(&SCHED_SCRIPTS.fire, |inv| {
+        .run_retried(&SCHED_SCRIPTS.fire, |inv| {
             inv.arg(&fire.name)
                 .arg(claim.map(|c| c.expected.timestamp_millis().to_string()).unwrap_or_default())
                 .arg(opt_ms(claim.and_then(|c| c.next)))

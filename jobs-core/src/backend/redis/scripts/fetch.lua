@@ -1,13 +1,48 @@
 -- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
--- most dead entries, ghosts or unreadable records, one call takes out of the lists)
+-- most dead entries, ghosts or unreadable records, one call takes out of the lists),
+-- KEYS[23] (optional): this call's request key, and then ARGV[7]: how long the leases
+-- handed out are kept for a retry of this call, ms (see scripts.rs)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local skip_limit = tonumber(ARGV[6])
+local K_REQ, replay_ttl = KEYS[23], tonumber(ARGV[7])
 local now = now_ms()
+
+-- A retry of a call whose reply was lost (a reset, a timeout) gets the leases that call
+-- handed out, those its worker still holds, instead of leasing more: otherwise they would
+-- sit leased to nobody until reaped, counted as stalls. Only "<id> <attempt>" pairs are
+-- kept (not the records), for a few seconds.
+local function replay(stored)
+  local ids, atts = {}, {}
+  for id, att in string.gmatch(stored, '(%S+) (%d+)') do
+    ids[#ids + 1] = id
+    atts[#atts + 1] = tonumber(att)
+  end
+  local out = { now, -1 }
+  if #ids > 0 then
+    local recs, errs = hmget(K_JOBS, ids), hmget(K_ERRORS, ids)
+    for i = 1, #ids do
+      local h = parse(recs[i])
+      if h and h.s == 'r' and h.att == atts[i] then
+        out[#out + 1] = ids[i]
+        out[#out + 1] = h.att
+        out[#out + 1] = recs[i]
+        out[#out + 1] = (h.att > 1 and errs[i]) or false
+      end
+    end
+  end
+  local d = next_due()
+  if d then out[2] = math.max(d - now, 0) end
+  return out
+end
+if K_REQ then
+  local prev = redis.call('GET', K_REQ)
+  if prev then return replay(prev) end
+end
 
 -- 1. Promote, at most `limit` in all: delayed jobs first, then retries, each in due order,
 -- to the tail of their priority.
@@ -107,4 +142,11 @@ for p = 1, 4 do
 end
 local d = next_due()
 if d then out[2] = math.max(d - now, 0) end
+-- 4. For a retry of this call: the leases handed out (a call that leased nothing leaves
+-- nothing, and its retry is a new fetch).
+if K_REQ and taken > 0 and replay_ttl and replay_ttl > 0 then
+  local kept = {}
+  for i = 3, #out, 4 do kept[#kept + 1] = out[i] .. ' ' .. out[i + 1] end
+  redis.call('SET', K_REQ, table.concat(kept, ' '), 'PX', replay_ttl)
+end
 return out
