@@ -282,13 +282,22 @@ pub struct NewJob {
     pub retry_base: Option<Duration>,
     /// Its own longest retry delay (`None`: the failing worker's policy's cap).
     pub retry_cap: Option<Duration>,
+    /// The id [`NewJob::new`] drew at random; leave it as it is. While `id` is still that
+    /// id, nobody else can know it, so a job found under it can only be this one, written
+    /// by an earlier send of the same call or of the same `NewJob`: the backend reports it
+    /// [`Created`](EnqueueOutcome::Created) and needs to keep nothing to answer a resent
+    /// call. An id set by the caller ([`Enqueue::id`](crate::Enqueue::id), or `id: ..`) is an
+    /// idempotency key, and a job already there under it is a
+    /// [`Duplicate`](EnqueueOutcome::Duplicate).
+    pub drawn_id: Option<JobId>,
 }
 
 impl NewJob {
     /// A job with the given name and args and every option at its default.
     pub fn new(name: impl Into<String>, args: serde_json::Value) -> Self {
+        let id = JobId::new();
         NewJob {
-            id: JobId::new(),
+            id,
             name: name.into(),
             args,
             priority: JobPriority::Normal,
@@ -298,6 +307,22 @@ impl NewJob {
             user_id: None,
             retry_base: None,
             retry_cap: None,
+            drawn_id: Some(id),
+        }
+    }
+
+    /// Whether `id` is the one [`NewJob::new`] drew (see [`NewJob::drawn_id`]).
+    pub fn has_drawn_id(&self) -> bool {
+        self.drawn_id == Some(self.id)
+    }
+
+    /// What became of this job in an enqueue that found (`created == false`) or wrote its
+    /// id: a job under a drawn id is this one, so it is `Created` either way.
+    pub fn outcome(&self, created: bool) -> EnqueueOutcome {
+        if created || self.has_drawn_id() {
+            EnqueueOutcome::Created
+        } else {
+            EnqueueOutcome::Duplicate
         }
     }
 
@@ -398,7 +423,8 @@ pub const MAX_RETRIES: u32 = 1000;
 pub enum EnqueueOutcome {
     /// The job was created.
     Created,
-    /// A job with this id already existed; nothing was written (an idempotent retry).
+    /// A job with this id already existed; nothing was written (an idempotent retry). Only
+    /// for ids the caller chose (see [`NewJob::drawn_id`]).
     Duplicate,
 }
 

@@ -205,6 +205,9 @@ async fn lost_fetch_reply_returns_same_leases_on_a_cluster() -> TestResult {
 // ---- item 4: every state-changing call --------------------------------------------------
 
 async fn retried_enqueue_many(pair: &Pair) -> TestResult {
+    // Ids drawn by `NewJob::new`: a job found under one is this call's own, so the resent
+    // call answers `Created` with no stored reply.
+    let before = request_keys(pair).await?;
     let batch = jobs(3);
     let cuts = pair.proxy.cuts();
     pair.cut_next_call();
@@ -212,9 +215,31 @@ async fn retried_enqueue_many(pair: &Pair) -> TestResult {
     pair.assert_cut(cuts);
     assert_eq!(out, vec![EnqueueOutcome::Created; 3], "jobs this call created are Created");
     assert_eq!(pair.direct.stats().await?.counters.enqueued, 3, "created once");
-    // A real repeat, a new call, still finds them.
-    assert_eq!(pair.cut.enqueue(&batch).await?, vec![EnqueueOutcome::Duplicate; 3]);
+    assert_eq!(request_keys(pair).await?, before, "drawn ids keep no reply");
+    // The same jobs sent again by a new call are still the same three jobs.
+    assert_eq!(pair.cut.enqueue(&batch).await?, vec![EnqueueOutcome::Created; 3]);
+    assert_eq!(pair.direct.stats().await?.counters.enqueued, 3, "created once");
+
+    // Ids the caller chose are idempotency keys: the call keeps its reply for a resend.
+    let chosen: Vec<NewJob> =
+        jobs(2).into_iter().map(|j| NewJob { id: jobs_core::JobId::new(), ..j }).collect();
+    let cuts = pair.proxy.cuts();
+    pair.cut_next_call();
+    let out = with_one_caller_retry!(pair.cut.enqueue(&chosen))?;
+    pair.assert_cut(cuts);
+    assert_eq!(out, vec![EnqueueOutcome::Created; 2], "jobs this call created are Created");
+    assert_eq!(pair.direct.stats().await?.counters.enqueued, 5, "created once");
+    // A real repeat, a new call, finds them.
+    assert_eq!(pair.cut.enqueue(&chosen).await?, vec![EnqueueOutcome::Duplicate; 2]);
     assert_replies_expire(pair).await
+}
+
+/// How many stored replies the namespace holds.
+async fn request_keys(pair: &Pair) -> Result<usize, redis::RedisError> {
+    let mut c = pair.direct.connection();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(pair.direct.keys().request("*")).query_async(&mut c).await?;
+    Ok(keys.len())
 }
 
 async fn retried_cancel(pair: &Pair) -> TestResult {

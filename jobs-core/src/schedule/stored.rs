@@ -272,6 +272,7 @@ impl ScheduleEntry {
             user_id: None,
             retry_base: o.retry_base,
             retry_cap: o.retry_cap,
+            drawn_id: None,
         }
     }
 

@@ -16,6 +16,7 @@ conformance!(
     enqueue_writes_every_field,
     enqueue_many_is_all_or_nothing,
     enqueue_reports_duplicates_and_writes_one_record,
+    enqueue_of_a_drawn_id_again_reports_created_and_writes_one,
     enqueue_many_handles_two_thousand_jobs,
 );
 
@@ -120,9 +121,28 @@ async fn enqueue_reports_duplicates_and_writes_one_record(kind: Kind) -> TestRes
     assert_eq!(leased_ids(&env.fetch(10).await?), [a.id, b.id, c.id]);
 
     // A job that exists in any state is a duplicate: running now.
-    assert_eq!(env.b.enqueue(std::slice::from_ref(&a)).await?, [EnqueueOutcome::Duplicate]);
+    assert_eq!(env.b.enqueue(std::slice::from_ref(&a_again)).await?, [EnqueueOutcome::Duplicate]);
     assert_eq!(env.job(a.id).await?.status, JobStatus::Running);
     assert_eq!(env.stats().await?.counters.enqueued, 3);
+    Ok(())
+}
+
+/// A `NewJob` under the id `NewJob::new` drew is the one job that id names: sending it again
+/// (a caller's retry of a call whose reply it never saw, or the same value twice) writes
+/// nothing more and reports `Created`, as the first send did.
+async fn enqueue_of_a_drawn_id_again_reports_created_and_writes_one(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let a = new_job("a", JobPriority::Normal);
+    assert!(a.has_drawn_id());
+    assert_eq!(env.b.enqueue(std::slice::from_ref(&a)).await?, [EnqueueOutcome::Created]);
+    let twice = [a.clone(), new_job("b", JobPriority::Normal), a.clone()];
+    assert_eq!(env.b.enqueue(&twice).await?, [EnqueueOutcome::Created; 3]);
+    assert_eq!(env.stats().await?.counters.enqueued, 2, "a is written once");
+    assert_eq!(env.stats().await?.total_pending, 2);
+    // The same id set by hand is an idempotency key: a duplicate.
+    let chosen = NewJob { id: a.id, ..new_job("a_again", JobPriority::Low) };
+    assert!(!chosen.has_drawn_id());
+    assert_eq!(env.b.enqueue(&[chosen]).await?, [EnqueueOutcome::Duplicate]);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::backend::{
     truncate_error,
 };
 use crate::error::{Error, Result};
-use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
+use crate::job::{JobId, JobStatus, NewJob, RunAt};
 use crate::retry::RetryPolicy;
 use crate::time::{duration_ms_i64, ms_duration, ms_to_time};
 
@@ -67,13 +67,14 @@ impl State {
         FailOutcome::Dead
     }
 
-    pub(super) fn enqueue(&mut self, jobs: &[NewJob]) -> Vec<EnqueueOutcome> {
+    /// Writes each job whose id is free; per job, whether it was written.
+    pub(super) fn enqueue(&mut self, jobs: &[NewJob]) -> Vec<bool> {
         let now = self.now();
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
             // Checking as we insert also catches an id repeated within the batch.
             if self.jobs.contains_key(&new.id) {
-                out.push(EnqueueOutcome::Duplicate);
+                out.push(false);
                 continue;
             }
             let due = match new.run_at {
@@ -120,7 +121,7 @@ impl State {
                 }
             }
             self.counters.enqueued += 1;
-            out.push(EnqueueOutcome::Created);
+            out.push(true);
         }
         out
     }

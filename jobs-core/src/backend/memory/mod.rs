@@ -201,7 +201,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
-        Ok(self.with_state(|st| st.enqueue(jobs)))
+        let written = self.with_state(|st| st.enqueue(jobs));
+        Ok(jobs.iter().zip(written).map(|(j, w)| j.outcome(w)).collect())
     }
 
     async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {

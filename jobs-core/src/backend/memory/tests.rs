@@ -44,7 +44,8 @@ async fn priorities_are_strict_and_fifo_within_one() -> TestResult {
         new_job("crit2", JobPriority::Critical),
     ];
     let mut batch = jobs.to_vec();
-    batch.push(jobs[1].clone());
+    // The same id again in the batch, chosen by the caller: a duplicate.
+    batch.push(NewJob { id: jobs[1].id, ..new_job("again", JobPriority::Low) });
     let out = b.enqueue(&batch).await?;
     assert_eq!(out.last(), Some(&EnqueueOutcome::Duplicate));
     assert_eq!(b.stats().await?.total_pending, 6);

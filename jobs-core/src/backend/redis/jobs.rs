@@ -61,8 +61,13 @@ pub(super) async fn enqueue(
         };
         enc.push((j, meta, payload, run_at, delay));
     }
+    // A job under an id `NewJob::new` drew is found only if this call (or this `NewJob`)
+    // wrote it, so a resent call answers `Created` for it without a stored reply: only a
+    // batch with ids the caller chose keeps one (about 180 bytes for 21 s a call, which
+    // at tens of thousands of single enqueues a second would be a lot of memory).
+    let keep_reply = jobs.iter().any(|j| !j.has_drawn_id());
     let reply: Vec<i64> = backend
-        .run_retried(&SCRIPTS.enqueue, |inv| {
+        .resend_lost(&SCRIPTS.enqueue, keep_reply, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
                 inv.arg(j.id.to_string())
@@ -79,10 +84,7 @@ pub(super) async fn enqueue(
     if reply.len() != jobs.len() {
         return Err(Error::Backend("enqueue answered for a different number of jobs".into()));
     }
-    Ok(reply
-        .into_iter()
-        .map(|r| if r == 1 { EnqueueOutcome::Created } else { EnqueueOutcome::Duplicate })
-        .collect())
+    Ok(jobs.iter().zip(reply).map(|(j, r)| j.outcome(r == 1)).collect())
 }
 
 pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {

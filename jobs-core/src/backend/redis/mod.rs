@@ -162,7 +162,20 @@ impl RedisBackend {
         script: &Script,
         args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
     ) -> Result<T> {
-        let request = self.keys.request(&uuid::Uuid::new_v4().simple().to_string());
+        self.resend_lost(script, true, args).await
+    }
+
+    /// Sends a script call again when its reply is lost, as [`Self::run_retried`] does;
+    /// with `request_key`, under a request id whose reply the script keeps for a repeat.
+    /// Without, only for a call whose repeat answers as the first did by itself.
+    async fn resend_lost<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        request_key: bool,
+        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        let request =
+            request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
         let ttl = crate::time::duration_ms(self.reply_ttl());
         let mut delay = Duration::from_millis(20);
         let mut retries = 0;
@@ -171,9 +184,13 @@ impl RedisBackend {
             for k in self.keys.all() {
                 inv.key(k);
             }
-            inv.key(&request);
+            if let Some(request) = &request {
+                inv.key(request);
+            }
             args(&mut inv);
-            inv.arg(ttl);
+            if request.is_some() {
+                inv.arg(ttl);
+            }
             let mut conn = self.conn.clone();
             match inv.invoke_async(&mut conn).await {
                 Ok(v) => return Ok(v),
