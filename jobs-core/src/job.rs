@@ -338,7 +338,7 @@ impl NewJob {
                 reason: "job name must not contain control characters".into(),
             });
         }
-        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
+        if self.timeout < MIN_TIMEOUT || self.timeout > MAX_TIMEOUT {
             return Err(Error::InvalidJob {
                 reason: format!(
                     "timeout must be between 1 ms and {} s, found {:?}",
@@ -403,10 +403,27 @@ pub enum RunAt {
     Delay(Duration),
 }
 
+/// The shortest timeout a job may have: a millisecond (timeouts are stored in whole
+/// milliseconds; a shorter one would be stored as 0 and fail every attempt at once).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 /// The longest timeout a job may have: one week.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The longest delay a job may be enqueued with: ten years.
 pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The one horizon rule of an instant a job or a one-time schedule is to run at: within
+/// [`MAX_DELAY`] of `now`, either way (an instant a little in the past means at once; one
+/// decades away either way is a mistake). The error says so, naming the instant.
+pub fn check_horizon(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    let days = MAX_DELAY.as_secs() / 86_400;
+    let within = chrono::Duration::from_std(MAX_DELAY).unwrap_or(chrono::Duration::MAX);
+    match (now.checked_sub_signed(within), now.checked_add_signed(within)) {
+        (Some(earliest), Some(latest)) if at >= earliest && at <= latest => Ok(()),
+        _ => Err(format!(
+            "must be within {days} days of now, before or after, found {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        )),
+    }
+}
 /// The longest retry delay a backoff may set (a job's `retry_base`/`retry_cap`, the
 /// runner's `--retry-*`): a year.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(365 * 86_400);

@@ -57,6 +57,7 @@ pub mod api;
 pub mod backend;
 mod context;
 mod error;
+pub mod escape;
 mod handler;
 mod job;
 mod metrics;
@@ -83,7 +84,8 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, NewJob, RunAt,
+    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, NewJob, RunAt,
+    check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};

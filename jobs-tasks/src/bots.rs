@@ -165,6 +165,6 @@ pub async fn restart_unhealthy_bots(
 async fn log(platform: &Platform, at: DateTime<Utc>, level: &str, message: String) {
     let entry = LogEntry { at, level: level.to_owned(), message };
     if let Err(error) = platform.store().log(&entry).await {
-        tracing::warn!(%error, "cannot write the activity log");
+        tracing::warn!(error = %jobs_core::escape::Escaped(&error), "cannot write the activity log");
     }
 }

@@ -38,7 +38,7 @@
 //! | `send_price_notification` | [`alerts`] | mails a user about their alert |
 //! | `bot_health_check` | [`bots`] | heartbeat age against a threshold |
 //! | `restart_unhealthy_bots` | [`bots`] | restarts unhealthy bots |
-//! | `fetch_market_data` | [`market`] | quotes from the source into the store |
+//! | `fetch_market_data` | [`market`] | quotes from the source into the store (at most 100 symbols of `A-Z0-9.-`, 1-16 long) |
 //! | `update_24h_stats` | [`market`] | high, low, volume, change over 24 h |
 //! | `generate_daily_report` | [`reports`] | the day's platform report |
 //! | `send_daily_summary_emails` | [`reports`] | each user's daily summary, once |

@@ -8,12 +8,46 @@ use jobs_core::prelude::*;
 use crate::model::{Quote, Stats24h};
 use crate::platform::Platform;
 
+/// The most symbols one `fetch_market_data` job may name.
+pub const MAX_SYMBOLS: usize = 100;
+/// The longest symbol, in characters.
+pub const MAX_SYMBOL_LEN: usize = 16;
+
 /// Arguments of `fetch_market_data`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FetchMarketData {
     /// Only these symbols (absent: every tracked symbol). Untracked ones start being tracked.
+    /// At most [`MAX_SYMBOLS`], each 1 to [`MAX_SYMBOL_LEN`] characters of `A-Z`, `0-9`,
+    /// `.` and `-` (`AAPL`, `BTC-USD`, `BRK.B`).
     #[serde(default)]
     pub symbols: Option<Vec<String>>,
+}
+
+/// Checks the symbols a job names, before anything is tracked: a job that names more than
+/// [`MAX_SYMBOLS`], or a symbol that is not 1 to [`MAX_SYMBOL_LEN`] characters of
+/// `A-Z0-9.-`, would track keys for good (and slow every later fetch); it fails
+/// permanently, naming the first offender (escaped, for the log).
+pub fn check_symbols(symbols: &[String]) -> Result<(), JobError> {
+    if symbols.len() > MAX_SYMBOLS {
+        return Err(JobError::permanent_msg(format_args!(
+            "at most {MAX_SYMBOLS} symbols per job, found {}",
+            symbols.len()
+        )));
+    }
+    let valid = |s: &str| {
+        (1..=MAX_SYMBOL_LEN).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    };
+    if let Some(bad) = symbols.iter().find(|s| !valid(s)) {
+        let shown: String = bad.chars().take(MAX_SYMBOL_LEN * 2).collect();
+        return Err(JobError::permanent_msg(format_args!(
+            "invalid symbol \"{}\"{}: a symbol is 1 to {MAX_SYMBOL_LEN} characters of A-Z, 0-9, `.` and `-`",
+            shown.escape_default(),
+            if shown.len() < bad.len() { " (cut)" } else { "" }
+        )));
+    }
+    Ok(())
 }
 
 /// What `fetch_market_data` did.
@@ -40,6 +74,7 @@ pub async fn fetch_market_data(
     let store = platform.store();
     let symbols = match args.symbols {
         Some(s) => {
+            check_symbols(&s)?;
             store.add_symbols(&s).await?;
             s
         }

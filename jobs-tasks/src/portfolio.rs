@@ -46,7 +46,7 @@ pub async fn sync_portfolio(args: SyncPortfolio, ctx: JobContext) -> Result<Sync
     }
     let snap = value_portfolio(platform, &args.user_id, Utc::now()).await?;
     platform.store().save_snapshot(&snap).await?;
-    tracing::debug!(user_id = %snap.user_id, value = snap.total_value, "portfolio synced");
+    tracing::debug!(user_id = %jobs_core::escape::Escaped(&snap.user_id), value = snap.total_value, "portfolio synced");
     Ok(SyncSummary {
         user_id: snap.user_id,
         total_value: snap.total_value,

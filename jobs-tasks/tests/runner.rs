@@ -249,3 +249,97 @@ fn without_redis_the_runner_seeds_memory_and_stops_cleanly() {
     assert_eq!(status.code(), Some(0), "runner exited with {status}");
     reader.join().expect("stderr reader");
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` body: (head, body).
+fn read_response(s: &mut TcpStream) -> std::io::Result<(String, String)> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed after {:?}", String::from_utf8_lossy(&buf)),
+            ));
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok((head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+// regression: on SIGTERM, requests that had arrived on keep-alive connections were closed
+// without a response, so a client could not tell whether its enqueue happened. They are
+// finished within the shutdown grace and answered with `Connection: close`.
+#[test]
+fn sigterm_finishes_requests_in_flight_on_keep_alive_connections() {
+    let port = free_port().expect("a free loopback port");
+    let mut runner = Runner {
+        child: Command::new(RUNNER)
+            .args(["run", "--shutdown-grace", "5"])
+            .env_remove("REDIS_URL")
+            .env_remove("JOBS_API_TOKEN")
+            .env("JOBS_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start jobs-runner"),
+    };
+    let host = format!("127.0.0.1:{port}");
+    let connect = || {
+        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let health = format!("GET /api/v1/jobs/health HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    // Two keep-alive connections, each past one request.
+    let (mut busy, mut idle) = wait_for("the API", Duration::from_secs(20), || {
+        let (mut a, mut b) = (connect().ok()?, connect().ok()?);
+        for s in [&mut a, &mut b] {
+            s.write_all(health.as_bytes()).ok()?;
+            let (head, _) = read_response(s).ok()?;
+            head.starts_with("HTTP/1.1 200").then_some(())?;
+        }
+        Some((a, b))
+    });
+    // The signal handler is installed early, but give the runner a moment past start-up.
+    std::thread::sleep(Duration::from_millis(300));
+    // `busy` has an enqueue in flight: its head and half its body are sent.
+    let body = r#"{"name":"update_24h_stats"}"#;
+    let (first, rest) = body.split_at(body.len() / 2);
+    write!(
+        busy,
+        "POST /api/v1/jobs/enqueue HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .expect("send the head");
+    std::thread::sleep(Duration::from_millis(200));
+    jobs_test_support::sigterm(&runner.child).expect("kill(SIGTERM) failed");
+    // `idle` sends its next request just after the signal.
+    std::thread::sleep(Duration::from_millis(50));
+    idle.write_all(health.as_bytes()).expect("send on the idle connection");
+    std::thread::sleep(Duration::from_millis(250));
+    busy.write_all(rest.as_bytes()).expect("send the rest of the body");
+
+    let (head, got) = read_response(&mut busy).expect("the enqueue in flight is answered");
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}{got}");
+    assert!(got.contains("job_id"), "{got}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    let mut more = Vec::new();
+    assert_eq!(busy.read_to_end(&mut more).expect("then closed"), 0, "nothing after the answer");
+    let (head, _) = read_response(&mut idle).expect("the request sent at SIGTERM is answered");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let status = runner.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "runner exited with {status}");
+}

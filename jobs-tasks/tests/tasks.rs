@@ -611,6 +611,43 @@ async fn market_data_is_fetched_into_the_store_and_summarised_over_24h() {
     assert_eq!((st.change, st.change_pct, st.volume), (5.0, 5.0, 40.0));
 }
 
+// regression: any number of symbols of any content were added to the tracked set for good
+// (one 600 KB job: 60,000 symbols, 60,000 keys, every later fetch 1,500 times slower).
+#[tokio::test]
+async fn market_data_symbols_are_checked_before_anything_is_tracked() {
+    let feed = FixedFeed([("AAA".to_owned(), 1.0)].into_iter().collect());
+    let p = redis_platform("market_bad").await.with_market_source(Arc::new(feed));
+    let queue = JobQueue::memory();
+    let many: Vec<String> = (0..101).map(|i| format!("S{i}")).collect();
+    for (symbols, words) in [
+        (many, &["at most 100", "101"][..]),
+        (vec!["AAA".into(), "aapl".into()], &["aapl", "A-Z"][..]),
+        (vec![String::new()], &["1 to 16"][..]),
+        (vec!["X".repeat(17)], &["1 to 16"][..]),
+        (vec!["A\nERROR forged".into()], &["\\n"][..]),
+        (vec!["BTC USD".into()], &["BTC USD"][..]),
+    ] {
+        let args = FetchMarketData { symbols: Some(symbols.clone()) };
+        match fetch_market_data(args, ctx(&p, &queue, "fetch_market_data")).await {
+            Ok(out) => panic!("{symbols:?} accepted: {out:?}"),
+            Err(e) => {
+                assert!(!e.is_retryable(), "{symbols:?}: a bad symbol is permanent");
+                let msg = e.to_string();
+                assert!(!msg.contains('\n'), "{msg}");
+                for w in words {
+                    assert!(msg.contains(w), "{symbols:?}: `{msg}` should say `{w}`");
+                }
+            }
+        }
+    }
+    assert!(p.store().symbols().await.expect("symbols").is_empty(), "nothing was tracked");
+    // The seed's symbols are all fine, and a hundred of them too.
+    let ok: Vec<String> = ["AAPL", "BTC-USD", "BRK.B", "SPY"].map(String::from).to_vec();
+    jobs_tasks::market::check_symbols(&ok).expect("valid symbols");
+    let hundred: Vec<String> = (0..100).map(|i| format!("S{i}")).collect();
+    jobs_tasks::market::check_symbols(&hundred).expect("a hundred symbols");
+}
+
 #[tokio::test]
 async fn daily_report_and_one_summary_per_user_and_day() {
     let p = redis_platform("reports").await;

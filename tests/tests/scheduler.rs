@@ -722,3 +722,84 @@ async fn a_schedules_jobs_carry_their_handlers_retry_backoff() -> TestResult {
     }
     Ok(())
 }
+
+// regression: after a Redis restart without persistence, the scheduler kept running with 0
+// schedules (4.8 minutes in the probe, until the runner was restarted): periodic jobs
+// stopped silently. Declared schedules come back at once; the operator's, which cannot be
+// recreated, are reported lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_come_back_after_redis_loses_its_data() -> TestResult {
+    let mut server = RedisServer::start();
+    let cfg = ServiceConfig {
+        backend: BackendChoice::Redis(
+            RedisConfig::new(&server.url()).namespace(unique_namespace("sched-lost")),
+        ),
+        enable_workers: false,
+        ..ServiceConfig::default()
+    };
+    let service = JobService::connect(cfg).await?;
+    let scheduler = service.scheduler().clone();
+    scheduler
+        .register(ScheduleSpec::interval("operator_hourly", "scheduler_test_job", 3600))
+        .await?;
+    service.start()?;
+    try_wait_until("the declared schedule", Duration::from_secs(5), || async {
+        Ok::<_, BoxError>(scheduler.get("declared_hourly").await.ok())
+    })
+    .await?;
+
+    // Redis restarts with nothing: every schedule is gone.
+    let restarted = tokio::task::block_in_place(|| {
+        server.restart();
+        std::time::Instant::now()
+    });
+    let back = try_wait_until(
+        "the declared schedule to be stored again",
+        Duration::from_secs(20),
+        || async { Ok::<_, BoxError>(scheduler.get("declared_hourly").await.ok()) },
+    )
+    .await?;
+    eprintln!("declared schedules came back {:?} after the Redis restart", restarted.elapsed());
+    assert!(back.enabled && back.next_run.is_some(), "{back:?}");
+    assert!(matches!(scheduler.get("operator_hourly").await, Err(Error::ScheduleNotFound { .. })));
+    // LOST-REPORT: the operator's schedule is reported (API statistics, metrics).
+    let stats = try_wait_until("the lost schedule reported", Duration::from_secs(10), || async {
+        let st = scheduler.stats().await.ok();
+        Ok::<_, BoxError>(st.filter(|st| st.lost_tasks.iter().any(|n| n == "operator_hourly")))
+    })
+    .await?;
+    assert!(stats.restored_tasks >= 1, "{stats:?}");
+    assert!(!stats.lost_tasks.iter().any(|n| n == "declared_hourly"), "{stats:?}");
+    // Registered again, it is no longer lost.
+    scheduler
+        .register(ScheduleSpec::interval("operator_hourly", "scheduler_test_job", 3600))
+        .await?;
+    assert!(scheduler.stats().await?.lost_tasks.is_empty());
+    service.stop().await?;
+    Ok(())
+}
+
+// The in-memory backend cannot lose its schedules: the same statistics, always empty.
+#[tokio::test]
+async fn memory_schedules_are_never_reported_lost() -> TestResult {
+    let service = JobService::connect(ServiceConfig {
+        backend: BackendChoice::Memory,
+        enable_workers: false,
+        ..ServiceConfig::default()
+    })
+    .await?;
+    service
+        .scheduler()
+        .register(ScheduleSpec::interval("mem_hourly", "scheduler_test_job", 3600))
+        .await?;
+    service.start()?;
+    try_wait_until("the declared schedule", Duration::from_secs(5), || async {
+        Ok::<_, BoxError>(service.scheduler().get("declared_hourly").await.ok())
+    })
+    .await?;
+    assert_eq!(service.scheduler().check_presence().await?, 0);
+    let st = service.scheduler().stats().await?;
+    assert!(st.lost_tasks.is_empty() && st.restored_tasks == 0, "{st:?}");
+    service.stop().await?;
+    Ok(())
+}

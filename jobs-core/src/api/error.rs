@@ -86,7 +86,7 @@ impl ApiError {
             chain.push_str(&c.to_string());
             cur = c.source();
         }
-        tracing::error!(error = %chain, "api request failed");
+        tracing::error!(error = %crate::escape::Escaped(&chain), "api request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
@@ -97,7 +97,7 @@ impl ApiError {
     /// 503 `backend_unavailable` (with `Retry-After`): logs `err` and tells the client only
     /// that the backend cannot be reached.
     pub fn unavailable(err: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::warn!(error = %err, "the backend is unavailable");
+        tracing::warn!(error = %crate::escape::Escaped(&err), "the backend is unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "backend_unavailable",

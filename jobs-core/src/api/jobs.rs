@@ -17,7 +17,7 @@ use super::model::{
     JobResultResponse, LimitQuery, MAX_LIMIT, PendingQuery, RetryResponse,
 };
 use crate::error::Error;
-use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT};
+use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, check_horizon};
 
 /// Parses a job id from a path segment (400 `invalid_job_id`).
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -92,13 +92,8 @@ pub async fn enqueue(
             e = e.delay(delay);
         }
         (None, Some(at)) => {
-            let latest = Utc::now() + MAX_DELAY;
-            if at > latest {
-                return Err(ApiError::invalid_request(format!(
-                    "field `scheduled_at`: must be at most {} days ahead",
-                    MAX_DELAY.as_secs() / 86_400
-                )));
-            }
+            check_horizon(at, Utc::now())
+                .map_err(|why| ApiError::invalid_request(format!("field `scheduled_at`: {why}")))?;
             e = e.scheduled_at(at);
         }
         (None, None) => {}
@@ -109,10 +104,11 @@ pub async fn enqueue(
     if let Some(t) = req.timeout {
         let timeout = Duration::try_from_secs_f64(t)
             .ok()
-            .filter(|t| !t.is_zero() && *t <= MAX_TIMEOUT)
+            .filter(|t| *t >= MIN_TIMEOUT && *t <= MAX_TIMEOUT)
             .ok_or_else(|| {
                 ApiError::invalid_request(format!(
-                    "field `timeout`: must be more than 0 and at most {} seconds, found {t}",
+                    "field `timeout`: must be between 0.001 (a millisecond) and {} seconds, \
+                     found {t}",
                     MAX_TIMEOUT.as_secs()
                 ))
             })?;

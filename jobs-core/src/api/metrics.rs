@@ -157,6 +157,20 @@ fn write_scheduler(out: &mut String, st: &SchedulerStats) {
     let _ = writeln!(out, "jobs_schedules_due {}", st.due_tasks);
     family(out, "jobs_scheduler_running", "gauge", "1 when this process's scheduler runs.");
     let _ = writeln!(out, "jobs_scheduler_running {}", u8::from(st.running));
+    family(
+        out,
+        "jobs_schedules_lost",
+        "gauge",
+        "Schedules registered through the API and lost with the backend's data (not recreatable).",
+    );
+    let _ = writeln!(out, "jobs_schedules_lost {}", st.lost_tasks.len());
+    family(
+        out,
+        "jobs_schedules_restored_total",
+        "counter",
+        "Declared schedules stored again after the backend lost them.",
+    );
+    let _ = writeln!(out, "jobs_schedules_restored_total {}", st.restored_tasks);
 }
 
 #[cfg(test)]
@@ -213,6 +227,8 @@ mod tests {
             enabled_tasks: 2,
             disabled_tasks: 1,
             due_tasks: 0,
+            lost_tasks: vec!["gone".into()],
+            restored_tasks: 2,
             tasks: Vec::new(),
         };
         let mut out = String::new();
@@ -227,6 +243,8 @@ mod tests {
             "jobs_schedules{state=\"enabled\"} 2",
             "jobs_schedules{state=\"disabled\"} 1",
             "jobs_scheduler_running 1",
+            "jobs_schedules_lost 1",
+            "jobs_schedules_restored_total 2",
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }

@@ -27,6 +27,7 @@
 mod dashboard;
 mod error;
 mod extract;
+mod guard;
 mod jobs;
 mod metrics;
 mod model;
@@ -84,6 +85,8 @@ pub struct ApiConfig {
     body_timeout: Duration,
     /// Served on an address that is not loopback (set by [`serve`]): the Host check is off.
     remote: bool,
+    /// The port served on (set by [`serve`]): a loopback `Host` must name it.
+    port: Option<u16>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("remote", &self.remote)
+            .field("port", &self.port)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for ApiConfig {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             remote: false,
+            port: None,
         }
     }
 }
@@ -229,7 +234,7 @@ pub fn router(state: ApiState) -> Router {
     api.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
-        .layer(middleware::from_fn_with_state(state.clone(), same_site))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::same_site))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -264,61 +269,6 @@ async fn authenticate(AxumState(state): AxumState<ApiState>, req: Request, next:
         && !is_authorized(&req, token)
     {
         return ApiError::unauthorized().into_response();
-    }
-    next.run(req).await
-}
-
-/// Whether `host` (a `Host` header or an Origin's authority) names this machine's loopback:
-/// `localhost`, `127.0.0.1` or `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or(rest, |(name, _)| name),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
-}
-
-/// Without a token, the API trusts whoever can reach it, so it must not be reachable from
-/// a browser page on another site: a `Host` that is not a loopback name (DNS rebinding,
-/// unless served on a non-loopback address) and an `Origin` other than the API's own on a
-/// state change are 403. Whatever the token, a body must be JSON (form and text bodies,
-/// which browsers send cross-site without a preflight, are 415). A request with neither
-/// body nor Origin (a CLI client) passes.
-async fn same_site(AxumState(state): AxumState<ApiState>, req: Request, next: Next) -> Response {
-    use axum::http::{Method, StatusCode};
-    let headers = req.headers();
-    let forbidden = |why: &str| {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", why.to_owned()).into_response()
-    };
-    if !state.config.has_token() {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        if !state.config.remote && host.is_some_and(|h| !is_loopback_host(h)) {
-            return forbidden("the Host header must name this machine's loopback");
-        }
-        let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if changes && let Some(origin) = headers.get(header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or_default();
-            let authority =
-                origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
-            let own = match (authority, host) {
-                (Some(a), Some(h)) => a.eq_ignore_ascii_case(h),
-                (Some(a), None) => is_loopback_host(a),
-                (None, _) => false,
-            };
-            if !own {
-                return forbidden("a request from another site's page is refused");
-            }
-        }
-    }
-    // The body's own size hint covers both `Content-Length` and chunked bodies.
-    let has_body = axum::body::HttpBody::size_hint(req.body()).upper() != Some(0);
-    if has_body && !extract::is_json(headers) {
-        return ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the body must be JSON, sent with `Content-Type: application/json`",
-        )
-        .into_response();
     }
     next.run(req).await
 }
@@ -401,8 +351,12 @@ pub struct RunningApi {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// How long in-flight requests get to finish when the server stops.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long in-flight requests get to finish when the server stops (see
+/// [`RunningApi::stop_within`]).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long idle keep-alive connections stay open once the server stops: a request a
+/// client sent just before is still read and answered (with `Connection: close`).
+const DRAIN_LINGER: Duration = Duration::from_millis(250);
 
 impl RunningApi {
     /// The address it listens on.
@@ -410,11 +364,17 @@ impl RunningApi {
         self.addr
     }
 
-    /// Stops accepting connections, gives the requests in flight a few seconds to finish,
+    /// Stops accepting connections, gives the requests in flight [`STOP_GRACE`] to finish,
     /// and returns.
-    pub async fn stop(mut self) -> Result<()> {
+    pub async fn stop(self) -> Result<()> {
+        self.stop_within(STOP_GRACE).await
+    }
+
+    /// Stops accepting connections and gives the requests in flight up to `grace` to finish
+    /// (each answered with `Connection: close`); then closes every connection and returns.
+    pub async fn stop_within(mut self, grace: Duration) -> Result<()> {
         self.shutdown.cancel();
-        let joined = match tokio::time::timeout(STOP_GRACE, &mut self.task).await {
+        let joined = match tokio::time::timeout(grace, &mut self.task).await {
             Ok(joined) => joined,
             Err(_) => {
                 tracing::warn!("the HTTP API did not stop in time; closing its connections");
@@ -428,6 +388,20 @@ impl RunningApi {
             Err(e) => Err(Error::Config(format!("the HTTP API task failed: {e}"))),
         }
     }
+}
+
+/// Adds `Connection: close` to every response once the server is stopping, so that a
+/// keep-alive client knows its connection ends after this response.
+async fn close_when_stopping(
+    AxumState(closing): AxumState<CancellationToken>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    if closing.is_cancelled() {
+        res.headers_mut().insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// Binds `addr` (see [`bind`]) and serves the API there on the current runtime until
@@ -460,18 +434,20 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     // Served beyond loopback (`--allow-remote` or a token), clients name the host as they
-    // reach it: the loopback-Host check would refuse them all.
-    let remote = listener.local_addr().is_ok_and(|a| !a.ip().to_canonical().is_loopback());
-    let state = if remote {
-        let config = ApiConfig { remote: true, ..state.config().clone() };
-        ApiState { service: state.service.clone(), config: Arc::new(config) }
-    } else {
-        state
-    };
-    let permits = Arc::new(tokio::sync::Semaphore::new(state.config().max_connections));
+    // reach it: the loopback-Host check would refuse them all. Served on loopback, the Host
+    // must name the port too: a page on another local port is another site.
+    let local = listener.local_addr().ok();
+    let remote = local.is_some_and(|a| !a.ip().to_canonical().is_loopback());
+    let config = ApiConfig { remote, port: local.map(|a| a.port()), ..state.config().clone() };
+    let state = ApiState { service: state.service.clone(), config: Arc::new(config) };
+    let max_connections = state.config().max_connections;
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(state.config().header_timeout);
-    let app = router(state);
+    // Once stopping, every response says `Connection: close`, which also ends its connection.
+    let closing = CancellationToken::new();
+    let app =
+        router(state).layer(middleware::from_fn_with_state(closing.clone(), close_when_stopping));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -481,7 +457,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning
                     // (as `axum::serve` does).
-                    tracing::warn!(error = %e, "the HTTP API cannot accept a connection");
+                    tracing::warn!(error = %crate::escape::Escaped(&e), "the HTTP API cannot accept a connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -500,12 +476,18 @@ pub async fn serve(
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "HTTP API connection ended with an error");
+                tracing::debug!(error = %crate::escape::Escaped(&e), "HTTP API connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
+    closing.cancel();
+    // A request already sent on an idle keep-alive connection may not have been read yet:
+    // give it a moment (connections that answer one close themselves), then close the idle
+    // ones and wait for the requests in flight.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(DRAIN_LINGER, permits.acquire_many(all)).await;
     graceful.shutdown().await;
     Ok(())
 }

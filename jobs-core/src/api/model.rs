@@ -192,16 +192,17 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 315_360_000)]
     pub delay_seconds: Option<f64>,
-    /// Run at this time (RFC 3339; not with `delay_seconds`).
+    /// Run at this time (RFC 3339; not with `delay_seconds`; within ten years of now,
+    /// before or after: one already past runs at once).
     #[serde(default)]
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Retries allowed before the job is dead-lettered.
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000)]
     pub max_retries: Option<u32>,
-    /// How long one attempt may run, in seconds (more than 0, at most a week).
+    /// How long one attempt may run, in seconds (at least a millisecond, at most a week).
     #[serde(default)]
-    #[schema(exclusive_minimum = 0, maximum = 604_800)]
+    #[schema(minimum = 0.001, maximum = 604_800)]
     pub timeout: Option<f64>,
     /// The user the job acts for.
     #[serde(default)]

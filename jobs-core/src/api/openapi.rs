@@ -54,7 +54,39 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = super::routes().split_for_parts().1;
     seal_variants(&mut doc, "ScheduleView");
     split_flat_register(&mut doc);
+    add_guard_responses(&mut doc);
     doc
+}
+
+/// What every endpoint can answer before its handler runs (see `guard` and `read_body`):
+/// 403 from the same-site checks of the tokenless API, 408 for a body that did not arrive
+/// within the body timeout.
+fn add_guard_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{Content, Ref, ResponseBuilder};
+    let responses = [
+        (
+            "403",
+            "Refused as cross-site (`forbidden`; without a token only): a state change from \
+             another site's page (`Origin`), or a `Host` that is not this machine's loopback \
+             with the API's port (DNS rebinding)",
+        ),
+        ("408", "The request body did not arrive in time (`request_timeout`)"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+        for op in ops.into_iter().flatten() {
+            for (code, description) in responses {
+                op.responses.responses.entry(code.to_owned()).or_insert_with(|| {
+                    let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", body)
+                        .build()
+                        .into()
+                });
+            }
+        }
+    }
 }
 
 /// Marks the variants of an internally tagged enum as closed (`additionalProperties:
@@ -162,7 +194,7 @@ pub(crate) fn document_json() -> &'static str {
             Err(e) => {
                 // Serialising a document of plain strings and maps cannot fail; answer an
                 // empty document rather than panic if it ever does.
-                tracing::error!(error = %e, "cannot serialise the OpenAPI document");
+                tracing::error!(error = %crate::escape::Escaped(&e), "cannot serialise the OpenAPI document");
                 "{}".to_owned()
             }
         }

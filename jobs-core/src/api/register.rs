@@ -34,7 +34,7 @@ pub enum ScheduleView {
     },
     /// Once, at a time (one already past fires at once).
     Once {
-        /// When (RFC 3339).
+        /// When (RFC 3339; within ten years of now, before or after, as for enqueue).
         at: DateTime<Utc>,
     },
 }

@@ -31,7 +31,7 @@ pub async fn health(AxumState(s): AxumState<ApiState>) -> (StatusCode, Json<Heal
     let ok = match tokio::time::timeout(HEALTH_TIMEOUT, svc.queue().stats()).await {
         Ok(Ok(_)) => true,
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health check: the backend failed");
+            tracing::warn!(error = %crate::escape::Escaped(&e), "health check: the backend failed");
             false
         }
         Err(_) => {

@@ -193,6 +193,8 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
         }
     }
     let cfg = service_config(backend, &args)?;
+    // Requests in flight when SIGTERM comes get the shutdown grace too.
+    let api_grace = cfg.worker.shutdown_grace;
     let service = std::sync::Arc::new(JobService::connect(cfg).await?.with_state(state));
     let names: Vec<&str> = service.registry().handlers().map(|h| h.name()).collect();
     tracing::info!(handlers = names.len(), names = ?names, "runner starting");
@@ -201,7 +203,7 @@ async fn serve(env: &RunnerEnv, args: RunArgs, state: State) -> Result<()> {
     shutdown.wait().await;
     tracing::info!("shutting down: no new jobs; running jobs get the shutdown grace");
     if let Some(api) = api {
-        api.stop().await?;
+        api.stop_within(api_grace).await?;
     }
     service.stop().await?;
     tracing::info!("stopped cleanly");
@@ -281,15 +283,38 @@ async fn start_api(
     if args.no_api {
         return Ok(None);
     }
-    let config = crate::api::ApiConfig::default()
-        .token(args.api_token.clone())
-        .body_limit(args.api_body_limit)
-        .max_connections(args.api_max_connections);
+    let config = api_config(args)?;
     let auth = config.has_token();
     let state = crate::api::ApiState::new(service, config);
     let api = crate::api::start(&args.bind, state, args.allow_remote).await?;
     tracing::info!(addr = %api.local_addr(), auth, "serving the HTTP API");
     Ok(Some(api))
+}
+
+/// The API's configuration from its flags. A token that is blank or has whitespace at
+/// either end is refused: clients send it trimmed, so it would never match and the API
+/// would be locked for everyone.
+fn api_config(args: &ApiArgs) -> Result<crate::api::ApiConfig> {
+    if let Some(token) = &args.api_token {
+        if token.trim().is_empty() {
+            return Err(Error::Config(
+                "the API token (--api-token, JOBS_API_TOKEN) is empty or only whitespace: \
+                 set a token, or unset it to serve the API without one"
+                    .into(),
+            ));
+        }
+        if token.trim() != token {
+            return Err(Error::Config(
+                "the API token (--api-token, JOBS_API_TOKEN) has whitespace at its start or \
+                 end: remove it (clients send the token trimmed, so it would never match)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(crate::api::ApiConfig::default()
+        .token(args.api_token.clone())
+        .body_limit(args.api_body_limit)
+        .max_connections(args.api_max_connections))
 }
 
 /// SIGINT/SIGTERM, listened for from the moment it is installed.
@@ -400,6 +425,38 @@ mod tests {
         }
         // Zero jitter is the default, not an error.
         assert!(config_of(&["jobs-runner", "run", "--retry-jitter", "0"]).is_ok());
+    }
+
+    /// The API configuration of `jobs-runner <argv>`.
+    fn api_of(argv: &[&str]) -> Result<crate::api::ApiConfig> {
+        let cli = Cli::try_parse_from(argv).map_err(|e| Error::Config(e.to_string()))?;
+        match cli.into_parts().2 {
+            Command::Run(args) => api_config(&args.api),
+            other => Err(Error::Config(format!("not `run`: {other:?}"))),
+        }
+    }
+
+    // regression: a blank token, or one with spaces at an end, was taken as given (or as no
+    // token): clients send it trimmed, so nobody could ever authenticate.
+    #[test]
+    fn blank_or_padded_api_tokens_are_refused_at_start_up() {
+        for (token, word) in
+            [("", "empty"), ("   ", "empty"), (" s3cret", "whitespace"), ("s3cret\n", "whitespace")]
+        {
+            match api_of(&["jobs-runner", "run", "--api-token", token]) {
+                Ok(cfg) => panic!("{token:?} accepted: {cfg:?}"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(word) && msg.contains("JOBS_API_TOKEN"),
+                        "{token:?}: {msg}"
+                    );
+                }
+            }
+        }
+        let ok = api_of(&["jobs-runner", "run", "--api-token", "s3 cret"]).map(|c| c.has_token());
+        assert!(matches!(ok, Ok(true)), "{ok:?}");
+        assert!(matches!(api_of(&["jobs-runner", "run"]).map(|c| c.has_token()), Ok(false)));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub(super) async fn cancel_loop(
             }
             Err(e) => {
                 let wait = backoff.next();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                tracing::warn!(error = %crate::escape::Escaped(&e), retry_in_ms = wait.as_millis() as u64,
                     "waiting for cancel requests failed; heartbeats still report them");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -1,6 +1,7 @@
 //! The dispatcher loop (fetch, wait for work, spawn), and running one job: its handler in
 //! its own task (panics caught, timeout enforced), then acknowledging its outcome.
 
+use crate::escape::Escaped;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,7 @@ impl JobWorker {
                 }
                 Err(e) => {
                     let wait = backoff.next();
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "fetch failed");
+                    tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "fetch failed");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.cancelled() => {}
@@ -121,7 +122,7 @@ impl JobWorker {
                 r = backend.wait_for_work(wait) => {
                     if let Err(e) = r {
                         let wait = backoff.next();
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
+                        tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
                             _ = shutdown.cancelled() => {}
@@ -154,7 +155,7 @@ pub(crate) enum Outcome {
 async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let LeasedJob { job, lease } = lj;
     let name = job.name.clone();
-    let span = tracing::info_span!("job", job.id = %job.id, job.name = %job.name,
+    let span = tracing::info_span!("job", job.id = %job.id, job.name = %Escaped(&job.name),
         job.attempt = lease.attempt, job.priority = %job.priority);
     async move {
         tracing::debug!("job started");
@@ -190,7 +191,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                     }
                     Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
                         "job finished after its lease was taken back; its result was not recorded"),
-                    Ok(Err(e)) => tracing::error!(error = %e,
+                    Ok(Err(e)) => tracing::error!(error = %Escaped(&e),
                         "could not record completion; the job will be redelivered"),
                     Err(_) => tracing::error!("acknowledgement dropped; the job will be redelivered"),
                 }
@@ -204,17 +205,17 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                 match retry_until(inner.cfg.lease, "fail", || inner.side_queue().fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
                         crate::metrics::record(&name, crate::metrics::Event::Retried);
-                        tracing::warn!(error = %error, retry_at = %at, "job failed; will retry")
+                        tracing::warn!(error = %Escaped(&error), retry_at = %at, "job failed; will retry")
                     }
                     Ok(FailOutcome::Dead) => {
                         crate::metrics::record(&name, crate::metrics::Event::DeadLettered);
-                        tracing::error!(error = %error, "job failed; moved to the dead-letter queue")
+                        tracing::error!(error = %Escaped(&error), "job failed; moved to the dead-letter queue")
                     }
                     Ok(FailOutcome::Cancelled) => tracing::info!("job cancelled"),
                     // `Ok(Stale)` does not come back from the queue; named to complete the match.
                     Ok(FailOutcome::Stale) | Err(Error::StaleLease { .. }) => tracing::warn!(
-                        error = %error, "job failed after its lease was taken back; not recorded"),
-                    Err(e) => tracing::error!(error = %e,
+                        error = %Escaped(&error), "job failed after its lease was taken back; not recorded"),
+                    Err(e) => tracing::error!(error = %Escaped(&e),
                         "could not record failure; the job will be redelivered"),
                 }
             }
@@ -230,7 +231,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                         "aborted a cancelled job's handler, but the backend did not cancel the job"),
                     Err(Error::StaleLease { .. }) => tracing::warn!(
                         "aborted a cancelled job's handler after its lease was taken back"),
-                    Err(e) => tracing::error!(error = %e,
+                    Err(e) => tracing::error!(error = %Escaped(&e),
                         "could not record the cancel; the job is cancelled when its lease lapses"),
                 }
             }

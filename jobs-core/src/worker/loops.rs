@@ -99,7 +99,7 @@ pub(super) async fn heartbeat_loop(inner: Arc<Inner>, stop: CancellationToken) {
             Err(e) => {
                 // No fencing here: a call may hang rather than fail. The fence loop stops
                 // jobs on a timer from their last renewal (`fence.rs`).
-                tracing::warn!(error = %e, "heartbeat failed");
+                tracing::warn!(error = %crate::escape::Escaped(&e), "heartbeat failed");
             }
         }
         tokio::select! {
@@ -127,7 +127,7 @@ pub(super) async fn reap_loop(inner: Arc<Inner>, stop: CancellationToken) {
                 "took back jobs from lost workers"
             ),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reap failed"),
+            Err(e) => tracing::warn!(error = %crate::escape::Escaped(&e), "reap failed"),
         }
     }
 }
@@ -164,7 +164,7 @@ where
             Ok(v) => return Ok(v),
             Err(e @ (Error::Redis(_) | Error::Backend(_))) if start.elapsed() < budget => {
                 let wait = backoff.next();
-                tracing::warn!(error = %e, op = what, retry_in_ms = wait.as_millis() as u64, "backend call failed; retrying");
+                tracing::warn!(error = %crate::escape::Escaped(&e), op = what, retry_in_ms = wait.as_millis() as u64, "backend call failed; retrying");
                 tokio::time::sleep(wait).await;
             }
             Err(e) => return Err(e),

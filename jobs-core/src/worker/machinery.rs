@@ -90,7 +90,7 @@ async fn run(inner: Arc<Inner>, acks: mpsc::UnboundedReceiver<Ack>, stop: Cancel
     stop.cancelled().await;
     // Last heartbeat so that other processes see the final stats.
     if let Err(e) = send_heartbeat(&inner).await {
-        tracing::debug!(error = %e, "final heartbeat failed");
+        tracing::debug!(error = %crate::escape::Escaped(&e), "final heartbeat failed");
     }
     // The ack loop ends once every sender is gone; the worker keeps one, so end it by
     // aborting: the worker stops this only after its job tasks (the only producers) are
@@ -112,7 +112,7 @@ async fn open_own_handle(inner: Arc<Inner>, stop: CancellationToken) {
             Ok(None) => return,
             Err(e) => {
                 let wait = backoff.next();
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                tracing::warn!(error = %crate::escape::Escaped(&e), retry_in_ms = wait.as_millis() as u64,
                     "cannot open the worker's own backend connection; using the shared one meanwhile");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -209,7 +209,7 @@ impl JobWorker {
         let cursor = match inner.queue.backend().watch_cancels(None, Duration::ZERO).await {
             Ok(n) => Some(n.cursor),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the cancel notices yet");
+                tracing::warn!(error = %crate::escape::Escaped(&e), "cannot read the cancel notices yet");
                 None
             }
         };
@@ -270,7 +270,7 @@ impl JobWorker {
             retry_until(self.inner.cfg.lease, "release", || backend.release(&leases)).await;
         match released {
             Ok(n) => tracing::info!(released = n, "released running jobs back to the queue"),
-            Err(e) => tracing::error!(error = %e, jobs = leases.len(),
+            Err(e) => tracing::error!(error = %crate::escape::Escaped(&e), jobs = leases.len(),
                 "could not release running jobs; they return when their lease expires"),
         }
     }

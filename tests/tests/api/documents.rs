@@ -99,6 +99,11 @@ async fn openapi_document_describes_every_endpoint() {
         for m in methods {
             let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[m];
             assert!(op["responses"].is_object(), "{m} {path} has no responses");
+            // regression: the same-site refusals (403) and the body timeout (408) happen
+            // before any handler, on every endpoint, and were not in the document.
+            for code in ["403", "408"] {
+                assert!(op["responses"][code].is_object(), "{m} {path} does not list {code}");
+            }
         }
     }
     assert_eq!(paths.len(), 22);

@@ -21,7 +21,8 @@ async fn health_over_tcp(addr: std::net::SocketAddr) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
     conn.write_all(
-        b"GET /api/v1/jobs/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        format!("GET /api/v1/jobs/health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )
     .await
     .ok()?;
@@ -29,6 +30,50 @@ async fn health_over_tcp(addr: std::net::SocketAddr) -> Option<u16> {
     conn.read_to_end(&mut out).await.ok()?;
     let line = String::from_utf8_lossy(&out);
     line.split(' ').nth(1)?.parse().ok()
+}
+
+/// One `GET /stats` on a fresh connection with the given `Host`: the status code.
+async fn stats_with_host(addr: std::net::SocketAddr, host: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req =
+        format!("GET /api/v1/jobs/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await.ok()?;
+    let line = String::from_utf8_lossy(&out);
+    line.split(' ').nth(1)?.parse().ok()
+}
+
+// regression: the Host check ignored the port, so a page served by another local server
+// (http://localhost:3000, a different origin) rebound to the API's name passed it; and the
+// configured loopback address must pass as it is (127.0.0.2:PORT, [::1]:PORT).
+#[tokio::test]
+async fn hosts_must_name_the_apis_own_loopback_address_and_port() {
+    let f = fixture().await;
+    for bind in ["127.0.0.1:0", "127.0.0.2:0", "[::1]:0"] {
+        let state = ApiState::new(f.service.clone(), ApiConfig::default());
+        let Ok(api) = jobs_core::api::start(bind, state, false).await else {
+            eprintln!("cannot bind {bind} here; skipped");
+            continue;
+        };
+        let addr = api.local_addr();
+        let port = addr.port();
+        let other = if port == 65535 { 1 } else { port + 1 };
+        for (host, want) in [
+            (addr.to_string(), 200),
+            (format!("localhost:{port}"), 200),
+            (format!("127.0.0.1:{port}"), 200),
+            (format!("[::1]:{port}"), 200),
+            (format!("localhost:{other}"), 403),
+            (format!("{}:{other}", addr.ip()), 403),
+            ("localhost".to_owned(), 403),
+            (format!("evil.example:{port}"), 403),
+        ] {
+            assert_eq!(stats_with_host(addr, &host).await, Some(want), "{bind}: Host {host}");
+        }
+        api.stop().await.expect("the API stops");
+    }
 }
 
 // regression: the API was served by `axum::serve` with no header-read timeout, no idle
@@ -73,7 +118,7 @@ async fn held_connections_are_cut_and_health_still_answers() {
     );
     // A keep-alive connection that idles after its request is closed too.
     let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connects");
-    idle.write_all(b"GET /api/v1/jobs/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    idle.write_all(format!("GET /api/v1/jobs/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .expect("writes");
     assert!(
@@ -93,9 +138,10 @@ async fn bodies_announced_over_the_limit_are_refused_at_once() {
     let api = jobs_core::api::start("127.0.0.1:0", ApiState::new(f.service.clone(), config), false)
         .await
         .expect("the API starts");
-    let mut c = tokio::net::TcpStream::connect(api.local_addr()).await.expect("connects");
+    let addr = api.local_addr();
+    let mut c = tokio::net::TcpStream::connect(addr).await.expect("connects");
     c.write_all(
-        b"POST /api/v1/jobs/enqueue HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+        format!("POST /api/v1/jobs/enqueue HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n").as_bytes(),
     )
     .await
     .expect("writes");

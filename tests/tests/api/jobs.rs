@@ -90,6 +90,10 @@ async fn enqueue_rejects_bad_input_with_the_right_status() {
         ),
         (json!({"name": "api_noargs", "scheduled_at": "tomorrow"}), "scheduled_at"),
         (json!({"name": "api_noargs", "timeout": 0}), "timeout"),
+        // regression: under a millisecond was stored as 0 and timed out every attempt.
+        (json!({"name": "api_noargs", "timeout": 0.0005}), "timeout"),
+        // regression: one horizon rule, both ways: ten years past is no instant either.
+        (json!({"name": "api_noargs", "scheduled_at": "1970-01-01T00:00:00Z"}), "scheduled_at"),
         (json!({"name": "api_noargs", "max_retries": -1}), "max_retries"),
         (json!({"name": "api_noargs", "max_retries": 100000}), "max_retries"),
         (json!({"name": "api_noargs", "surprise": true}), "surprise"),

@@ -103,6 +103,13 @@ async fn schedules_reject_bad_input_with_the_right_status() {
     ] {
         assert_error(&post(r, uri, with(schedule.clone())).await, 400, "invalid_schedule");
     }
+    // regression: a one-time schedule took any instant (years 1970 and 9999) while enqueue
+    // caps at ten years; one rule for both, in the past too.
+    for at in ["1970-01-01T00:00:00Z", "9999-01-01T00:00:00Z"] {
+        let got = post(r, uri, with(json!({"type": "once", "at": at}))).await;
+        let msg = assert_error(&got, 400, "invalid_schedule");
+        assert!(msg.contains("3650 days"), "{at}: {msg}");
+    }
     for schedule in [
         json!({"type": "hourly"}),
         json!({"type": "interval", "seconds": -5}),

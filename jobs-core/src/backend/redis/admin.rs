@@ -70,7 +70,7 @@ impl RedisBackend {
 fn readable(jobs: Vec<Result<Job>>) -> Vec<Job> {
     jobs.into_iter()
         .filter_map(|j| {
-            j.map_err(|e| tracing::warn!(error = %e, "unreadable job record left out of a listing"))
+            j.map_err(|e| tracing::warn!(error = %crate::escape::Escaped(&e), "unreadable job record left out of a listing"))
                 .ok()
         })
         .collect()

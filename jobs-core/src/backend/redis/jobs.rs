@@ -113,7 +113,7 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
         let id: JobId = match sid.parse() {
             Ok(id) => id,
             Err(_) => {
-                tracing::error!(job.id = sid, "job id in redis is not a uuid; skipped");
+                tracing::error!(job.id = %crate::escape::Escaped(&sid), "job id in redis is not a uuid; skipped");
                 continue;
             }
         };
@@ -130,7 +130,7 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
     // A record this version cannot read must not block the queue or crash a worker:
     // it goes to the dead-letter queue with the reason.
     for (lease, e) in corrupt {
-        tracing::error!(job.id = %lease.id, error = %e, "unreadable job dead-lettered");
+        tracing::error!(job.id = %lease.id, error = %crate::escape::Escaped(&e), "unreadable job dead-lettered");
         let failure = Failure {
             lease,
             error: e.to_string(),

@@ -110,7 +110,7 @@ pub(super) async fn schedule_due(backend: &RedisBackend, limit: usize) -> Result
             Ok(s) => due.push((at, s)),
             // One unreadable schedule must not stop the others from firing.
             Err(e) => {
-                tracing::error!(schedule = name, error = %e, "unreadable schedule skipped")
+                tracing::error!(schedule = %crate::escape::Escaped(name), error = %crate::escape::Escaped(&e), "unreadable schedule skipped")
             }
         }
     }

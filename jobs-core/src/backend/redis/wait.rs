@@ -134,7 +134,9 @@ pub(super) async fn watch_cancels(
         for (entry_id, fields) in entries {
             match notice(&fields) {
                 Some(lease) => out.leases.push(lease),
-                None => tracing::warn!(entry = %entry_id, "unreadable cancel notice skipped"),
+                None => {
+                    tracing::warn!(entry = %crate::escape::Escaped(&entry_id), "unreadable cancel notice skipped")
+                }
             }
             out.cursor = CancelCursor::new(entry_id);
         }

@@ -251,7 +251,7 @@ fn decode_or_warn<T: DeserializeOwned>(key: &str, raw: &str) -> Option<T> {
     match serde_json::from_str(raw) {
         Ok(v) => Some(v),
         Err(error) => {
-            tracing::warn!(key, %error, "skipping a corrupt record");
+            tracing::warn!(key, error = %jobs_core::escape::Escaped(&error), "skipping a corrupt record");
             None
         }
     }

@@ -51,9 +51,18 @@
 //! a changed one takes the new definition and keeps its flag and counters. Schedules are
 //! never deleted because a process does not declare them (an older or newer build may).
 //!
+//! A backend that lost its data (a Redis restarted without persistence) is noticed: the
+//! loop checks once per `max_sleep`, and at once when the backend answers again after
+//! failing, that the declared schedules are stored, and stores the missing ones again with
+//! a warning. Schedules registered through the API that were lost with them cannot be
+//! recreated: they are logged as an error and listed in [`SchedulerStats::lost_tasks`]
+//! (and the `jobs_schedules_lost` metric) until registered again.
+//!
 //! ```
 //! use jobs_core::{JobQueue, Registry, ScheduleSpec, Scheduler, SchedulerConfig};
 //! use std::sync::{Arc, Mutex};
+mod presence;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +72,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::job::{JobId, NewJob};
+use crate::escape::Escaped;
+use crate::job::{JobId, NewJob, check_horizon};
 use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::queue::JobQueue;
 use crate::registry::{Registry, ScheduleDef, ScheduleKind};
@@ -116,6 +126,8 @@ struct Inner {
     /// missed between its read and its sleep).
     changed: Notify,
     running: Mutex<Option<Running>>,
+    /// What the loop knows of the stored schedules, to notice a backend that lost them.
+    presence: Mutex<presence::Presence>,
 }
 
 struct Running {
@@ -145,6 +157,7 @@ impl Scheduler {
                 cfg,
                 changed: Notify::new(),
                 running: Mutex::new(None),
+                presence: Mutex::new(presence::Presence::default()),
             }),
         }
     }
@@ -176,7 +189,7 @@ impl Scheduler {
             if let Err(e) = r.task.await
                 && e.is_panic()
             {
-                tracing::error!(error = %e, "scheduler loop panicked");
+                tracing::error!(error = %Escaped(&e), "scheduler loop panicked");
             }
         }
     }
@@ -214,8 +227,16 @@ impl Scheduler {
         }
         let (entry, hash, trigger) = self.entry_for(&spec)?;
         let now = self.backend().time().await?;
+        // The horizon of enqueue, on the backend's clock.
+        if let ScheduleType::Once { at } = spec.schedule {
+            check_horizon(at, now).map_err(|why| Error::InvalidSchedule {
+                reason: format!("schedule `{}`: its instant {why}", spec.name),
+            })?;
+        }
         let first = first_run(&spec.name, &trigger, now)?;
         self.backend().schedule_upsert(&entry, &hash, Some(spec.enabled), first).await?;
+        let declared = self.inner.registry.schedules().any(|d| d.name == spec.name);
+        self.presence().registered(&spec.name, declared);
         self.inner.changed.notify_one();
         self.get(&spec.name).await
     }
@@ -226,6 +247,7 @@ impl Scheduler {
         if !self.backend().schedule_remove(name).await? {
             return Err(not_found(name));
         }
+        self.presence().removed(name);
         self.inner.changed.notify_one();
         Ok(())
     }
@@ -285,7 +307,13 @@ impl Scheduler {
         let tasks = self.list().await?;
         let now = self.backend().time().await?;
         let enabled_tasks = tasks.iter().filter(|t| t.enabled).count();
+        let (lost_tasks, restored_tasks) = {
+            let p = self.presence();
+            (p.lost(), p.restored())
+        };
         Ok(SchedulerStats {
+            lost_tasks,
+            restored_tasks,
             running: self.is_running(),
             total_tasks: tasks.len(),
             enabled_tasks,
@@ -314,7 +342,7 @@ impl Scheduler {
             let first = first_run(&spec.name, &trigger, now)?;
             let out = self.backend().schedule_upsert(&entry, &hash, None, first).await?;
             if out != UpsertOutcome::Kept {
-                tracing::info!(schedule = %spec.name, outcome = ?out, "declared schedule stored");
+                tracing::info!(schedule = %Escaped(&spec.name), outcome = ?out, "declared schedule stored");
                 changed += 1;
             }
         }
@@ -421,7 +449,7 @@ async fn run_loop(s: Scheduler, token: CancellationToken) {
         match s.sync_registry().await {
             Ok(_) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot store the declared schedules; retrying");
+                tracing::warn!(error = %Escaped(&e), "cannot store the declared schedules; retrying");
                 tokio::select! {
                     () = token.cancelled() => return,
                     () = tokio::time::sleep(backoff) => {}
@@ -432,14 +460,35 @@ async fn run_loop(s: Scheduler, token: CancellationToken) {
     }
     backoff = Duration::from_millis(100);
     tracing::debug!("scheduler loop started");
+    // The presence check (see `presence`): now, to learn what is stored, then once per
+    // `max_sleep`, and at once when the backend answers again after failing (a restart).
+    let mut check_at = Instant::now();
+    let mut failed = false;
     while !token.is_cancelled() {
+        if Instant::now() >= check_at {
+            check_at = Instant::now() + max;
+            if let Err(e) = s.check_presence().await {
+                // Again soon (the backend may be restarting), backing off.
+                check_at = Instant::now() + backoff;
+                backoff = (backoff * 2).min(max);
+                tracing::warn!(error = %Escaped(&e), "scheduler: cannot check the stored schedules");
+            }
+        }
         let wait = match fire_due(&s).await {
+            // The backend answers again: it may have restarted empty. Check at once.
+            Ok(_) if failed => {
+                backoff = Duration::from_millis(100);
+                failed = false;
+                check_at = Instant::now();
+                Duration::ZERO
+            }
             Ok(w) => {
                 backoff = Duration::from_millis(100);
                 w
             }
             Err(e) => {
-                tracing::warn!(error = %e, "scheduler: backend call failed; retrying");
+                failed = true;
+                tracing::warn!(error = %Escaped(&e), "scheduler: backend call failed; retrying");
                 let w = backoff;
                 backoff = (backoff * 2).min(max);
                 w
@@ -506,7 +555,7 @@ async fn fire_due(s: &Scheduler) -> Result<Duration> {
             Err(e) => {
                 // An unusable definition (e.g. a zone this build does not know) stays due;
                 // back off rather than spin on it.
-                tracing::error!(schedule = %stored.entry.name, error = %e, "cannot fire schedule");
+                tracing::error!(schedule = %Escaped(&stored.entry.name), error = %Escaped(&e), "cannot fire schedule");
                 retry_in = Some(
                     retry_in.map_or(Duration::from_secs(1), |r| r.min(Duration::from_secs(1))),
                 );
@@ -538,16 +587,16 @@ async fn fire_tick(
     let out = s.backend().schedule_fire(&fire).await?;
     match out {
         FireOutcome::Fired => tracing::debug!(
-            schedule = %e.name,
+            schedule = %Escaped(&e.name),
             job.id = %id,
             late_ms = now_ms - tick_ms,
             next = ?next,
             "schedule fired"
         ),
         FireOutcome::Duplicate => {
-            tracing::warn!(schedule = %e.name, job.id = %id, "tick's job existed already")
+            tracing::warn!(schedule = %Escaped(&e.name), job.id = %id, "tick's job existed already")
         }
-        _ => tracing::trace!(schedule = %e.name, outcome = ?out, "tick not fired here"),
+        _ => tracing::trace!(schedule = %Escaped(&e.name), outcome = ?out, "tick not fired here"),
     }
     Ok(out)
 }
