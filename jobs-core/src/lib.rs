@@ -59,6 +59,7 @@ mod context;
 mod error;
 mod handler;
 mod job;
+mod marks;
 mod metrics;
 pub mod options;
 mod queue;
@@ -85,6 +86,7 @@ pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
     MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, NewJob, RunAt,
 };
+pub use marks::{Permanent, RetryAfter};
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};
 pub use queue::{Enqueue, JobQueue};
@@ -99,7 +101,7 @@ pub use schedule::{
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use stats::{
     FullStats, HandlerInfo, PendingByPriority, QueueCounters, QueueStats, SchedulerStats,
-    WorkerStats, WorkerStatus,
+    UnhandledStats, WorkerStats, WorkerStatus,
 };
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.
@@ -113,8 +115,8 @@ pub use stats::{
 /// and the dashboard builds a form from it.
 pub mod prelude {
     pub use crate::{
-        JobContext, JobDefinition, JobError, JobPriority, JobQueue, cron, daily_at, every_minutes,
-        every_seconds, job_handler,
+        JobContext, JobDefinition, JobError, JobPriority, JobQueue, Permanent, RetryAfter, cron,
+        daily_at, every_minutes, every_seconds, job_handler,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

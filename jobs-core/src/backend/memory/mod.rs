@@ -14,6 +14,7 @@
 //! under the lock.
 
 mod admin;
+mod give_back;
 mod jobs;
 mod schedules;
 mod state;
@@ -33,7 +34,8 @@ use self::state::SchedRecord;
 use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
-    DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, Heartbeat,
+    DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, GiveBack,
+    GiveBackOutcome, Heartbeat,
     HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule,
     ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
 };
@@ -231,7 +233,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
+        failure.validate()?;
         Ok(self.with_state(|st| st.fail(failure)))
+    }
+
+    async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome> {
+        Ok(self.with_state(|st| st.give_back(give)))
     }
 
     async fn release(&self, leases: &[Lease]) -> Result<u64> {
