@@ -86,8 +86,8 @@ pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
     MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, NewJob, RunAt,
 };
-pub use marks::{Permanent, RetryAfter};
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
+pub use marks::{Permanent, RetryAfter};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};
 pub use queue::{Enqueue, JobQueue};
 pub use registry::{

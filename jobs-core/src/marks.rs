@@ -108,7 +108,10 @@ impl fmt::Display for RetryAfter {
 
 impl fmt::Debug for RetryAfter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryAfter").field("delay", &self.delay).field("error", &self.error).finish()
+        f.debug_struct("RetryAfter")
+            .field("delay", &self.delay)
+            .field("error", &self.error)
+            .finish()
     }
 }
 

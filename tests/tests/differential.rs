@@ -190,7 +190,10 @@ async fn apply(
                     lease: l,
                     error: format!("rate limited at attempt {}", l.attempt),
                     retryable: true,
-                    retry: RetryPolicy::exponential(Duration::from_millis(1), Duration::from_millis(1)),
+                    retry: RetryPolicy::exponential(
+                        Duration::from_millis(1),
+                        Duration::from_millis(1),
+                    ),
                     retry_after: Some(Duration::from_secs(3600)),
                 };
                 match b.fail(&f).await {
@@ -264,17 +267,18 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
         b.list_dead(0, 1000).await.map(|v| v.iter().map(|j| j.id).collect()).unwrap_or_default();
     // The give-back times are each backend's own instants: compare "set or not".
     let stats = b.stats().await.map_or(json!("stats failed"), |mut s| {
-        let unhandled: serde_json::Map<String, serde_json::Value> = std::mem::take(&mut s.unhandled)
-            .into_iter()
-            .map(|(name, u)| {
-                let shape = json!([
-                    u.given_back,
-                    u.last_given_back_at.is_some(),
-                    u.no_live_worker_since.is_some()
-                ]);
-                (name, shape)
-            })
-            .collect();
+        let unhandled: serde_json::Map<String, serde_json::Value> =
+            std::mem::take(&mut s.unhandled)
+                .into_iter()
+                .map(|(name, u)| {
+                    let shape = json!([
+                        u.given_back,
+                        u.last_given_back_at.is_some(),
+                        u.no_live_worker_since.is_some()
+                    ]);
+                    (name, shape)
+                })
+                .collect();
         json!({ "queue": s, "unhandled": unhandled })
     });
     json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats })

@@ -11,7 +11,9 @@ use jobs_core::backend::{BackendConfig, Heartbeat, ReapOptions};
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig};
 use jobs_core::{Job, JobStatus, Registry, RetryPolicy, State};
-use jobs_test_support::{cluster_backend, redis_backend, unique_namespace, wait_for_job, wait_until};
+use jobs_test_support::{
+    cluster_backend, redis_backend, unique_namespace, wait_for_job, wait_until,
+};
 use serde_json::json;
 
 const NAME: &str = "unhandled_resize";
@@ -97,7 +99,10 @@ async fn job_no_live_worker_handles_goes_dead_after_configured_time(queue: JobQu
     let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
     let took = started.elapsed();
     assert!(took >= dead_after, "dead after {took:?}, before {dead_after:?}");
-    assert_eq!(job.error.as_deref(), Some(r#"no live worker has a handler for "unhandled_resize""#));
+    assert_eq!(
+        job.error.as_deref(),
+        Some(r#"no live worker has a handler for "unhandled_resize""#)
+    );
     assert_eq!(job.retry_count, 0);
     let s = queue.stats().await.expect("stats");
     assert_eq!((s.dead_letter, s.counters.retried), (1, 0));

@@ -152,15 +152,30 @@ fn write_queue(out: &mut String, q: &QueueStats, live_workers: u64) {
         let _ = writeln!(out, "{name} {v}");
     }
     let name = "jobs_backend_unhandled_total";
-    family(out, name, "counter", "Deliveries given back in the deployment because their worker lacked the handler, by handler.");
+    family(
+        out,
+        name,
+        "counter",
+        "Deliveries given back in the deployment because their worker lacked the handler, by handler.",
+    );
     for (handler, u) in &q.unhandled {
         let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), u.given_back);
     }
     let name = "jobs_unhandled_no_live_worker_since_seconds";
-    family(out, name, "gauge", "Since when (Unix time) no live worker has had the handler, as of its last give-back; absent while one has.");
+    family(
+        out,
+        name,
+        "gauge",
+        "Since when (Unix time) no live worker has had the handler, as of its last give-back; absent while one has.",
+    );
     for (handler, u) in &q.unhandled {
         if let Some(since) = u.no_live_worker_since {
-            let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), since.timestamp());
+            let _ = writeln!(
+                out,
+                "{name}{{handler=\"{}\"}} {}",
+                escape_label(handler),
+                since.timestamp()
+            );
         }
     }
 }

@@ -353,13 +353,11 @@ pub(crate) fn settle(
             retry_after: None,
         },
         Ok(Err(join)) if join.is_cancelled() => Outcome::Abandoned,
-        Ok(Err(join)) => {
-            Outcome::Failure {
-                error: format!("handler task failed: {join}"),
-                retryable: true,
-                retry_after: None,
-            }
-        }
+        Ok(Err(join)) => Outcome::Failure {
+            error: format!("handler task failed: {join}"),
+            retryable: true,
+            retry_after: None,
+        },
         Err(_) => Outcome::Failure {
             error: format!("timeout: the job ran longer than {timeout:?}"),
             retryable: true,

@@ -193,7 +193,11 @@ async fn jobs_no_live_worker_handles_are_counted_per_name_in_stats_metrics_and_s
 
     let (_, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
-    assert!(schemas["QueueStats"]["properties"]["unhandled"].is_object(), "{}", schemas["QueueStats"]);
+    assert!(
+        schemas["QueueStats"]["properties"]["unhandled"].is_object(),
+        "{}",
+        schemas["QueueStats"]
+    );
     let props = &schemas["UnhandledStats"]["properties"];
     for field in ["given_back", "last_given_back_at", "no_live_worker_since"] {
         assert!(props[field].is_object(), "UnhandledStats.{field}: {}", schemas["UnhandledStats"]);

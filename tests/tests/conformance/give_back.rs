@@ -49,7 +49,10 @@ async fn job_without_local_handler_is_given_back_without_a_retry(kind: Kind) -> 
     assert_eq!((u.given_back, u.no_live_worker_since), (1, None));
     assert_within("last give-back", u.last_given_back_at.ok_or("last")?, before, after);
     // The old delivery is fenced: giving it back again changes nothing, counts nothing.
-    assert_eq!(env.b.give_back(&give(l.lease, ms(100), true, LEASE)).await?, GiveBackOutcome::Stale);
+    assert_eq!(
+        env.b.give_back(&give(l.lease, ms(100), true, LEASE)).await?,
+        GiveBackOutcome::Stale
+    );
     assert_eq!(unhandled(&env).await?.given_back, 1);
     // Offered again once due, as a new delivery that can complete.
     let (again, _) = env.fetch_when_due(id, Duration::from_secs(5)).await?;
@@ -73,9 +76,18 @@ async fn job_no_live_worker_handles_goes_dead_after_configured_time(kind: Kind) 
         gave_back += 1;
         match out {
             GiveBackOutcome::Delayed { .. } => {
-                assert!(first.elapsed() < dead_after + ms(200), "still not dead after {:?}", first.elapsed());
+                assert!(
+                    first.elapsed() < dead_after + ms(200),
+                    "still not dead after {:?}",
+                    first.elapsed()
+                );
                 let u = unhandled(&env).await?;
-                assert_within("run start", u.no_live_worker_since.ok_or("since")?, started, started + td(ms(100)));
+                assert_within(
+                    "run start",
+                    u.no_live_worker_since.ok_or("since")?,
+                    started,
+                    started + td(ms(100)),
+                );
             }
             GiveBackOutcome::Dead => break first.elapsed(),
             other => return Err(format!("unexpected {other:?}").into()),

@@ -2,7 +2,7 @@
 //! as a delayed job without using a retry, counted per name, or to the dead-letter queue
 //! once no live worker has had the handler for the time given (lib.lua's `give_back`).
 
-use super::state::{State, Unhandled};
+use super::state::State;
 use crate::backend::{
     FailOutcome, GiveBack, GiveBackOutcome, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
 };
@@ -27,7 +27,7 @@ impl State {
         } else {
             UNHANDLED_OTHER.to_owned()
         };
-        let u = self.unhandled.entry(key).or_insert_with(Unhandled::default);
+        let u = self.unhandled.entry(key).or_default();
         u.count += 1;
         u.last = now;
         if give.handled_elsewhere {

@@ -35,9 +35,8 @@ use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
     DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, GiveBack,
-    GiveBackOutcome, Heartbeat,
-    HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule,
-    ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry,
+    ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob};

@@ -184,7 +184,8 @@ async fn retries_then_dead_letter_then_retry_dead() -> TestResult {
     let job = NewJob { max_retries: 1, ..new_job("flaky", JobPriority::High) };
     b.enqueue(std::slice::from_ref(&job)).await?;
     let retry = RetryPolicy::exponential(Duration::from_millis(20), Duration::from_secs(1));
-    let fail = |lease| Failure { lease, error: "boom".into(), retryable: true, retry, retry_after: None };
+    let fail =
+        |lease| Failure { lease, error: "boom".into(), retryable: true, retry, retry_after: None };
 
     let lease = b.fetch(&req(1, Duration::from_secs(30))).await?.jobs[0].lease;
     assert!(matches!(b.fail(&fail(lease)).await?, FailOutcome::Retrying { .. }));

@@ -12,9 +12,8 @@ use super::scripts::SCRIPTS;
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, GiveBack,
-    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT,
-    PURGE_ON_COMPLETE, ReapOptions, ReapReport, UNHANDLED_GAP, UNHANDLED_NAMES_MAX,
-    UNHANDLED_OTHER, truncate_error,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE,
+    ReapOptions, ReapReport, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
