@@ -7,11 +7,15 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::context::JobContext;
+use crate::marks::{Marks, scan};
+#[cfg(any(feature = "anyhow", feature = "eyre"))]
+use crate::marks::{Permanent, RetryAfter};
 use crate::options::HandlerDefaults;
 
 /// A boxed, `Send` future, as erased handlers return.
@@ -31,8 +35,10 @@ pub type HandlerFn =
 /// into it, so handlers can return `Result<R, JobError>` and use `?` on anything. (A handler
 /// may also return other error types directly, `anyhow::Error` among them: see
 /// [`IntoJobError`].) Errors are
-/// retryable by default; wrap one with [`JobError::permanent`] to send the job straight to the
-/// dead-letter queue.
+/// retryable by default; wrap one with [`JobError::permanent`] (or [`Permanent`], which is
+/// found anywhere in an error's chain) to send the job straight to the dead-letter queue, and
+/// with [`JobError::retry_after`] (or [`RetryAfter`]) to have its next attempt after a given
+/// delay instead of the backoff.
 ///
 /// `JobError` deliberately does not implement `std::error::Error` itself (that would make the
 /// blanket `From` impl overlap with `From<T> for T`). For the same reason, and because
@@ -58,17 +64,49 @@ pub type HandlerFn =
 pub struct JobError {
     error: Box<dyn StdError + Send + Sync + 'static>,
     retryable: bool,
+    retry_after: Option<Duration>,
 }
 
 impl JobError {
-    /// A retryable error from any error value.
+    /// An error from any error value: retryable, unless a [`Permanent`] is found in its
+    /// chain of `source()`s (and retried after the delay of a [`RetryAfter`] found there).
     pub fn new<E: StdError + Send + Sync + 'static>(error: E) -> Self {
-        JobError { error: Box::new(error), retryable: true }
+        JobError::from_boxed(Box::new(error), Marks::default())
+    }
+
+    /// `error` with what its chain's marks and `outer` (the marks found around it) say.
+    fn from_boxed(error: Box<dyn StdError + Send + Sync + 'static>, outer: Marks) -> Self {
+        let marks = outer.or(scan(&*error));
+        JobError { error, retryable: !marks.permanent, retry_after: marks.retry_after }
     }
 
     /// A retryable error with a message.
     pub fn msg(message: impl fmt::Display) -> Self {
-        JobError { error: message.to_string().into(), retryable: true }
+        JobError { error: message.to_string().into(), retryable: true, retry_after: None }
+    }
+
+    /// `error`, asking for the job's next attempt after `delay` instead of the retry
+    /// backoff. The attempt still counts (no retry left: the job is dead-lettered), and a
+    /// permanent error stays permanent. A delay beyond [`MAX_DELAY`](crate::MAX_DELAY) is cut
+    /// to it. Takes whatever [`permanent`](Self::permanent) takes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jobs_core::JobError;
+    ///
+    /// let e = JobError::retry_after(Duration::from_secs(30), JobError::msg("rate limited"));
+    /// assert_eq!(e.retry_delay(), Some(Duration::from_secs(30)));
+    /// assert!(e.is_retryable());
+    /// ```
+    pub fn retry_after<M>(delay: Duration, error: impl IntoJobError<M>) -> Self {
+        let mut e = error.into_job_error();
+        e.retry_after = Some(delay);
+        e
+    }
+
+    /// The delay before the next attempt that the handler asked for, if any.
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// An error that retrying cannot fix: the job is dead-lettered at once, whatever retries
@@ -86,7 +124,7 @@ impl JobError {
 
     /// A [permanent](Self::permanent) error with a message.
     pub fn permanent_msg(message: impl fmt::Display) -> Self {
-        JobError { error: message.to_string().into(), retryable: false }
+        JobError { error: message.to_string().into(), retryable: false, retry_after: None }
     }
 
     /// Whether the job may be retried after this error.
@@ -149,6 +187,7 @@ impl fmt::Debug for JobError {
         f.debug_struct("JobError")
             .field("error", &self.error)
             .field("retryable", &self.retryable)
+            .field("retry_after", &self.retry_after)
             .finish()
     }
 }
@@ -247,22 +286,28 @@ impl<E: StdError + Send + Sync + 'static> IntoJobError<via::StdError> for E {
 
 impl IntoJobError<via::Boxed> for Box<dyn StdError + Send + Sync + 'static> {
     fn into_job_error(self) -> JobError {
-        JobError { error: self, retryable: true }
+        JobError::from_boxed(self, Marks::default())
     }
 }
 
 #[cfg(feature = "anyhow")]
 impl IntoJobError<via::Anyhow> for anyhow::Error {
     fn into_job_error(self) -> JobError {
+        // anyhow finds a mark given as a context as well as the root error (which the
+        // boxed chain below shows only by their messages).
+        let outer = Marks::of_permanent(self.downcast_ref::<Permanent>())
+            .or(Marks::of_retry_after(self.downcast_ref::<RetryAfter>()));
         // anyhow's box shows the outermost context and keeps the rest as `source()`s.
-        JobError { error: self.into(), retryable: true }
+        JobError::from_boxed(self.into(), outer)
     }
 }
 
 #[cfg(feature = "eyre")]
 impl IntoJobError<via::Eyre> for eyre::Report {
     fn into_job_error(self) -> JobError {
-        JobError { error: self.into(), retryable: true }
+        let outer = Marks::of_permanent(self.downcast_ref::<Permanent>())
+            .or(Marks::of_retry_after(self.downcast_ref::<RetryAfter>()));
+        JobError::from_boxed(self.into(), outer)
     }
 }
 

@@ -60,6 +60,7 @@ mod error;
 pub mod escape;
 mod handler;
 mod job;
+mod marks;
 mod metrics;
 pub mod options;
 mod queue;
@@ -88,6 +89,7 @@ pub use job::{
     check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
+pub use marks::{Permanent, RetryAfter};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};
 pub use queue::{Enqueue, JobQueue};
 pub use registry::{
@@ -101,7 +103,7 @@ pub use schedule::{
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use stats::{
     FullStats, HandlerInfo, PendingByPriority, QueueCounters, QueueStats, SchedulerStats,
-    WorkerStats, WorkerStatus,
+    UnhandledStats, WorkerStats, WorkerStatus,
 };
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.
@@ -115,8 +117,8 @@ pub use stats::{
 /// and the dashboard builds a form from it.
 pub mod prelude {
     pub use crate::{
-        JobContext, JobDefinition, JobError, JobPriority, JobQueue, cron, daily_at, every_minutes,
-        every_seconds, job_handler,
+        JobContext, JobDefinition, JobError, JobPriority, JobQueue, Permanent, RetryAfter, cron,
+        daily_at, every_minutes, every_seconds, job_handler,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

@@ -35,6 +35,8 @@ pub(crate) enum Event {
     Retried,
     /// A failed attempt moved the job to the dead-letter queue.
     DeadLettered,
+    /// Given back: this process has no handler of that name.
+    Unhandled,
 }
 
 /// One handler's counters and histogram.
@@ -50,6 +52,8 @@ pub(crate) struct HandlerMetrics {
     pub(crate) retried: u64,
     /// Jobs dead-lettered.
     pub(crate) dead: u64,
+    /// Deliveries given back for want of the handler.
+    pub(crate) unhandled: u64,
     /// Non-cumulative counts per bucket of [`BUCKETS`]; the last one is `+Inf`.
     pub(crate) buckets: [u64; BUCKETS.len() + 1],
     /// Sum of the run times observed, seconds.
@@ -83,6 +87,7 @@ pub(crate) fn record(name: &str, event: Event) {
         Event::Failed => m.failed += 1,
         Event::Retried => m.retried += 1,
         Event::DeadLettered => m.dead += 1,
+        Event::Unhandled => m.unhandled += 1,
     });
 }
 

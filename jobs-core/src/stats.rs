@@ -73,13 +73,29 @@ pub struct QueueCounters {
     pub purged: u64,
 }
 
+/// The give-backs of one job name whose handler a worker lacked
+/// ([`Backend::give_back`](crate::backend::Backend::give_back)): jobs of a name that no
+/// live worker runs pile up here instead of failing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct UnhandledStats {
+    /// Deliveries given back by a worker without the handler (no retry used).
+    pub given_back: u64,
+    /// When the last give-back was.
+    pub last_given_back_at: Option<DateTime<Utc>>,
+    /// Set when the last give-back found no live worker with the handler: since when
+    /// that has been so. Its jobs are dead-lettered once this is the worker's
+    /// `unhandled_dead_after` ago.
+    pub no_live_worker_since: Option<DateTime<Utc>>,
+}
+
 /// Queue statistics: the spec's "Queue Statistics" object, plus `retrying` and `counters`.
 ///
 /// ```json
 /// {"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
 ///  "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17, ...}
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 #[cfg_attr(
     feature = "api",
@@ -90,7 +106,9 @@ pub struct QueueCounters {
             "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17,
             "retrying": 1, "counters": {"enqueued": 120, "completed": 98, "failed": 6,
             "retried": 5, "dead": 1, "cancelled": 2, "stalled": 0, "dead_dropped": 0,
-            "purged": 40}})
+            "purged": 40}, "unhandled": {"resize_image": {"given_back": 12,
+            "last_given_back_at": "2025-01-01T00:00:00Z",
+            "no_live_worker_since": "2024-12-31T23:58:00Z"}}})
     )
 )]
 pub struct QueueStats {
@@ -108,6 +126,10 @@ pub struct QueueStats {
     pub retrying: u64,
     /// Monotonic counters.
     pub counters: QueueCounters,
+    /// Per job name, the deliveries given back because their worker lacked the handler
+    /// (names that were never given back are absent).
+    #[serde(default)]
+    pub unhandled: std::collections::BTreeMap<String, UnhandledStats>,
 }
 
 /// What a worker is doing (the spec's `status`).
@@ -176,6 +198,10 @@ pub struct WorkerStats {
     pub pid: u32,
     /// When the worker started.
     pub started_at: DateTime<Utc>,
+    /// The handlers it runs (absent from workers of versions that do not say, which are
+    /// taken to run every handler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handlers: Option<Vec<String>>,
 }
 
 /// A registered handler as the stats and the API list it.

@@ -272,10 +272,17 @@ impl TestQueue {
                         _ => RunOutcome::Completed(result),
                     }
                 }
-                Outcome::Failure { error, retryable } => self.fail(lease, error, retryable).await?,
-                Outcome::CancelAborted { error } => self.fail(lease, error, true).await?,
+                Outcome::Failure { error, retryable, retry_after } => {
+                    self.fail(lease, error, retryable, retry_after).await?
+                }
+                Outcome::CancelAborted { error } => self.fail(lease, error, true, None).await?,
+                // No other process runs handlers here: the attempt fails, as it is.
+                Outcome::Unhandled => {
+                    let error = format!("no handler registered for job `{name}`");
+                    self.fail(lease, error, true, None).await?
+                }
                 Outcome::Abandoned => {
-                    self.fail(lease, "handler task was cancelled".into(), true).await?
+                    self.fail(lease, "handler task was cancelled".into(), true, None).await?
                 }
             };
             drained.runs.push(Run { id, name, attempt: lease.attempt, at, outcome });
@@ -287,8 +294,10 @@ impl TestQueue {
         lease: crate::backend::Lease,
         error: String,
         retryable: bool,
+        retry_after: Option<std::time::Duration>,
     ) -> Result<RunOutcome, DrainError> {
-        let failure = Failure { lease, error: error.clone(), retryable, retry: self.retry };
+        let failure =
+            Failure { lease, error: error.clone(), retryable, retry: self.retry, retry_after };
         Ok(match self.queue.fail(&failure).await? {
             FailOutcome::Retrying { at } => RunOutcome::Failed { error, retry_at: at },
             FailOutcome::Dead => RunOutcome::DeadLettered { error },

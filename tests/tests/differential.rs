@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::{
-    Backend, BackendConfig, Completion, Failure, FetchRequest, Lease, ReapOptions,
+    Backend, BackendConfig, Completion, Failure, FetchRequest, GiveBack, GiveBackOutcome, Lease,
+    ReapOptions,
 };
 use jobs_core::{Job, JobId, JobPriority, NewJob, RetryPolicy, RunAt};
 use jobs_test_support::{redis_backend, unique_namespace};
@@ -47,6 +48,17 @@ enum Op {
     Fail {
         lease: usize,
         retryable: bool,
+    },
+    /// A failure whose handler asked for its retry in an hour (instead of the backoff).
+    FailRetryAfter {
+        lease: usize,
+    },
+    /// A delivery given back for want of its handler: re-offered in an hour, or (no live
+    /// worker has the handler and `dead_after` is zero) dead-lettered.
+    GiveBack {
+        lease: usize,
+        handled_elsewhere: bool,
+        dead_now: bool,
     },
     Cancel {
         job: usize,
@@ -80,6 +92,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..64usize).prop_map(|lease| Op::Complete { lease }),
         2 => (0..64usize, proptest::bool::weighted(0.7))
             .prop_map(|(lease, retryable)| Op::Fail { lease, retryable }),
+        1 => (0..64usize).prop_map(|lease| Op::FailRetryAfter { lease }),
+        2 => (0..64usize, any::<bool>(), any::<bool>()).prop_map(|(lease, handled_elsewhere, dead_now)| {
+            Op::GiveBack { lease, handled_elsewhere, dead_now }
+        }),
         1 => (0..64usize).prop_map(|job| Op::Cancel { job }),
         1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
         1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
@@ -158,10 +174,46 @@ async fn apply(
                     error: format!("failed attempt {}", l.attempt),
                     retryable: *retryable,
                     retry: hour_retry(),
+                    retry_after: None,
                 };
                 // The retry time differs by the calls' own instants: compare the outcome kind.
                 match b.fail(&f).await {
                     Ok(jobs_core::backend::FailOutcome::Retrying { .. }) => json!("retrying"),
+                    other => json!(format!("{other:?}")),
+                }
+            }
+        },
+        Op::FailRetryAfter { lease } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => {
+                let f = Failure {
+                    lease: l,
+                    error: format!("rate limited at attempt {}", l.attempt),
+                    retryable: true,
+                    retry: RetryPolicy::exponential(
+                        Duration::from_millis(1),
+                        Duration::from_millis(1),
+                    ),
+                    retry_after: Some(Duration::from_secs(3600)),
+                };
+                match b.fail(&f).await {
+                    Ok(jobs_core::backend::FailOutcome::Retrying { .. }) => json!("retrying"),
+                    other => json!(format!("{other:?}")),
+                }
+            }
+        },
+        Op::GiveBack { lease, handled_elsewhere, dead_now } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => {
+                let g = GiveBack {
+                    lease: l,
+                    name: "diff_job".into(),
+                    delay: Duration::from_secs(3600),
+                    handled_elsewhere: *handled_elsewhere,
+                    dead_after: if *dead_now { Duration::ZERO } else { Duration::from_secs(3600) },
+                };
+                match b.give_back(&g).await {
+                    Ok(GiveBackOutcome::Delayed { .. }) => json!("delayed"),
                     other => json!(format!("{other:?}")),
                 }
             }
@@ -213,7 +265,22 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
         .unwrap_or_default();
     let dead: Vec<JobId> =
         b.list_dead(0, 1000).await.map(|v| v.iter().map(|j| j.id).collect()).unwrap_or_default();
-    let stats = b.stats().await.map(|s| json!(s)).unwrap_or(json!("stats failed"));
+    // The give-back times are each backend's own instants: compare "set or not".
+    let stats = b.stats().await.map_or(json!("stats failed"), |mut s| {
+        let unhandled: serde_json::Map<String, serde_json::Value> =
+            std::mem::take(&mut s.unhandled)
+                .into_iter()
+                .map(|(name, u)| {
+                    let shape = json!([
+                        u.given_back,
+                        u.last_given_back_at.is_some(),
+                        u.no_live_worker_since.is_some()
+                    ]);
+                    (name, shape)
+                })
+                .collect();
+        json!({ "queue": s, "unhandled": unhandled })
+    });
     json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats })
 }
 

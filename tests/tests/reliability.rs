@@ -431,6 +431,12 @@ impl Backend for HangingHeartbeat {
     async fn fail(&self, failure: &Failure) -> jobs_core::Result<FailOutcome> {
         self.inner.fail(failure).await
     }
+    async fn give_back(
+        &self,
+        give: &jobs_core::backend::GiveBack,
+    ) -> jobs_core::Result<jobs_core::backend::GiveBackOutcome> {
+        self.inner.give_back(give).await
+    }
     async fn release(&self, leases: &[Lease]) -> jobs_core::Result<u64> {
         self.inner.release(leases).await
     }

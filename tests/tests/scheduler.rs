@@ -707,6 +707,7 @@ async fn a_schedules_jobs_carry_their_handlers_retry_backoff() -> TestResult {
             error: "boom".into(),
             retryable: true,
             retry: RetryPolicy::exponential(hour, hour),
+            retry_after: None,
         };
         let before = Utc::now();
         let out = q.fail(&failure).await?;

@@ -57,6 +57,37 @@ async fn testing_greet(ctx: JobContext) -> Result<String, JobError> {
     Ok(ctx.state::<Greeting>()?.0.to_owned())
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Rate limited on its first attempt: asks for the next one in 30 s.
+#[job_handler("testing_rate_limited", max_retries = 3)]
+async fn testing_rate_limited(ctx: JobContext) -> Result<u32, BoxError> {
+    if ctx.attempt() == 1 {
+        return Err(Box::new(RetryAfter::new(Duration::from_secs(30), "429 too many requests")));
+    }
+    Ok(ctx.attempt())
+}
+
+#[derive(Debug)]
+struct Import(Permanent);
+
+impl std::fmt::Display for Import {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("importing row 3")
+    }
+}
+
+impl std::error::Error for Import {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[job_handler("testing_bad_row", max_retries = 5)]
+async fn testing_bad_row() -> Result<(), Import> {
+    Err(Import(Permanent::new("column `price` is not a number")))
+}
+
 fn flaky(key: &str, succeed_on: u32) -> Flaky {
     Flaky { key: key.into(), succeed_on }
 }
@@ -232,4 +263,32 @@ async fn schedules_fire_when_the_test_advances_the_clock() {
     assert_eq!(test.advance(Duration::from_secs(60)).await.expect("in-memory test queue"), 1);
     let drained = test.drain().await.expect("in-memory test queue");
     assert_eq!(drained.completed(), 2);
+}
+
+#[tokio::test]
+async fn a_handler_asks_for_its_retry_after_a_delay() {
+    let test = testing::queue();
+    let id = test.queue().enqueue_typed::<TestingRateLimitedJob>(()).await.expect("enqueue");
+    let drained = test.drain().await.expect("drain");
+    let runs: Vec<_> = drained.runs.iter().filter(|r| r.id == id).collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // Not the two-minute backoff: the 30 s the handler asked for, on the virtual clock.
+    let RunOutcome::Failed { retry_at, .. } = &runs[0].outcome else {
+        panic!("first run: {:?}", runs[0].outcome)
+    };
+    assert_eq!(*retry_at - runs[0].at, chrono::Duration::seconds(30));
+    assert_eq!(runs[1].at, *retry_at);
+    assert_eq!(drained.outcome(id), Some(&RunOutcome::Completed(serde_json::json!(2))));
+    let job = test.queue().get_job(id).await.expect("get").expect("the job");
+    assert_eq!(job.retry_count, 1, "the asked-for delay still counts a retry");
+}
+
+#[tokio::test]
+async fn a_permanent_error_deep_in_the_chain_stops_the_retries() {
+    let test = testing::queue();
+    let id = test.queue().enqueue_typed::<TestingBadRowJob>(()).await.expect("enqueue");
+    let drained = test.drain().await.expect("drain");
+    assert_eq!(drained.runs.iter().filter(|r| r.id == id).count(), 1);
+    let error = "importing row 3: column `price` is not a number".to_owned();
+    assert_eq!(drained.outcome(id), Some(&RunOutcome::DeadLettered { error }));
 }

@@ -190,6 +190,8 @@ fn config(concurrency: usize) -> WorkerConfig {
         heartbeat_interval: Duration::from_millis(100),
         retry: RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(80)),
         shutdown_grace: Duration::from_millis(200),
+        unhandled_dead_after: Duration::from_millis(300),
+        unhandled_delay: Duration::from_millis(20),
         ..WorkerConfig::default()
     }
 }
@@ -279,10 +281,12 @@ async fn failures_retry_then_dead_letter(queue: JobQueue) {
     let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
     assert_eq!((job.retry_count, job.attempt), (0, 1));
 
-    // A job nobody handles fails with a clear error instead of disappearing.
-    let id = queue.enqueue("no_such_handler", json!({})).max_retries(0).await.expect("enqueue");
+    // A job no live worker handles is dead-lettered with a clear error (after
+    // `unhandled_dead_after`, without using its retries) instead of disappearing.
+    let id = queue.enqueue("no_such_handler", json!({})).max_retries(2).await.expect("enqueue");
     let job = wait_for(&queue, id, |j| j.status == JobStatus::Failed).await;
-    assert!(job.error.as_deref().unwrap_or("").contains("no handler registered"), "{job:?}");
+    let error = r#"no live worker has a handler for "no_such_handler""#;
+    assert_eq!((job.error.as_deref(), job.retry_count), (Some(error), 0), "{job:?}");
     running.stop().await.expect("stop");
     let s = queue.stats().await.expect("stats");
     assert_eq!(s.dead_letter, 3);

@@ -71,7 +71,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// This process's per-handler counters and processing-time histograms.
 fn write_process(out: &mut String, handlers: &BTreeMap<String, HandlerMetrics>) {
     type Get = fn(&HandlerMetrics) -> u64;
-    let counters: [(&str, &str, Get); 5] = [
+    let counters: [(&str, &str, Get); 6] = [
         ("jobs_enqueued_total", "Jobs enqueued by this process, by handler.", |m| m.enqueued),
         ("jobs_completed_total", "Jobs completed by this process's workers, by handler.", |m| {
             m.completed
@@ -86,6 +86,11 @@ fn write_process(out: &mut String, handlers: &BTreeMap<String, HandlerMetrics>) 
             "jobs_dead_lettered_total",
             "Jobs moved to the dead-letter queue by this process's workers, by handler.",
             |m| m.dead,
+        ),
+        (
+            "jobs_unhandled_total",
+            "Deliveries this process's workers gave back because they lack the handler, by handler.",
+            |m| m.unhandled,
         ),
     ];
     for (name, help, get) in counters {
@@ -146,6 +151,33 @@ fn write_queue(out: &mut String, q: &QueueStats, live_workers: u64) {
         family(out, name, "counter", help);
         let _ = writeln!(out, "{name} {v}");
     }
+    let name = "jobs_backend_unhandled_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Deliveries given back in the deployment because their worker lacked the handler, by handler.",
+    );
+    for (handler, u) in &q.unhandled {
+        let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), u.given_back);
+    }
+    let name = "jobs_unhandled_no_live_worker_since_seconds";
+    family(
+        out,
+        name,
+        "gauge",
+        "Since when (Unix time) no live worker has had the handler, as of its last give-back; absent while one has.",
+    );
+    for (handler, u) in &q.unhandled {
+        if let Some(since) = u.no_live_worker_since {
+            let _ = writeln!(
+                out,
+                "{name}{{handler=\"{}\"}} {}",
+                escape_label(handler),
+                since.timestamp()
+            );
+        }
+    }
 }
 
 /// The deployment's schedules by state, and whether this process's scheduler runs.
@@ -203,6 +235,38 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn jobs_without_a_live_handler_are_counted_per_name() {
+        let name = "api_metrics_unhandled_test_handler";
+        record(name, Event::Unhandled);
+        record(name, Event::Unhandled);
+        let mut out = String::new();
+        write_process(&mut out, &crate::metrics::snapshot());
+        let line = "jobs_unhandled_total{handler=\"api_metrics_unhandled_test_handler\"} 2";
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+
+        let mut q = QueueStats::default();
+        let since = chrono::DateTime::from_timestamp(1_700_000_000, 0);
+        let u = crate::stats::UnhandledStats {
+            given_back: 9,
+            last_given_back_at: since,
+            no_live_worker_since: since,
+        };
+        q.unhandled.insert("resize".into(), u);
+        q.unhandled.insert("handled_again".into(), crate::stats::UnhandledStats::default());
+        let mut out = String::new();
+        write_queue(&mut out, &q, 1);
+        for line in [
+            "# TYPE jobs_backend_unhandled_total counter",
+            "jobs_backend_unhandled_total{handler=\"resize\"} 9",
+            "jobs_backend_unhandled_total{handler=\"handled_again\"} 0",
+            "jobs_unhandled_no_live_worker_since_seconds{handler=\"resize\"} 1700000000",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+        }
+        assert!(!out.contains("no_live_worker_since_seconds{handler=\"handled_again\"}"), "{out}");
     }
 
     #[test]

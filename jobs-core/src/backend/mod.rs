@@ -78,7 +78,8 @@
 //!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
 //!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
 //!   Else if `retryable` and `retry_count < max_retries`: `retry_count += 1`, status
-//!   `retrying`, due `now + retry.delay(retry_count)` (+ jitter), `scheduled_at = due`;
+//!   `retrying`, due `now + retry.delay(retry_count)` (+ jitter) — or `now + retry_after`
+//!   when the failure carries one (no jitter) — `scheduled_at = due`;
 //!   counters `failed` and `retried` += 1. Else: status `failed`, `completed_at = now`,
 //!   into the DLQ (args kept); counters `failed` and `dead` += 1; then the DLQ is trimmed:
 //!   entries older than `dead_ttl`, then the oldest beyond `dead_max`, at most
@@ -87,6 +88,18 @@
 //!   head of its priority as `pending` (`attempt` unchanged, so the old delivery is stale);
 //!   given leases keep their order at the head (the first given is fetched first). A job
 //!   with a cancel request is cancelled instead. Returns the number released or cancelled.
+//! * `give_back` (only for a `running` job with the same attempt, else `Stale`; nothing is
+//!   counted then): a cancel requested → `Cancelled` (as `release`). Otherwise the name's
+//!   give-back count += 1 (names beyond [`UNHANDLED_NAMES_MAX`] count under
+//!   [`UNHANDLED_OTHER`]). With `handled_elsewhere` the name's run of unhandled give-backs
+//!   ends. Without it the run goes on (it starts now if there is none, or if the last
+//!   give-back of the run is more than [`UNHANDLED_GAP`] ago), and if it started at least
+//!   `dead_after` ago the job is dead-lettered as `fail` does with a permanent error
+//!   ([`GiveBack::dead_error`], counters `failed` and `dead`, DLQ trim): `Dead`. Else the
+//!   job is `pending` and delayed: due `now + delay`, `scheduled_at = due`, `attempt`,
+//!   `retry_count` and its stall count unchanged, no counter but the give-back count:
+//!   `Delayed { at: due }`. `stats().unhandled` shows each name's count, the start of its
+//!   run (if one goes on) and its last give-back.
 //! * `reap`: unless `interval > 0` and another reap ran within `interval` (then `ran =
 //!   false`), takes up to `limit` jobs whose lease deadline is `<= now - grace`, earliest
 //!   deadline first. Each: cancel requested → cancelled; `now >= started_at + timeout +
@@ -191,8 +204,14 @@ use crate::stats::QueueStats;
 pub(crate) use crate::stats::throughput_buckets;
 pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
+mod delivery;
 pub mod memory;
 pub mod redis;
+
+pub use delivery::{
+    AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, UNHANDLED_GAP,
+    UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
+};
 
 /// Settings both backends apply to every job in their namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,59 +272,6 @@ pub struct Fetched {
     pub jobs: Vec<LeasedJob>,
     /// How long until the earliest delayed or retrying job is due (`None`: there is none).
     pub next_due_in: Option<Duration>,
-}
-
-/// One successful finish, for [`Backend::complete`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    /// The delivery that finished.
-    pub lease: Lease,
-    /// What the handler returned.
-    pub result: serde_json::Value,
-}
-
-/// What became of one [`Completion`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AckOutcome {
-    /// The job is now completed.
-    Completed,
-    /// This delivery had already completed it (a retried acknowledgement): nothing changed.
-    Already,
-    /// The job had been asked to cancel while running: it is now `cancelled` and the result
-    /// was not kept (or it already was, for a repeat of this delivery's acknowledgement).
-    Cancelled,
-    /// The lease is no longer this delivery's: nothing changed.
-    Stale,
-}
-
-/// One failed attempt, for [`Backend::fail`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// The delivery that failed.
-    pub lease: Lease,
-    /// Why (kept on the job; cut to 1 KiB).
-    pub error: String,
-    /// False for errors that retrying cannot fix: the job goes straight to the DLQ.
-    pub retryable: bool,
-    /// The backoff to apply if the job is retried.
-    pub retry: RetryPolicy,
-}
-
-/// What became of a [`Failure`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailOutcome {
-    /// The job will be retried at the given time (`retrying`).
-    Retrying {
-        /// When it becomes ready again.
-        at: DateTime<Utc>,
-    },
-    /// No retry left (or not retryable): the job is `failed` and in the dead-letter queue.
-    Dead,
-    /// The job had been asked to cancel while running; it is now `cancelled`.
-    Cancelled,
-    /// The lease is no longer this delivery's: nothing changed.
-    Stale,
 }
 
 /// What [`Backend::cancel`] did.
@@ -482,6 +448,11 @@ pub trait Backend: Send + Sync + 'static {
     /// as `pending`, without using a retry. Returns how many were released; stale leases
     /// are skipped.
     async fn release(&self, leases: &[Lease]) -> Result<u64>;
+
+    /// Gives back a delivery whose handler this process lacks, without using a retry, and
+    /// counts it for its name; dead-letters it once no live worker has had the handler for
+    /// `dead_after` (see the [module docs](self)).
+    async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome>;
 
     /// Takes back jobs whose lease lapsed (their worker died or hung).
     async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport>;

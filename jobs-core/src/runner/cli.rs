@@ -301,6 +301,10 @@ pub(super) struct RunArgs {
         allow_negative_numbers = true
     )]
     pub(super) retry_jitter: String,
+    /// Seconds a job whose handler no live worker of the deployment has waits before it
+    /// goes to the dead-letter queue (until then it is given back, using no retry).
+    #[arg(long, env = "JOBS_UNHANDLED_DEAD_AFTER", value_name = "SECS", default_value_t = 600.0)]
+    pub(super) unhandled_dead_after: f64,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     pub(super) no_scheduler: bool,
@@ -362,6 +366,7 @@ impl RunArgs {
             retry_base: env_text("JOBS_RETRY_BASE", "120"),
             retry_cap: env_text("JOBS_RETRY_CAP", "3600"),
             retry_jitter: env_text("JOBS_RETRY_JITTER", "0"),
+            unhandled_dead_after: env_or("JOBS_UNHANDLED_DEAD_AFTER", 600.0),
             no_scheduler: false,
             no_workers: false,
             api: ApiArgs::from_env(),

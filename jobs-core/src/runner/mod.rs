@@ -18,7 +18,8 @@
 //! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
 //! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`, the retry
 //! backoff `JOBS_RETRY_BASE` (seconds, default 120), `JOBS_RETRY_CAP` (default 3600) and
-//! `JOBS_RETRY_JITTER` (default 0);
+//! `JOBS_RETRY_JITTER` (default 0), `JOBS_UNHANDLED_DEAD_AFTER` (seconds, default 600: how
+//! long a job whose handler no live worker has waits before it is dead-lettered);
 //! the HTTP API: `JOBS_BIND` (default `127.0.0.1:8080`), `JOBS_API_TOKEN`,
 //! `JOBS_API_BODY_LIMIT`, `JOBS_API_MAX_CONNECTIONS`, and the flags `--allow-remote` and `--no-api`;
 //! `RUST_LOG` sets the log filter (default `info`).
@@ -231,6 +232,7 @@ fn service_config(backend: BackendChoice, args: &RunArgs) -> Result<ServiceConfi
                 Error::Config("--shutdown-grace must be a number of seconds".into())
             })?,
             retry: retry_policy(args)?,
+            unhandled_dead_after: secs(args.unhandled_dead_after, "--unhandled-dead-after")?,
             ..WorkerConfig::default()
         },
         ..ServiceConfig::default()
@@ -393,6 +395,19 @@ mod tests {
         let cfg = config_of(&["jobs-runner", "run", "--retry-base", "0.5"])?;
         assert_eq!(cfg.worker.retry.base, Duration::from_millis(500));
         assert_eq!(cfg.worker.retry.cap, Duration::from_secs(3600));
+        Ok(())
+    }
+
+    // regression: a job whose handler the process lacked burnt its retries at once; how
+    // long it may wait for a live worker with the handler is the runner's to set.
+    #[test]
+    fn unhandled_dead_after_comes_from_the_flag() -> Result<()> {
+        let cfg = config_of(&["jobs-runner", "run"])?;
+        assert_eq!(cfg.worker.unhandled_dead_after, Duration::from_secs(600));
+        let cfg = config_of(&["jobs-runner", "run", "--unhandled-dead-after", "90"])?;
+        assert_eq!(cfg.worker.unhandled_dead_after, Duration::from_secs(90));
+        let err = config_of(&["jobs-runner", "run", "--unhandled-dead-after", "0"]).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("--unhandled-dead-after")));
         Ok(())
     }
 

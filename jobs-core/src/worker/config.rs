@@ -41,6 +41,13 @@ pub struct WorkerConfig {
     /// token is cancelled before its task is aborted (default 5 s). Either way the job
     /// ends `cancelled`.
     pub cancel_grace: Duration,
+    /// A job whose handler this worker lacks is given back to the queue without using a
+    /// retry; it is dead-lettered once no live worker of the deployment has had the handler
+    /// for this long (default 10 min).
+    pub unhandled_dead_after: Duration,
+    /// How long a job given back (no handler here) waits before it is offered again, so
+    /// that this worker does not take it straight back (default 1 s).
+    pub unhandled_delay: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +65,8 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
+            unhandled_dead_after: Duration::from_secs(600),
+            unhandled_delay: Duration::from_secs(1),
         }
     }
 }
@@ -80,6 +89,9 @@ impl WorkerConfig {
         }
         if self.poll_interval.is_zero() {
             return bad("poll_interval must be positive");
+        }
+        if self.unhandled_delay.is_zero() || self.unhandled_delay > crate::job::MAX_DELAY {
+            return bad("unhandled_delay must be positive and at most MAX_DELAY");
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use crate::context::State;
 use crate::error::Error;
 use crate::handler::BoxFuture;
 use crate::handler::JobError;
-use crate::job::{Job, JobStatus};
+use crate::job::{Job, JobStatus, MAX_DELAY};
 use crate::queue::JobQueue;
 use crate::registry::Registry;
 use crate::stats::WorkerStatus;
@@ -142,9 +142,13 @@ pub(crate) enum Outcome {
     Failure {
         error: String,
         retryable: bool,
+        /// The delay the handler asked for before the next attempt (within `MAX_DELAY`).
+        retry_after: Option<Duration>,
     },
     /// Stopped from outside (lease lost, or released at shutdown): no acknowledgement.
     Abandoned,
+    /// No handler of the job's name in this process: the job is given back.
+    Unhandled,
     /// Cancelled, and aborted after `cancel_grace` because the handler did not return:
     /// reported through `fail`, which the backend turns into `cancelled`.
     CancelAborted {
@@ -196,11 +200,17 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                     Err(_) => tracing::error!("acknowledgement dropped; the job will be redelivered"),
                 }
             }
-            Outcome::Failure { error, retryable } => {
+            Outcome::Failure { error, retryable, retry_after } => {
                 inner.record(false, took);
                 crate::metrics::observe(&name, took);
                 crate::metrics::record(&name, crate::metrics::Event::Failed);
-                let failure = Failure { lease, error: error.clone(), retryable, retry: inner.cfg.retry };
+                let failure = Failure {
+                    lease,
+                    error: error.clone(),
+                    retryable,
+                    retry: inner.cfg.retry,
+                    retry_after,
+                };
                 // Through the queue, which turns a stale outcome into `Error::StaleLease`.
                 match retry_until(inner.cfg.lease, "fail", || inner.side_queue().fail(&failure)).await {
                     Ok(FailOutcome::Retrying { at }) => {
@@ -223,7 +233,8 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                 inner.record(false, took);
                 // Retryable only as a fallback: the backend, which asked for the cancel,
                 // ends the job cancelled.
-                let failure = Failure { lease, error, retryable: true, retry: inner.cfg.retry };
+                let failure =
+                    Failure { lease, error, retryable: true, retry: inner.cfg.retry, retry_after: None };
                 match retry_until(inner.cfg.lease, "fail", || inner.queue.fail(&failure)).await {
                     Ok(FailOutcome::Cancelled) => tracing::info!(
                         "job cancelled; its handler did not return within the cancel grace and was aborted"),
@@ -235,6 +246,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                         "could not record the cancel; the job is cancelled when its lease lapses"),
                 }
             }
+            Outcome::Unhandled => super::unhandled::give_back(&inner, &name, lease).await,
             Outcome::Abandoned => {
                 tracing::info!(?fate, "job stopped without acknowledgement")
             }
@@ -305,7 +317,7 @@ async fn execute(
 
 /// Looks up `job`'s handler and starts its call (not yet polled) with the context every
 /// handler gets, taking the arguments out of `job`; or, if no handler of that name is
-/// registered, the failure that stands for the attempt. Shared with [`testing`], so that
+/// registered, [`Outcome::Unhandled`]. Shared with [`testing`], so that
 /// a test runs a handler exactly as a worker does.
 ///
 /// [`testing`]: crate::testing
@@ -317,11 +329,8 @@ pub(crate) fn start_handler(
     token: CancellationToken,
 ) -> Result<BoxFuture<Result<serde_json::Value, JobError>>, Outcome> {
     let Some(handler) = registry.handler(&job.name).copied() else {
-        // Retryable: a newer deployment may have the handler.
-        return Err(Outcome::Failure {
-            error: format!("no handler registered for job `{}` in this process", job.name),
-            retryable: true,
-        });
+        // Another worker of the deployment may have it (a fleet mid-deploy).
+        return Err(Outcome::Unhandled);
     };
     let args = std::mem::take(&mut job.args);
     let ctx = JobContext::for_job(job, queue).with_cancellation(token).with_state(state);
@@ -342,22 +351,37 @@ pub(crate) fn settle(
         Ok(Err(join)) if join.is_panic() => Outcome::Failure {
             error: format!("handler panicked: {}", panic_message(join.into_panic().as_ref())),
             retryable: true,
+            retry_after: None,
         },
         Ok(Err(join)) if join.is_cancelled() => Outcome::Abandoned,
-        Ok(Err(join)) => {
-            Outcome::Failure { error: format!("handler task failed: {join}"), retryable: true }
-        }
+        Ok(Err(join)) => Outcome::Failure {
+            error: format!("handler task failed: {join}"),
+            retryable: true,
+            retry_after: None,
+        },
         Err(_) => Outcome::Failure {
             error: format!("timeout: the job ran longer than {timeout:?}"),
             retryable: true,
+            retry_after: None,
         },
     }
 }
 
 /// The stored error is the whole chain, `top: cause: root` (cut to `MAX_ERROR_LEN` by the
 /// backend), not only the top line.
+/// A delay asked for beyond the enqueue horizon is cut to it, and the stored error says so.
 fn failure_of(e: JobError) -> Outcome {
-    Outcome::Failure { error: format!("{e:#}"), retryable: e.is_retryable() }
+    let mut error = format!("{e:#}");
+    let retry_after = e.retry_delay().map(|d| {
+        if d > MAX_DELAY {
+            error = format!(
+                "{error} (retry_after of {d:?} cut to {} days, the longest delay)",
+                MAX_DELAY.as_secs() / 86_400
+            );
+        }
+        d.min(MAX_DELAY)
+    });
+    Outcome::Failure { error, retryable: e.is_retryable(), retry_after }
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

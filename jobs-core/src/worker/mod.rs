@@ -30,6 +30,7 @@ mod fence;
 mod loops;
 mod machinery;
 mod pool;
+mod unhandled;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -99,6 +100,8 @@ struct Inner {
     in_flight: Mutex<HashMap<JobId, InFlight>>,
     /// Woken when jobs are added to `in_flight`, so that the fence loop sees their times.
     fence_wake: Notify,
+    /// The handlers of the deployment's live workers, as last read, and when.
+    live_handlers: Mutex<Option<(Instant, Arc<unhandled::LiveHandlers>)>>,
     started_at: DateTime<Utc>,
     acks: mpsc::UnboundedSender<Ack>,
     ack_rx: Mutex<Option<mpsc::UnboundedReceiver<Ack>>>,
@@ -163,6 +166,7 @@ impl JobWorker {
                 registry,
                 state,
                 counts: Mutex::default(),
+                live_handlers: Mutex::default(),
                 status: Mutex::new(WorkerStatus::Starting),
                 in_flight: Mutex::default(),
                 fence_wake: Notify::new(),
@@ -316,6 +320,7 @@ impl Inner {
             host: hostname(),
             pid: std::process::id(),
             started_at: self.started_at,
+            handlers: Some(self.registry.handlers().map(|h| h.name().to_owned()).collect()),
         }
     }
 

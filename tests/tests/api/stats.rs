@@ -153,3 +153,53 @@ async fn handlers_lists_defaults_and_argument_types() {
     let opaque = all.iter().find(|h| h["name"] == "api_opaque").expect("api_opaque listed");
     assert_eq!((&opaque["takes_args"], &opaque["args_schema"]), (&json!(true), &json!({})));
 }
+
+#[tokio::test]
+async fn jobs_no_live_worker_handles_are_counted_per_name_in_stats_metrics_and_schema() {
+    use jobs_core::backend::{FetchRequest, GiveBack};
+    let fx = fixture().await;
+    enqueue(&fx.router, json!({"name": "api_noargs"})).await;
+    let backend = fx.service.queue().backend().clone();
+    let req = FetchRequest {
+        max: 1,
+        worker_id: "old-build".into(),
+        lease: Duration::from_secs(30),
+        grace: Duration::ZERO,
+    };
+    let fetched = backend.fetch(&req).await.expect("fetch");
+    let lease = fetched.jobs.first().expect("a job").lease;
+    let give = GiveBack {
+        lease,
+        name: "api_noargs".into(),
+        delay: Duration::from_secs(3600),
+        handled_elsewhere: false,
+        dead_after: Duration::from_secs(3600),
+    };
+    backend.give_back(&give).await.expect("give back");
+
+    let (status, body) = get(&fx.router, "/api/v1/jobs/stats").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let u = &body["queue"]["unhandled"]["api_noargs"];
+    assert_eq!(u["given_back"], 1, "{body}");
+    assert!(u["no_live_worker_since"].is_string(), "{body}");
+    assert!(u["last_given_back_at"].is_string(), "{body}");
+
+    let res = fx.router.clone().oneshot(request(Method::GET, "/metrics", None)).await.expect("ok");
+    let text = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(text.to_vec()).expect("utf-8");
+    let line = "jobs_backend_unhandled_total{handler=\"api_noargs\"} 1";
+    assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    assert!(text.contains("jobs_unhandled_no_live_worker_since_seconds{handler=\"api_noargs\"}"));
+
+    let (_, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["QueueStats"]["properties"]["unhandled"].is_object(),
+        "{}",
+        schemas["QueueStats"]
+    );
+    let props = &schemas["UnhandledStats"]["properties"];
+    for field in ["given_back", "last_given_back_at", "no_live_worker_since"] {
+        assert!(props[field].is_object(), "UnhandledStats.{field}: {}", schemas["UnhandledStats"]);
+    }
+}

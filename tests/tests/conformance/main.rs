@@ -70,8 +70,10 @@ mod complete_fail;
 mod dead_letter;
 mod enqueue;
 mod fetch;
+mod give_back;
 mod leases;
 mod retention;
+mod retry_after;
 mod schedules;
 mod stats;
 
@@ -174,7 +176,7 @@ fn reap_now() -> ReapOptions {
 }
 
 fn failure(lease: Lease, error: &str, retryable: bool, retry: RetryPolicy) -> Failure {
-    Failure { lease, error: error.into(), retryable, retry }
+    Failure { lease, error: error.into(), retryable, retry, retry_after: None }
 }
 
 fn ids(jobs: &[Job]) -> Vec<JobId> {

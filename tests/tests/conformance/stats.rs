@@ -23,7 +23,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
             Ok::<_, Error>(())
         }
     };
-    check(expected, "nothing").await?;
+    check(expected.clone(), "nothing").await?;
 
     let mut batch = Vec::new();
     for (p, n) in [(Critical, 2), (High, 3), (Normal, 4), (Low, 5)] {
@@ -43,7 +43,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
     expected.total_pending = 14;
     expected.scheduled = 2;
     expected.counters.enqueued = 16;
-    check(expected, "enqueue").await?;
+    check(expected.clone(), "enqueue").await?;
 
     let f = env.fetch(4).await?;
     let got: Vec<JobPriority> = f.jobs.iter().map(|l| l.job.priority).collect();
@@ -51,12 +51,12 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
     expected.pending = pending(0, 1, 4, 5);
     expected.total_pending = 10;
     expected.processing = 4;
-    check(expected, "fetch 4").await?;
+    check(expected.clone(), "fetch 4").await?;
 
     assert_eq!(env.complete(f.jobs[0].lease, json!(1)).await?, AckOutcome::Completed);
     expected.processing = 3;
     expected.counters.completed = 1;
-    check(expected, "complete").await?;
+    check(expected.clone(), "complete").await?;
 
     let retrying = f.jobs[1].lease;
     let out = env.fail(failure(retrying, "again", true, late_retry())).await?;
@@ -66,7 +66,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
     expected.retrying = 1;
     expected.counters.failed = 1;
     expected.counters.retried = 1;
-    check(expected, "fail → retrying").await?;
+    check(expected.clone(), "fail → retrying").await?;
 
     let out = env.fail(failure(f.jobs[2].lease, "fatal", false, late_retry())).await?;
     assert_eq!(out, FailOutcome::Dead);
@@ -74,36 +74,36 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
     expected.dead_letter = 1;
     expected.counters.failed = 2;
     expected.counters.dead = 1;
-    check(expected, "fail → dead").await?;
+    check(expected.clone(), "fail → dead").await?;
 
     let low = env.b.list_pending(Some(Low), 1).await?;
     assert_eq!(env.b.cancel(low[0].id).await?, CancelOutcome::Cancelled);
     expected.pending = pending(0, 1, 4, 4);
     expected.total_pending = 9;
     expected.counters.cancelled = 1;
-    check(expected, "cancel pending").await?;
+    check(expected.clone(), "cancel pending").await?;
 
     assert_eq!(env.b.cancel(delayed[0].id).await?, CancelOutcome::Cancelled);
     expected.scheduled = 2;
     expected.counters.cancelled = 2;
-    check(expected, "cancel delayed").await?;
+    check(expected.clone(), "cancel delayed").await?;
 
     assert_eq!(env.b.cancel(retrying.id).await?, CancelOutcome::Cancelled);
     expected.scheduled = 1;
     expected.retrying = 0;
     expected.counters.cancelled = 3;
-    check(expected, "cancel retrying").await?;
+    check(expected.clone(), "cancel retrying").await?;
 
     let running = f.jobs[3].lease;
     assert_eq!(env.b.cancel(running.id).await?, CancelOutcome::Requested);
-    check(expected, "cancel requested").await?;
+    check(expected.clone(), "cancel requested").await?;
     assert_eq!(
         env.fail(failure(running, "stopped", true, late_retry())).await?,
         FailOutcome::Cancelled
     );
     expected.processing = 0;
     expected.counters.cancelled = 4;
-    check(expected, "fail → cancelled").await?;
+    check(expected.clone(), "fail → cancelled").await?;
 
     assert_eq!(
         expected,
@@ -125,6 +125,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
                 dead_dropped: 0,
                 purged: 0,
             },
+            unhandled: Default::default(),
         }
     );
     Ok(())

@@ -7,7 +7,7 @@ use super::state::State;
 use crate::backend::{DEAD_TRIM_LIMIT, WorkerEntry};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
-use crate::stats::{PendingByPriority, QueueStats};
+use crate::stats::{PendingByPriority, QueueStats, UnhandledStats};
 use crate::time::{duration_ms_i64, ms_to_time};
 
 impl State {
@@ -112,6 +112,18 @@ impl State {
             total_pending: pending.total(),
             retrying: self.retrying.len() as u64,
             counters: self.counters,
+            unhandled: self
+                .unhandled
+                .iter()
+                .map(|(name, u)| {
+                    let stats = UnhandledStats {
+                        given_back: u.count,
+                        last_given_back_at: ms_to_time(u.last),
+                        no_live_worker_since: u.run.and_then(|(since, _)| ms_to_time(since)),
+                    };
+                    (name.clone(), stats)
+                })
+                .collect(),
         }
     }
 

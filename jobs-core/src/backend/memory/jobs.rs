@@ -20,13 +20,14 @@ use crate::time::{duration_ms_i64, ms_duration, ms_to_time};
 impl State {
     /// The `fail` path of a running job whose lease has been checked (or that `reap` took
     /// back): cancelled, retrying, or dead.
-    fn fail_running(
+    pub(super) fn fail_running(
         &mut self,
         id: JobId,
         now: i64,
         error: &str,
         retryable: bool,
         retry: &RetryPolicy,
+        retry_after: Option<Duration>,
     ) -> FailOutcome {
         let Some(rec) = self.jobs.get_mut(&id) else {
             return FailOutcome::Stale;
@@ -44,7 +45,7 @@ impl State {
                 cap: rec.retry_cap.unwrap_or(retry.cap),
                 jitter: retry.jitter,
             };
-            let delay = policy.delay_with_jitter(rec.retry_count);
+            let delay = retry_after.unwrap_or_else(|| policy.delay_with_jitter(rec.retry_count));
             let due = now.saturating_add(duration_ms_i64(delay));
             self.unlink(id);
             self.schedule(id, due, true);
@@ -291,7 +292,14 @@ impl State {
         if !self.jobs.get(&lease.id).is_some_and(|r| r.is_held_by(lease)) {
             return FailOutcome::Stale;
         }
-        self.fail_running(lease.id, now, &failure.error, failure.retryable, &failure.retry)
+        self.fail_running(
+            lease.id,
+            now,
+            &failure.error,
+            failure.retryable,
+            &failure.retry,
+            failure.retry_after,
+        )
     }
 
     pub(super) fn release(&mut self, leases: &[Lease]) -> u64 {
@@ -360,14 +368,14 @@ impl State {
                 .saturating_add(duration_ms_i64(rec.timeout))
                 .saturating_add(grace_ms);
             if now >= hard_deadline {
-                self.fail_running(id, now, ERR_TIMEOUT, true, &opts.retry);
+                self.fail_running(id, now, ERR_TIMEOUT, true, &opts.retry, None);
                 report.failed += 1;
                 continue;
             }
             self.counters.stalled += 1;
             rec.stalls = rec.stalls.saturating_add(1);
             if rec.stalls > opts.max_stalls {
-                self.fail_running(id, now, ERR_WORKER_LOST, true, &opts.retry);
+                self.fail_running(id, now, ERR_WORKER_LOST, true, &opts.retry, None);
                 report.failed += 1;
             } else {
                 // Each to the head in deadline order, so the last processed is fetched first.

@@ -14,6 +14,7 @@
 //! under the lock.
 
 mod admin;
+mod give_back;
 mod jobs;
 mod schedules;
 mod state;
@@ -33,9 +34,9 @@ use self::state::SchedRecord;
 use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
-    DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, Heartbeat,
-    HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule,
-    ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
+    DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, GiveBack,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry,
+    ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob};
@@ -232,7 +233,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn fail(&self, failure: &Failure) -> Result<FailOutcome> {
+        failure.validate()?;
         Ok(self.with_state(|st| st.fail(failure)))
+    }
+
+    async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome> {
+        Ok(self.with_state(|st| st.give_back(give)))
     }
 
     async fn release(&self, leases: &[Lease]) -> Result<u64> {

@@ -146,6 +146,17 @@ pub(super) struct State {
     pub(super) schedules: BTreeMap<String, SchedRecord>,
     /// (next run ms, name) of every schedule that has a next run: the `cron_due` ZSET.
     pub(super) sched_due: BTreeSet<(i64, String)>,
+    /// Give-backs per job name (Redis: the `unhandled*:<name>` fields of `counters`).
+    pub(super) unhandled: BTreeMap<String, Unhandled>,
+}
+
+/// One name's give-backs: how many, the last one, and the run of those that found no live
+/// worker with the handler (its start and its last one).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Unhandled {
+    pub(super) count: u64,
+    pub(super) last: i64,
+    pub(super) run: Option<(i64, i64)>,
 }
 
 impl State {
@@ -174,6 +185,7 @@ impl State {
             wake: false,
             schedules: BTreeMap::new(),
             sched_due: BTreeSet::new(),
+            unhandled: BTreeMap::new(),
         }
     }
 

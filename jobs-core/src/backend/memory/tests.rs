@@ -185,7 +185,8 @@ async fn retries_then_dead_letter_then_retry_dead() -> TestResult {
     let job = NewJob { max_retries: 1, ..new_job("flaky", JobPriority::High) };
     b.enqueue(std::slice::from_ref(&job)).await?;
     let retry = RetryPolicy::exponential(Duration::from_millis(20), Duration::from_secs(1));
-    let fail = |lease| Failure { lease, error: "boom".into(), retryable: true, retry };
+    let fail =
+        |lease| Failure { lease, error: "boom".into(), retryable: true, retry, retry_after: None };
 
     let lease = b.fetch(&req(1, Duration::from_secs(30))).await?.jobs[0].lease;
     assert!(matches!(b.fail(&fail(lease)).await?, FailOutcome::Retrying { .. }));
@@ -236,6 +237,7 @@ async fn the_dead_letter_queue_keeps_at_most_dead_max() -> TestResult {
             error: "fatal".into(),
             retryable: false,
             retry: RetryPolicy::default(),
+            retry_after: None,
         };
         assert_eq!(b.fail(&failure).await?, FailOutcome::Dead);
         // Distinct death times, so that "oldest" does not depend on id order.
@@ -285,6 +287,7 @@ async fn cancel_pending_and_running() -> TestResult {
         error: "cancelled".into(),
         retryable: true,
         retry: RetryPolicy::default(),
+        retry_after: None,
     };
     assert_eq!(b.fail(&failure).await?, FailOutcome::Cancelled);
     assert_eq!(b.stats().await?.counters.cancelled, 2);

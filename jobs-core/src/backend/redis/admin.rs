@@ -12,7 +12,7 @@ use super::scripts::SCRIPTS;
 use crate::backend::{THROUGHPUT_MINUTES, ThroughputBucket, WorkerEntry, throughput_buckets};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobPriority};
-use crate::stats::{QueueCounters, QueueStats};
+use crate::stats::{QueueCounters, QueueStats, UnhandledStats};
 use crate::time::{duration_ms, ms_to_time};
 
 /// Most dead-letter records one `clear_dead` script call deletes (the client loops).
@@ -206,6 +206,18 @@ pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
         dead_dropped: get("dead_dropped"),
         purged: get("purged"),
     };
+    // Per name: `unhandled:<name>` and its companions (see give_back.lua).
+    let time = |field: String| counters.get(field.as_str()).and_then(|&ms| ms_to_time(ms));
+    for (field, &n) in &counters {
+        if let Some(name) = field.strip_prefix("unhandled:") {
+            let stats = UnhandledStats {
+                given_back: n.max(0) as u64,
+                last_given_back_at: time(format!("unhandled_at:{name}")),
+                no_live_worker_since: time(format!("unhandled_since:{name}")),
+            };
+            s.unhandled.insert(name.to_owned(), stats);
+        }
+    }
     Ok(s)
 }
 

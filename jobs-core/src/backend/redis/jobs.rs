@@ -11,9 +11,9 @@ use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
-    ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
-    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport,
-    truncate_error,
+    ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, GiveBack,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE,
+    ReapOptions, ReapReport, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
@@ -136,6 +136,7 @@ pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<
             error: e.to_string(),
             retryable: false,
             retry: crate::RetryPolicy::default(),
+            retry_after: None,
         };
         fail(backend, &failure).await?;
     }
@@ -189,6 +190,7 @@ pub(super) async fn complete(
 }
 
 pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutcome> {
+    f.validate()?;
     let reply: Vec<Value> = backend
         .run_retried(&SCRIPTS.fail, |inv| {
             inv.arg(f.lease.id.to_string())
@@ -196,6 +198,7 @@ pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutc
                 .arg(truncate_error(&f.error))
                 .arg(if f.retryable { 1 } else { 0 });
             backend.policy_args(inv, &f.retry);
+            inv.arg(f.retry_after.map_or(String::new(), |d| duration_ms(d).to_string()));
         })
         .await?;
     match reply.first().map(text).transpose()? {
@@ -208,6 +211,35 @@ pub(super) async fn fail(backend: &RedisBackend, f: &Failure) -> Result<FailOutc
         Some("CANCELLED") => Ok(FailOutcome::Cancelled),
         Some("STALE") => Ok(FailOutcome::Stale),
         other => Err(Error::Backend(format!("unexpected fail reply {other:?}"))),
+    }
+}
+
+pub(super) async fn give_back(backend: &RedisBackend, g: &GiveBack) -> Result<GiveBackOutcome> {
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.give_back, |inv| {
+            inv.arg(g.lease.id.to_string())
+                .arg(g.lease.attempt)
+                .arg(&g.name)
+                .arg(duration_ms(g.delay))
+                .arg(if g.handled_elsewhere { 1 } else { 0 })
+                .arg(duration_ms(g.dead_after))
+                .arg(duration_ms(UNHANDLED_GAP))
+                .arg(UNHANDLED_NAMES_MAX)
+                .arg(UNHANDLED_OTHER)
+                .arg(truncate_error(&g.dead_error()));
+            backend.policy_args(inv, &crate::RetryPolicy::default());
+        })
+        .await?;
+    match reply.first().map(text).transpose()? {
+        Some("DELAYED") => {
+            let due = reply.get(1).map(int).transpose()?.unwrap_or(0);
+            let at = ms_to_time(due).ok_or_else(|| Error::Backend("bad due time".into()))?;
+            Ok(GiveBackOutcome::Delayed { at })
+        }
+        Some("DEAD") => Ok(GiveBackOutcome::Dead),
+        Some("CANCELLED") => Ok(GiveBackOutcome::Cancelled),
+        Some("STALE") => Ok(GiveBackOutcome::Stale),
+        other => Err(Error::Backend(format!("unexpected give_back reply {other:?}"))),
     }
 }
 

@@ -256,6 +256,10 @@ impl Backend for RedisBackend {
         jobs::fail(self, f).await
     }
 
+    async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome> {
+        jobs::give_back(self, give).await
+    }
+
     async fn release(&self, leases: &[Lease]) -> Result<u64> {
         jobs::release(self, leases).await
     }

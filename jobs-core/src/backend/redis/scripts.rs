@@ -106,6 +106,7 @@ scripts! {
     complete => "complete.lua",
     fail => "fail.lua",
     release => "release.lua",
+    give_back => "give_back.lua",
     reap => "reap.lua",
     cancel => "cancel.lua",
     retry_dead => "retry_dead.lua",

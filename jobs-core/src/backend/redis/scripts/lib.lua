@@ -223,9 +223,10 @@ local function backoff(h, o)
 end
 
 -- The end of a failed attempt of a job that is no longer in `active`. `o` holds the policy:
--- base, cap, jitter (ms), dead_max, dead_ttl, ttl. Returns {'RETRY', due} | {'DEAD'} |
--- {'CANCELLED'}.
-local function fail_job(id, h, err, retryable, now, o)
+-- base, cap, jitter (ms), dead_max, dead_ttl, ttl. `after` (ms, or nil): the delay the
+-- handler asked for, instead of the backoff and its jitter. Returns {'RETRY', due} |
+-- {'DEAD'} | {'CANCELLED'}.
+local function fail_job(id, h, err, retryable, now, o, after)
   redis.call('HSET', K_ERRORS, id, err)
   if h.cx == 1 then
     finish(id, h, 'x', now, o.ttl)
@@ -235,8 +236,11 @@ local function fail_job(id, h, err, retryable, now, o)
   incr('failed', 1)
   if retryable and h.rc < h.mr then
     h.rc = h.rc + 1
-    local base, cap = backoff(h, o)
-    local delay = math.min(base * math.pow(2, h.rc - 1), cap) + o.jitter
+    local delay = after
+    if not delay then
+      local base, cap = backoff(h, o)
+      delay = math.min(base * math.pow(2, h.rc - 1), cap) + o.jitter
+    end
     local due = now + math.floor(delay)
     h.s = 'y'
     h.sa = due

@@ -1,0 +1,138 @@
+//! What a delivery reports: a completion, a failure, or a give-back (the job's handler is
+//! not in this process), with what became of each.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::Lease;
+use crate::error::Result;
+use crate::retry::RetryPolicy;
+
+/// One successful finish, for [`Backend::complete`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The delivery that finished.
+    pub lease: Lease,
+    /// What the handler returned.
+    pub result: serde_json::Value,
+}
+
+/// What became of one [`Completion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckOutcome {
+    /// The job is now completed.
+    Completed,
+    /// This delivery had already completed it (a retried acknowledgement): nothing changed.
+    Already,
+    /// The job had been asked to cancel while running: it is now `cancelled` and the result
+    /// was not kept (or it already was, for a repeat of this delivery's acknowledgement).
+    Cancelled,
+    /// The lease is no longer this delivery's: nothing changed.
+    Stale,
+}
+
+/// One failed attempt, for [`Backend::fail`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The delivery that failed.
+    pub lease: Lease,
+    /// Why (kept on the job; cut to 1 KiB).
+    pub error: String,
+    /// False for errors that retrying cannot fix: the job goes straight to the DLQ.
+    pub retryable: bool,
+    /// The backoff to apply if the job is retried.
+    pub retry: RetryPolicy,
+    /// The delay the handler asked for before the next attempt ([`JobError::retry_after`](crate::JobError::retry_after)),
+    /// used instead of the backoff (and its jitter). The retry still counts. At most
+    /// [`MAX_DELAY`](crate::MAX_DELAY): a longer one fails the call with
+    /// [`Error::InvalidJob`](crate::Error::InvalidJob) and changes nothing.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// Checks what the backend cannot: the asked-for delay is within [`MAX_DELAY`](crate::MAX_DELAY).
+    pub(crate) fn validate(&self) -> Result<()> {
+        match self.retry_after {
+            Some(d) if d > crate::job::MAX_DELAY => Err(crate::Error::InvalidJob {
+                reason: format!(
+                    "retry_after must be at most {} days, found {d:?}",
+                    crate::job::MAX_DELAY.as_secs() / 86_400
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What became of a [`Failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// The job will be retried at the given time (`retrying`).
+    Retrying {
+        /// When it becomes ready again.
+        at: DateTime<Utc>,
+    },
+    /// No retry left (or not retryable): the job is `failed` and in the dead-letter queue.
+    Dead,
+    /// The job had been asked to cancel while running; it is now `cancelled`.
+    Cancelled,
+    /// The lease is no longer this delivery's: nothing changed.
+    Stale,
+}
+
+/// A delivery given back because this process has no handler for its job, for
+/// [`Backend::give_back`](super::Backend::give_back).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GiveBack {
+    /// The delivery given back.
+    pub lease: Lease,
+    /// The job's name (the handler this process lacks).
+    pub name: String,
+    /// The job is offered again after this long (so that the worker that gave it back does
+    /// not take it again at once); `pending`, like a delayed job.
+    pub delay: Duration,
+    /// Whether some live worker of the deployment has the handler (from the worker
+    /// registry; a worker that does not say which handlers it has counts as having it).
+    pub handled_elsewhere: bool,
+    /// How long no live worker may have the handler before the job is dead-lettered.
+    pub dead_after: Duration,
+}
+
+/// What became of a [`GiveBack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveBackOutcome {
+    /// The job is `pending` again, offered from the given time; no retry was used.
+    Delayed {
+        /// When it is offered again.
+        at: DateTime<Utc>,
+    },
+    /// No live worker has had the handler for `dead_after`: the job is `failed` and in the
+    /// dead-letter queue, its error `no live worker has a handler for "<name>"`.
+    Dead,
+    /// The job had been asked to cancel while running; it is now `cancelled`.
+    Cancelled,
+    /// The lease is no longer this delivery's: nothing changed.
+    Stale,
+}
+
+/// Give-backs of one name that found no live worker with its handler make one run, while
+/// no two of them are further apart than this; a longer silence (no worker tried the job,
+/// or one with the handler ran it) starts the run, and the time to the dead-letter queue,
+/// again.
+pub const UNHANDLED_GAP: Duration = Duration::from_secs(30);
+/// The most job names whose give-backs are counted one by one; give-backs of further
+/// names are counted (and timed) together under [`UNHANDLED_OTHER`], so that made-up
+/// names cannot grow the stats without bound.
+pub const UNHANDLED_NAMES_MAX: usize = 1000;
+/// The name that stands for the names beyond [`UNHANDLED_NAMES_MAX`].
+pub const UNHANDLED_OTHER: &str = "__other__";
+
+impl GiveBack {
+    /// The error a job dead-lettered by a give-back keeps.
+    pub fn dead_error(&self) -> String {
+        format!("no live worker has a handler for {:?}", self.name)
+    }
+}
