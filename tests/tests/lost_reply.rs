@@ -92,8 +92,13 @@ impl Pair {
         b.enqueue(std::slice::from_ref(&job)).await.unwrap_or_else(|e| panic!("warm-up: {e}"));
         let got = b.fetch(&req(1)).await.unwrap_or_else(|e| panic!("warm-up fetch: {e}"));
         let lease = got.jobs.first().map(|j| j.lease).unwrap_or_else(|| panic!("warm-up fetch"));
-        let failure =
-            Failure { lease, error: "x".into(), retryable: false, retry: RetryPolicy::default() };
+        let failure = Failure {
+            lease,
+            error: "x".into(),
+            retryable: false,
+            retry: RetryPolicy::default(),
+            retry_after: None,
+        };
         b.fail(&failure).await.unwrap_or_else(|e| panic!("warm-up fail: {e}"));
         let _ = b.retry_dead(job.id).await;
         let _ = b.cancel(job.id).await;
@@ -261,8 +266,13 @@ async fn retried_retry_dead(pair: &Pair) -> TestResult {
     let got = pair.direct.fetch(&req(1)).await?;
     let lease = got.jobs.first().ok_or("nothing fetched")?.lease;
     let id = lease.id;
-    let failure =
-        Failure { lease, error: "boom".into(), retryable: false, retry: RetryPolicy::default() };
+    let failure = Failure {
+        lease,
+        error: "boom".into(),
+        retryable: false,
+        retry: RetryPolicy::default(),
+        retry_after: None,
+    };
     assert_eq!(pair.direct.fail(&failure).await?, FailOutcome::Dead);
     let cuts = pair.proxy.cuts();
     pair.cut_next_call();
@@ -293,8 +303,13 @@ async fn retried_fail(pair: &Pair) -> TestResult {
     pair.direct.enqueue(&[NewJob::new("lost", json!({}))]).await?;
     let got = pair.direct.fetch(&req(1)).await?;
     let lease = got.jobs.first().ok_or("nothing fetched")?.lease;
-    let failure =
-        Failure { lease, error: "boom".into(), retryable: true, retry: RetryPolicy::default() };
+    let failure = Failure {
+        lease,
+        error: "boom".into(),
+        retryable: true,
+        retry: RetryPolicy::default(),
+        retry_after: None,
+    };
     let cuts = pair.proxy.cuts();
     pair.cut_next_call();
     let out = with_one_caller_retry!(pair.cut.fail(&failure))?;
