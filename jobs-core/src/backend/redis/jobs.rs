@@ -62,7 +62,7 @@ pub(super) async fn enqueue(
         enc.push((j, meta, payload, run_at, delay));
     }
     let reply: Vec<i64> = backend
-        .run(&SCRIPTS.enqueue, |inv| {
+        .run_durable(&SCRIPTS.enqueue, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
                 inv.arg(j.id.to_string())

@@ -33,6 +33,7 @@ mod record;
 mod reply;
 mod schedules;
 mod scripts;
+mod sentinel;
 mod wait;
 
 use conn::Connector;
@@ -45,7 +46,10 @@ use wait::Blocker;
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. A Redis Cluster
     /// is found by itself from the URL of any of its nodes; several seed nodes may be given
-    /// as a comma-separated list (`redis://a:7000,redis://b:7001`).
+    /// as a comma-separated list (`redis://a:7000,redis://b:7001`). Redis Sentinel:
+    /// `redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/db]`
+    /// (`rediss+sentinel://` for TLS); the credentials and database are the master's, and
+    /// every reconnect asks the sentinels for the current master.
     pub url: String,
     /// CA and client certificates for `rediss://` beyond the system's trust store.
     pub tls: TlsFiles,
@@ -61,6 +65,13 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long to wait for a connection (default 5 s).
     pub connect_timeout: Duration,
+    /// Durable writes (`JOBS_DURABLE_WRITES`): enqueues and schedule ticks are acknowledged
+    /// only once this many replicas have them (`WAIT`), so that an acknowledged job survives
+    /// a failover. 0 (the default) acknowledges as soon as the master has the write.
+    pub durable_writes: u32,
+    /// How long a durable write waits for its replicas before it fails with
+    /// [`Error::NotReplicated`] (default 1 s; keep it below `response_timeout`).
+    pub durable_timeout: Duration,
 }
 
 impl RedisConfig {
@@ -74,6 +85,8 @@ impl RedisConfig {
             backend: BackendConfig::default(),
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            durable_writes: 0,
+            durable_timeout: Duration::from_secs(1),
         }
     }
 
@@ -149,6 +162,53 @@ impl RedisBackend {
         args(&mut inv);
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// Like `run`, for the writes that durable writes cover (enqueue, schedule ticks): with
+    /// [`RedisConfig::durable_writes`] set, the call succeeds only once that many replicas
+    /// confirmed it (`WAIT`), and fails with [`Error::NotReplicated`] otherwise.
+    async fn run_durable<T: ::redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+    ) -> Result<T> {
+        let wanted = self.cfg.durable_writes;
+        if wanted == 0 {
+            return self.run(script, args).await;
+        }
+        let mut inv = script.prepare_invoke();
+        for k in self.keys.all() {
+            inv.key(k);
+        }
+        args(&mut inv);
+        let timeout_ms = crate::time::duration_ms(self.cfg.durable_timeout);
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(wanted).arg(timeout_ms);
+        let mut conn = self.conn.clone();
+        let (value, acked): (T, u32) = if conn.is_cluster() {
+            // The node connection of the namespace carries both, one after the other.
+            let value = inv.invoke_async(&mut conn).await?;
+            (value, conn.on_node_of(&wait, self.keys.jobs()).await?)
+        } else {
+            // One request on one connection: WAIT counts the replicas that have every
+            // earlier write of that connection, the script's included, and a reconnect
+            // cannot come between the two.
+            let mut pipe = ::redis::pipe();
+            pipe.invoke_script(&inv).add_command(wait);
+            match pipe.query_async(&mut conn).await {
+                Ok(r) => r,
+                Err(e) if e.kind() == ::redis::ServerErrorKind::NoScript.into() => {
+                    // Nothing was written; the script is loaded and the pair sent again.
+                    inv.load_async(&mut conn).await?;
+                    pipe.query_async(&mut conn).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if acked < wanted {
+            return Err(Error::NotReplicated { wanted, acked, timeout_ms });
+        }
+        Ok(value)
     }
 }
 

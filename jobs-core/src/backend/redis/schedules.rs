@@ -127,7 +127,7 @@ pub(super) async fn schedule_fire(
     let payload = serde_json::to_string(&job.args)?;
     let claim = fire.claim.as_ref();
     let reply: Vec<Value> = backend
-        .run(&SCHED_SCRIPTS.fire, |inv| {
+        .run_durable(&SCHED_SCRIPTS.fire, |inv| {
             inv.arg(&fire.name)
                 .arg(claim.map(|c| c.expected.timestamp_millis().to_string()).unwrap_or_default())
                 .arg(opt_ms(claim.and_then(|c| c.next)))
