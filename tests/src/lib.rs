@@ -10,6 +10,7 @@
 //!   shared server.
 //! * [`RedisCluster`]: a Redis Cluster of private servers; [`shared_cluster`] and
 //!   [`cluster_backend`] as above.
+//! * [`RedisSentinel`]: a master, a replica and three sentinels, for failover tests.
 //! * [`wait_until`] (and [`try_wait_until`], [`wait_for_job`]): poll until a condition holds,
 //!   bounded by a time limit, with a [`WaitTimeout`] that says what was awaited.
 //!
@@ -29,11 +30,15 @@
 mod cluster;
 mod process;
 mod redis_server;
+mod relay;
+mod sentinel;
 mod shared;
 mod wait;
 
 pub use cluster::{RedisCluster, cluster_backend, shared_cluster};
 pub use process::sigterm;
 pub use redis_server::{RedisServer, RedisServerBuilder, free_port};
+pub use relay::Relay;
+pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};
 pub use wait::{POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_job, wait_until};
