@@ -17,4 +17,3 @@ pub fn sigterm(child: &Child) -> io::Result<()> {
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
-

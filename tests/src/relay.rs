@@ -101,7 +101,8 @@ fn spawn_pipe(mut from: TcpStream, mut to: TcpStream, held: Arc<AtomicBool>, cut
                         break;
                     }
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(_) => break,
             }
         }

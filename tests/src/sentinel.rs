@@ -74,7 +74,8 @@ impl RedisSentinel {
         let master = data(Vec::new());
         let relay = Relay::start(master.port())
             .unwrap_or_else(|e| panic!("cannot start the replication relay: {e}"));
-        let replica = data(vec!["--replicaof".into(), "127.0.0.1".into(), relay.port().to_string()]);
+        let replica =
+            data(vec!["--replicaof".into(), "127.0.0.1".into(), relay.port().to_string()]);
         let mut conf = format!(
             "sentinel monitor {MASTER_NAME} 127.0.0.1 {} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n\
@@ -249,8 +250,10 @@ impl RedisSentinel {
         let mut named = None;
         for s in &self.sentinels {
             let Ok(mut c) = s.connection() else { return false };
-            let addr: redis::RedisResult<(String, u16)> =
-                redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(MASTER_NAME).query(&mut c);
+            let addr: redis::RedisResult<(String, u16)> = redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(MASTER_NAME)
+                .query(&mut c);
             match addr {
                 Ok((_, p)) if p != old_port && named.is_none_or(|n| n == p) => named = Some(p),
                 _ => return false,
