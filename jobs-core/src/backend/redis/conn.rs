@@ -231,7 +231,9 @@ impl Connector {
             Connector::Cluster => RedisConnection(Inner::Cluster(
                 cluster_client(cfg, response_timeout)?.get_async_connection().await?,
             )),
-            Connector::Sentinel(s) => RedisConnection(Inner::Plain(s.master(response_timeout).await?)),
+            Connector::Sentinel(s) => {
+                RedisConnection(Inner::Plain(s.master(response_timeout).await?))
+            }
         })
     }
 }

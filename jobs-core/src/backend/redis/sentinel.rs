@@ -113,10 +113,8 @@ impl Sentinels {
     pub(super) fn new(cfg: &RedisConfig) -> Result<Self> {
         let u = parse(&cfg.url)?;
         let redacted = super::redact_url(&cfg.url);
-        let client = build_client(&u, &cfg.tls).map_err(|source| Error::Connect {
-            url: redacted.clone(),
-            source,
-        })?;
+        let client = build_client(&u, &cfg.tls)
+            .map_err(|source| Error::Connect { url: redacted.clone(), source })?;
         Ok(Sentinels {
             client: tokio::sync::Mutex::new(client),
             current: Mutex::new(None),
@@ -134,7 +132,10 @@ impl Sentinels {
     }
 
     /// A new connection to the master the sentinels name now, with `response_timeout`.
-    pub(super) async fn master(&self, response_timeout: Duration) -> RedisResult<MultiplexedConnection> {
+    pub(super) async fn master(
+        &self,
+        response_timeout: Duration,
+    ) -> RedisResult<MultiplexedConnection> {
         let mut client = self.client.lock().await;
         self.ask(&mut client, response_timeout).await
     }
@@ -155,7 +156,9 @@ impl Sentinels {
         };
         match tokio::time::timeout(self.connect_timeout * 2, ask).await {
             Ok(r) => r,
-            Err(_) => Err(RedisError::from((ErrorKind::Io, "no master from the sentinels in time"))),
+            Err(_) => {
+                Err(RedisError::from((ErrorKind::Io, "no master from the sentinels in time")))
+            }
         }
     }
 
@@ -241,7 +244,10 @@ fn build_client(u: &SentinelUrl, tls: &TlsFiles) -> RedisResult<SentinelClient> 
 }
 
 #[cfg(feature = "tls")]
-fn with_certificates(b: SentinelClientBuilder, tls: &TlsFiles) -> RedisResult<SentinelClientBuilder> {
+fn with_certificates(
+    b: SentinelClientBuilder,
+    tls: &TlsFiles,
+) -> RedisResult<SentinelClientBuilder> {
     if tls.ca_cert.is_none() && tls.client_cert.is_none() && tls.client_key.is_none() {
         return Ok(b);
     }
@@ -296,8 +302,9 @@ mod tests {
 
     #[test]
     fn parses_hosts_master_credentials_and_db() {
-        let u = parse("redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/2")
-            .expect("parses");
+        let u =
+            parse("redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/2")
+                .expect("parses");
         assert_eq!(
             u,
             SentinelUrl {
@@ -339,7 +346,8 @@ mod tests {
             "You can't write against a read only replica.",
         ));
         assert!(master_lost(&ro));
-        let other = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGTYPE"));
+        let other =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGTYPE"));
         assert!(!master_lost(&other));
     }
 }
