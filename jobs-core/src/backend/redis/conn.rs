@@ -21,7 +21,7 @@ use ::redis::{
 };
 
 use super::RedisConfig;
-use super::sentinel::{SentinelConnection, Sentinels, is_sentinel_url};
+use super::sentinel::{Certificates, SentinelConnection, Sentinels, is_sentinel_url};
 use crate::error::{Error, Result};
 
 /// Files for TLS (`rediss://`) beyond the system's trust store; all optional.
@@ -202,7 +202,7 @@ impl Connector {
     }
 
     async fn sentinel(cfg: &RedisConfig) -> Result<(Connector, RedisConnection)> {
-        let sentinels = Arc::new(Sentinels::new(cfg)?);
+        let sentinels = Arc::new(Sentinels::new(cfg, sentinel_certificates(cfg)?)?);
         let mut conn = RedisConnection(Inner::Sentinel(SentinelConnection(sentinels.clone())));
         let _: String = ::redis::cmd("PING")
             .query_async(&mut conn)
@@ -305,8 +305,28 @@ fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| Error::Config(format!("cannot read the {what} `{}`: {e}", path.display())))
 }
 
+/// The certificates of a Sentinel URL's TLS files (which need `rediss+sentinel://`).
 #[cfg(feature = "tls")]
-pub(super) fn certificates(tls: &TlsFiles) -> Result<::redis::TlsCertificates> {
+fn sentinel_certificates(cfg: &RedisConfig) -> Result<Certificates> {
+    if cfg.tls.is_empty() {
+        return Ok(None);
+    }
+    if !cfg.url.trim_start().starts_with("rediss+sentinel://") {
+        return Err(Error::Config(format!(
+            "TLS certificate files are set but `{}` is not a rediss+sentinel:// URL",
+            redact_url(&cfg.url)
+        )));
+    }
+    Ok(Some(certificates(&cfg.tls)?))
+}
+
+#[cfg(not(feature = "tls"))]
+fn sentinel_certificates(cfg: &RedisConfig) -> Result<Certificates> {
+    if cfg.tls.is_empty() { Ok(()) } else { Err(no_tls()) }
+}
+
+#[cfg(feature = "tls")]
+fn certificates(tls: &TlsFiles) -> Result<::redis::TlsCertificates> {
     // redis-rs builds its rustls configuration with the process-wide crypto provider.
     // Installing ring here makes that choice explicit (it fails harmlessly when a provider
     // is already installed).

@@ -22,8 +22,15 @@ use ::redis::{
 };
 
 use super::RedisConfig;
-use super::conn::TlsFiles;
 use crate::error::{Error, Result};
+
+/// The CA and client certificates for `rediss+sentinel://`, read by the caller from the
+/// configuration's TLS files (`None`: the system's roots).
+#[cfg(feature = "tls")]
+pub(super) type Certificates = Option<::redis::TlsCertificates>;
+/// Without the `tls` feature there are none.
+#[cfg(not(feature = "tls"))]
+pub(super) type Certificates = ();
 
 /// The default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -49,7 +56,7 @@ fn parse(url: &str) -> Result<SentinelUrl> {
     let bad = |why: &str| {
         Error::Config(format!(
             "bad Sentinel URL `{}`: {why} (expected redis+sentinel://[user:password@]host:port[,host:port…]/<master-name>[/db])",
-            super::redact_url(url)
+            redacted(url)
         ))
     };
     let url = url.trim();
@@ -109,11 +116,11 @@ pub(super) struct Sentinels {
 }
 
 impl Sentinels {
-    /// The sentinels of `cfg.url` (nothing is contacted yet).
-    pub(super) fn new(cfg: &RedisConfig) -> Result<Self> {
+    /// The sentinels of `cfg.url` (nothing is contacted yet), with `certs` for TLS.
+    pub(super) fn new(cfg: &RedisConfig, certs: Certificates) -> Result<Self> {
         let u = parse(&cfg.url)?;
-        let redacted = super::redact_url(&cfg.url);
-        let client = build_client(&u, &cfg.tls)
+        let redacted = redacted(&cfg.url);
+        let client = build_client(&u, certs)
             .map_err(|source| Error::Connect { url: redacted.clone(), source })?;
         Ok(Sentinels {
             client: tokio::sync::Mutex::new(client),
@@ -208,7 +215,18 @@ fn master_lost(e: &RedisError) -> bool {
         || e.to_string().contains("READONLY")
 }
 
-fn build_client(u: &SentinelUrl, tls: &TlsFiles) -> RedisResult<SentinelClient> {
+/// The URL with the password of its credentials replaced by `***`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn build_client(u: &SentinelUrl, certs: Certificates) -> RedisResult<SentinelClient> {
     let scheme = if u.tls { "rediss" } else { "redis" };
     let mut addrs = Vec::with_capacity(u.sentinels.len());
     for (host, port) in &u.sentinels {
@@ -233,12 +251,7 @@ fn build_client(u: &SentinelUrl, tls: &TlsFiles) -> RedisResult<SentinelClient> 
     }
     if u.tls {
         b = b.set_client_to_redis_tls_mode(::redis::TlsMode::Secure);
-        b = with_certificates(b, tls)?;
-    } else if tls.ca_cert.is_some() || tls.client_cert.is_some() || tls.client_key.is_some() {
-        return Err(RedisError::from((
-            ErrorKind::InvalidClientConfig,
-            "TLS certificate files are set but the URL is not rediss+sentinel://",
-        )));
+        b = with_certificates(b, certs)?;
     }
     b.build()
 }
@@ -246,19 +259,21 @@ fn build_client(u: &SentinelUrl, tls: &TlsFiles) -> RedisResult<SentinelClient> 
 #[cfg(feature = "tls")]
 fn with_certificates(
     b: SentinelClientBuilder,
-    tls: &TlsFiles,
+    certs: Certificates,
 ) -> RedisResult<SentinelClientBuilder> {
-    if tls.ca_cert.is_none() && tls.client_cert.is_none() && tls.client_key.is_none() {
-        return Ok(b);
-    }
-    let certs = super::conn::certificates(tls).map_err(|e| {
-        RedisError::from((ErrorKind::InvalidClientConfig, "TLS files", e.to_string()))
-    })?;
-    Ok(b.set_client_to_sentinel_certificates(certs.clone()).set_client_to_redis_certificates(certs))
+    Ok(match certs {
+        Some(c) => {
+            b.set_client_to_sentinel_certificates(c.clone()).set_client_to_redis_certificates(c)
+        }
+        None => b,
+    })
 }
 
 #[cfg(not(feature = "tls"))]
-fn with_certificates(_: SentinelClientBuilder, _: &TlsFiles) -> RedisResult<SentinelClientBuilder> {
+fn with_certificates(
+    _: SentinelClientBuilder,
+    _: Certificates,
+) -> RedisResult<SentinelClientBuilder> {
     Err(RedisError::from((
         ErrorKind::InvalidClientConfig,
         "rediss+sentinel:// needs jobs-core's `tls` feature",
