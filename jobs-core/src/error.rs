@@ -100,6 +100,21 @@ pub enum Error {
         #[source]
         source: redis::RedisError,
     },
+    /// A write the master accepted was not confirmed by enough replicas in time (durable
+    /// writes, `JOBS_DURABLE_WRITES`). The write is on the master (the job is enqueued, the
+    /// tick fired) but a failover before it reaches a replica could lose it. Enqueueing the
+    /// same job (same id) again is safe: it finds the job and waits for the replicas again.
+    #[error(
+        "only {acked} of {wanted} replicas confirmed the write within {timeout_ms} ms: it is on the master (the job is enqueued) but a failover could lose it; enqueue the same job id again to wait again"
+    )]
+    NotReplicated {
+        /// Replicas asked for.
+        wanted: u32,
+        /// Replicas that confirmed.
+        acked: u32,
+        /// How long it waited.
+        timeout_ms: u64,
+    },
     /// A Redis command failed.
     #[error("redis command failed")]
     Redis(#[from] redis::RedisError),

@@ -29,6 +29,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// `replicas[i]` replicates `nodes[i]` (empty: a cluster without replicas).
+    replicas: Vec<RedisServer>,
 }
 
 impl RedisCluster {
@@ -55,11 +57,145 @@ impl RedisCluster {
             nodes.push(node);
             buses.push(bus);
         }
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster { nodes, replicas: Vec::new() };
         if let Err(e) = cluster.form(&buses) {
             panic!("the Redis Cluster did not form: {e}");
         }
         cluster
+    }
+
+    /// Starts `masters` masters as [`start`](Self::start) does, and one replica for each
+    /// (`CLUSTER REPLICATE`), with a node timeout of 1 s so that a replica takes over a dead
+    /// master within a few seconds; waits (up to 20 s) until every replica is in sync.
+    ///
+    /// # Panics
+    ///
+    /// If a node does not start or the cluster does not form in time.
+    ///
+    /// With `full_coverage` false the nodes run `cluster-require-full-coverage no`: the
+    /// other masters keep serving while a dead master's slots have no node yet (with the
+    /// default, `yes`, the whole cluster refuses commands until the replica takes over).
+    pub fn start_with_replicas(masters: usize, full_coverage: bool) -> RedisCluster {
+        let full_coverage = if full_coverage { "yes" } else { "no" };
+        assert!(masters > 0, "a cluster needs at least one master");
+        let node = |bus: u16| {
+            RedisServer::builder()
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "1000", "--cluster-port", &bus.to_string()])
+                .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+                .args(["--cluster-require-full-coverage", full_coverage])
+                .start_in(tempfile_dir())
+        };
+        let port = || free_port().unwrap_or_else(|e| panic!("no free port for a cluster bus: {e}"));
+        let buses: Vec<u16> = (0..masters * 2).map(|_| port()).collect();
+        let nodes = buses[..masters].iter().map(|b| node(*b)).collect();
+        let replicas = buses[masters..].iter().map(|b| node(*b)).collect();
+        let mut cluster = RedisCluster { nodes, replicas: Vec::new() };
+        if let Err(e) = cluster.form(&buses[..masters]) {
+            panic!("the Redis Cluster did not form: {e}");
+        }
+        cluster.replicas = replicas;
+        if let Err(e) = cluster.add_replicas(&buses[masters..]) {
+            panic!("the replicas did not join: {e}");
+        }
+        cluster
+    }
+
+    /// Introduces each replica, makes it replicate its master, and waits until all are in
+    /// sync and every node knows every other.
+    fn add_replicas(&self, buses: &[u16]) -> redis::RedisResult<()> {
+        let mut first = self.nodes[0].connection()?;
+        for (r, bus) in self.replicas.iter().zip(buses) {
+            redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(r.port())
+                .arg(*bus)
+                .exec(&mut first)?;
+        }
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        let total = self.nodes.len() + self.replicas.len();
+        let mut pending: Vec<usize> = (0..self.replicas.len()).collect();
+        loop {
+            pending.retain(|&i| {
+                let replicate = || -> redis::RedisResult<()> {
+                    let id: String = redis::cmd("CLUSTER")
+                        .arg("MYID")
+                        .query(&mut self.nodes[i].connection()?)?;
+                    redis::cmd("CLUSTER")
+                        .arg("REPLICATE")
+                        .arg(id)
+                        .exec(&mut self.replicas[i].connection()?)
+                };
+                // Fails until the replica has heard of its master through the bus.
+                replicate().is_err()
+            });
+            let mut ready = pending.is_empty();
+            for r in &self.replicas {
+                if !ready {
+                    break;
+                }
+                let info: String =
+                    redis::cmd("INFO").arg("replication").query(&mut r.connection()?)?;
+                ready &= info.lines().any(|l| l.trim() == "master_link_status:up");
+            }
+            for n in self.nodes.iter().chain(&self.replicas) {
+                if !ready {
+                    break;
+                }
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut n.connection()?)?;
+                ready &= info.lines().any(|l| l.trim() == format!("cluster_known_nodes:{total}"))
+                    && info.lines().any(|l| l.trim() == "cluster_state:ok");
+            }
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "replicas not in sync in time",
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The replicas, `replicas()[i]` of `nodes()[i]` (empty without replicas).
+    pub fn replicas(&self) -> &[RedisServer] {
+        &self.replicas
+    }
+
+    /// Kills master `i` with `SIGKILL`, as a crash would.
+    pub fn kill_master(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Waits (bounded by `limit`) until replica `i` reports itself a master (it took over
+    /// its dead master's slots) and the cluster is ok again; returns how long it took.
+    ///
+    /// # Errors
+    ///
+    /// If that does not happen in time, with the replica's log.
+    pub fn wait_for_promotion(&self, i: usize, limit: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        loop {
+            let promoted = self.replicas[i].connection().and_then(|mut c| {
+                let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut c)?;
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c)?;
+                Ok(matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+                    && info.lines().any(|l| l.trim() == "cluster_state:ok"))
+            });
+            if promoted.unwrap_or(false) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() >= limit {
+                return Err(format!(
+                    "replica {i} not promoted within {limit:?}:\n{}",
+                    self.replicas[i].log_tail()
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Assigns slot ranges and config epochs, introduces every node to the first, and

@@ -12,6 +12,7 @@
 //!   [`cluster_backend`] as above.
 //! * [`CutProxy`]: a loopback TCP proxy that lets a request reach the server and cuts the
 //!   connection before its reply arrives (lost-reply tests).
+//! * [`RedisSentinel`]: a master, a replica and three sentinels, for failover tests.
 //! * [`wait_until`] (and [`try_wait_until`], [`wait_for_job`]): poll until a condition holds,
 //!   bounded by a time limit, with a [`WaitTimeout`] that says what was awaited.
 //!
@@ -32,6 +33,8 @@ mod cluster;
 mod process;
 mod proxy;
 mod redis_server;
+mod relay;
+mod sentinel;
 mod shared;
 mod wait;
 
@@ -39,5 +42,7 @@ pub use cluster::{RedisCluster, cluster_backend, shared_cluster};
 pub use process::sigterm;
 pub use proxy::CutProxy;
 pub use redis_server::{RedisServer, RedisServerBuilder, free_port};
+pub use relay::Relay;
+pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};
 pub use wait::{POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_job, wait_until};

@@ -55,6 +55,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// Everything after `redis-server` except the port, kept for `restart`.
     args: Vec<OsString>,
+    /// A configuration file that goes before every other argument (sentinels need one).
+    conf: Option<OsString>,
     // Removed (after `Drop` has killed the process) with everything a server wrote.
     dir: TempDir,
 }
@@ -66,6 +68,8 @@ pub struct RedisServerBuilder {
     persistent: bool,
     password: Option<String>,
     extra: Vec<String>,
+    /// Run as a sentinel with this configuration file text (see [`crate::RedisSentinel`]).
+    sentinel_conf: Option<String>,
 }
 
 impl RedisServerBuilder {
@@ -109,7 +113,19 @@ impl RedisServerBuilder {
         ))
     }
 
+    /// Run in sentinel mode, with `conf` as its (writable) configuration file.
+    pub(crate) fn sentinel(mut self, conf: String) -> Self {
+        self.sentinel_conf = Some(conf);
+        self
+    }
+
     pub(crate) fn start_in(self, dir: TempDir) -> RedisServer {
+        let conf = self.sentinel_conf.as_ref().map(|text| {
+            let path = dir.path().join("sentinel.conf");
+            std::fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            OsString::from(path)
+        });
         let mut args: Vec<OsString> = vec![
             "--bind".into(),
             "127.0.0.1".into(),
@@ -143,7 +159,10 @@ impl RedisServerBuilder {
             .map(|w| w[1].clone())
             .or(self.password);
 
-        let mut server = RedisServer { child: None, port: 0, password, args, dir };
+        if conf.is_some() {
+            args.push("--sentinel".into());
+        }
+        let mut server = RedisServer { child: None, port: 0, password, args, conf, dir };
         let mut errors = Vec::new();
         for _ in 0..START_TRIES {
             let port = match free_port() {
@@ -290,6 +309,7 @@ impl RedisServer {
             return Err("refusing to use port 6379".into());
         }
         let mut cmd = Command::new(REDIS_SERVER);
+        cmd.args(&self.conf);
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(&self.args)

@@ -140,7 +140,7 @@ impl From<Error> for ApiError {
             Error::InvalidSchedule { .. } => Self::new(S::BAD_REQUEST, "invalid_schedule", msg),
             // An outage: worth retrying, and not the client's doing or a bug. The details
             // (addresses, the server's words) go to the log only.
-            Error::Connect { .. } => Self::unavailable(&e),
+            Error::Connect { .. } | Error::NotReplicated { .. } => Self::unavailable(&e),
             Error::Redis(r)
                 if r.is_io_error()
                     || r.is_connection_refusal()

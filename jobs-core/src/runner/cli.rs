@@ -116,7 +116,8 @@ enum AnyCommand<E: Subcommand> {
 #[derive(Debug, Args)]
 struct Connection {
     /// Redis URL (`redis://` or `rediss://`; a comma-separated list names the seed nodes of a
-    /// cluster); without it the runner uses the in-memory backend.
+    /// cluster; `redis+sentinel://host:26379,…/<master-name>` for Redis Sentinel); without it
+    /// the runner uses the in-memory backend.
     #[arg(long, env = "REDIS_URL", global = true)]
     redis_url: Option<String>,
     /// Namespace of this deployment's keys.
@@ -124,6 +125,10 @@ struct Connection {
     namespace: String,
     #[command(flatten)]
     tls: RedisTlsArgs,
+    /// Acknowledge enqueues and schedule ticks only once this many replicas have them
+    /// (Redis `WAIT`); 0 acknowledges when the master has them.
+    #[arg(long, env = "JOBS_DURABLE_WRITES", default_value_t = 0, global = true)]
+    durable_writes: u32,
 }
 
 impl Connection {
@@ -133,6 +138,7 @@ impl Connection {
             redis_url: self.redis_url.clone().filter(|u| !u.is_empty()),
             namespace: self.namespace.clone(),
             redis_tls: self.tls.files(),
+            durable_writes: self.durable_writes,
         }
     }
 }

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Environment (each also a flag): `REDIS_URL` (unset: the in-memory backend; a
-//! comma-separated list for the seed nodes of a cluster), `REDIS_CA_CERT`,
+//! comma-separated list for the seed nodes of a cluster, `redis+sentinel://…` for Redis
+//! Sentinel), `JOBS_DURABLE_WRITES` (replicas that confirm each enqueue), `REDIS_CA_CERT`,
 //! `REDIS_CLIENT_CERT`, `REDIS_CLIENT_KEY` (TLS files for `rediss://`), `JOBS_NAMESPACE`,
 //! `JOBS_WORKERS`, `JOBS_CONCURRENCY`, `JOBS_LEASE`, `JOBS_SHUTDOWN_GRACE`, the retry
 //! backoff `JOBS_RETRY_BASE` (seconds, default 120), `JOBS_RETRY_CAP` (default 3600) and
@@ -63,6 +64,9 @@ pub struct RunnerEnv {
     /// The TLS files for a `rediss://` URL (`REDIS_CA_CERT`, `REDIS_CLIENT_CERT`,
     /// `REDIS_CLIENT_KEY`).
     pub redis_tls: TlsFiles,
+    /// Replicas that must confirm an enqueue or a schedule tick (`JOBS_DURABLE_WRITES`;
+    /// 0: none).
+    pub durable_writes: u32,
 }
 
 impl RunnerEnv {
@@ -72,7 +76,11 @@ impl RunnerEnv {
     /// `None` on the in-memory backend.
     pub fn redis_config(&self) -> Option<RedisConfig> {
         let url = self.redis_url.as_deref()?;
-        let cfg = RedisConfig { tls: self.redis_tls.clone(), ..RedisConfig::new(url) };
+        let cfg = RedisConfig {
+            tls: self.redis_tls.clone(),
+            durable_writes: self.durable_writes,
+            ..RedisConfig::new(url)
+        };
         Some(cfg.namespace(self.namespace.clone()))
     }
 }

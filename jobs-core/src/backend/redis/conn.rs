@@ -7,6 +7,7 @@
 //! `CLIENT ID`, `CLIENT UNBLOCK`) go through [`RedisConnection::on_node_of`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{
@@ -20,6 +21,7 @@ use ::redis::{
 };
 
 use super::RedisConfig;
+use super::sentinel::{Certificates, SentinelConnection, Sentinels, is_sentinel_url};
 use crate::error::{Error, Result};
 
 /// Files for TLS (`rediss://`) beyond the system's trust store; all optional.
@@ -59,6 +61,8 @@ enum Inner {
     Plain(MultiplexedConnection),
     /// A cluster: one multiplexed connection per node, commands routed by key slot.
     Cluster(ClusterConnection),
+    /// The master the sentinels name: asked again after every lost connection.
+    Sentinel(SentinelConnection),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for RedisConnection {
         let kind = match self.0 {
             Inner::Manager(_) | Inner::Plain(_) => "single",
             Inner::Cluster(_) => "cluster",
+            Inner::Sentinel(_) => "sentinel",
         };
         f.debug_tuple("RedisConnection").field(&kind).finish()
     }
@@ -77,6 +82,7 @@ impl ConnectionLike for RedisConnection {
             Inner::Manager(c) => c.req_packed_command(cmd),
             Inner::Plain(c) => c.req_packed_command(cmd),
             Inner::Cluster(c) => c.req_packed_command(cmd),
+            Inner::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -90,6 +96,7 @@ impl ConnectionLike for RedisConnection {
             Inner::Manager(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Plain(c) => c.req_packed_commands(pipeline, offset, count),
             Inner::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Inner::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -98,6 +105,7 @@ impl ConnectionLike for RedisConnection {
             Inner::Manager(c) => c.get_db(),
             Inner::Plain(c) => c.get_db(),
             Inner::Cluster(c) => c.get_db(),
+            Inner::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -140,6 +148,8 @@ pub(super) enum Connector {
     /// Dedicated cluster connections are built from the configuration, with their own
     /// response timeout.
     Cluster,
+    /// Dedicated connections go to the master the sentinels name at that moment.
+    Sentinel(Arc<Sentinels>),
 }
 
 /// How many times the cluster client retries a command (redirects, reconnects) before it
@@ -152,6 +162,9 @@ impl Connector {
     /// server says so (`INFO cluster`), so pointing `REDIS_URL` at any node of a cluster
     /// works.
     pub(super) async fn open(cfg: &RedisConfig) -> Result<(Connector, RedisConnection)> {
+        if is_sentinel_url(&cfg.url) {
+            return Self::sentinel(cfg).await;
+        }
         let urls = seed_urls(cfg);
         let [url] = urls.as_slice() else {
             if urls.is_empty() {
@@ -188,6 +201,16 @@ impl Connector {
         Ok((Connector::Cluster, RedisConnection(Inner::Cluster(conn))))
     }
 
+    async fn sentinel(cfg: &RedisConfig) -> Result<(Connector, RedisConnection)> {
+        let sentinels = Arc::new(Sentinels::new(cfg, sentinel_certificates(cfg)?)?);
+        let mut conn = RedisConnection(Inner::Sentinel(SentinelConnection(sentinels.clone())));
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| Error::Connect { url: sentinels.url().to_owned(), source })?;
+        Ok((Connector::Sentinel(sentinels), conn))
+    }
+
     /// A connection of its own for one blocking command at a time, whose responses may take
     /// up to `response_timeout`. On a cluster it is a cluster connection of its own, so the
     /// node connection it blocks is not shared with anything else.
@@ -208,6 +231,9 @@ impl Connector {
             Connector::Cluster => RedisConnection(Inner::Cluster(
                 cluster_client(cfg, response_timeout)?.get_async_connection().await?,
             )),
+            Connector::Sentinel(s) => {
+                RedisConnection(Inner::Plain(s.master(response_timeout).await?))
+            }
         })
     }
 }
@@ -277,6 +303,26 @@ fn require_rediss(urls: &[&str]) -> Result<()> {
 fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| Error::Config(format!("cannot read the {what} `{}`: {e}", path.display())))
+}
+
+/// The certificates of a Sentinel URL's TLS files (which need `rediss+sentinel://`).
+#[cfg(feature = "tls")]
+fn sentinel_certificates(cfg: &RedisConfig) -> Result<Certificates> {
+    if cfg.tls.is_empty() {
+        return Ok(None);
+    }
+    if !cfg.url.trim_start().starts_with("rediss+sentinel://") {
+        return Err(Error::Config(format!(
+            "TLS certificate files are set but `{}` is not a rediss+sentinel:// URL",
+            redact_url(&cfg.url)
+        )));
+    }
+    Ok(Some(certificates(&cfg.tls)?))
+}
+
+#[cfg(not(feature = "tls"))]
+fn sentinel_certificates(cfg: &RedisConfig) -> Result<Certificates> {
+    if cfg.tls.is_empty() { Ok(()) } else { Err(no_tls()) }
 }
 
 #[cfg(feature = "tls")]

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use ::redis::Value;
 
-use super::RedisBackend;
 use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
+use super::{RedisBackend, Send};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, GiveBack,
@@ -67,7 +67,7 @@ pub(super) async fn enqueue(
     // at tens of thousands of single enqueues a second would be a lot of memory).
     let keep_reply = jobs.iter().any(|j| !j.has_drawn_id());
     let reply: Vec<i64> = backend
-        .resend_lost(&SCRIPTS.enqueue, keep_reply, |inv| {
+        .resend_lost(&SCRIPTS.enqueue, Send { request_key: keep_reply, durable: true }, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
                 inv.arg(j.id.to_string())

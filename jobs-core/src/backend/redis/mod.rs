@@ -33,6 +33,7 @@ mod record;
 mod reply;
 mod schedules;
 mod scripts;
+mod sentinel;
 mod wait;
 
 use conn::Connector;
@@ -45,7 +46,10 @@ use wait::Blocker;
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. A Redis Cluster
     /// is found by itself from the URL of any of its nodes; several seed nodes may be given
-    /// as a comma-separated list (`redis://a:7000,redis://b:7001`).
+    /// as a comma-separated list (`redis://a:7000,redis://b:7001`). Redis Sentinel:
+    /// `redis+sentinel://[user:password@]host1:26379,host2:26379/<master-name>[/db]`
+    /// (`rediss+sentinel://` for TLS); the credentials and database are the master's, and
+    /// every reconnect asks the sentinels for the current master.
     pub url: String,
     /// CA and client certificates for `rediss://` beyond the system's trust store.
     pub tls: TlsFiles,
@@ -61,6 +65,13 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long to wait for a connection (default 5 s).
     pub connect_timeout: Duration,
+    /// Durable writes (`JOBS_DURABLE_WRITES`): enqueues and schedule ticks are acknowledged
+    /// only once this many replicas have them (`WAIT`), so that an acknowledged job survives
+    /// a failover. 0 (the default) acknowledges as soon as the master has the write.
+    pub durable_writes: u32,
+    /// How long a durable write waits for its replicas before it fails with
+    /// [`Error::NotReplicated`] (default 1 s; keep it below `response_timeout`).
+    pub durable_timeout: Duration,
 }
 
 impl RedisConfig {
@@ -74,6 +85,8 @@ impl RedisConfig {
             backend: BackendConfig::default(),
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            durable_writes: 0,
+            durable_timeout: Duration::from_secs(1),
         }
     }
 
@@ -162,21 +175,25 @@ impl RedisBackend {
         script: &Script,
         args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
     ) -> Result<T> {
-        self.resend_lost(script, true, args).await
+        self.resend_lost(script, Send { request_key: true, durable: false }, args).await
     }
 
     /// Sends a script call again when its reply is lost, as [`Self::run_retried`] does;
-    /// with `request_key`, under a request id whose reply the script keeps for a repeat.
-    /// Without, only for a call whose repeat answers as the first did by itself.
+    /// with `how.request_key`, under a request id whose reply the script keeps for a
+    /// repeat (without, only for a call whose repeat answers as the first did by itself).
+    /// With `how.durable` and [`RedisConfig::durable_writes`] set (enqueue, schedule
+    /// ticks), the call succeeds only once that many replicas confirmed it (`WAIT`), and
+    /// fails with [`Error::NotReplicated`] otherwise.
     async fn resend_lost<T: ::redis::FromRedisValue>(
         &self,
         script: &Script,
-        request_key: bool,
+        how: Send,
         args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
     ) -> Result<T> {
         let request =
-            request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
+            how.request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
         let ttl = crate::time::duration_ms(self.reply_ttl());
+        let wanted = if how.durable { self.cfg.durable_writes } else { 0 };
         let mut delay = Duration::from_millis(20);
         let mut retries = 0;
         loop {
@@ -191,9 +208,14 @@ impl RedisBackend {
             if request.is_some() {
                 inv.arg(ttl);
             }
-            let mut conn = self.conn.clone();
-            match inv.invoke_async(&mut conn).await {
-                Ok(v) => return Ok(v),
+            match self.send_once(&inv, wanted).await {
+                Ok((v, acked)) => {
+                    if acked < wanted {
+                        let timeout_ms = crate::time::duration_ms(self.cfg.durable_timeout);
+                        return Err(Error::NotReplicated { wanted, acked, timeout_ms });
+                    }
+                    return Ok(v);
+                }
                 Err(e) if e.is_io_error() && retries < LOST_REPLY_RETRIES => {
                     retries += 1;
                     tracing::debug!(error = %e, retries, "script reply lost; sending the call again");
@@ -202,6 +224,39 @@ impl RedisBackend {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// One send of `inv`; with `wanted` replicas, followed by `WAIT` (how many replicas
+    /// confirmed, or 0 when none was asked for).
+    async fn send_once<T: ::redis::FromRedisValue>(
+        &self,
+        inv: &::redis::ScriptInvocation<'_>,
+        wanted: u32,
+    ) -> ::redis::RedisResult<(T, u32)> {
+        let mut conn = self.conn.clone();
+        if wanted == 0 {
+            return Ok((inv.invoke_async(&mut conn).await?, 0));
+        }
+        let mut wait = ::redis::cmd("WAIT");
+        wait.arg(wanted).arg(crate::time::duration_ms(self.cfg.durable_timeout));
+        if conn.is_cluster() {
+            // The node connection of the namespace carries both, one after the other.
+            let value = inv.invoke_async(&mut conn).await?;
+            return Ok((value, conn.on_node_of(&wait, self.keys.jobs()).await?));
+        }
+        // One request on one connection: WAIT counts the replicas that have every earlier
+        // write of that connection, the script's included, and a reconnect cannot come
+        // between the two.
+        let mut pipe = ::redis::pipe();
+        pipe.invoke_script(inv).add_command(wait);
+        match pipe.query_async(&mut conn).await {
+            Err(e) if e.kind() == ::redis::ServerErrorKind::NoScript.into() => {
+                // Nothing was written; the script is loaded and the pair sent again.
+                inv.load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await
+            }
+            r => r,
         }
     }
 }
@@ -215,6 +270,15 @@ impl RedisBackend {
         let sends = LOST_REPLY_RETRIES + 1;
         self.cfg.response_timeout.saturating_mul(sends) + Duration::from_secs(1)
     }
+}
+
+/// How a state-changing script call is sent ([`RedisBackend::resend_lost`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Send {
+    /// Under a request id whose reply the script keeps for a resend.
+    pub(super) request_key: bool,
+    /// Confirmed by [`RedisConfig::durable_writes`] replicas before it succeeds.
+    pub(super) durable: bool,
 }
 
 /// How many times [`RedisBackend::run_retried`] sends a call again after losing its reply

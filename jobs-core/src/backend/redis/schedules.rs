@@ -4,10 +4,10 @@
 use ::redis::Value;
 use chrono::{DateTime, Utc};
 
-use super::RedisBackend;
 use super::record::MetaOut;
 use super::reply::{bytes, int, text};
 use super::scripts::SCHED_SCRIPTS;
+use super::{RedisBackend, Send};
 use crate::backend::{
     DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredSchedule,
     UpsertOutcome, check_schedule_hash,
@@ -127,7 +127,7 @@ pub(super) async fn schedule_fire(
     let payload = serde_json::to_string(&job.args)?;
     let claim = fire.claim.as_ref();
     let reply: Vec<Value> = backend
-        .run_retried(&SCHED_SCRIPTS.fire, |inv| {
+        .resend_lost(&SCHED_SCRIPTS.fire, Send { request_key: true, durable: true }, |inv| {
             inv.arg(&fire.name)
                 .arg(claim.map(|c| c.expected.timestamp_millis().to_string()).unwrap_or_default())
                 .arg(opt_ms(claim.and_then(|c| c.next)))
