@@ -386,9 +386,10 @@ def phase2(api, state):
     cleared = api.call(clear_dead_letter_queue, 200, ClearResponse)
     check(cleared.cleared >= 1, f"{cleared}")
     check(dead(doomed) is None, "the cleared job is still in the dead-letter queue")
-    check(api.call(get_queue_stats, 200, QueueStatsView).dead_letter == 0, "dead letters left")
 
-    check_metrics(api)
+    # (The predefined schedules may fire meanwhile: the dead-letter queue only grows now.)
+    before = api.call(get_queue_stats, 200, QueueStatsView).dead_letter
+    check_metrics(api, before)
     missing = sorted(set(api.ops) - api.called)
     check(not missing, f"operations no flow called: {missing}")
 
@@ -409,10 +410,11 @@ METRIC_FAMILIES = {
 }
 
 
-def check_metrics(api):
+def check_metrics(api, dead_before):
     """/metrics through the official Prometheus parser: every documented family with its
     type, and samples that agree with the API's own numbers."""
     text = api.call(get_metrics, 200, str)
+    dead_after = api.call(get_queue_stats, 200, QueueStatsView).dead_letter
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name, kind in METRIC_FAMILIES.items():
         check(name in families, f"/metrics has no family {name}: {sorted(families)}")
@@ -428,7 +430,9 @@ def check_metrics(api):
     check(sample("jobs_enqueued_total", handler="sync_portfolio") >= 4, "enqueued")
     check(sample("jobs_backend_completed_total") >= 3, "backend completed")
     check(sample("jobs_backend_dead_lettered_total") >= 2, "backend dead-lettered")
-    check(sample("jobs_dead_letter_size") == 0, "dead letters after the clear")
+    dead = sample("jobs_dead_letter_size")
+    check(dead_before <= dead <= dead_after, f"jobs_dead_letter_size {dead}, the API says "
+          f"{dead_before} before and {dead_after} after")
     check(sample("jobs_workers_live") >= 1, "live workers")
     check(sample("jobs_scheduler_running") == 1, "the scheduler runs")
     print(f"/metrics: {len(families)} families parsed by prometheus_client")
