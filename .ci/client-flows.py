@@ -14,9 +14,10 @@ phases against one runner's API:
 Every call goes through the generated client's typed functions. A response fails the run
 when its status is not the one expected, when it does not parse into the generated model,
 when it carries a field its model does not declare (the models keep unknown fields in
-`additional_properties`), or when it does not validate against the document's own schema
-for that operation and status (types, formats, required and nullable fields): a field the
-document and the server disagree on fails the run either way.
+`additional_properties`) or lacks one the model declares, or when it does not validate
+against the document's own schema for that operation and status (types, formats, required
+and nullable fields): a field the document and the server disagree on fails the run. So
+does an operation of the document that no flow calls.
 
 Usage: client-flows.py PHASE BASE_URL TOKEN DOCUMENT STATE_FILE (the generated package
 `jobs_api_client` on PYTHONPATH).
@@ -153,8 +154,8 @@ class Api:
               f"{what}: content type {got_type!r}, the document says {content_type!r}")
         if content_type == "application/json":
             self.validate(what, media["schema"], json.loads(r.content))
-            unknown = undeclared_fields(r.parsed)
-            check(not unknown, f"{what}: fields the document does not declare: {unknown}")
+            differ = field_disagreements(r.parsed)
+            check(not differ, f"{what}: the document and the response disagree: {differ}")
         self.called.add(op_id)
         return r.parsed
 
@@ -174,20 +175,26 @@ class Api:
         return body
 
 
-def undeclared_fields(value, at="$"):
-    """Fields a generated model keeps in `additional_properties` though it declares others
-    (a free-form model, with no declared field, holds its whole object there)."""
+def field_disagreements(value, at="$"):
+    """Fields the server sent that the model does not declare (a generated model keeps them
+    in `additional_properties`; a free-form model, with no declared field, holds its whole
+    object there), and fields the model declares that the server left out (it sends every
+    field of its responses, `null` when empty)."""
     found = []
     if attrs.has(type(value)):
-        names = [f.name for f in attrs.fields(type(value)) if f.name != "additional_properties"]
+        fields = [f for f in attrs.fields(type(value)) if f.name != "additional_properties"]
         extra = getattr(value, "additional_properties", {})
-        if names and extra:
-            found.append(f"{at} ({type(value).__name__}): {sorted(extra)}")
-        for n in names:
-            found += undeclared_fields(getattr(value, n), f"{at}.{n}")
+        if fields and extra:
+            found.append(f"{at} ({type(value).__name__}): not in the document: {sorted(extra)}")
+        for f in fields:
+            v = getattr(value, f.name)
+            if isinstance(v, Unset):
+                found.append(f"{at}.{f.alias or f.name} ({type(value).__name__}): "
+                             "in the document, not in the response")
+            found += field_disagreements(v, f"{at}.{f.name}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            found += undeclared_fields(v, f"{at}[{i}]")
+            found += field_disagreements(v, f"{at}[{i}]")
     return found
 
 
