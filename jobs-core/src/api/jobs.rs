@@ -39,14 +39,14 @@ fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
 /// The handler must be linked into the serving process (else 404) and the arguments must
 /// fit its argument type (else 422, naming the field).
 #[utoipa::path(
-    post, path = "/api/v1/jobs/enqueue", tag = "jobs",
+    post, path = "/api/v1/jobs/enqueue", operation_id = "enqueue_job", tag = "jobs",
     request_body = EnqueueRequest,
     responses(
         (status = 201, description = "Enqueued", body = EnqueueResponse, links(
             ("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))),
-            ("GetJobResult" = (operation_id = "job_result", parameters(("job_id" = "$response.body#/job_id")))),
+            ("GetJobResult" = (operation_id = "get_job_result", parameters(("job_id" = "$response.body#/job_id")))),
             ("CancelJob" = (operation_id = "cancel_job", parameters(("job_id" = "$response.body#/job_id")))),
-            ("RetryDeadJob" = (operation_id = "retry_dlq", parameters(("job_id" = "$response.body#/job_id")))),
+            ("RetryDeadJob" = (operation_id = "retry_dead_letter_job", parameters(("job_id" = "$response.body#/job_id")))),
         )),
         (status = 400, description = "Malformed JSON or an invalid field", body = ErrorBody),
         (status = 401, body = ErrorBody),
@@ -123,7 +123,7 @@ pub async fn enqueue(
 
 /// A job, with every field of the spec's `Job`.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/job/{job_id}", tag = "jobs",
+    get, path = "/api/v1/jobs/job/{job_id}", operation_id = "get_job", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, body = Job),
@@ -145,7 +145,7 @@ pub async fn get_job(
 
 /// A job's result (or its error, or `null` while it has none).
 #[utoipa::path(
-    get, path = "/api/v1/jobs/job/{job_id}/result", tag = "jobs",
+    get, path = "/api/v1/jobs/job/{job_id}/result", operation_id = "get_job_result", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, body = JobResultResponse),
@@ -173,7 +173,7 @@ pub async fn job_result(
 
 /// Cancels a waiting job, or asks a running one to stop.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/job/{job_id}/cancel", tag = "jobs",
+    post, path = "/api/v1/jobs/job/{job_id}/cancel", operation_id = "cancel_job", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, body = CancelResponse),
@@ -196,7 +196,7 @@ pub async fn cancel_job(
 
 /// Jobs ready to run, in the order they will run.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/pending", tag = "jobs",
+    get, path = "/api/v1/jobs/pending", operation_id = "list_pending_jobs", tag = "jobs",
     params(PendingQuery),
     responses(
         (status = 200, body = JobListResponse),
@@ -221,7 +221,7 @@ fn job_list(jobs: Vec<Job>) -> JobListResponse {
 
 /// The dead-letter queue, most recently failed first.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/dlq", tag = "dlq",
+    get, path = "/api/v1/jobs/dlq", operation_id = "list_dead_letter_jobs", tag = "dlq",
     params(LimitQuery),
     responses(
         (status = 200, body = JobListResponse),
@@ -241,7 +241,7 @@ pub async fn list_dlq(
 
 /// Puts a dead-letter job back in its queue.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/dlq/{job_id}/retry", tag = "dlq",
+    post, path = "/api/v1/jobs/dlq/{job_id}/retry", operation_id = "retry_dead_letter_job", tag = "dlq",
     params(("job_id" = Uuid, Path, description = "The job's id")),
     responses(
         (status = 200, body = RetryResponse),
@@ -264,7 +264,7 @@ pub async fn retry_dlq(
 
 /// Deletes every job in the dead-letter queue.
 #[utoipa::path(
-    delete, path = "/api/v1/jobs/dlq", tag = "dlq",
+    delete, path = "/api/v1/jobs/dlq", operation_id = "clear_dead_letter_queue", tag = "dlq",
     responses(
         (status = 200, body = ClearResponse),
         (status = 401, body = ErrorBody),

@@ -23,7 +23,7 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Prometheus metrics: this process's job counters and processing-time histograms by
 /// handler, and the deployment's queue depths, dead-letter size and live workers.
 #[utoipa::path(
-    get, path = "/metrics", tag = "meta",
+    get, path = "/metrics", operation_id = "get_metrics", tag = "meta",
     responses(
         (status = 200, description = "Prometheus text format 0.0.4", body = String,
             content_type = "text/plain; version=0.0.4; charset=utf-8"),

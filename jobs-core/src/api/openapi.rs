@@ -234,7 +234,7 @@ fn fix_links(doc: &mut serde_json::Value) {
 
 /// The OpenAPI document of this API.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/openapi.json", tag = "meta",
+    get, path = "/api/v1/jobs/openapi.json", operation_id = "get_openapi_document", tag = "meta",
     responses(
         (status = 200, description = "OpenAPI 3.1 document", body = Object, content_type = "application/json"),
         (status = 401, body = ErrorBody),

@@ -13,7 +13,7 @@ use crate::stats::SchedulerStats;
 
 /// The spec's "Scheduler Statistics".
 #[utoipa::path(
-    get, path = "/api/v1/jobs/scheduler/stats", tag = "scheduler",
+    get, path = "/api/v1/jobs/scheduler/stats", operation_id = "get_scheduler_stats", tag = "scheduler",
     responses(
         (status = 200, body = SchedulerStats),
         (status = 401, body = ErrorBody),
@@ -27,7 +27,7 @@ pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<SchedulerSt
 
 /// Every schedule.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/scheduled", tag = "scheduler",
+    get, path = "/api/v1/jobs/scheduled", operation_id = "list_schedules", tag = "scheduler",
     responses(
         (status = 200, body = ScheduleListResponse),
         (status = 401, body = ErrorBody),
@@ -44,14 +44,14 @@ pub async fn list(
 
 /// Registers a schedule, or replaces the one of that name (keeping its counters).
 #[utoipa::path(
-    post, path = "/api/v1/jobs/scheduled/register", tag = "scheduler",
+    post, path = "/api/v1/jobs/scheduled/register", operation_id = "register_schedule", tag = "scheduler",
     request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered", body = ScheduleInfo, links(
-            ("EnableSchedule" = (operation_id = "enable", parameters(("name" = "$response.body#/name")))),
-            ("DisableSchedule" = (operation_id = "disable", parameters(("name" = "$response.body#/name")))),
-            ("RunSchedule" = (operation_id = "run", parameters(("name" = "$response.body#/name")))),
-            ("UnregisterSchedule" = (operation_id = "unregister", parameters(("name" = "$response.body#/name")))),
+            ("EnableSchedule" = (operation_id = "enable_schedule", parameters(("name" = "$response.body#/name")))),
+            ("DisableSchedule" = (operation_id = "disable_schedule", parameters(("name" = "$response.body#/name")))),
+            ("RunSchedule" = (operation_id = "run_schedule", parameters(("name" = "$response.body#/name")))),
+            ("UnregisterSchedule" = (operation_id = "delete_schedule", parameters(("name" = "$response.body#/name")))),
         )),
         (status = 400, description = "Malformed JSON, an invalid field, cron expression or time zone", body = ErrorBody),
         (status = 401, body = ErrorBody),
@@ -74,7 +74,7 @@ pub async fn register(
 
 /// Removes a schedule (the jobs it already enqueued are not touched).
 #[utoipa::path(
-    delete, path = "/api/v1/jobs/scheduled/{name}", tag = "scheduler",
+    delete, path = "/api/v1/jobs/scheduled/{name}", operation_id = "delete_schedule", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, body = UnregisterResponse),
@@ -98,7 +98,7 @@ pub async fn unregister(
 /// matched before a templated one (by the router as by OpenAPI), so `DELETE
 /// /scheduled/{name}` never sees that name: this is its `DELETE` for that one name.
 #[utoipa::path(
-    delete, path = "/api/v1/jobs/scheduled/register", tag = "scheduler",
+    delete, path = "/api/v1/jobs/scheduled/register", operation_id = "delete_schedule_named_register", tag = "scheduler",
     responses(
         (status = 200, body = UnregisterResponse),
         (status = 401, body = ErrorBody),
@@ -116,7 +116,7 @@ pub async fn unregister_named_register(
 
 /// Enables a schedule: its next run is the first occurrence from now.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/scheduled/{name}/enable", tag = "scheduler",
+    post, path = "/api/v1/jobs/scheduled/{name}/enable", operation_id = "enable_schedule", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, body = ScheduleInfo),
@@ -135,7 +135,7 @@ pub async fn enable(
 
 /// Disables a schedule: it keeps its definition and counters but does not fire.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/scheduled/{name}/disable", tag = "scheduler",
+    post, path = "/api/v1/jobs/scheduled/{name}/disable", operation_id = "disable_schedule", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, body = ScheduleInfo),
@@ -154,7 +154,7 @@ pub async fn disable(
 
 /// Enqueues one job of the schedule now, enabled or not; its next run does not move.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/scheduled/{name}/run", tag = "scheduler",
+    post, path = "/api/v1/jobs/scheduled/{name}/run", operation_id = "run_schedule", tag = "scheduler",
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 200, body = RunResponse),

@@ -19,7 +19,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Service health: whether the backend answers.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/health", tag = "health",
+    get, path = "/api/v1/jobs/health", operation_id = "get_health", tag = "health",
     security(()),
     responses(
         (status = 200, description = "The backend answers", body = HealthResponse),
@@ -52,7 +52,7 @@ pub async fn health(AxumState(s): AxumState<ApiState>) -> (StatusCode, Json<Heal
 
 /// Everything at once: queue (with counters), workers, handlers, scheduler.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/stats", tag = "stats",
+    get, path = "/api/v1/jobs/stats", operation_id = "get_stats", tag = "stats",
     responses(
         (status = 200, body = FullStatsResponse),
         (status = 401, body = ErrorBody),
@@ -74,7 +74,7 @@ pub async fn stats(AxumState(s): AxumState<ApiState>) -> Result<Json<FullStatsRe
 /// Completions and failed attempts per minute over the last hour, counted in the backend by
 /// every runner (the dashboard's chart).
 #[utoipa::path(
-    get, path = "/api/v1/jobs/stats/throughput", tag = "stats",
+    get, path = "/api/v1/jobs/stats/throughput", operation_id = "get_throughput", tag = "stats",
     responses(
         (status = 200, body = ThroughputResponse),
         (status = 401, body = ErrorBody),
@@ -91,7 +91,7 @@ pub async fn throughput(
 
 /// Queue statistics, as the spec's "Queue Statistics" object.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/queue/stats", tag = "stats",
+    get, path = "/api/v1/jobs/queue/stats", operation_id = "get_queue_stats", tag = "stats",
     responses(
         (status = 200, body = QueueStatsView),
         (status = 401, body = ErrorBody),
@@ -107,7 +107,7 @@ pub async fn queue_stats(
 
 /// Every live worker of the deployment, each as the spec's "Worker Statistics" object.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/workers/stats", tag = "stats",
+    get, path = "/api/v1/jobs/workers/stats", operation_id = "get_worker_stats", tag = "stats",
     responses(
         (status = 200, body = WorkersResponse),
         (status = 401, body = ErrorBody),
@@ -137,7 +137,7 @@ fn handler_views(s: &ApiState) -> Vec<HandlerView> {
 
 /// The handlers linked into the serving process, with their defaults and argument types.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/handlers", tag = "stats",
+    get, path = "/api/v1/jobs/handlers", operation_id = "list_handlers", tag = "stats",
     responses(
         (status = 200, body = HandlersResponse),
         (status = 401, body = ErrorBody),

@@ -111,6 +111,54 @@ async fn openapi_document_describes_every_endpoint() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
+/// Every operation of the served document has an `operationId` no other operation has, and at
+/// least one tag, each declared in the document's `tags`; every link names an operation that
+/// exists. Client generators name their functions after the ids (a duplicate is refused or
+/// mangled) and group them by tag.
+#[tokio::test]
+async fn operation_ids_are_unique_and_every_operation_is_tagged() {
+    let fx = fixture().await;
+    let (status, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let declared: Vec<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .map(|t| t["name"].as_str().expect("a tag's name"))
+        .collect();
+    let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+    let mut ids: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut links = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in methods {
+            let Some(op) = item.get(m) else { continue };
+            let at = format!("{} {path}", m.to_uppercase());
+            let id =
+                op["operationId"].as_str().unwrap_or_else(|| panic!("{at} has no operationId"));
+            if let Some(other) = ids.insert(id, at.clone()) {
+                panic!("operationId `{id}` is used by {other} and {at}");
+            }
+            let tags = op["tags"].as_array().map(Vec::as_slice).unwrap_or_default();
+            assert!(!tags.is_empty(), "{at} has no tag");
+            for t in tags {
+                let t = t.as_str().expect("a tag is a string");
+                assert!(declared.contains(&t), "{at}: tag `{t}` is not declared in `tags`");
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            for (code, r) in responses {
+                for (name, link) in r["links"].as_object().into_iter().flatten() {
+                    links.push((format!("{at} {code} link {name}"), link["operationId"].clone()));
+                }
+            }
+        }
+    }
+    assert!(ids.len() >= 23, "{ids:?}");
+    for (at, target) in links {
+        let target = target.as_str().unwrap_or_else(|| panic!("{at} has no operationId"));
+        assert!(ids.contains_key(target), "{at} names `{target}`, which no operation has");
+    }
+}
+
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
     let fx = fixture_with(ApiConfig::default(), true).await;
