@@ -17,7 +17,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ::redis::Script;
 use async_trait::async_trait;
 
 use super::*;
@@ -26,6 +25,7 @@ use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
 use crate::stats::QueueStats;
 
 mod admin;
+mod call;
 mod conn;
 mod jobs;
 pub mod keys;
@@ -35,9 +35,11 @@ mod schedules;
 mod scripts;
 mod wait;
 
+use call::Args;
 use conn::Connector;
 pub use conn::{RedisConnection, TlsFiles, redact_url};
 use keys::Keys;
+use scripts::Op;
 use wait::Blocker;
 
 /// How to reach Redis and where to keep this deployment's keys.
@@ -61,6 +63,11 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// How long to wait for a connection (default 5 s).
     pub connect_timeout: Duration,
+    /// Whether to call the scripts as Redis Functions (`FCALL` of one library loaded per
+    /// server) where the server has them, Redis 7 and later (default true). Off, or on an
+    /// older server, each call is an `EVALSHA` of a script that carries the shared Lua
+    /// helpers, which Redis runs again at every call.
+    pub use_functions: bool,
 }
 
 impl RedisConfig {
@@ -74,6 +81,7 @@ impl RedisConfig {
             backend: BackendConfig::default(),
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            use_functions: true,
         }
     }
 
@@ -99,6 +107,8 @@ pub struct RedisBackend {
     /// Connections for `BZPOPMIN` and `XREAD BLOCK`. A blocking command holds its whole connection, so each
     /// concurrent waiter takes one of these instead of the shared multiplexed connection.
     blocking: Mutex<Vec<Blocker>>,
+    /// Whether calls go as `FCALL` of the function library (else `EVALSHA`); see `call.rs`.
+    functions: bool,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -112,8 +122,10 @@ impl RedisBackend {
     /// is an error here, not later.
     pub async fn connect(cfg: RedisConfig) -> Result<Self> {
         let keys = Keys::new(&cfg.prefix, &cfg.namespace)?;
-        let (connector, conn) = Connector::open(&cfg).await?;
-        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
+        let (connector, mut conn) = Connector::open(&cfg).await?;
+        let functions =
+            call::functions_available(&mut conn, keys.jobs(), cfg.use_functions).await?;
+        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()), functions })
     }
 
     /// The keys of this backend's namespace (for tools and tests that inspect Redis).
@@ -137,18 +149,20 @@ impl RedisBackend {
         self.conn.is_cluster()
     }
 
+    /// Whether calls go as Redis Functions (`FCALL`) rather than scripts (`EVALSHA`): see
+    /// [`RedisConfig::use_functions`].
+    pub fn uses_functions(&self) -> bool {
+        self.functions
+    }
+
     async fn run<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
-        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+        op: &Op,
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
-        let mut inv = script.prepare_invoke();
-        for k in self.keys.all() {
-            inv.key(k);
-        }
-        args(&mut inv);
-        let mut conn = self.conn.clone();
-        Ok(inv.invoke_async(&mut conn).await?)
+        let mut a = Args::default();
+        args(&mut a);
+        Ok(self.call(op, None, &a).await?)
     }
 
     /// Runs a script that changes state under a new request id (its key after the
@@ -159,10 +173,10 @@ impl RedisBackend {
     /// retries such errors, with the same arguments and so the same id.
     async fn run_retried<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
-        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+        op: &Op,
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
-        self.resend_lost(script, true, args).await
+        self.resend_lost(op, true, args).await
     }
 
     /// Sends a script call again when its reply is lost, as [`Self::run_retried`] does;
@@ -170,29 +184,21 @@ impl RedisBackend {
     /// Without, only for a call whose repeat answers as the first did by itself.
     async fn resend_lost<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
+        op: &Op,
         request_key: bool,
-        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
         let request =
             request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
-        let ttl = crate::time::duration_ms(self.reply_ttl());
+        let mut a = Args::default();
+        args(&mut a);
+        if request.is_some() {
+            a.arg(crate::time::duration_ms(self.reply_ttl()));
+        }
         let mut delay = Duration::from_millis(20);
         let mut retries = 0;
         loop {
-            let mut inv = script.prepare_invoke();
-            for k in self.keys.all() {
-                inv.key(k);
-            }
-            if let Some(request) = &request {
-                inv.key(request);
-            }
-            args(&mut inv);
-            if request.is_some() {
-                inv.arg(ttl);
-            }
-            let mut conn = self.conn.clone();
-            match inv.invoke_async(&mut conn).await {
+            match self.call(op, request.as_deref(), &a).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_io_error() && retries < LOST_REPLY_RETRIES => {
                     retries += 1;
