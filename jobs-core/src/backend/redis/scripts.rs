@@ -128,16 +128,15 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     for (name, file, body) in SOURCES {
         defs.push_str(&format!("local function op_{name}()\n{}\nend\n", code(file, body)));
     }
-    // The hash of everything but the names it prefixes.
-    let hash = Script::new(&defs).get_hash()[..8].to_owned();
-    let name = format!("jobs_{hash}");
-    let mut source = format!("#!lua name={name}\n{defs}");
     for (op, _, _) in SOURCES {
-        source.push_str(&format!(
-            "redis.register_function('{name}_{op}', function(keys, args)\n  \
+        defs.push_str(&format!(
+            "redis.register_function('@LIB@_{op}', function(keys, args)\n  \
                KEYS, ARGV = keys, args\n  bind()\n  return op_{op}()\nend)\n"
         ));
     }
+    // The hash of everything but the name, which `@LIB@` stands for until it is known.
+    let name = format!("jobs_{}", &Script::new(&defs).get_hash()[..8]);
+    let source = format!("#!lua name={name}\n{}", defs.replace("@LIB@", &name));
     Library { name, source }
 });
 
