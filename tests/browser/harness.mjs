@@ -67,11 +67,14 @@ function redisPing(port) {
   });
 }
 
-/** A child process whose output goes to a log file in the artifacts folder. */
+/** A child process whose output goes to a log file in the artifacts folder. A variable
+ *  set to `null` in `env` is removed from the child's environment. */
 function start(name, cmd, args, env) {
   fs.mkdirSync(artifacts, { recursive: true });
   const log = fs.openSync(path.join(artifacts, `${name}.log`), 'w');
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', log, log] });
+  const merged = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k];
+  const child = spawn(cmd, args, { env: merged, stdio: ['ignore', log, log] });
   fs.closeSync(log);
   child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   child.on('error', () => {});
@@ -133,8 +136,8 @@ export async function startRunner(redis, { name = 'runner', namespace, token, ex
     RUST_LOG: process.env.RUST_LOG || 'info',
     NO_COLOR: '1',
   };
-  if (token) env.JOBS_API_TOKEN = token;
-  else env.JOBS_API_TOKEN = '';
+  // No token: none inherited either (an empty one is refused at start-up).
+  env.JOBS_API_TOKEN = token || null;
   const proc = start(name, runnerBinary(), ['run', '--workers', '1', '--concurrency', '4', ...extraArgs], env);
   const base = `http://127.0.0.1:${port}`;
   await waitFor(`${name} on ${port}`, async () => {

@@ -311,7 +311,12 @@ pub fn shared_cluster() -> &'static RedisCluster {
 /// If the cluster cannot be started or the backend cannot connect.
 pub async fn cluster_backend(ns: &str, cfg: BackendConfig) -> RedisBackend {
     let url = shared_cluster().url();
-    let config = RedisConfig { namespace: ns.to_owned(), backend: cfg, ..RedisConfig::new(&url) };
+    let config = RedisConfig {
+        namespace: ns.to_owned(),
+        backend: cfg,
+        use_functions: crate::use_functions(),
+        ..RedisConfig::new(&url)
+    };
     match RedisBackend::connect(config).await {
         Ok(b) => b,
         Err(e) => panic!("cannot connect a RedisBackend to the cluster at {url} ({ns}): {e}"),

@@ -44,5 +44,7 @@ pub use proxy::CutProxy;
 pub use redis_server::{RedisServer, RedisServerBuilder, free_port};
 pub use relay::Relay;
 pub use sentinel::{MASTER_NAME, RedisSentinel};
-pub use shared::{SharedRedis, redis_backend, redis_config, shared, unique_namespace};
+pub use shared::{
+    SharedRedis, redis_backend, redis_config, shared, unique_namespace, use_functions,
+};
 pub use wait::{POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_job, wait_until};

@@ -98,7 +98,19 @@ pub fn unique_namespace(prefix: &str) -> String {
 
 /// A [`RedisConfig`] for namespace `ns` on the shared server.
 pub fn redis_config(ns: &str, cfg: BackendConfig) -> RedisConfig {
-    RedisConfig { namespace: ns.to_owned(), backend: cfg, ..RedisConfig::new(&shared().url()) }
+    RedisConfig {
+        namespace: ns.to_owned(),
+        backend: cfg,
+        use_functions: use_functions(),
+        ..RedisConfig::new(&shared().url())
+    }
+}
+
+/// Whether the test backends call Redis Functions: yes, unless `JOBS_TEST_SCRIPTS=1`,
+/// which runs a suite through the `EVALSHA` scripts instead (the path of servers before
+/// Redis 7, which this machine does not have).
+pub fn use_functions() -> bool {
+    std::env::var("JOBS_TEST_SCRIPTS").map_or(true, |v| v != "1")
 }
 
 /// A [`RedisBackend`] on the shared server, in namespace `ns`.

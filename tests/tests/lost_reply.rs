@@ -18,13 +18,18 @@ use jobs_core::backend::{
     FireOutcome, ScheduleEntry, ScheduleFire, StoredJobOptions,
 };
 use jobs_core::{EnqueueOutcome, JobStatus, MisfirePolicy, NewJob, RetryPolicy, ScheduleType};
-use jobs_test_support::{CutProxy, RedisCluster, redis_backend, shared, unique_namespace};
+use jobs_test_support::{
+    CutProxy, RedisCluster, redis_backend, shared, unique_namespace, use_functions,
+};
 use serde_json::json;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-/// What every script call sends; the proxy cuts the reply of the next one once armed.
-const SCRIPT_CALL: &[u8] = b"EVALSHA";
+/// What every script call sends (`FCALL`, or `EVALSHA` with `JOBS_TEST_SCRIPTS=1`); the
+/// proxy cuts the reply of the next one once armed.
+fn script_call() -> &'static [u8] {
+    if use_functions() { b"FCALL" } else { b"EVALSHA" }
+}
 
 /// A backend straight to Redis and one through a proxy, in one namespace.
 struct Pair {
@@ -43,6 +48,7 @@ async fn connect(url: &str, ns: &str) -> RedisBackend {
     let cfg = RedisConfig {
         namespace: ns.to_owned(),
         backend: BackendConfig::default(),
+        use_functions: use_functions(),
         ..RedisConfig::new(url)
     };
     match RedisBackend::connect(cfg).await {
@@ -85,7 +91,8 @@ impl Pair {
 
     /// Loads the scripts the tests cut (a cut `NOSCRIPT` answer would cut a call that did
     /// not run), by running each once straight to Redis in a namespace of its own (scripts
-    /// are loaded per server, for every namespace).
+    /// are loaded per server, for every namespace; the function library is loaded at
+    /// connect).
     async fn warmed(self, direct_url: &str) -> Pair {
         let b = connect(direct_url, &unique_namespace("warm")).await;
         let job = NewJob { max_retries: 0, ..NewJob::new("warm", json!({})) };
@@ -109,7 +116,7 @@ impl Pair {
 
     /// Arms the proxy for the next script call.
     fn cut_next_call(&self) {
-        self.proxy.cut_reply_to(SCRIPT_CALL);
+        self.proxy.cut_reply_to(script_call());
     }
 
     fn assert_cut(&self, cuts_before: u64) {

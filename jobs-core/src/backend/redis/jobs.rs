@@ -8,7 +8,7 @@ use ::redis::Value;
 use super::record::{self, MetaOut};
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
-use super::{RedisBackend, Send};
+use super::{Args, RedisBackend, Send};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, GiveBack,
@@ -25,7 +25,7 @@ impl RedisBackend {
     }
 
     /// The policy arguments shared by `fail` and `reap` (`policy()` in lib.lua).
-    fn policy_args(&self, inv: &mut ::redis::ScriptInvocation<'_>, retry: &crate::RetryPolicy) {
+    fn policy_args(&self, inv: &mut Args, retry: &crate::RetryPolicy) {
         let jitter = retry.delay_with_jitter(1).saturating_sub(retry.delay(1));
         let b = &self.cfg.backend;
         inv.arg(duration_ms(retry.base))

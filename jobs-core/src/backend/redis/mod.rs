@@ -17,7 +17,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ::redis::Script;
 use async_trait::async_trait;
 
 use super::*;
@@ -26,6 +25,7 @@ use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, NewJob};
 use crate::stats::QueueStats;
 
 mod admin;
+mod call;
 mod conn;
 mod jobs;
 pub mod keys;
@@ -36,9 +36,11 @@ mod scripts;
 mod sentinel;
 mod wait;
 
+use call::Args;
 use conn::Connector;
 pub use conn::{RedisConnection, TlsFiles, redact_url};
 use keys::Keys;
+use scripts::Op;
 use wait::Blocker;
 
 /// How to reach Redis and where to keep this deployment's keys.
@@ -72,6 +74,11 @@ pub struct RedisConfig {
     /// How long a durable write waits for its replicas before it fails with
     /// [`Error::NotReplicated`] (default 1 s; keep it below `response_timeout`).
     pub durable_timeout: Duration,
+    /// Whether to call the scripts as Redis Functions (`FCALL` of one library loaded per
+    /// server) where the server has them, Redis 7 and later (default true). Off, or on an
+    /// older server, each call is an `EVALSHA` of a script that carries the shared Lua
+    /// helpers, which Redis runs again at every call.
+    pub use_functions: bool,
 }
 
 impl RedisConfig {
@@ -87,6 +94,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(5),
             durable_writes: 0,
             durable_timeout: Duration::from_secs(1),
+            use_functions: true,
         }
     }
 
@@ -112,6 +120,8 @@ pub struct RedisBackend {
     /// Connections for `BZPOPMIN` and `XREAD BLOCK`. A blocking command holds its whole connection, so each
     /// concurrent waiter takes one of these instead of the shared multiplexed connection.
     blocking: Mutex<Vec<Blocker>>,
+    /// Whether calls go as `FCALL` of the function library (else `EVALSHA`); see `call.rs`.
+    functions: bool,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -125,8 +135,10 @@ impl RedisBackend {
     /// is an error here, not later.
     pub async fn connect(cfg: RedisConfig) -> Result<Self> {
         let keys = Keys::new(&cfg.prefix, &cfg.namespace)?;
-        let (connector, conn) = Connector::open(&cfg).await?;
-        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()) })
+        let (connector, mut conn) = Connector::open(&cfg).await?;
+        let functions =
+            call::functions_available(&mut conn, keys.jobs(), cfg.use_functions).await?;
+        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()), functions })
     }
 
     /// The keys of this backend's namespace (for tools and tests that inspect Redis).
@@ -150,18 +162,20 @@ impl RedisBackend {
         self.conn.is_cluster()
     }
 
+    /// Whether calls go as Redis Functions (`FCALL`) rather than scripts (`EVALSHA`): see
+    /// [`RedisConfig::use_functions`].
+    pub fn uses_functions(&self) -> bool {
+        self.functions
+    }
+
     async fn run<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
-        args: impl FnOnce(&mut ::redis::ScriptInvocation<'_>),
+        op: &Op,
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
-        let mut inv = script.prepare_invoke();
-        for k in self.keys.all() {
-            inv.key(k);
-        }
-        args(&mut inv);
-        let mut conn = self.conn.clone();
-        Ok(inv.invoke_async(&mut conn).await?)
+        let mut a = Args::default();
+        args(&mut a);
+        Ok(self.call(op, None, &a).await?)
     }
 
     /// Runs a script that changes state under a new request id (its key after the
@@ -172,10 +186,10 @@ impl RedisBackend {
     /// retries such errors, with the same arguments and so the same id.
     async fn run_retried<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
-        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+        op: &Op,
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
-        self.resend_lost(script, Send { request_key: true, durable: false }, args).await
+        self.resend_lost(op, Send { request_key: true, durable: false }, args).await
     }
 
     /// Sends a script call again when its reply is lost, as [`Self::run_retried`] does;
@@ -186,29 +200,22 @@ impl RedisBackend {
     /// fails with [`Error::NotReplicated`] otherwise.
     async fn resend_lost<T: ::redis::FromRedisValue>(
         &self,
-        script: &Script,
+        op: &Op,
         how: Send,
-        args: impl Fn(&mut ::redis::ScriptInvocation<'_>),
+        args: impl FnOnce(&mut Args),
     ) -> Result<T> {
         let request =
             how.request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
-        let ttl = crate::time::duration_ms(self.reply_ttl());
+        let mut a = Args::default();
+        args(&mut a);
+        if request.is_some() {
+            a.arg(crate::time::duration_ms(self.reply_ttl()));
+        }
         let wanted = if how.durable { self.cfg.durable_writes } else { 0 };
         let mut delay = Duration::from_millis(20);
         let mut retries = 0;
         loop {
-            let mut inv = script.prepare_invoke();
-            for k in self.keys.all() {
-                inv.key(k);
-            }
-            if let Some(request) = &request {
-                inv.key(request);
-            }
-            args(&mut inv);
-            if request.is_some() {
-                inv.arg(ttl);
-            }
-            match self.send_once(&inv, wanted).await {
+            match self.send_once(op, request.as_deref(), &a, wanted).await {
                 Ok((v, acked)) => {
                     if acked < wanted {
                         let timeout_ms = crate::time::duration_ms(self.cfg.durable_timeout);
@@ -227,37 +234,30 @@ impl RedisBackend {
         }
     }
 
-    /// One send of `inv`; with `wanted` replicas, followed by `WAIT` (how many replicas
+    /// One send of `op`; with `wanted` replicas, followed by `WAIT` (how many replicas
     /// confirmed, or 0 when none was asked for).
     async fn send_once<T: ::redis::FromRedisValue>(
         &self,
-        inv: &::redis::ScriptInvocation<'_>,
+        op: &Op,
+        request: Option<&str>,
+        a: &Args,
         wanted: u32,
     ) -> ::redis::RedisResult<(T, u32)> {
-        let mut conn = self.conn.clone();
         if wanted == 0 {
-            return Ok((inv.invoke_async(&mut conn).await?, 0));
+            return Ok((self.call(op, request, a).await?, 0));
         }
         let mut wait = ::redis::cmd("WAIT");
         wait.arg(wanted).arg(crate::time::duration_ms(self.cfg.durable_timeout));
+        let mut conn = self.conn.clone();
         if conn.is_cluster() {
             // The node connection of the namespace carries both, one after the other.
-            let value = inv.invoke_async(&mut conn).await?;
+            let value = self.call(op, request, a).await?;
             return Ok((value, conn.on_node_of(&wait, self.keys.jobs()).await?));
         }
         // One request on one connection: WAIT counts the replicas that have every earlier
-        // write of that connection, the script's included, and a reconnect cannot come
+        // write of that connection, the call's included, and a reconnect cannot come
         // between the two.
-        let mut pipe = ::redis::pipe();
-        pipe.invoke_script(inv).add_command(wait);
-        match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == ::redis::ServerErrorKind::NoScript.into() => {
-                // Nothing was written; the script is loaded and the pair sent again.
-                inv.load_async(&mut conn).await?;
-                pipe.query_async(&mut conn).await
-            }
-            r => r,
-        }
+        self.call_then(op, request, a, &wait).await
     }
 }
 

@@ -1,4 +1,20 @@
-//! The Lua scripts, one per atomic transition, each prefixed with `lib.lua`.
+//! The Lua scripts, one per atomic transition, sent two ways: as one Redis Functions
+//! library ([`LIBRARY`], `FCALL`; Redis 7 and later), or, on a server without Functions,
+//! as scripts each prefixed with `lib.lua` (`EVALSHA`).
+//!
+//! ## The library
+//!
+//! `lib.lua`, `sched_lib.lua` and every script become one library, `jobs_<hash>`, whose
+//! helpers are defined once when it is loaded instead of at every call (most of a call's
+//! time in the Lua interpreter was spent re-running them). Each script's body becomes a
+//! local function, registered as `jobs_<hash>_<op>`: it sets `KEYS` and `ARGV` (library
+//! locals, so the bodies read as scripts do) and the key names (`bind()` in `lib.lua`),
+//! then runs the body. The hash is of the sources, so two versions of this crate (a rolling
+//! deploy) load two libraries side by side and never replace each other's. The backend
+//! loads it at connect and again on a node that answers `Function not found` (a restarted
+//! server, a new cluster master); see `call.rs`.
+//!
+//! ## Scripts
 //!
 //! `::redis::Script` sends `EVALSHA` and falls back to loading the script on `NOSCRIPT`
 //! (after a Redis restart or failover), so callers never see a missing script.
@@ -21,15 +37,13 @@ use std::sync::LazyLock;
 use ::redis::Script;
 
 const LIB: &str = include_str!("scripts/lib.lua");
-/// Helpers of the schedule scripts (the schedule record format), prepended after `LIB`.
+/// Helpers of the schedule scripts (the schedule record format), after `LIB`.
 const SCHED_LIB: &str = include_str!("scripts/sched_lib.lua");
 
-fn with_lib(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
-}
-
-fn with_sched_lib(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{SCHED_LIB}\n{body}"))
+/// One atomic transition: its script (for `EVALSHA`) and its name in [`LIBRARY`].
+pub(crate) struct Op {
+    pub(crate) script: Script,
+    pub(crate) function: String,
 }
 
 /// `body` run so that a repeat of one call (same request key, `KEYS[23]`) answers what
@@ -37,10 +51,9 @@ fn with_sched_lib(body: &str) -> Script {
 /// With it, the last argument (after the body's own) is how long the reply is kept, ms.
 /// The body becomes a function; its replies (tables, numbers, strings, error replies) are
 /// stored with `cmsgpack`, which keeps integers exact.
-fn with_replay(prelude: &str, body: &str) -> Script {
-    Script::new(&format!(
-        "{prelude}\n\
-         local K_REQ = KEYS[23]\n\
+fn with_replay(body: &str) -> String {
+    format!(
+        "local K_REQ = KEYS[23]\n\
          if K_REQ then\n  \
            local prev = redis.call('GET', K_REQ)\n  \
            if prev then return cmsgpack.unpack(prev) end\n\
@@ -50,30 +63,8 @@ fn with_replay(prelude: &str, body: &str) -> Script {
            redis.call('SET', K_REQ, cmsgpack.pack(reply), 'PX', tonumber(ARGV[#ARGV]))\n\
          end\n\
          return reply\n"
-    ))
+    )
 }
-
-/// The schedule scripts (`sched_*.lua`), loaded once per process.
-pub(crate) struct SchedScripts {
-    pub(crate) upsert: Script,
-    pub(crate) enable: Script,
-    pub(crate) remove: Script,
-    pub(crate) read: Script,
-    pub(crate) due: Script,
-    pub(crate) fire: Script,
-}
-
-pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| {
-    let libs = format!("{LIB}\n{SCHED_LIB}");
-    SchedScripts {
-        upsert: with_replay(&libs, include_str!("scripts/sched_upsert.lua")),
-        enable: with_replay(&libs, include_str!("scripts/sched_enable.lua")),
-        remove: with_replay(&libs, include_str!("scripts/sched_remove.lua")),
-        read: with_sched_lib(include_str!("scripts/sched_read.lua")),
-        due: with_sched_lib(include_str!("scripts/sched_due.lua")),
-        fire: with_replay(&libs, include_str!("scripts/sched_fire.lua")),
-    }
-});
 
 /// The job scripts whose reply is stored for a retry of the call ([`with_replay`]); with
 /// `fetch` (which keeps its leases its own way) and the schedule scripts that write, every
@@ -82,37 +73,113 @@ pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| {
 /// `heartbeat` (a repeat extends the same leases and answers the same), `reap` (its lock
 /// makes a repeat within the interval a no-op), and `purge` (a repeat purges what a later
 /// call would).
-const REPLAYED: &[&str] =
-    &["enqueue.lua", "cancel.lua", "retry_dead.lua", "fail.lua", "release.lua", "clear_dead.lua"];
+const REPLAYED: &[&str] = &[
+    "enqueue.lua",
+    "cancel.lua",
+    "retry_dead.lua",
+    "fail.lua",
+    "release.lua",
+    "clear_dead.lua",
+    "sched_upsert.lua",
+    "sched_enable.lua",
+    "sched_remove.lua",
+    "sched_fire.lua",
+];
 
-fn job_script(file: &str, body: &str) -> Script {
-    if REPLAYED.contains(&file) { with_replay(LIB, body) } else { with_lib(body) }
+/// Every script: (name, file, source).
+const SOURCES: &[(&str, &str, &str)] = &[
+    ("enqueue", "enqueue.lua", include_str!("scripts/enqueue.lua")),
+    ("fetch", "fetch.lua", include_str!("scripts/fetch.lua")),
+    ("heartbeat", "heartbeat.lua", include_str!("scripts/heartbeat.lua")),
+    ("complete", "complete.lua", include_str!("scripts/complete.lua")),
+    ("fail", "fail.lua", include_str!("scripts/fail.lua")),
+    ("release", "release.lua", include_str!("scripts/release.lua")),
+    ("give_back", "give_back.lua", include_str!("scripts/give_back.lua")),
+    ("reap", "reap.lua", include_str!("scripts/reap.lua")),
+    ("cancel", "cancel.lua", include_str!("scripts/cancel.lua")),
+    ("retry_dead", "retry_dead.lua", include_str!("scripts/retry_dead.lua")),
+    ("clear_dead", "clear_dead.lua", include_str!("scripts/clear_dead.lua")),
+    ("purge", "purge.lua", include_str!("scripts/purge.lua")),
+    ("workers", "workers.lua", include_str!("scripts/workers.lua")),
+    ("throughput", "throughput.lua", include_str!("scripts/throughput.lua")),
+    ("stats", "stats.lua", include_str!("scripts/stats.lua")),
+    ("sched_upsert", "sched_upsert.lua", include_str!("scripts/sched_upsert.lua")),
+    ("sched_enable", "sched_enable.lua", include_str!("scripts/sched_enable.lua")),
+    ("sched_remove", "sched_remove.lua", include_str!("scripts/sched_remove.lua")),
+    ("sched_read", "sched_read.lua", include_str!("scripts/sched_read.lua")),
+    ("sched_due", "sched_due.lua", include_str!("scripts/sched_due.lua")),
+    ("sched_fire", "sched_fire.lua", include_str!("scripts/sched_fire.lua")),
+];
+
+/// The code a call runs after the prelude: the body, wrapped if its reply is replayed.
+fn code(file: &str, body: &str) -> String {
+    if REPLAYED.contains(&file) { with_replay(body) } else { body.to_owned() }
 }
 
+/// The library: its name and its source (for `FUNCTION LOAD`).
+pub(crate) struct Library {
+    pub(crate) name: String,
+    pub(crate) source: String,
+}
+
+/// The one library of every script (see the module docs).
+pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let mut defs = format!("local KEYS, ARGV\n{LIB}\n{SCHED_LIB}\n");
+    for (name, file, body) in SOURCES {
+        defs.push_str(&format!("local function op_{name}()\n{}\nend\n", code(file, body)));
+    }
+    for (op, _, _) in SOURCES {
+        defs.push_str(&format!(
+            "redis.register_function('@LIB@_{op}', function(keys, args)\n  \
+               KEYS, ARGV = keys, args\n  bind()\n  return op_{op}()\nend)\n"
+        ));
+    }
+    // The hash of everything but the name, which `@LIB@` stands for until it is known.
+    let name = format!("jobs_{}", &Script::new(&defs).get_hash()[..8]);
+    let source = format!("#!lua name={name}\n{}", defs.replace("@LIB@", &name));
+    Library { name, source }
+});
+
+fn op(name: &str) -> Op {
+    let (_, file, body) = SOURCES.iter().find(|(n, _, _)| *n == name).expect("a listed script");
+    let prelude =
+        if name.starts_with("sched_") { format!("{LIB}\n{SCHED_LIB}") } else { LIB.to_owned() };
+    Op {
+        script: Script::new(&format!("{prelude}\nbind()\n{}", code(file, body))),
+        function: format!("{}_{name}", LIBRARY.name),
+    }
+}
+
+/// The schedule scripts (`sched_*.lua`), built once per process.
+pub(crate) struct SchedScripts {
+    pub(crate) upsert: Op,
+    pub(crate) enable: Op,
+    pub(crate) remove: Op,
+    pub(crate) read: Op,
+    pub(crate) due: Op,
+    pub(crate) fire: Op,
+}
+
+pub(crate) static SCHED_SCRIPTS: LazyLock<SchedScripts> = LazyLock::new(|| SchedScripts {
+    upsert: op("sched_upsert"),
+    enable: op("sched_enable"),
+    remove: op("sched_remove"),
+    read: op("sched_read"),
+    due: op("sched_due"),
+    fire: op("sched_fire"),
+});
+
 macro_rules! scripts {
-    ($($name:ident => $file:literal),* $(,)?) => {
-        /// Every script, loaded once per process.
-        pub(crate) struct Scripts { $(pub(crate) $name: Script,)* }
+    ($($name:ident),* $(,)?) => {
+        /// Every job script, built once per process.
+        pub(crate) struct Scripts { $(pub(crate) $name: Op,)* }
         pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-            $($name: job_script($file, include_str!(concat!("scripts/", $file))),)*
+            $($name: op(stringify!($name)),)*
         });
     };
 }
 
 scripts! {
-    enqueue => "enqueue.lua",
-    fetch => "fetch.lua",
-    heartbeat => "heartbeat.lua",
-    complete => "complete.lua",
-    fail => "fail.lua",
-    release => "release.lua",
-    give_back => "give_back.lua",
-    reap => "reap.lua",
-    cancel => "cancel.lua",
-    retry_dead => "retry_dead.lua",
-    clear_dead => "clear_dead.lua",
-    purge => "purge.lua",
-    workers => "workers.lua",
-    throughput => "throughput.lua",
-    stats => "stats.lua",
+    enqueue, fetch, heartbeat, complete, fail, release, give_back, reap, cancel, retry_dead,
+    clear_dead, purge, workers, throughput, stats,
 }

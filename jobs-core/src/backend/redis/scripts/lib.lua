@@ -1,5 +1,6 @@
--- lib.lua: prepended to every script (see scripts.rs). Names the fixed KEYS list, reads the
--- server clock, and holds the transitions that several scripts share (fail, finish, trim).
+-- lib.lua: prepended to every script, or defined once in the function library (scripts.rs).
+-- Names the fixed KEYS list, reads the server clock, and holds the transitions that several
+-- scripts share (fail, finish, trim).
 --
 -- KEYS (the same 22 for every script, in keys.rs order):
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
@@ -24,19 +25,31 @@
 -- A pending list entry is the job's id, or "<id>/<g>" for a record that has a generation:
 -- an entry belongs to the record only if their generations are equal.
 
-local K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
-local K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
-local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
+-- The key names, set from KEYS by bind() at the start of every call (scripts.rs: an EVAL
+-- script calls it after this prelude; in the function library, which defines all this once,
+-- each function calls it first, which is safe because Redis runs one call at a time).
+local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
+local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
+local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
+local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS
+
+-- One reading of the server clock per script call (now_ms): every decision of one atomic
+-- step uses the same instant.
+local NOW = nil
+
+local function bind()
+  K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
+  K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
+  K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+  K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+  K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
+  NOW = nil
+end
 
 -- Lua 5.1's unpack is limited by the C stack (LUAI_MAXCSTACK = 8000): variadic commands are
 -- sent in chunks of this many arguments.
 local CHUNK = 4000
 
--- One reading of the server clock per script call: every decision of one atomic step uses
--- the same instant.
-local NOW = nil
 local function now_ms()
   if not NOW then
     local t = redis.call('TIME')

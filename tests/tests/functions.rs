@@ -1,0 +1,140 @@
+//! How the Redis backend sends its calls: as Redis Functions (one library per server,
+//! `FCALL`) where the server has them, loaded again on a node that lost it (a restart, a
+//! failover, `FUNCTION FLUSH`), and as `EVALSHA` scripts when `use_functions` is off (the
+//! path of servers before Redis 7, which the whole suite runs with `JOBS_TEST_SCRIPTS=1`).
+
+use std::time::Duration;
+
+use jobs_core::backend::redis::{RedisBackend, RedisConfig};
+use jobs_core::backend::{Backend, Completion, FetchRequest};
+use jobs_core::{JobStatus, NewJob};
+use jobs_test_support::{RedisCluster, RedisServer};
+use serde_json::json;
+
+async fn connect(url: &str, use_functions: bool) -> RedisBackend {
+    let cfg = RedisConfig { use_functions, ..RedisConfig::new(url).namespace("fn") };
+    RedisBackend::connect(cfg).await.unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Enqueues, fetches and completes one job; panics if any step does not do its part.
+async fn one_job_through(b: &RedisBackend) {
+    let job = NewJob::new("fn_job", json!({"n": 1}));
+    b.enqueue(std::slice::from_ref(&job)).await.unwrap_or_else(|e| panic!("enqueue: {e}"));
+    let req = FetchRequest {
+        max: 1,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(30),
+        grace: Duration::from_secs(5),
+    };
+    let got = b.fetch(&req).await.unwrap_or_else(|e| panic!("fetch: {e}"));
+    let lease = got.jobs.first().map(|j| j.lease).unwrap_or_else(|| panic!("fetched no job"));
+    let done = Completion { lease, result: json!(1) };
+    b.complete(&[done]).await.unwrap_or_else(|e| panic!("complete: {e}"));
+    let stored = b.get_job(job.id).await.unwrap_or_else(|e| panic!("get_job: {e}"));
+    assert_eq!(stored.map(|j| j.status), Some(JobStatus::Completed));
+}
+
+/// The names of the function libraries on `server`.
+fn libraries(server: &RedisServer) -> Vec<String> {
+    let mut c = server.connection().unwrap_or_else(|e| panic!("connection: {e}"));
+    let list: Vec<redis::Value> = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut c)
+        .unwrap_or_else(|e| panic!("FUNCTION LIST: {e}"));
+    names(&list)
+}
+
+/// The `library_name` of each entry of a `FUNCTION LIST` reply (RESP2: flat arrays).
+fn names(list: &[redis::Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for lib in list {
+        if let redis::Value::Array(kv) = lib {
+            for pair in kv.chunks(2) {
+                if let [redis::Value::BulkString(k), redis::Value::BulkString(v)] = pair
+                    && k.as_slice() == b"library_name"
+                {
+                    out.push(String::from_utf8_lossy(v).into_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many times `server` ran `command` (from `INFO commandstats`).
+fn calls_of(server: &RedisServer, command: &str) -> u64 {
+    let mut c = server.connection().unwrap_or_else(|e| panic!("connection: {e}"));
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap_or_else(|e| panic!("INFO: {e}"));
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn flush_functions(server: &RedisServer) {
+    let mut c = server.connection().unwrap_or_else(|e| panic!("connection: {e}"));
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .exec(&mut c)
+        .unwrap_or_else(|e| panic!("FUNCTION FLUSH: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_as_functions_of_one_library_loaded_at_connect() {
+    let server = RedisServer::start();
+    let b = connect(&server.url(), true).await;
+    assert!(b.uses_functions(), "Redis 7 has Functions");
+    let libs = libraries(&server);
+    assert_eq!(libs.len(), 1, "one library, not {libs:?}");
+    assert!(libs[0].starts_with("jobs_"), "the library is named jobs_<hash>: {libs:?}");
+    one_job_through(&b).await;
+    assert!(calls_of(&server, "fcall") >= 3, "enqueue, fetch and complete are FCALLs");
+    assert_eq!(calls_of(&server, "evalsha"), 0, "and no script runs");
+    // A second backend (another process of the same version) finds the library there.
+    let again = connect(&server.url(), true).await;
+    one_job_through(&again).await;
+    assert_eq!(libraries(&server), libs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_the_library_gets_it_again_and_the_call_runs_once() {
+    let server = RedisServer::start();
+    let b = connect(&server.url(), true).await;
+    let libs = libraries(&server);
+    flush_functions(&server);
+    assert!(libraries(&server).is_empty());
+    one_job_through(&b).await;
+    assert_eq!(libraries(&server), libs, "the library is loaded again");
+    let stats = b.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
+    assert_eq!(stats.counters.completed, 1, "the call that found no function ran once: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_functions_off_calls_are_scripts_and_load_no_library() {
+    let server = RedisServer::start();
+    let b = connect(&server.url(), false).await;
+    assert!(!b.uses_functions());
+    one_job_through(&b).await;
+    assert!(libraries(&server).is_empty(), "no library loaded");
+    assert_eq!(calls_of(&server, "fcall"), 0);
+    assert!(calls_of(&server, "evalsha") >= 3, "enqueue, fetch and complete are EVALSHAs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_the_namespace_node_gets_the_library_again_after_losing_it() {
+    let cluster = RedisCluster::start(3);
+    let b = connect(&cluster.url(), true).await;
+    assert!(b.is_cluster() && b.uses_functions());
+    let node = &cluster.nodes()[cluster.node_of(b.keys().jobs())];
+    assert_eq!(libraries(node).len(), 1, "loaded on the namespace's node at connect");
+    for n in cluster.nodes() {
+        flush_functions(n);
+    }
+    one_job_through(&b).await;
+    assert_eq!(libraries(node).len(), 1, "loaded again on the namespace's node");
+}
