@@ -26,6 +26,38 @@ pub async fn queue_at(url: &str, ns: &str) -> jobs_core::Result<JobQueue> {
     Ok(JobQueue::new(RedisBackend::connect(cfg).await?))
 }
 
+/// A queue on `url` in namespace `ns` whose enqueues are acknowledged only once `replicas`
+/// replicas have them (durable writes, `WAIT`).
+pub async fn durable_queue_at(url: &str, ns: &str, replicas: u32) -> jobs_core::Result<JobQueue> {
+    let cfg =
+        RedisConfig { namespace: ns.into(), durable_writes: replicas, ..RedisConfig::new(url) };
+    Ok(JobQueue::new(RedisBackend::connect(cfg).await?))
+}
+
+/// Starts a master and a replica of it (`--replicaof`, diskless sync without delay) and
+/// waits, 20 s at most, until the master counts the replica as connected and the replica's
+/// link is up.
+pub async fn master_and_replica() -> Result<(RedisServer, RedisServer), BoxError> {
+    let sync = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"];
+    let master = RedisServer::builder().args(sync).start();
+    let replica = RedisServer::builder()
+        .args(sync)
+        .args(["--replicaof", "127.0.0.1", &master.port().to_string()])
+        .start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = info(&replica, "replication").await?.contains("master_link_status:up");
+        let counted = field(&info(&master, "replication").await?, "connected_slaves") == Some(1.0);
+        if up && counted {
+            return Ok((master, replica));
+        }
+        if Instant::now() >= deadline {
+            return Err("the replica did not sync with the master within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A queue on `server` in namespace `ns`.
 pub async fn queue(server: &RedisServer, ns: &str) -> jobs_core::Result<JobQueue> {
     queue_at(&server.url(), ns).await

@@ -23,6 +23,11 @@
 //!   whose handler watches its token (200 cancels, 50 with `--quick`), from the
 //!   `cancel_job` call to the handler seeing its token cancelled, with the default 10 s
 //!   heartbeat: what the backend's cancel notice takes.
+//! * `enqueue_single_durable_per_s`, `enqueue_single_durable_p50_ms`/`_p99_ms`: the cost of
+//!   durable writes, 5,000 single enqueues (1,000 with `--quick`), 100 in flight, with
+//!   `durable_writes: 1` (each acknowledged after `WAIT 1`) on a master with one replica,
+//!   against `enqueue_single_nowait_*`: the same calls on the same servers without it;
+//!   `enqueue_single_{durable,nowait}_alone_p50_ms`: a tenth as many, one at a time.
 //! * `bytes_per_job`: `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
@@ -33,9 +38,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use examples::bench_support::{
-    Bar, bar_chart, child_drain, command_profile, enqueue_batched_named, median, percentile, queue,
-    rate, redis_cpu_us, redis_version, reset_stats, round1, round3, used_memory, wait_completed,
-    worker,
+    Bar, bar_chart, child_drain, command_profile, durable_queue_at, enqueue_batched_named,
+    master_and_replica, median, percentile, queue, rate, redis_cpu_us, redis_version, reset_stats,
+    round1, round3, used_memory, wait_completed, worker,
 };
 use jobs_core::NewJob;
 use jobs_core::backend::{Completion, FetchRequest};
@@ -55,6 +60,7 @@ struct Sizes {
     worker_drain: usize,
     pickups: usize,
     cancels: usize,
+    durable_single: usize,
 }
 
 /// The no-op handler the worker scenarios run.
@@ -136,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             worker_drain: 5_000,
             pickups: 50,
             cancels: 50,
+            durable_single: 1_000,
         }
     } else {
         Sizes {
@@ -149,6 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             worker_drain: 50_000,
             pickups: 500,
             cancels: 200,
+            durable_single: 5_000,
         }
     };
 
@@ -332,6 +340,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report.insert("cancel_stop_p99_ms".into(), json!(round3(percentile(&mut stop, 0.99))));
     drop(server);
 
+    // The cost of durable writes: single enqueues on a master with one replica, acknowledged
+    // after `WAIT 1` or as soon as the master has them; runs alternate between the two.
+    let (master, replica) = master_and_replica().await?;
+    let (mut nowait, mut durable) =
+        ((Vec::new(), Vec::new(), Vec::new()), (Vec::new(), Vec::new(), Vec::new()));
+    for r in 0..runs {
+        for (replicas, (rates, latencies, alone)) in [(0, &mut nowait), (1, &mut durable)] {
+            progress(&format!("enqueue single, WAIT {replicas}, master + 1 replica"), r);
+            let q = durable_queue_at(&master.url(), &format!("bench-wait{replicas}-{r}"), replicas)
+                .await?;
+            let t = Instant::now();
+            latencies.extend(enqueue_single(&q, s.durable_single, s.in_flight).await?);
+            rates.push(rate(s.durable_single, t.elapsed()));
+            // One at a time: the round trip itself, without queueing behind the others.
+            alone.extend(enqueue_single(&q, s.durable_single / 10, 1).await?);
+        }
+    }
+    for (name, (rates, latencies, alone)) in [("nowait", &mut nowait), ("durable", &mut durable)] {
+        report.insert(
+            format!("enqueue_single_{name}_alone_p50_ms"),
+            json!(round3(percentile(alone, 0.50))),
+        );
+        report.insert(format!("enqueue_single_{name}_per_s"), json!(median(rates)));
+        report.insert(
+            format!("enqueue_single_{name}_p50_ms"),
+            json!(round3(percentile(latencies, 0.50))),
+        );
+        report.insert(
+            format!("enqueue_single_{name}_p99_ms"),
+            json!(round3(percentile(latencies, 0.99))),
+        );
+    }
+    drop((master, replica));
+
     // A fresh server, so nothing else is in its memory.
     let server = RedisServer::start();
     let q = queue(&server, "bench-memory").await?;
@@ -357,23 +399,28 @@ fn job(q: &JobQueue) -> NewJob {
     q.new_job("sync_portfolio", json!({"user_id": "user-123"}))
 }
 
-async fn enqueue_single(q: &JobQueue, n: usize, in_flight: usize) -> jobs_core::Result<()> {
+/// `n` single enqueues, `in_flight` at a time; the latency of each, in milliseconds.
+async fn enqueue_single(q: &JobQueue, n: usize, in_flight: usize) -> jobs_core::Result<Vec<f64>> {
     let q = Arc::new(q.clone());
     let mut tasks: tokio::task::JoinSet<jobs_core::Result<_>> = tokio::task::JoinSet::new();
     for w in 0..in_flight {
         let q = q.clone();
         let count = n / in_flight + usize::from(w < n % in_flight);
         tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
             for _ in 0..count {
+                let t = Instant::now();
                 q.enqueue_job(job(&q)).await?;
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             }
-            Ok(())
+            Ok(latencies)
         });
     }
+    let mut all = Vec::with_capacity(n);
     while let Some(r) = tasks.join_next().await {
-        r.map_err(|e| jobs_core::Error::Backend(e.to_string()))??;
+        all.extend(r.map_err(|e| jobs_core::Error::Backend(e.to_string()))??);
     }
-    Ok(())
+    Ok(all)
 }
 
 async fn enqueue_batched(q: &JobQueue, n: usize, batch: usize) -> jobs_core::Result<()> {

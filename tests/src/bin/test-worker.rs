@@ -1,6 +1,11 @@
 //! A runner for the reliability tests: `jobs_core::runner::main()` with test handlers that
-//! record every start in Redis (`TEST_STARTS_KEY`, a hash of job id → starts), so a test
-//! can count duplicates across processes it kills.
+//! record every start in Redis (`TEST_STARTS_KEY`, a hash of job id → starts, and
+//! `<TEST_STARTS_KEY>:first`, job id → Unix milliseconds of its first start), so a test can
+//! count duplicates across processes it kills and tell when they ran.
+//!
+//! The starts go to `TEST_STARTS_URL` (a plain `redis://` server) if set, else to
+//! `REDIS_URL`: a failover test keeps them on a server that is not killed, and a
+//! `redis+sentinel://` deployment URL is not one a plain client opens.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,7 +19,12 @@ struct Sleep {
 
 fn redis() -> Option<redis::Client> {
     static CLIENT: OnceLock<Option<redis::Client>> = OnceLock::new();
-    CLIENT.get_or_init(|| redis::Client::open(std::env::var("REDIS_URL").ok()?).ok()).clone()
+    CLIENT
+        .get_or_init(|| {
+            let url = std::env::var("TEST_STARTS_URL").or_else(|_| std::env::var("REDIS_URL"));
+            redis::Client::open(url.ok()?).ok()
+        })
+        .clone()
 }
 
 async fn record_start(ctx: &JobContext) -> Result<(), JobError> {
@@ -22,11 +32,23 @@ async fn record_start(ctx: &JobContext) -> Result<(), JobError> {
         return Ok(());
     };
     let mut c = client.get_multiplexed_async_connection().await?;
-    let _: i64 = redis::cmd("HINCRBY")
-        .arg(key)
-        .arg(ctx.job_id().to_string())
+    let id = ctx.job_id().to_string();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    redis::pipe()
+        .atomic()
+        .cmd("HINCRBY")
+        .arg(&key)
+        .arg(&id)
         .arg(1)
-        .query_async(&mut c)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(format!("{key}:first"))
+        .arg(&id)
+        .arg(now_ms)
+        .ignore()
+        .exec_async(&mut c)
         .await?;
     Ok(())
 }
