@@ -259,13 +259,12 @@ pub struct SchedulerStats {
     /// Schedules registered through the API that this process's scheduler saw lost with
     /// the backend's data (a Redis restarted without persistence), by name: they cannot be
     /// recreated and stay listed until registered again. Always empty on the in-memory
-    /// backend, which cannot lose them. Left out of the JSON when empty (the spec's
-    /// object, as long as nothing was lost).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// backend, which cannot lose them.
+    #[serde(default)]
     pub lost_tasks: Vec<String>,
     /// Declared schedules this process's scheduler stored again after the backend lost
-    /// them, since it started. Left out of the JSON when 0.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// them, since it started.
+    #[serde(default)]
     pub restored_tasks: u64,
 }
 
@@ -310,9 +309,4 @@ pub(crate) fn throughput_buckets(
             }
         })
         .collect()
-}
-
-/// For `skip_serializing_if`.
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }

@@ -144,10 +144,19 @@ async fn a_backend_follows_the_master_through_a_failover() {
         })
         .await;
     all_ran.expect("the same workers run jobs on the new master");
-    for j in &after {
-        let job = queue.get_job(j.id).await.expect("get_job").expect("the job exists");
-        assert_eq!(job.status, JobStatus::Completed, "{}", j.id);
-    }
+    // Started is not yet completed: the acknowledgement follows the handler's return.
+    let completed =
+        wait_until("the jobs after the failover completed", Duration::from_secs(15), || async {
+            for j in &after {
+                let job = queue.get_job(j.id).await.ok().flatten()?;
+                if job.status != JobStatus::Completed {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+    completed.expect("the same workers complete jobs on the new master");
     let new_master = group.lock().expect("group").master_index();
     assert!(new_master.is_some_and(|i| i != old), "master now {new_master:?}, was {old}");
     println!(
@@ -694,4 +703,36 @@ async fn a_one_second_schedule_fires_each_tick_once_across_a_failover() {
         "1 s schedule across a failover ({failover:?}): {} ticks over {span} s, gaps {gaps:?}",
         ticks.len()
     );
+}
+
+/// A durable write's `WAIT` holds the connection it is sent on until the replicas answer or
+/// `durable_timeout` passes. On a server without the replicas asked for, every durable
+/// enqueue waits the whole timeout; the process's other calls (here `stats`, in a worker
+/// its fetches and heartbeats) must not wait behind it on the shared connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_durable_write_does_not_hold_up_the_other_calls() {
+    let server = RedisServer::start();
+    let ns = unique_namespace("durable-wait");
+    let cfg = RedisConfig {
+        durable_writes: 1,
+        durable_timeout: Duration::from_millis(1500),
+        ..RedisConfig::new(&server.url()).namespace(&ns)
+    };
+    let queue = JobQueue::new(RedisBackend::connect(cfg).await.expect("connect"));
+    let q = queue.clone();
+    let durable = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = q.enqueue_job(q.new_job("ha_count", json!({ "n": 1 }))).await;
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let stats = queue.stats().await.expect("stats");
+    let took = started.elapsed();
+    let (r, durable_took) = durable.await.expect("the durable enqueue's task");
+    assert!(matches!(r, Err(Error::NotReplicated { wanted: 1, acked: 0, .. })), "{r:?}");
+    assert!(durable_took >= Duration::from_millis(1400), "WAIT waited {durable_took:?}");
+    assert_eq!(stats.total_pending, 1, "the durable write is on the master");
+    println!("stats during a waiting durable write: {took:?} (the write waited {durable_took:?})");
+    assert!(took < Duration::from_millis(800), "stats waited {took:?} behind the WAIT");
 }

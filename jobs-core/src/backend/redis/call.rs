@@ -78,7 +78,17 @@ impl RedisBackend {
         request: Option<&str>,
         args: &Args,
     ) -> RedisResult<T> {
-        let mut conn = self.conn.clone();
+        self.call_on(&mut self.conn.clone(), op, request, args).await
+    }
+
+    /// [`call`](Self::call) on the connection `conn`.
+    pub(super) async fn call_on<T: FromRedisValue>(
+        &self,
+        conn: &mut RedisConnection,
+        op: &Op,
+        request: Option<&str>,
+        args: &Args,
+    ) -> RedisResult<T> {
         if !self.functions {
             let mut inv = op.script.prepare_invoke();
             for k in self.keys.all() {
@@ -90,14 +100,14 @@ impl RedisBackend {
             for a in &args.0 {
                 inv.arg(a.as_slice());
             }
-            return inv.invoke_async(&mut conn).await;
+            return inv.invoke_async(conn).await;
         }
         let cmd = self.fcall(op, request, args);
-        match cmd.query_async(&mut conn).await {
+        match cmd.query_async(conn).await {
             Err(e) if is_missing_function(&e) => {
                 tracing::debug!(function = %op.function, "function library missing; loading it");
-                load_library(&mut conn, self.keys.jobs()).await?;
-                cmd.query_async(&mut conn).await
+                load_library(conn, self.keys.jobs()).await?;
+                cmd.query_async(conn).await
             }
             r => r,
         }
@@ -120,25 +130,25 @@ impl RedisBackend {
         cmd
     }
 
-    /// [`call`](Self::call) and then `then`, in one pipeline on one connection (a single
-    /// server), so that nothing comes between them: `WAIT` after a durable write. Returns
-    /// both replies. A missing library or script is loaded and the pair sent once more
-    /// (the call did not run).
+    /// [`call`](Self::call) and then `then`, in one pipeline on `conn` (a single server),
+    /// so that nothing comes between them: `WAIT` after a durable write. Returns both
+    /// replies. A missing library or script is loaded and the pair sent once more (the
+    /// call did not run).
     pub(super) async fn call_then<T: FromRedisValue, U: FromRedisValue>(
         &self,
+        conn: &mut RedisConnection,
         op: &Op,
         request: Option<&str>,
         args: &Args,
         then: &Cmd,
     ) -> RedisResult<(T, U)> {
-        let mut conn = self.conn.clone();
         let mut pipe = ::redis::pipe();
         if self.functions {
             pipe.add_command(self.fcall(op, request, args)).add_command(then.clone());
-            return match pipe.query_async(&mut conn).await {
+            return match pipe.query_async(conn).await {
                 Err(e) if is_missing_function(&e) => {
-                    load_library(&mut conn, self.keys.jobs()).await?;
-                    pipe.query_async(&mut conn).await
+                    load_library(conn, self.keys.jobs()).await?;
+                    pipe.query_async(conn).await
                 }
                 r => r,
             };
@@ -154,10 +164,10 @@ impl RedisBackend {
             inv.arg(a.as_slice());
         }
         pipe.invoke_script(&inv).add_command(then.clone());
-        match pipe.query_async(&mut conn).await {
+        match pipe.query_async(conn).await {
             Err(e) if e.kind() == ::redis::ServerErrorKind::NoScript.into() => {
-                inv.load_async(&mut conn).await?;
-                pipe.query_async(&mut conn).await
+                inv.load_async(conn).await?;
+                pipe.query_async(conn).await
             }
             r => r,
         }

@@ -122,6 +122,10 @@ pub struct RedisBackend {
     blocking: Mutex<Vec<Blocker>>,
     /// Whether calls go as `FCALL` of the function library (else `EVALSHA`); see `call.rs`.
     functions: bool,
+    /// Connections for durable writes: their `WAIT` holds the connection it is sent on
+    /// until the replicas answer (up to `durable_timeout`), so it must not be the shared
+    /// one, which every fetch, heartbeat and acknowledgement of the process goes through.
+    durable: Mutex<Vec<RedisConnection>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -138,7 +142,15 @@ impl RedisBackend {
         let (connector, mut conn) = Connector::open(&cfg).await?;
         let functions =
             call::functions_available(&mut conn, keys.jobs(), cfg.use_functions).await?;
-        Ok(RedisBackend { connector, conn, keys, cfg, blocking: Mutex::new(Vec::new()), functions })
+        Ok(RedisBackend {
+            connector,
+            conn,
+            keys,
+            cfg,
+            blocking: Mutex::new(Vec::new()),
+            functions,
+            durable: Mutex::new(Vec::new()),
+        })
     }
 
     /// The keys of this backend's namespace (for tools and tests that inspect Redis).
@@ -248,16 +260,42 @@ impl RedisBackend {
         }
         let mut wait = ::redis::cmd("WAIT");
         wait.arg(wanted).arg(crate::time::duration_ms(self.cfg.durable_timeout));
-        let mut conn = self.conn.clone();
-        if conn.is_cluster() {
-            // The node connection of the namespace carries both, one after the other.
-            let value = self.call(op, request, a).await?;
-            return Ok((value, conn.on_node_of(&wait, self.keys.jobs()).await?));
+        // A connection of the durable pool, or a new one (given back only after a call
+        // that went through: one that failed may be broken).
+        let pooled = self.durable.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let timeout = self.cfg.response_timeout + self.cfg.durable_timeout;
+                self.connector.dedicated(&self.cfg, timeout).await.map_err(|e| match e {
+                    Error::Redis(r) => r,
+                    other => ::redis::RedisError::from((
+                        ::redis::ErrorKind::Io,
+                        "cannot open a connection for durable writes",
+                        other.to_string(),
+                    )),
+                })?
+            }
+        };
+        let reply = if conn.is_cluster() {
+            // The namespace's node connection carries both, one after the other.
+            match self.call_on(&mut conn, op, request, a).await {
+                Ok(value) => match conn.on_node_of(&wait, self.keys.jobs()).await {
+                    Ok(acked) => Ok((value, acked)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            // One request on one connection: WAIT counts the replicas that have every
+            // earlier write of that connection, the call's included, and a reconnect cannot
+            // come between the two.
+            self.call_then(&mut conn, op, request, a, &wait).await
+        };
+        if reply.is_ok() {
+            self.durable.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
         }
-        // One request on one connection: WAIT counts the replicas that have every earlier
-        // write of that connection, the call's included, and a reconnect cannot come
-        // between the two.
-        self.call_then(op, request, a, &wait).await
+        reply
     }
 }
 
