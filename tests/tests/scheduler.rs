@@ -185,12 +185,23 @@ async fn enable_disable_run_now_and_unregister_hold_across_processes() -> TestRe
     assert_eq!((seen.run_count, seen.last_job_id, seen.next_run), (1, Some(id), Some(next)));
     assert!(seen.last_run.is_some());
 
-    // The stats JSON has exactly the spec's keys.
+    // The stats JSON has the spec's keys, and the two of a backend that lost its data
+    // (always present: the API document declares them).
     let v = serde_json::to_value(a.scheduler().stats().await?)?;
     let keys: HashSet<&str> = v.as_object().ok_or("object")?.keys().map(String::as_str).collect();
-    let want: HashSet<&str> =
-        ["running", "total_tasks", "enabled_tasks", "disabled_tasks", "due_tasks", "tasks"].into();
+    let want: HashSet<&str> = [
+        "running",
+        "total_tasks",
+        "enabled_tasks",
+        "disabled_tasks",
+        "due_tasks",
+        "tasks",
+        "lost_tasks",
+        "restored_tasks",
+    ]
+    .into();
     assert_eq!(keys, want);
+    assert_eq!((v["lost_tasks"].clone(), v["restored_tasks"].clone()), (json!([]), json!(0)));
     assert_eq!(v["tasks"][0]["name"], "sync");
     assert_eq!(v["tasks"][0]["last_job_id"], id.to_string());
 
