@@ -90,17 +90,7 @@ impl RedisBackend {
         args: &Args,
     ) -> RedisResult<T> {
         if !self.functions {
-            let mut inv = op.script.prepare_invoke();
-            for k in self.keys.all() {
-                inv.key(k);
-            }
-            if let Some(request) = request {
-                inv.key(request);
-            }
-            for a in &args.0 {
-                inv.arg(a.as_slice());
-            }
-            return inv.invoke_async(conn).await;
+            return self.invocation(op, request, args).invoke_async(conn).await;
         }
         let cmd = self.fcall(op, request, args);
         match cmd.query_async(conn).await {
@@ -111,6 +101,26 @@ impl RedisBackend {
             }
             r => r,
         }
+    }
+
+    /// The `EVALSHA` of `op`'s script with the namespace's keys, `request` and `args`.
+    fn invocation<'a>(
+        &self,
+        op: &'a Op,
+        request: Option<&str>,
+        args: &Args,
+    ) -> ::redis::ScriptInvocation<'a> {
+        let mut inv = op.script.prepare_invoke();
+        for k in self.keys.all() {
+            inv.key(k);
+        }
+        if let Some(request) = request {
+            inv.key(request);
+        }
+        for a in &args.0 {
+            inv.arg(a.as_slice());
+        }
+        inv
     }
 
     /// The `FCALL` of `op` with the namespace's keys, `request` and `args`.
@@ -153,16 +163,7 @@ impl RedisBackend {
                 r => r,
             };
         }
-        let mut inv = op.script.prepare_invoke();
-        for k in self.keys.all() {
-            inv.key(k);
-        }
-        if let Some(request) = request {
-            inv.key(request);
-        }
-        for a in &args.0 {
-            inv.arg(a.as_slice());
-        }
+        let inv = self.invocation(op, request, args);
         pipe.invoke_script(&inv).add_command(then.clone());
         match pipe.query_async(conn).await {
             Err(e) if e.kind() == ::redis::ServerErrorKind::NoScript.into() => {
