@@ -725,7 +725,19 @@ async fn a_waiting_durable_write_does_not_hold_up_the_other_calls() {
         let r = q.enqueue_job(q.new_job("ha_count", json!({ "n": 1 }))).await;
         (r, started.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until the durable enqueue's WAIT is blocked on the server.
+    let client = redis::Client::open(server.url()).expect("client");
+    let admin = client.get_multiplexed_async_connection().await.expect("admin connection");
+    wait_until("the durable write's WAIT is blocked", Duration::from_secs(5), || {
+        let mut admin = admin.clone();
+        async move {
+            let list: String =
+                redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.ok()?;
+            list.contains("cmd=wait").then_some(())
+        }
+    })
+    .await
+    .expect("WAIT in flight");
     let started = Instant::now();
     let stats = queue.stats().await.expect("stats");
     let took = started.elapsed();
