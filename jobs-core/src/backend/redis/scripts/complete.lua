@@ -10,9 +10,12 @@ for i = 1, k do ids[i] = ARGV[1 + 3 * i] end
 local recs = hmget(K_JOBS, ids)
 local out, upd, res, done, fin = {}, {}, {}, {}, {}
 local completed, cancelled = 0, 0
+-- The state an earlier item of this batch left (an id acked twice in one batch): later
+-- items must see it, not the record as it was read.
+local latest = {}
 for i = 1, k do
   local id, att = ids[i], tonumber(ARGV[2 + 3 * i])
-  local h = parse(recs[i])
+  local h = latest[id] or parse(recs[i])
   if not h or h.att ~= att then
     out[i] = 0
   elseif h.s == 'c' then
@@ -26,7 +29,7 @@ for i = 1, k do
     h.s = 'x'
     h.fa = now
     h.meta = drop_args(h.meta)
-    for j = i + 1, k do if ids[j] == id then recs[j] = fmt(h) end end
+    latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
     done[#done + 1] = id
@@ -38,8 +41,7 @@ for i = 1, k do
     h.s = 'c'
     h.fa = now
     h.meta = drop_args(h.meta)
-    -- Later items of this batch must see the new state (an id acked twice in one batch).
-    for j = i + 1, k do if ids[j] == id then recs[j] = fmt(h) end end
+    latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
     res[#res + 1] = id
