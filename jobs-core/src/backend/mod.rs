@@ -432,6 +432,24 @@ pub trait Backend: Send + Sync + 'static {
     /// ready after the last `fetch` ends the wait at once.
     async fn wait_for_work(&self, max: Duration) -> Result<()>;
 
+    /// [`wait_for_work`](Self::wait_for_work), then [`fetch`](Self::fetch) — or the wait
+    /// ended early by `stop`, then nothing. A backend may send the two at once, so that the
+    /// fetch runs on the server the moment the wait ends (a wake-up costs one round trip,
+    /// not two); stopped then, what that fetch leased is returned, for the caller to
+    /// release.
+    async fn wait_then_fetch(
+        &self,
+        max: Duration,
+        req: &FetchRequest,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Fetched> {
+        tokio::select! {
+            r = self.wait_for_work(max) => r?,
+            _ = stop.cancelled() => return Ok(Fetched::default()),
+        }
+        self.fetch(req).await
+    }
+
     /// Extends the leases a worker holds and records the worker as alive.
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
 

@@ -34,6 +34,8 @@ impl JobWorker {
         let backend = inner.queue.backend().clone();
         let mut backoff = Backoff::default();
         let mut batch_wait_over = false;
+        // What a wait-and-fetch leased, with when its reply came: started next.
+        let mut ready: Option<(crate::backend::Fetched, Instant)> = None;
         loop {
             while jobs.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
@@ -51,7 +53,7 @@ impl JobWorker {
             // a short moment, rather than one job per call as each one finishes. A fetch
             // costs Redis about the same for one job as for a dozen (REDIS.md §9).
             let low_water = (inner.cfg.max_concurrent_jobs / 4).max(1);
-            if free < low_water && !jobs.is_empty() && !batch_wait_over {
+            if free < low_water && !jobs.is_empty() && !batch_wait_over && ready.is_none() {
                 tokio::select! {
                     _ = jobs.join_next() => {}
                     _ = tokio::time::sleep(BATCH_WAIT) => batch_wait_over = true,
@@ -66,20 +68,25 @@ impl JobWorker {
                 lease: inner.cfg.lease,
                 grace: inner.cfg.grace,
             };
-            let sent = Instant::now();
-            let fetched = match backend.fetch(&req).await {
-                Ok(f) => {
-                    backoff.reset();
-                    f
-                }
-                Err(e) => {
-                    let wait = backoff.next();
-                    tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "fetch failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => {}
+            let (fetched, sent) = match ready.take() {
+                Some(r) => r,
+                None => {
+                    let sent = Instant::now();
+                    match backend.fetch(&req).await {
+                        Ok(f) => {
+                            backoff.reset();
+                            (f, sent)
+                        }
+                        Err(e) => {
+                            let wait = backoff.next();
+                            tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "fetch failed");
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = shutdown.cancelled() => {}
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
             if !fetched.jobs.is_empty() {
@@ -118,19 +125,30 @@ impl JobWorker {
             let wait = fetched
                 .next_due_in
                 .map_or(inner.cfg.poll_interval, |d| d.min(inner.cfg.poll_interval));
-            tokio::select! {
-                r = backend.wait_for_work(wait) => {
-                    if let Err(e) = r {
-                        let wait = backoff.next();
-                        tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
+            // A job finishing frees a slot but does not make work ready; no need to wake.
+            match backend.wait_then_fetch(wait, &req, shutdown).await {
+                Ok(f) if shutdown.is_cancelled() => {
+                    // Stopping: what the fetch leased goes back at once, not when reaped.
+                    let leases: Vec<Lease> = f.jobs.iter().map(|lj| lj.lease).collect();
+                    if !leases.is_empty()
+                        && let Err(e) = backend.release(&leases).await
+                    {
+                        tracing::warn!(error = %Escaped(&e), "releasing jobs fetched at shutdown failed");
+                    }
+                    return;
+                }
+                Ok(f) => {
+                    backoff.reset();
+                    ready = Some((f, Instant::now()));
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => {}
                     }
                 }
-                // A job finishing frees a slot but does not make work ready; no need to wake.
-                _ = shutdown.cancelled() => {}
             }
         }
     }

@@ -140,6 +140,23 @@ impl RedisBackend {
         cmd
     }
 
+    /// Appends the call of `op` (`FCALL`, or `EVALSHA` without functions) to `pipe`. A
+    /// missing library or script is an error reply in the pipeline's answer: the caller
+    /// sends the call on its own, as [`call`](Self::call), which loads it.
+    pub(super) fn add_call(
+        &self,
+        pipe: &mut ::redis::Pipeline,
+        op: &Op,
+        request: Option<&str>,
+        args: &Args,
+    ) {
+        if self.functions {
+            pipe.add_command(self.fcall(op, request, args));
+        } else {
+            pipe.invoke_script(&self.invocation(op, request, args));
+        }
+    }
+
     /// [`call`](Self::call) and then `then`, in one pipeline on `conn` (a single server),
     /// so that nothing comes between them: `WAIT` after a durable write. Returns both
     /// replies. A missing library or script is loaded and the pair sent once more (the

@@ -88,16 +88,22 @@ pub(super) async fn enqueue(
 }
 
 pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {
-    let reply: Vec<Value> = backend
-        .run_retried(&SCRIPTS.fetch, |inv| {
-            inv.arg(req.max)
-                .arg(&req.worker_id)
-                .arg(duration_ms(req.lease))
-                .arg(duration_ms(req.grace))
-                .arg(PROMOTE_LIMIT)
-                .arg(FETCH_SKIP_LIMIT);
-        })
-        .await?;
+    let reply: Vec<Value> = backend.run_retried(&SCRIPTS.fetch, |a| fetch_args(a, req)).await?;
+    read_fetched(backend, reply).await
+}
+
+/// The arguments of `fetch.lua` for `req` (before the request's own).
+pub(super) fn fetch_args(a: &mut Args, req: &FetchRequest) {
+    a.arg(req.max)
+        .arg(&req.worker_id)
+        .arg(duration_ms(req.lease))
+        .arg(duration_ms(req.grace))
+        .arg(PROMOTE_LIMIT)
+        .arg(FETCH_SKIP_LIMIT);
+}
+
+/// Reads the reply of `fetch.lua`; records it cannot read are dead-lettered.
+pub(super) async fn read_fetched(backend: &RedisBackend, reply: Vec<Value>) -> Result<Fetched> {
     if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(4) {
         return Err(Error::Backend("malformed fetch reply".into()));
     }

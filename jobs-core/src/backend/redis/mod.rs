@@ -216,18 +216,43 @@ impl RedisBackend {
         how: Send,
         args: impl FnOnce(&mut Args),
     ) -> Result<T> {
+        let (request, a) = self.request(how.request_key, args);
+        self.resend(op, how, request.as_deref(), &a, false).await
+    }
+
+    /// A new request id (with `with_key`) and the call's arguments, the reply TTL last
+    /// when there is an id.
+    fn request(&self, with_key: bool, args: impl FnOnce(&mut Args)) -> (Option<String>, Args) {
         let request =
-            how.request_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
+            with_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
         let mut a = Args::default();
         args(&mut a);
         if request.is_some() {
             a.arg(crate::time::duration_ms(self.reply_ttl()));
         }
+        (request, a)
+    }
+
+    /// The sending loop of [`Self::resend_lost`]; with `lost`, for a call already sent once
+    /// under `request` whose reply was lost (it counts as the first send).
+    async fn resend<T: ::redis::FromRedisValue>(
+        &self,
+        op: &Op,
+        how: Send,
+        request: Option<&str>,
+        a: &Args,
+        lost: bool,
+    ) -> Result<T> {
         let wanted = if how.durable { self.cfg.durable_writes } else { 0 };
         let mut delay = Duration::from_millis(20);
         let mut retries = 0;
+        if lost {
+            retries = 1;
+            tokio::time::sleep(delay).await;
+            delay *= 4;
+        }
         loop {
-            match self.send_once(op, request.as_deref(), &a, wanted).await {
+            match self.send_once(op, request, a, wanted).await {
                 Ok((v, acked)) => {
                     if acked < wanted {
                         let timeout_ms = crate::time::duration_ms(self.cfg.durable_timeout);
@@ -344,6 +369,15 @@ impl Backend for RedisBackend {
 
     async fn wait_for_work(&self, max: Duration) -> Result<()> {
         wait::wait_for_work(self, max).await
+    }
+
+    async fn wait_then_fetch(
+        &self,
+        max: Duration,
+        req: &FetchRequest,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Fetched> {
+        wait::wait_then_fetch(self, max, req, stop).await
     }
 
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply> {

@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use ::redis::Value;
 
-use super::{RedisBackend, RedisConnection};
-use crate::backend::{CANCEL_READ_LIMIT, CancelCursor, CancelNotices, Lease};
+use tokio_util::sync::CancellationToken;
+
+use super::scripts::SCRIPTS;
+use super::{RedisBackend, RedisConnection, Send, jobs};
+use crate::backend::{
+    CANCEL_READ_LIMIT, CancelCursor, CancelNotices, FetchRequest, Fetched, Lease,
+};
 use crate::error::Result;
 
 /// A connection reserved for `BZPOPMIN`, with its `CLIENT ID` so that a wait can be ended
@@ -84,6 +89,96 @@ pub(super) async fn wait_for_work(backend: &RedisBackend, max: Duration) -> Resu
         Err(e) => Err(e.into()),
     }
 }
+
+/// `BZPOPMIN` and the fetch in one pipeline on a blocking connection: Redis keeps the fetch
+/// in the connection's buffer while the pop blocks and runs it the moment the pop returns,
+/// so a wake-up costs no second round trip. Ended early (our timer, as in
+/// [`wait_for_work`], or `stop`) by `CLIENT UNBLOCK`: the fetch still runs and its leases
+/// are returned. On a cluster, where the pipeline would be split by node, the two go one
+/// after the other.
+pub(super) async fn wait_then_fetch(
+    backend: &RedisBackend,
+    max: Duration,
+    req: &FetchRequest,
+    stop: &CancellationToken,
+) -> Result<Fetched> {
+    let t = max.min(MAX_BLOCK);
+    if backend.is_cluster() || t.is_zero() {
+        tokio::select! {
+            r = wait_for_work(backend, max) => r?,
+            _ = stop.cancelled() => return Ok(Fetched::default()),
+        }
+        return jobs::fetch(backend, req).await;
+    }
+    let b = backend.blocking_conn().await?;
+    let (request, args) = backend.request(true, |a| jobs::fetch_args(a, req));
+    let op = &SCRIPTS.fetch;
+    let mut pipe = ::redis::pipe();
+    pipe.cmd("BZPOPMIN").arg(backend.keys.marker()).arg((t + UNBLOCK_SLACK).as_secs_f64());
+    backend.add_call(&mut pipe, op, request.as_deref(), &args);
+    let mut conn = b.conn.clone();
+    let call = pipe.query_async::<(Value, Vec<Value>)>(&mut conn);
+    tokio::pin!(call);
+    let r = tokio::select! {
+        r = &mut call => r,
+        _ = tokio::time::sleep(t) => unblock_then(backend, b.id, &mut call).await?,
+        _ = stop.cancelled() => unblock_then(backend, b.id, &mut call).await?,
+    };
+    match r {
+        Ok((_, reply)) => {
+            backend.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
+            jobs::read_fetched(backend, reply).await
+        }
+        // The reply is lost, the fetch may have run: sent again under the same request id,
+        // the script answers with the leases it handed out (the connection is dropped).
+        Err(e) if e.is_io_error() => {
+            tracing::debug!(error = %e, "wait-and-fetch reply lost; sending the fetch again");
+            let reply: Vec<Value> = backend
+                .resend(
+                    op,
+                    Send { request_key: true, durable: false },
+                    request.as_deref(),
+                    &args,
+                    true,
+                )
+                .await?;
+            jobs::read_fetched(backend, reply).await
+        }
+        // An error reply (the library missing after a restart, say): the fetch did not run,
+        // and an ordinary one loads what is missing.
+        Err(e) => {
+            tracing::debug!(error = %e, "wait-and-fetch refused; fetching on its own");
+            backend.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
+            jobs::fetch(backend, req).await
+        }
+    }
+}
+
+/// Ends the blocked command of client `id` with `CLIENT UNBLOCK`, then waits for `call`'s
+/// reply. A command sent a moment ago may not be blocked yet (the unblock then finds
+/// nothing and it would block for its whole timeout): the unblock is repeated every few
+/// milliseconds until the reply comes, at most [`UNBLOCK_TRIES`] times, then the reply is
+/// awaited as it comes. An error of the unblock itself is returned (the call's connection
+/// is dropped with its command outstanding; the server times it out by itself).
+async fn unblock_then<F: std::future::Future<Output = T> + Unpin, T>(
+    backend: &RedisBackend,
+    id: i64,
+    call: &mut F,
+) -> Result<T> {
+    let mut c = backend.conn.clone();
+    let mut unblock = ::redis::cmd("CLIENT");
+    unblock.arg("UNBLOCK").arg(id);
+    for _ in 0..UNBLOCK_TRIES {
+        let _: i64 = c.on_node_of(&unblock, backend.keys.marker()).await?;
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(5), &mut *call).await {
+            return Ok(r);
+        }
+    }
+    Ok(call.await)
+}
+
+/// How many times [`unblock_then`] sends `CLIENT UNBLOCK` (5 ms apart) before it waits.
+const UNBLOCK_TRIES: usize = 100;
 
 /// One `XREAD` reply: per stream, its entries as (id, [field, value, …]).
 type StreamReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
