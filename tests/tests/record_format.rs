@@ -22,10 +22,10 @@ fn raw(c: &mut redis::Connection, key: &str, id: JobId) -> Vec<u8> {
     redis::cmd("HGET").arg(key).arg(id.to_string()).query(c).expect("HGET")
 }
 
-/// The second byte of a record is its priority: raw (0..=3) in the binary form, a digit in
-/// the text one.
+/// The second byte of a record is its flags (priority, cancel, generation: < 16) in the
+/// binary form, its priority digit in the text one.
 fn is_binary(rec: &[u8]) -> bool {
-    rec.get(1).is_some_and(|&b| b <= 3)
+    rec.get(1).is_some_and(|&b| b < 16)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,12 +94,12 @@ async fn the_scripts_write_the_binary_form_and_refuse_a_bad_one() {
     let mut c = shared().connection().expect("connect");
     let rec = raw(&mut c, keys.jobs(), jobs[0].id);
     assert!(is_binary(&rec), "{rec:?}");
-    // 50 bytes of state, then the meta and the args.
+    // 40 bytes of state, then the meta and the args.
     assert!(rec.ends_with(b"\n{\"i\":0}"), "{rec:?}");
 
-    // The first job's priority byte becomes 7 (only 0..=3 exist).
+    // The first job's flags byte (priority, cancel, generation) gets a bit no version sets.
     let mut bad = rec.clone();
-    bad[1] = 7;
+    bad[1] = 16;
     let _: () = redis::cmd("HSET")
         .arg(keys.jobs())
         .arg(jobs[0].id.to_string())
@@ -120,7 +120,7 @@ async fn the_scripts_write_the_binary_form_and_refuse_a_bad_one() {
         .arg(jobs[0].id.to_string())
         .query(&mut c)
         .expect("why");
-    assert!(why.contains("corrupt record") && why.contains("priority"), "{why}");
+    assert!(why.contains("corrupt record") && why.contains("flags"), "{why}");
     let s = backend.stats().await.expect("stats");
     assert_eq!((s.dead_letter, s.processing), (1, 2), "{s:?}");
 }

@@ -1,7 +1,7 @@
 //! The job record as the scripts store it: `<hot state><meta JSON>[\n<args JSON>]` (see
 //! `scripts/lib.lua`; the args are dropped when the job completes or is cancelled).
 //!
-//! The hot state is the part scripts test and change: 50 bytes of fixed-width big-endian
+//! The hot state is the part scripts test and change: 40 bytes of fixed-width big-endian
 //! fields and a generation, which Lua reads and writes with one `struct.unpack` / `pack`
 //! and no JSON decoder (decoding JSON in hot scripts doubled their CPU cost in our
 //! measurements, REDIS.md §9; the earlier text form, still read for records written before
@@ -83,7 +83,7 @@ pub(crate) fn status_from_letter(c: u8) -> Option<JobStatus> {
 }
 
 /// The length of the binary hot state before its generation (`HOT` in lib.lua).
-const HOT_LEN: usize = 50;
+const HOT_LEN: usize = 40;
 
 /// Splits and reads a record: its hot state, its meta, and its args if it still has them.
 pub(crate) fn parse<'r>(id: &str, rec: &'r [u8]) -> Result<(Hot, Meta<'r>, Option<&'r [u8]>)> {
@@ -114,38 +114,43 @@ fn split_hot(rec: &[u8]) -> std::result::Result<(Hot, &[u8], &[u8]), &'static st
 
 fn split_binary(
     status: JobStatus,
-    priority: u8,
+    flags: u8,
     rec: &[u8],
 ) -> std::result::Result<(Hot, &[u8], &[u8]), &'static str> {
     if rec.len() < HOT_LEN {
         return Err("state too short");
     }
+    if flags >= 16 {
+        return Err("unknown state flags");
+    }
     let uint = |at: usize, len: usize| {
         rec[at..at + len].iter().fold(0u64, |v, &b| (v << 8) | u64::from(b))
     };
-    let u32_at = |at: usize| u32::try_from(uint(at, 4)).map_err(|_| "counter out of range");
-    let ms_at = |at: usize| i64::try_from(uint(at, 6)).map_err(|_| "timestamp out of range");
-    let priority = JobPriority::from_index(usize::from(priority)).ok_or("unknown priority")?;
-    if rec[20] > 1 {
-        return Err("cancel flag is not 0 or 1");
-    }
+    // Widths of at most 6 bytes: every field fits its type.
+    let ms_at = |at: usize| uint(at, 6) as i64;
+    let priority = JobPriority::from_index(usize::from(flags & 3)).ok_or("unknown priority")?;
     let hot = Hot {
         status,
         priority,
-        attempt: u32_at(2)?,
-        retry_count: u32_at(6)?,
-        max_retries: u32_at(10)?,
-        timeout_ms: uint(14, 6),
-        created: ms_at(25)?,
-        scheduled: ms_at(31)?,
-        started: ms_at(37)?,
-        finished: ms_at(43)?,
+        attempt: uint(2, 4) as u32,
+        retry_count: uint(6, 2) as u32,
+        max_retries: uint(8, 2) as u32,
+        timeout_ms: uint(10, 4),
+        created: ms_at(16),
+        scheduled: ms_at(22),
+        started: ms_at(28),
+        finished: ms_at(34),
     };
-    let end = HOT_LEN + usize::from(rec[49]);
-    let generation = rec.get(HOT_LEN..end).ok_or("generation")?;
-    if !generation.iter().all(u8::is_ascii_alphanumeric) {
-        return Err("generation");
-    }
+    let (generation, end) = if flags & 8 == 0 {
+        (&rec[..0], HOT_LEN)
+    } else {
+        let end = HOT_LEN + 1 + usize::from(rec.get(HOT_LEN).copied().ok_or("generation")?);
+        let g = rec.get(HOT_LEN + 1..end).ok_or("generation")?;
+        if g.is_empty() || !g.iter().all(u8::is_ascii_alphanumeric) {
+            return Err("generation");
+        }
+        (g, end)
+    };
     Ok((hot, generation, &rec[end..]))
 }
 
@@ -315,16 +320,18 @@ mod tests {
         Ok(())
     }
 
-    /// A record in the binary form lib.lua's `fmt` writes (`HOT`: big-endian).
+    /// A record in the binary form lib.lua's `fmt` writes (`HOT`: big-endian); `n` is
+    /// att, rc, mr, to, cx, stl, ca, sa, st, fa.
     pub(super) fn binary(s: u8, p: u8, n: [u64; 10], g: &[u8], rest: &[u8]) -> Vec<u8> {
-        // att rc mr to cx stl ca sa st fa, with their widths in bytes.
-        const WIDTHS: [usize; 10] = [4, 4, 4, 6, 1, 4, 6, 6, 6, 6];
-        let mut out = vec![s, p];
-        for (v, w) in n.iter().zip(WIDTHS) {
-            out.extend_from_slice(&v.to_be_bytes()[8 - w..]);
+        let flags = p + 4 * u8::try_from(n[4]).expect("cx") + if g.is_empty() { 0 } else { 8 };
+        let mut out = vec![s, flags];
+        for (i, w) in [(0, 4), (1, 2), (2, 2), (3, 4), (5, 2), (6, 6), (7, 6), (8, 6), (9, 6)] {
+            out.extend_from_slice(&n[i].to_be_bytes()[8 - w..]);
         }
-        out.push(u8::try_from(g.len()).expect("short generation"));
-        out.extend_from_slice(g);
+        if !g.is_empty() {
+            out.push(u8::try_from(g.len()).expect("short generation"));
+            out.extend_from_slice(g);
+        }
         out.extend_from_slice(rest);
         out
     }
@@ -355,17 +362,23 @@ mod tests {
         let n = [0, 0, 3, 30_000, 0, 0, 1, 0, 0, 0];
         let ok = binary(b'p', 0, n, b"", b"{\"n\":\"x\"}");
         assert!(to_job(JobId::new(), &ok, None, None).is_ok());
+        let mut flags = ok.clone();
+        flags[1] = 16;
         let mut cases = vec![
-            binary(b'p', 4, n, b"", b"{\"n\":\"x\"}"),
+            flags,
             binary(b'q', 0, n, b"", b"{\"n\":\"x\"}"),
-            binary(b'p', 0, [0, 0, 3, 30_000, 2, 0, 1, 0, 0, 0], b"", b"{\"n\":\"x\"}"),
             binary(b'p', 0, n, b"4-2", b"{\"n\":\"x\"}"),
             ok[..HOT_LEN - 1].to_vec(),
         ];
-        // A generation longer than what follows it.
-        let mut long = ok.clone();
-        long[HOT_LEN - 1] = 200;
+        // A generation flagged, longer than what follows it, or empty.
+        let stamped = binary(b'p', 0, n, b"42", b"");
+        let mut long = stamped.clone();
+        long[HOT_LEN] = 200;
         cases.push(long);
+        let mut empty = stamped.clone();
+        empty[HOT_LEN] = 0;
+        cases.push(empty);
+        cases.push(stamped[..HOT_LEN].to_vec());
         for rec in cases {
             let r = to_job(JobId::new(), &rec, None, None);
             assert!(matches!(r, Err(Error::CorruptRecord { .. })), "{rec:?} -> {r:?}");

@@ -10,7 +10,7 @@ for i = 0, n - 1 do
   local b = 2 + i * 8
   local p = tonumber(ARGV[b + 1])
   if not p or p < 0 or p > 3 or not tonumber(ARGV[b + 2]) or not tonumber(ARGV[b + 3])
-      or not tonumber(ARGV[b + 4]) or not tonumber(ARGV[b + 5]) then
+      or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])) then
     return redis.error_reply('ERR enqueue: malformed arguments for job ' .. tostring(i))
   end
 end

@@ -84,13 +84,16 @@ end
 local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
 local U32 = 4294967295
 
--- The hot state's fixed-width binary form (struct, big-endian): status letter, priority,
--- att, rc, mr (u32), to (u48 ms), cx (u8), stl (u32), ca, sa, st, fa (u48 ms), then the
--- generation's length (u8) and its bytes. 50 bytes before the generation; read and written
--- by C (struct.unpack/pack) instead of a 14-capture pattern and string.format, which cost
--- about three times as much per transition (BENCHMARKS.md).
-local HOT = '>c1BI4I4I4I6BI4I6I6I6I6B'
-local HOT_LEN = 50
+-- The hot state's fixed-width binary form (struct, big-endian), 40 bytes: the status letter;
+-- a flags byte, priority + 4 * cx + 8 if there is a generation (so always < 16, where the
+-- text form has a digit); att (u32), rc, mr (u16: at most 1,000 by validation), to (u32 ms:
+-- at most 7 days), stl (u16, saturating), ca, sa, st, fa (u48 ms); then, with the flag, the
+-- generation's length (u8) and its bytes. Read and written in C (struct.unpack/pack),
+-- where the 14-capture pattern and string.format of the text form cost about three times
+-- as much per transition (BENCHMARKS.md), in as many bytes as that form took for a new job.
+local HOT = '>c1BI4I2I2I4I2I6I6I6I6'
+local HOT_LEN = 40
+local U16 = 65535
 
 -- The text form of earlier versions, '<s><p>:<att>:...:<fa>[:<g>]|': still read, so that a
 -- queue written by them keeps working after an upgrade; written back in the binary form.
@@ -120,30 +123,41 @@ end
 -- index. Returns the state, or nil and why the record cannot be read (nil, nil: no record).
 local function parse(rec)
   if not rec then return nil end
-  -- The second byte is the priority: a raw 0..3 in the binary form, a digit in the text one.
-  local b = string.byte(rec, 2)
-  if b and b >= 48 then return parse_text(rec) end
+  -- The second byte: the flags (< 16) in the binary form, the priority digit in the text one.
+  local f = string.byte(rec, 2)
+  if f and f >= 48 then return parse_text(rec) end
   if #rec < HOT_LEN then return nil, 'corrupt record: its state cannot be read' end
-  local s, p, att, rc, mr, to, cx, stl, ca, sa, st, fa, gl, j = struct.unpack(HOT, rec)
+  local s, _, att, rc, mr, to, stl, ca, sa, st, fa, j = struct.unpack(HOT, rec)
   if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
-  if p > 3 then return nil, 'corrupt record: unknown priority ' .. p end
-  if cx > 1 then return nil, 'corrupt record: cancel flag is not 0 or 1' end
+  if f >= 16 then return nil, 'corrupt record: unknown state flags' end
   local g = ''
-  if gl > 0 then
-    g = string.sub(rec, j, j + gl - 1)
-    if #g ~= gl then return nil, 'corrupt record: its state cannot be read' end
-    j = j + gl
+  if f >= 8 then
+    local gl = string.byte(rec, j) or 0
+    g = string.sub(rec, j + 1, j + gl)
+    if gl == 0 or #g ~= gl then return nil, 'corrupt record: its state cannot be read' end
+    j = j + 1 + gl
   end
   return {
-    s = s, p = p, att = att, rc = rc, mr = mr, to = to, cx = cx, stl = stl, ca = ca, sa = sa,
-    st = st, fa = fa, g = g, meta = string.sub(rec, j),
+    s = s, p = f % 4, att = att, rc = rc, mr = mr, to = to, cx = math.floor(f / 4) % 2,
+    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, meta = string.sub(rec, j),
   }
+end
+
+-- Whether a new job's max retries and timeout fit the binary state (the client validates
+-- both far below: at most 1,000 retries, 7 days).
+local function fits_hot(mr, to)
+  return mr and to and mr >= 0 and mr <= U16 and to >= 0 and to <= U32
 end
 
 -- The record of state `h`, always in the binary form.
 local function fmt(h)
-  return struct.pack(HOT, h.s, h.p, h.att, h.rc, h.mr, h.to, h.cx, h.stl, h.ca, h.sa, h.st,
-    h.fa, #h.g) .. h.g .. h.meta
+  local f, g = h.p + 4 * h.cx, ''
+  if h.g ~= '' then
+    f = f + 8
+    g = string.char(#h.g) .. h.g
+  end
+  return struct.pack(HOT, h.s, f, h.att, math.min(h.rc, U16), math.min(h.mr, U16), h.to,
+    math.min(h.stl, U16), h.ca, h.sa, h.st, h.fa) .. g .. h.meta
 end
 
 -- The pending list entry of job `id` whose record is `h` (see the format above).

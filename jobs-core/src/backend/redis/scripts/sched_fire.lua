@@ -14,7 +14,7 @@ local tick, nxt, gen = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local id, p, mr, to = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local meta, payload = ARGV[10], ARGV[11]
 -- Check every argument before the first write (scripts are not rolled back).
-if not p or p < 0 or p > 3 or not mr or not to or not meta or not payload then
+if not p or p < 0 or p > 3 or not fits_hot(mr, to) or not meta or not payload then
   return redis.error_reply('ERR sched_fire: malformed job arguments')
 end
 if tick and not gen then
