@@ -213,30 +213,24 @@ impl AttrArgs {
             one_of(&all)
         };
         let mut seen = Seen::default();
-        for opt in &self.options {
-            let key = opt.key.to_string();
-            if lists.contains(&key.as_str()) {
-                errors.spanned(&opt.key, format!("`{key}` is written as a list: `{key}(...)`"));
-            } else if !allowed.contains(&key.as_str()) {
-                errors.spanned(
-                    &opt.key,
-                    format!("unknown option `{key}` for #[{what}]; expected {}", expected()),
-                );
+        let keys = self.options.iter().map(|o| (&o.key, false));
+        for (ident, is_list) in keys.chain(self.groups.iter().map(|g| (&g.key, true))) {
+            let key = ident.to_string();
+            let (shown, right_form, other_form) = if is_list {
+                (format!("{key}(...)"), lists, allowed)
             } else {
-                seen.first(&opt.key, errors);
-            }
-        }
-        for group in &self.groups {
-            let key = group.key.to_string();
-            if allowed.contains(&key.as_str()) {
-                errors.spanned(&group.key, format!("`{key}` is written `{key} = ...`"));
-            } else if !lists.contains(&key.as_str()) {
+                (key.clone(), allowed, lists)
+            };
+            if other_form.contains(&key.as_str()) {
+                let form = if is_list { format!("{key} = ...") } else { format!("{key}(...)") };
+                errors.spanned(ident, format!("`{key}` is written `{form}`"));
+            } else if !right_form.contains(&key.as_str()) {
                 errors.spanned(
-                    &group.key,
-                    format!("unknown option `{key}(...)` for #[{what}]; expected {}", expected()),
+                    ident,
+                    format!("unknown option `{shown}` for #[{what}]; expected {}", expected()),
                 );
-            } else if !repeatable.contains(&key.as_str()) {
-                seen.first(&group.key, errors);
+            } else if !(is_list && repeatable.contains(&key.as_str())) {
+                seen.first(ident, errors);
             }
         }
     }

@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn keys_in_the_wrong_form() {
         let err = parse_tokens(quote!(unique = "x", queue("a"))).err().unwrap_or_default();
-        assert!(err.contains("`unique` is written as a list: `unique(...)`"), "{err}");
+        assert!(err.contains("`unique` is written `unique(...)`"), "{err}");
         assert!(err.contains("`queue` is written `queue = ...`"), "{err}");
     }
 }
