@@ -58,6 +58,7 @@ pub mod backend;
 mod context;
 mod error;
 pub mod escape;
+pub mod flow;
 mod handler;
 mod job;
 mod marks;
@@ -80,6 +81,10 @@ pub mod worker;
 
 pub use context::{JobContext, MissingState, State};
 pub use error::{Error, Result};
+pub use flow::{
+    ConcurrencyLimit, DEFAULT_QUEUE, FlowControl, LimitsInfo, OnConflict, RateLimit, UniqueSpec,
+    UniqueUntil,
+};
 pub use handler::{
     BoxFuture, HandlerFn, IntoJobError, IntoJobResult, JobArgs, JobDefinition, JobError, JobOutput,
 };
@@ -131,6 +136,10 @@ pub use schemars;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::context::JobContext;
+    pub use crate::flow::{
+        ConcurrencyLimit, DEFAULT_QUEUE, FlowControl, OnConflict, RateLimit, UniqueSpec,
+        UniqueUntil,
+    };
     pub use crate::handler::rt::*;
     pub use crate::handler::{BoxFuture, JobDefinition, JobError};
     pub use crate::job::JobPriority;

@@ -10,6 +10,7 @@ use crate::backend::redis::{RedisBackend, RedisConfig};
 use crate::backend::{Backend, BackendConfig};
 use crate::context::State;
 use crate::error::{Error, Result};
+use crate::flow::LimitsInfo;
 use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::queue::{Enqueue, JobQueue};
 use crate::registry::Registry;
@@ -266,6 +267,8 @@ impl JobService {
                     priority: d.priority,
                     max_retries: d.max_retries,
                     timeout: d.timeout.as_secs_f64(),
+                    queue: h.queue().to_owned(),
+                    limits: LimitsInfo::from(&h.flow()),
                     location: h.location().to_string(),
                 }
             })

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::flow::LimitsInfo;
 use crate::job::JobPriority;
 use crate::schedule::ScheduleInfo;
 
@@ -217,6 +218,10 @@ pub struct HandlerInfo {
     pub max_retries: u32,
     /// Default timeout, seconds.
     pub timeout: f64,
+    /// The named queue its jobs go to.
+    pub queue: String,
+    /// The limits it declares (not enforced yet).
+    pub limits: LimitsInfo,
     /// Where it is defined.
     pub location: String,
 }

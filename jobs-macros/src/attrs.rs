@@ -103,7 +103,7 @@ pub(crate) enum OptValue {
 }
 
 impl OptValue {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+    pub(crate) fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         if input.peek(LitStr) {
             return Ok(OptValue::Str(input.parse()?));
         }
@@ -146,10 +146,18 @@ pub(crate) struct Opt {
     pub value: OptValue,
 }
 
-/// An attribute's arguments: positional literals first, then `key = value` options.
+/// A parsed `key(...)`: a nested list, its contents left as tokens for its own parser.
+pub(crate) struct Group {
+    pub key: Ident,
+    pub tokens: TokenStream,
+}
+
+/// An attribute's arguments: positional literals first, then `key = value` options and
+/// `key(...)` groups in any order.
 pub(crate) struct AttrArgs {
     pub positional: Vec<syn::Lit>,
     pub options: Vec<Opt>,
+    pub groups: Vec<Group>,
 }
 
 impl AttrArgs {
@@ -157,6 +165,7 @@ impl AttrArgs {
         let parser = |input: ParseStream<'_>| {
             let mut positional = Vec::new();
             let mut options = Vec::new();
+            let mut groups = Vec::new();
             while !input.is_empty() {
                 // `crate` is a keyword, which `peek(Ident)` does not match.
                 if (input.peek(Ident) || input.peek(Token![crate])) && input.peek2(Token![=]) {
@@ -164,7 +173,12 @@ impl AttrArgs {
                     input.parse::<Token![=]>()?;
                     let value = OptValue::parse(input)?;
                     options.push(Opt { key, value });
-                } else if options.is_empty() {
+                } else if input.peek(Ident) && input.peek2(syn::token::Paren) {
+                    let key = input.parse()?;
+                    let content;
+                    syn::parenthesized!(content in input);
+                    groups.push(Group { key, tokens: content.parse()? });
+                } else if options.is_empty() && groups.is_empty() {
                     positional.push(input.parse::<syn::Lit>()?);
                 } else {
                     return Err(
@@ -176,26 +190,47 @@ impl AttrArgs {
                 }
                 input.parse::<Token![,]>()?;
             }
-            Ok(AttrArgs { positional, options })
+            Ok(AttrArgs { positional, options, groups })
         };
         parser.parse2(tokens)
     }
 
-    /// Checks the option keys against `allowed` (unknown and repeated keys are errors) and
-    /// returns the options by key.
-    pub(crate) fn check_options(&self, what: &str, allowed: &[&str], errors: &mut Errors) {
-        let mut seen: Vec<String> = Vec::new();
-        for opt in &self.options {
-            let key = opt.key.to_string();
-            if !allowed.contains(&key.as_str()) {
-                errors.spanned(
-                    &opt.key,
-                    format!("unknown option `{key}` for #[{what}]; expected {}", one_of(allowed)),
-                );
-            } else if seen.contains(&key) {
-                errors.spanned(&opt.key, format!("`{key}` specified more than once"));
+    /// Checks the keys: `allowed` are written `key = value`, `lists` are written
+    /// `key(...)`, and only those in `repeatable` may be given more than once. Unknown keys,
+    /// keys in the wrong form and repeated keys are errors at the key.
+    pub(crate) fn check_options(
+        &self,
+        what: &str,
+        allowed: &[&str],
+        lists: &[&str],
+        repeatable: &[&str],
+        errors: &mut Errors,
+    ) {
+        let expected = || {
+            let mut all: Vec<String> = allowed.iter().map(|k| (*k).to_owned()).collect();
+            all.extend(lists.iter().map(|k| format!("{k}(...)")));
+            let all: Vec<&str> = all.iter().map(String::as_str).collect();
+            one_of(&all)
+        };
+        let mut seen = Seen::default();
+        let keys = self.options.iter().map(|o| (&o.key, false));
+        for (ident, is_list) in keys.chain(self.groups.iter().map(|g| (&g.key, true))) {
+            let key = ident.to_string();
+            let (shown, right_form, other_form) = if is_list {
+                (format!("{key}(...)"), lists, allowed)
             } else {
-                seen.push(key);
+                (key.clone(), allowed, lists)
+            };
+            if other_form.contains(&key.as_str()) {
+                let form = if is_list { format!("{key} = ...") } else { format!("{key}(...)") };
+                errors.spanned(ident, format!("`{key}` is written `{form}`"));
+            } else if !right_form.contains(&key.as_str()) {
+                errors.spanned(
+                    ident,
+                    format!("unknown option `{shown}` for #[{what}]; expected {}", expected()),
+                );
+            } else if !(is_list && repeatable.contains(&key.as_str())) {
+                seen.first(ident, errors);
             }
         }
     }
@@ -203,6 +238,24 @@ impl AttrArgs {
     /// The first option named `key`.
     pub(crate) fn option(&self, key: &str) -> Option<&Opt> {
         self.options.iter().find(|o| o.key == key)
+    }
+}
+
+/// The keys given so far: the one check for a key given twice, wherever keys are listed.
+#[derive(Default)]
+pub(crate) struct Seen(Vec<String>);
+
+impl Seen {
+    /// Whether `key` comes for the first time; a repeat is reported at it.
+    pub(crate) fn first(&mut self, key: &Ident, errors: &mut Errors) -> bool {
+        let name = key.to_string();
+        if self.0.contains(&name) {
+            errors.spanned(key, format!("`{name}` specified more than once"));
+            false
+        } else {
+            self.0.push(name);
+            true
+        }
     }
 }
 
@@ -273,19 +326,24 @@ const MAX_RETRY_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
 
 /// `timeout = "30s"` / `"500ms"` / `"5m"` / `"1h"` / `"1d"`, or a number of seconds.
 pub(crate) fn parse_timeout(opt: &Opt, errors: &mut Errors) -> Option<u64> {
-    parse_duration(opt, MAX_TIMEOUT_MS, "7 days", errors)
+    parse_duration(&opt.key.to_string(), &opt.value, MAX_TIMEOUT_MS, "7 days", errors)
 }
 
 /// `retry_base = "10s"` / `retry_cap = "5m"`: a duration as for `timeout`, up to a year.
 pub(crate) fn parse_retry_delay(opt: &Opt, errors: &mut Errors) -> Option<u64> {
-    parse_duration(opt, MAX_RETRY_DELAY_MS, "365 days", errors)
+    parse_duration(&opt.key.to_string(), &opt.value, MAX_RETRY_DELAY_MS, "365 days", errors)
 }
 
-/// A duration option (`key = "30s"` or a number of seconds) in milliseconds, between 1 ms
-/// and `max_ms` (`max` in words).
-fn parse_duration(opt: &Opt, max_ms: u64, max: &str, errors: &mut Errors) -> Option<u64> {
-    let key = &opt.key;
-    let (ms, span) = match &opt.value {
+/// A duration (`"30s"` or a number of seconds) in milliseconds, between 1 ms and `max_ms`
+/// (`max` in words); `key` names it in errors.
+pub(crate) fn parse_duration(
+    key: &str,
+    value: &OptValue,
+    max_ms: u64,
+    max: &str,
+    errors: &mut Errors,
+) -> Option<u64> {
+    let (ms, span) = match value {
         OptValue::Int(i) => match i.base10_parse::<u64>() {
             Ok(secs) => (secs.checked_mul(1000), i.span()),
             Err(e) => {
@@ -293,7 +351,7 @@ fn parse_duration(opt: &Opt, max_ms: u64, max: &str, errors: &mut Errors) -> Opt
                 return None;
             }
         },
-        OptValue::Str(s) => match duration_ms(&s.value(), &key.to_string()) {
+        OptValue::Str(s) => match duration_ms(&s.value(), key) {
             Ok(ms) => (ms, s.span()),
             Err(msg) => {
                 errors.push(syn::Error::new(s.span(), msg));
@@ -311,7 +369,7 @@ fn parse_duration(opt: &Opt, max_ms: u64, max: &str, errors: &mut Errors) -> Opt
     match ms {
         Some(ms) if ms > 0 && ms <= max_ms => Some(ms),
         _ => {
-            errors.push(syn::Error::new(span, format!("{key} must be between 1 ms and {max}")));
+            errors.push(syn::Error::new(span, format!("`{key}` must be between 1 ms and {max}")));
             None
         }
     }
@@ -322,7 +380,7 @@ fn parse_duration(opt: &Opt, max_ms: u64, max: &str, errors: &mut Errors) -> Opt
 pub(crate) fn duration_ms(s: &str, what: &str) -> Result<Option<u64>, String> {
     let bad = || {
         format!(
-            "invalid {what} \"{s}\"; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. \"30s\""
+            "invalid duration \"{s}\" for `{what}`; expected a number followed by `ms`, `s`, `m`, `h` or `d`, e.g. \"30s\""
         )
     };
     let t = s.trim();

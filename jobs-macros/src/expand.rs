@@ -4,9 +4,10 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::{ItemFn, LitStr};
+use syn::{Ident, ItemFn, LitStr};
 
 use crate::attrs::{self, Errors, Kind, OptValue, RawAttr};
+use crate::flow::{self, By, FlowArgs};
 use crate::job_handler::{self, HandlerArgs, HandlerSig, Output};
 use crate::schedule::{ScheduleSpec, When};
 
@@ -73,6 +74,20 @@ fn build(func: &ItemFn, raws: &[RawAttr]) -> syn::Result<TokenStream> {
             ));
         }
         names.push(n);
+    }
+    // `by` names fields of the arguments: a handler without any has none to name.
+    if let Some(sig) = &sig
+        && sig.args_ty.is_none()
+    {
+        for by in handler.flow.by_lists() {
+            errors.push(syn::Error::new(
+                by.span,
+                format!(
+                    "`by` names fields of the handler's arguments, but `{fn_name}` takes no \
+                     arguments; leave `by` out (one key for the handler)"
+                ),
+            ));
+        }
     }
     errors.finish()?;
     // Every check above reported into `errors`; a `None` here means one of them failed.
@@ -195,6 +210,8 @@ fn generate(
         }
     };
     let handler_loc = location(fn_ident.span());
+    let flow = flow_control(&handler.flow, &p);
+    let by_checks = sig.args_ty.as_ref().map(|ty| by_checks(&handler.flow, ty));
 
     let schedule_items = schedules.iter().enumerate().map(|(i, s)| {
         let args_fn = format_ident!("__jobs_schedule_args_{}", i);
@@ -281,9 +298,72 @@ fn generate(
                     #handler_loc,
                 )
                 #with_schema
+                .with_flow(#flow)
             }
+
+            #by_checks
 
             #(#schedule_items)*
         };
+    }
+}
+
+/// The `FlowControl` value of the handler's flow options.
+fn flow_control(f: &FlowArgs, p: &TokenStream) -> TokenStream {
+    let queue = f.queue.as_ref().map_or_else(|| quote!(#p::DEFAULT_QUEUE), |q| quote!(#q));
+    let fields = |by: &Option<By>| {
+        let names = by.iter().flat_map(|b| b.fields.iter().map(flow::field_name));
+        quote!(&[#(#names),*])
+    };
+    let millis = |ms: u64| quote!(#p::Duration::from_millis(#ms));
+    let unique = match &f.unique {
+        Some(u) => {
+            let by = fields(&u.by);
+            let window = millis(u.window_ms);
+            let until = Ident::new(u.until, Span::call_site());
+            let on_conflict = Ident::new(u.on_conflict, Span::call_site());
+            quote!(::core::option::Option::Some(#p::UniqueSpec {
+                by: #by,
+                window: #window,
+                until: #p::UniqueUntil::#until,
+                on_conflict: #p::OnConflict::#on_conflict,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let rates = f.rate_limits.iter().map(|r| {
+        let (max, per, by) = (r.max, millis(r.per_ms), fields(&r.by));
+        quote!(#p::RateLimit { max: #max, per: #per, by: #by })
+    });
+    let concurrency = match &f.concurrency {
+        Some(c) => {
+            let (max, by) = (c.max, fields(&c.by));
+            quote!(::core::option::Option::Some(#p::ConcurrencyLimit { max: #max, by: #by }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote!(#p::FlowControl {
+        queue: #queue,
+        unique: #unique,
+        rate_limits: &[#(#rates),*],
+        concurrency: #concurrency,
+    })
+}
+
+/// A closure that is never called and reads each field named in a `by`: a field the
+/// argument type lacks (or an argument type that is not a struct) is then rustc's own
+/// error, at the name as the user wrote it.
+fn by_checks(f: &FlowArgs, args_ty: &syn::Type) -> TokenStream {
+    let fields: Vec<&Ident> = f.by_lists().flat_map(|b| b.fields.iter()).collect();
+    if fields.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        #[allow(unused)]
+        fn __jobs_by_fields() {
+            let _ = |__jobs_args: &#args_ty| {
+                #( let _ = &__jobs_args.#fields; )*
+            };
+        }
     }
 }

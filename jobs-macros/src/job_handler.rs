@@ -3,6 +3,7 @@
 use syn::{FnArg, GenericArgument, Ident, LitStr, PathArguments, ReturnType, Signature, Type};
 
 use crate::attrs::{self, AttrArgs, Errors};
+use crate::flow::{self, FlowArgs};
 
 /// The options of `#[job_handler]`.
 #[derive(Default)]
@@ -15,17 +16,19 @@ pub(crate) struct HandlerArgs {
     pub krate: Option<syn::Path>,
     pub retry_base_ms: Option<u64>,
     pub retry_cap_ms: Option<u64>,
+    /// `queue = "..."`, `unique(...)`, `rate_limit(...)`, `concurrency(...)`.
+    pub flow: FlowArgs,
 }
 
 /// The most retries a job may have (jobs-core's `MAX_RETRIES`).
 const MAX_RETRIES: u32 = 1000;
 
 const OPTIONS: &[&str] =
-    &["max_retries", "timeout", "priority", "retry_base", "retry_cap", "crate"];
+    &["queue", "max_retries", "timeout", "priority", "retry_base", "retry_cap", "crate"];
 
 impl HandlerArgs {
     /// Parses and validates `"name", max_retries = N, timeout = "30s", priority = "high",
-    /// retry_base = "10s", retry_cap = "5m"`.
+    /// retry_base = "10s", retry_cap = "5m"` and the flow options (see `flow`).
     pub(crate) fn parse(raw: &attrs::RawAttr, errors: &mut Errors) -> Option<Self> {
         let args = match AttrArgs::parse(raw.tokens.clone()) {
             Ok(a) => a,
@@ -48,7 +51,8 @@ impl HandlerArgs {
             errors
                 .spanned(extra, "#[job_handler] takes one positional argument, the handler's name");
         }
-        args.check_options("job_handler", OPTIONS, errors);
+        args.check_options("job_handler", OPTIONS, flow::LISTS, flow::REPEATABLE, errors);
+        out.flow = FlowArgs::parse(&args, errors);
         if let Some(opt) = args.option("max_retries") {
             match &opt.value {
                 attrs::OptValue::Int(i) => match i.base10_parse::<u32>() {

@@ -40,6 +40,7 @@
 
 mod attrs;
 mod expand;
+mod flow;
 mod job_handler;
 mod schedule;
 
@@ -53,7 +54,8 @@ use attrs::Kind;
 /// Registers an `async fn` as the job handler `name`.
 ///
 /// ```text
-/// #[job_handler("name", max_retries = 5, timeout = "30s", priority = "high")]
+/// #[job_handler("name", max_retries = 5, timeout = "30s", priority = "high",
+///     queue = "payments", unique(...), rate_limit(...), concurrency(...))]
 /// ```
 ///
 /// * `"name"`: the job's name, stored with every job (renaming it is a data migration).
@@ -65,6 +67,11 @@ use attrs::Kind;
 /// * `retry_base = "10s"`, `retry_cap = "5m"`: this handler's retry backoff (durations as
 ///   for `timeout`, at most 365 days, the base at most the cap): the first retry waits
 ///   `retry_base`, each later one twice as long, up to `retry_cap`.
+/// * `queue = "payments"`: the named queue of its jobs (1 to 64 of `A-Za-z0-9_.-`; default
+///   `"default"`). See [Flow control](#flow-control).
+/// * `unique(by = [field, ...], for = "10m", until = "done", on_conflict = "keep")`,
+///   `rate_limit(max = 10, per = "1s", by = [field, ...])` (may be given several times),
+///   `concurrency(max = 1, by = [field, ...])`: see [Flow control](#flow-control).
 ///
 /// Options left out fall back to the queue's defaults (3 retries, 300 s, normal; the
 /// backoff of the worker that fails the job, 2 minutes doubling up to an hour by
@@ -106,6 +113,63 @@ use attrs::Kind;
 /// fn cleanup() -> Result<(), JobError> { // error: #[job_handler] requires an `async fn`
 ///     Ok(())
 /// }
+/// ```
+///
+/// # Flow control
+///
+/// Declared on the handler, checked at compile time, registered as `&'static` data
+/// (`jobs_core::FlowControl`, read with `Registry::handler(name).flow()`) and listed by the
+/// API and the runner's `handlers` command. **Not enforced yet**: the backends do not read
+/// these declarations in this version.
+///
+/// * `unique(...)`: while the window of a job with the same key is open, an enqueue creates
+///   no job. `for = "10m"` (required: the lock's upper bound); `until = "done"` (default:
+///   while queued, running or waiting for a retry) or `"started"` (while queued);
+///   `on_conflict = "keep"` (default: the existing job stays) or `"replace"` (a queued
+///   duplicate takes the new arguments); `by` omitted: the key is the whole arguments.
+/// * `rate_limit(max = N, per = "1s", by = [...])`: at most `N` starts per period per key;
+///   stack several for several windows. Without `by`, one limit for the handler.
+/// * `concurrency(max = N, by = [...])`: at most `N` running at once per key. Without `by`,
+///   one limit for the handler.
+///
+/// Durations are `"500ms"`, `"1s"`, `"10m"`, `"2h"`, `"1d"` or a number of seconds, from
+/// 1 ms to 365 days. Each field in a `by` must be a field of the argument type, readable
+/// from the handler's module; a field it lacks, an argument type that is not a struct, a
+/// bad duration, `max = 0`, a key given twice and `by` on a handler without arguments are
+/// compile errors at the offending token. The key is read from the job's JSON arguments
+/// under the field's Rust name, so a field named in `by` should not be `#[serde(rename)]`d
+/// (when the argument type derives `JsonSchema`, the registry refuses such a field at start-up).
+///
+/// ```
+/// use jobs_core::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Quotes { exchange: String, symbol: String }
+///
+/// #[job_handler("fetch_quotes", queue = "market",
+///     rate_limit(max = 10, per = "1s", by = [exchange]),
+///     rate_limit(max = 500, per = "1m"),
+///     concurrency(max = 2, by = [exchange]))]
+/// async fn fetch_quotes(args: Quotes) -> Result<(), JobError> {
+///     Ok(())
+/// }
+///
+/// let flow = jobs_core::Registry::global()?.handler("fetch_quotes").expect("linked").flow();
+/// assert_eq!(flow.queue, "market");
+/// assert_eq!(flow.rate_limits[0].by, ["exchange"]);
+/// # Ok::<(), jobs_core::RegistryError>(())
+/// ```
+///
+/// A field that the argument type does not have:
+///
+/// ```compile_fail
+/// use jobs_core::prelude::*;
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Sync { user_id: String }
+///
+/// #[job_handler("sync_portfolio", unique(by = [user], for = "10m"))] // error: no field `user`
+/// async fn sync_portfolio(args: Sync) {}
 /// ```
 ///
 /// # Handlers that block
@@ -179,6 +243,12 @@ use attrs::Kind;
 ///     inventory::submit! {
 ///         HandlerRegistration::new("sync_portfolio", __jobs_call, validate::<SyncPortfolio>, /* … */
 ///             Location { file: file!(), line: line!(), module_path: module_path!() })
+///         .with_flow(FlowControl { queue: "default", unique: None, rate_limits: &[], concurrency: None })
+///     }
+///
+///     // With `unique(by = [user_id], ...)`: never called; rustc checks the field exists.
+///     fn __jobs_by_fields() {
+///         let _ = |__jobs_args: &SyncPortfolio| { let _ = &__jobs_args.user_id; };
 ///     }
 /// };
 /// ```

@@ -44,7 +44,7 @@ impl ScheduleSpec {
             }
         };
         let what = raw.kind.name();
-        args.check_options(what, OPTIONS, errors);
+        args.check_options(what, OPTIONS, &[], &[], errors);
         let when = match raw.kind {
             Kind::EveryMinutes | Kind::EverySeconds => {
                 let unit = if raw.kind == Kind::EveryMinutes { "minute" } else { "second" };

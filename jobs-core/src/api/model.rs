@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::backend::{CancelOutcome, ThroughputBucket};
+use crate::flow::LimitsInfo;
 use crate::job::{Job, JobId, JobPriority, JobStatus};
 use crate::schedule::ScheduleInfo;
 use crate::stats::{HandlerInfo, PendingByPriority, QueueStats, SchedulerStats, WorkerStats};
@@ -94,6 +95,11 @@ pub struct HandlerView {
     /// Default timeout, seconds (an integer when whole).
     #[schema(value_type = f64)]
     pub timeout: serde_json::Number,
+    /// The named queue its jobs go to (`default` unless its attribute names one).
+    pub queue: String,
+    /// The uniqueness, rate and concurrency limits its attribute declares. Declared only:
+    /// this version does not enforce them yet.
+    pub limits: LimitsInfo,
     /// Where it is defined (`file:line`).
     pub location: String,
 }
@@ -118,6 +124,8 @@ impl HandlerView {
             priority: h.priority,
             max_retries: h.max_retries,
             timeout: seconds(h.timeout),
+            queue: h.queue,
+            limits: h.limits,
             location: h.location,
         }
     }

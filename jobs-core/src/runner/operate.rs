@@ -59,8 +59,8 @@ fn handlers(json: bool) -> Result<()> {
         hs.iter()
             .map(|h| {
                 format!(
-                    "{:<28} priority={:<8} max_retries={:<3} timeout={}s  args={}",
-                    h.name, h.priority, h.max_retries, h.timeout, h.args_type
+                    "{:<28} queue={:<10} priority={:<8} max_retries={:<3} timeout={}s  args={}  limits={}",
+                    h.name, h.queue, h.priority, h.max_retries, h.timeout, h.args_type, h.limits
                 )
             })
             .collect::<Vec<_>>()

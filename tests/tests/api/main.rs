@@ -52,6 +52,20 @@ async fn api_sync(args: SyncArgs) -> Result<Value, JobError> {
     Ok(json!({ "user_id": args.user_id, "count": args.count }))
 }
 
+/// Flow control declared (listed by the API; not enforced yet).
+#[job_handler(
+    "api_limited",
+    queue = "payments",
+    unique(by = [user_id], for = "10m", until = "started"),
+    rate_limit(max = 10, per = "1s", by = [user_id]),
+    rate_limit(max = 500, per = "1m"),
+    concurrency(max = 1, by = [user_id])
+)]
+async fn api_limited(args: SyncArgs) -> Result<(), JobError> {
+    drop(args);
+    Ok(())
+}
+
 #[job_handler("api_noargs")]
 async fn api_noargs() -> Result<(), JobError> {
     Ok(())

@@ -155,6 +155,54 @@ async fn handlers_lists_defaults_and_argument_types() {
 }
 
 #[tokio::test]
+async fn handlers_list_their_queue_and_declared_limits() {
+    let fx = fixture().await;
+    let got = get(&fx.router, "/api/v1/jobs/handlers").await;
+    assert_eq!(got.0, StatusCode::OK);
+    let all = got.1["handlers"].as_array().expect("handlers");
+    let limited = all.iter().find(|h| h["name"] == "api_limited").expect("api_limited listed");
+    assert_eq!(limited["queue"], "payments");
+    assert_eq!(
+        limited["limits"],
+        json!({
+            "unique": {"by": ["user_id"], "for_ms": 600_000, "until": "started", "on_conflict": "keep"},
+            "rate_limits": [
+                {"max": 10, "per_ms": 1000, "by": ["user_id"]},
+                {"max": 500, "per_ms": 60_000, "by": []}
+            ],
+            "concurrency": {"max": 1, "by": ["user_id"]}
+        })
+    );
+    let plain = all.iter().find(|h| h["name"] == "api_noargs").expect("api_noargs listed");
+    assert_eq!(plain["queue"], "default");
+    assert_eq!(plain["limits"], json!({"unique": null, "rate_limits": [], "concurrency": null}));
+    // The OpenAPI document describes both fields.
+    let (_, doc) = get(&fx.router, "/api/v1/jobs/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    let view = &schemas["HandlerView"];
+    let required: Vec<&str> =
+        view["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    assert!(required.contains(&"queue") && required.contains(&"limits"), "{view}");
+    assert_eq!(view["properties"]["queue"]["type"], "string", "{view}");
+    for (name, fields) in [
+        ("LimitsInfo", &["unique", "rate_limits", "concurrency"][..]),
+        ("UniqueInfo", &["by", "for_ms", "until", "on_conflict"]),
+        ("RateLimitInfo", &["max", "per_ms", "by"]),
+        ("ConcurrencyInfo", &["max", "by"]),
+    ] {
+        for f in fields {
+            assert!(
+                schemas[name]["properties"][f].is_object(),
+                "{name}.{f} missing: {}",
+                schemas[name]
+            );
+        }
+    }
+    let until = serde_json::to_string(&schemas["UniqueUntil"]).expect("json");
+    assert!(until.contains("started") && until.contains("done"), "{until}");
+}
+
+#[tokio::test]
 async fn jobs_no_live_worker_handles_are_counted_per_name_in_stats_metrics_and_schema() {
     use jobs_core::backend::{FetchRequest, GiveBack};
     let fx = fixture().await;

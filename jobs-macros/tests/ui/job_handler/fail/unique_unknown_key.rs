@@ -1,0 +1,11 @@
+use jobs_core::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct Sync {
+    user_id: String,
+}
+
+#[job_handler("sync_portfolio", unique(by = [user_id], for = "10m", ttl = "1h"))]
+async fn sync_portfolio(_args: Sync) {}
+
+fn main() {}
