@@ -138,3 +138,40 @@ async fn on_a_cluster_the_namespace_node_gets_the_library_again_after_losing_it(
     one_job_through(&b).await;
     assert_eq!(libraries(node).len(), 1, "loaded again on the namespace's node");
 }
+
+// The fetch an idle worker queues behind its wait (`wait_then_fetch`) finds no function when
+// the library vanished while it was blocked: the error reply is not the end of it, the fetch
+// is sent again (loading the library) and leases the job that woke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_and_fetch_whose_library_vanished_still_leases_the_job() {
+    let server = RedisServer::start();
+    let b = connect(&server.url(), true).await;
+    let job = NewJob::new("fn_job", json!({"n": 1}));
+    b.enqueue(std::slice::from_ref(&job)).await.unwrap_or_else(|e| panic!("enqueue: {e}"));
+    // The enqueue's wake-up is taken by a wait of its own: the next wait blocks.
+    b.wait_for_work(Duration::from_millis(200)).await.unwrap_or_else(|e| panic!("wait: {e}"));
+    let req = FetchRequest {
+        max: 4,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(30),
+        grace: Duration::from_secs(5),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let wake = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        flush_functions(&server);
+        // Wakes the blocked pop by hand (an enqueue would load the library first).
+        let mut c = server.connection().unwrap_or_else(|e| panic!("connection: {e}"));
+        redis::cmd("ZADD")
+            .arg(b.keys().marker())
+            .arg(0)
+            .arg("0")
+            .exec(&mut c)
+            .unwrap_or_else(|e| panic!("ZADD: {e}"));
+    };
+    let (got, ()) = tokio::join!(b.wait_then_fetch(Duration::from_secs(3), &req, &stop), wake);
+    let got = got.unwrap_or_else(|e| panic!("wait then fetch: {e}"));
+    let ids: Vec<_> = got.jobs.iter().map(|l| l.job.id).collect();
+    assert_eq!(ids, [job.id], "the job that woke the wait is leased");
+    assert_eq!(libraries(&server).len(), 1, "the library is loaded again");
+}

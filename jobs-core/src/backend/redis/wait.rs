@@ -129,27 +129,17 @@ pub(super) async fn wait_then_fetch(
             backend.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
             jobs::read_fetched(backend, reply).await
         }
-        // The reply is lost, the fetch may have run: sent again under the same request id,
-        // the script answers with the leases it handed out (the connection is dropped).
-        Err(e) if e.is_io_error() => {
-            tracing::debug!(error = %e, "wait-and-fetch reply lost; sending the fetch again");
-            let reply: Vec<Value> = backend
-                .resend(
-                    op,
-                    Send { request_key: true, durable: false },
-                    request.as_deref(),
-                    &args,
-                    true,
-                )
-                .await?;
-            jobs::read_fetched(backend, reply).await
-        }
-        // An error reply (the library missing after a restart, say): the fetch did not run,
-        // and an ordinary one loads what is missing.
+        // The fetch may have run (the reply is lost) or not (an error reply: the library
+        // missing after a restart, a pop refused by a demoted master, …). Sent again under
+        // the same request id, the script answers with the leases it handed out, or runs now
+        // (loading what is missing). The connection is dropped: it may be in an unknown state,
+        // or on the wrong server.
         Err(e) => {
-            tracing::debug!(error = %e, "wait-and-fetch refused; fetching on its own");
-            backend.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
-            jobs::fetch(backend, req).await
+            tracing::debug!(error = %e, "wait-and-fetch failed; sending the fetch again");
+            let how = Send { request_key: true, durable: false };
+            let reply: Vec<Value> =
+                backend.resend(op, how, request.as_deref(), &args, e.is_io_error()).await?;
+            jobs::read_fetched(backend, reply).await
         }
     }
 }
