@@ -170,7 +170,7 @@ async fn a_wait_and_fetch_whose_library_vanished_still_leases_the_job() {
             .unwrap_or_else(|e| panic!("ZADD: {e}"));
     };
     let (got, ()) = tokio::join!(b.wait_then_fetch(Duration::from_secs(3), &req, &stop), wake);
-    let got = got.unwrap_or_else(|e| panic!("wait then fetch: {e}"));
+    let (got, _) = got.unwrap_or_else(|e| panic!("wait then fetch: {e}"));
     let ids: Vec<_> = got.jobs.iter().map(|l| l.job.id).collect();
     assert_eq!(ids, [job.id], "the job that woke the wait is leased");
     assert_eq!(libraries(&server).len(), 1, "the library is loaded again");

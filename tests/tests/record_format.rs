@@ -124,3 +124,43 @@ async fn the_scripts_write_the_binary_form_and_refuse_a_bad_one() {
     let s = backend.stats().await.expect("stats");
     assert_eq!((s.dead_letter, s.processing), (1, 2), "{s:?}");
 }
+
+// An older version dead-letters a record it cannot read (the binary form) in the state it
+// had: running, say. The operator's retry from the new version puts it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_an_older_version_dead_lettered_can_be_retried() {
+    let backend = redis_backend(&unique_namespace("fmt-old"), BackendConfig::default()).await;
+    let keys = backend.keys().clone();
+    let job = NewJob::new("record_format_ok", json!({ "i": 9 }));
+    backend.enqueue(std::slice::from_ref(&job)).await.expect("enqueue");
+    let req = FetchRequest {
+        max: 1,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(60),
+        grace: Duration::ZERO,
+    };
+    let f = backend.fetch(&req).await.expect("fetch");
+    assert_eq!(f.jobs.len(), 1);
+    // What the older version's reap did with a record it could not read.
+    let mut c = shared().connection().expect("connect");
+    let _: () = redis::pipe()
+        .cmd("ZREM")
+        .arg(keys.active())
+        .arg(job.id.to_string())
+        .cmd("ZADD")
+        .arg(keys.dead())
+        .arg(1)
+        .arg(job.id.to_string())
+        .cmd("HSET")
+        .arg(keys.errors())
+        .arg(job.id.to_string())
+        .arg("corrupt record: its state cannot be read")
+        .query(&mut c)
+        .expect("dead-letter by hand");
+    backend.retry_dead(job.id).await.expect("the retry puts it back");
+    let s = backend.stats().await.expect("stats");
+    assert_eq!((s.dead_letter, s.total_pending, s.processing), (0, 1, 0), "{s:?}");
+    let f = backend.fetch(&req).await.expect("fetch");
+    assert_eq!(f.jobs.iter().map(|l| l.job.id).collect::<Vec<_>>(), [job.id]);
+    assert_eq!(f.jobs[0].job.args, json!({ "i": 9 }), "with its args");
+}

@@ -436,18 +436,20 @@ pub trait Backend: Send + Sync + 'static {
     /// ended early by `stop`, then nothing. A backend may send the two at once, so that the
     /// fetch runs on the server the moment the wait ends (a wake-up costs one round trip,
     /// not two); stopped then, what that fetch leased is returned, for the caller to
-    /// release.
+    /// release. With the jobs comes an instant no later than the start of their leases:
+    /// what the worker's fence times them from.
     async fn wait_then_fetch(
         &self,
         max: Duration,
         req: &FetchRequest,
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<Fetched> {
+    ) -> Result<(Fetched, std::time::Instant)> {
         tokio::select! {
             r = self.wait_for_work(max) => r?,
-            _ = stop.cancelled() => return Ok(Fetched::default()),
+            _ = stop.cancelled() => return Ok((Fetched::default(), std::time::Instant::now())),
         }
-        self.fetch(req).await
+        let sent = std::time::Instant::now();
+        Ok((self.fetch(req).await?, sent))
     }
 
     /// Extends the leases a worker holds and records the worker as alive.

@@ -39,6 +39,9 @@ impl JobWorker {
         loop {
             while jobs.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
+                if let Some((f, _)) = ready.take() {
+                    release_fetched(&backend, &f).await;
+                }
                 return;
             }
             let free = inner.cfg.max_concurrent_jobs.saturating_sub(jobs.len());
@@ -127,19 +130,13 @@ impl JobWorker {
                 .map_or(inner.cfg.poll_interval, |d| d.min(inner.cfg.poll_interval));
             // A job finishing frees a slot but does not make work ready; no need to wake.
             match backend.wait_then_fetch(wait, &req, shutdown).await {
-                Ok(f) if shutdown.is_cancelled() => {
-                    // Stopping: what the fetch leased goes back at once, not when reaped.
-                    let leases: Vec<Lease> = f.jobs.iter().map(|lj| lj.lease).collect();
-                    if !leases.is_empty()
-                        && let Err(e) = backend.release(&leases).await
-                    {
-                        tracing::warn!(error = %Escaped(&e), "releasing jobs fetched at shutdown failed");
-                    }
+                Ok((f, _)) if shutdown.is_cancelled() => {
+                    release_fetched(&backend, &f).await;
                     return;
                 }
-                Ok(f) => {
+                Ok(r) => {
                     backoff.reset();
-                    ready = Some((f, Instant::now()));
+                    ready = Some(r);
                 }
                 Err(e) => {
                     let wait = backoff.next();
@@ -151,6 +148,19 @@ impl JobWorker {
                 }
             }
         }
+    }
+}
+
+/// Stopping: what a fetch leased goes back at once, not when the reaper finds it.
+async fn release_fetched(
+    backend: &std::sync::Arc<dyn crate::backend::Backend>,
+    f: &crate::backend::Fetched,
+) {
+    let leases: Vec<Lease> = f.jobs.iter().map(|lj| lj.lease).collect();
+    if !leases.is_empty()
+        && let Err(e) = backend.release(&leases).await
+    {
+        tracing::warn!(error = %Escaped(&e), "releasing jobs fetched at shutdown failed");
     }
 }
 

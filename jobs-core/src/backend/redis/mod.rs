@@ -376,7 +376,7 @@ impl Backend for RedisBackend {
         max: Duration,
         req: &FetchRequest,
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<Fetched> {
+    ) -> Result<(Fetched, std::time::Instant)> {
         wait::wait_then_fetch(self, max, req, stop).await
     }
 

@@ -9,8 +9,10 @@
 //! time in the Lua interpreter was spent re-running them). Each script's body becomes a
 //! local function, registered as `jobs_<hash>_<op>`: it sets `KEYS` and `ARGV` (library
 //! locals, so the bodies read as scripts do) and the key names (`bind()` in `lib.lua`),
-//! then runs the body. The hash is of the sources, so two versions of this crate (a rolling
-//! deploy) load two libraries side by side and never replace each other's. The backend
+//! then runs the body. The hash is of the sources, so two versions of this crate load two
+//! libraries side by side and never replace each other's (a rolling deploy works between
+//! versions that share the record format: not across the change to the binary hot state,
+//! which older versions cannot read; see the README's "Upgrading"). The backend
 //! loads it at connect and again on a node that answers `Function not found` (a restarted
 //! server, a new cluster master); see `call.rs`.
 //!

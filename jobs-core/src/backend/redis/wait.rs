@@ -9,18 +9,19 @@
 //! every node, and subscriptions on the cluster client need RESP3 push messages); and
 //! `XADD` runs inside `cancel.lua`, atomic with the cancel flag.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::Value;
 
 use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
-use super::{RedisBackend, RedisConnection, Send, jobs};
+use super::{Args, RedisBackend, RedisConnection, Send, jobs};
 use crate::backend::{
     CANCEL_READ_LIMIT, CancelCursor, CancelNotices, FetchRequest, Fetched, Lease,
 };
 use crate::error::Result;
+use crate::time::duration_ms;
 
 /// A connection reserved for `BZPOPMIN`, with its `CLIENT ID` so that a wait can be ended
 /// early with `CLIENT UNBLOCK`.
@@ -101,73 +102,94 @@ pub(super) async fn wait_then_fetch(
     max: Duration,
     req: &FetchRequest,
     stop: &CancellationToken,
-) -> Result<Fetched> {
+) -> Result<(Fetched, Instant)> {
     let t = max.min(MAX_BLOCK);
+    if stop.is_cancelled() {
+        return Ok((Fetched::default(), Instant::now()));
+    }
     if backend.is_cluster() || t.is_zero() {
         tokio::select! {
             r = wait_for_work(backend, max) => r?,
-            _ = stop.cancelled() => return Ok(Fetched::default()),
+            _ = stop.cancelled() => return Ok((Fetched::default(), Instant::now())),
         }
-        return jobs::fetch(backend, req).await;
+        let sent = Instant::now();
+        return Ok((jobs::fetch(backend, req).await?, sent));
     }
     let b = backend.blocking_conn().await?;
-    let (request, args) = backend.request(true, |a| jobs::fetch_args(a, req));
+    let request = backend.keys.request(&uuid::Uuid::new_v4().simple().to_string());
+    let mut args = Args::default();
+    jobs::fetch_args(&mut args, req);
+    // Kept for a resend as long as this first send may take (its wait included).
+    args.arg(duration_ms(backend.reply_ttl() + MAX_BLOCK + UNBLOCK_SLACK));
     let op = &SCRIPTS.fetch;
     let mut pipe = ::redis::pipe();
     pipe.cmd("BZPOPMIN").arg(backend.keys.marker()).arg((t + UNBLOCK_SLACK).as_secs_f64());
-    backend.add_call(&mut pipe, op, request.as_deref(), &args);
+    backend.add_call(&mut pipe, op, Some(&request), &args);
     let mut conn = b.conn.clone();
+    let sent = Instant::now();
     let call = pipe.query_async::<(Value, Vec<Value>)>(&mut conn);
     tokio::pin!(call);
     let r = tokio::select! {
+        biased;
         r = &mut call => r,
-        _ = tokio::time::sleep(t) => unblock_then(backend, b.id, &mut call).await?,
-        _ = stop.cancelled() => unblock_then(backend, b.id, &mut call).await?,
+        _ = tokio::time::sleep(t) => unblock_then(backend, b.id, &mut call).await,
+        _ = stop.cancelled() => unblock_then(backend, b.id, &mut call).await,
     };
     match r {
+        // The fetch ran the moment the pop returned, and its reply followed at once: the
+        // leases began at most that reply's way back before now.
         Ok((_, reply)) => {
             backend.blocking.lock().unwrap_or_else(|e| e.into_inner()).push(b);
-            jobs::read_fetched(backend, reply).await
+            Ok((jobs::read_fetched(backend, reply).await?, Instant::now()))
         }
         // The fetch may have run (the reply is lost) or not (an error reply: the library
         // missing after a restart, a pop refused by a demoted master, …). Sent again under
         // the same request id, the script answers with the leases it handed out, or runs now
         // (loading what is missing). The connection is dropped: it may be in an unknown state,
-        // or on the wrong server.
+        // or on the wrong server. Leases replayed may be as old as this call's send.
         Err(e) => {
             tracing::debug!(error = %e, "wait-and-fetch failed; sending the fetch again");
             let how = Send { request_key: true, durable: false };
             let reply: Vec<Value> =
-                backend.resend(op, how, request.as_deref(), &args, e.is_io_error()).await?;
-            jobs::read_fetched(backend, reply).await
+                backend.resend(op, how, Some(&request), &args, e.is_io_error()).await?;
+            Ok((jobs::read_fetched(backend, reply).await?, sent))
         }
     }
 }
 
 /// Ends the blocked command of client `id` with `CLIENT UNBLOCK`, then waits for `call`'s
 /// reply. A command sent a moment ago may not be blocked yet (the unblock then finds
-/// nothing and it would block for its whole timeout): the unblock is repeated every few
-/// milliseconds until the reply comes, at most [`UNBLOCK_TRIES`] times, then the reply is
-/// awaited as it comes. An error of the unblock itself is returned (the call's connection
-/// is dropped with its command outstanding; the server times it out by itself).
+/// nothing and it would block for its whole timeout): until one unblock ends it, or its
+/// reply comes, the unblock is repeated every few milliseconds, at most [`UNBLOCK_TRIES`]
+/// times. If an unblock fails (the shared connection is down), the reply is awaited as it
+/// comes: the server ends the pop at its own timeout, a second later, and the fetch behind
+/// it must not be dropped (its leases would wait for the reaper).
 async fn unblock_then<F: std::future::Future<Output = T> + Unpin, T>(
     backend: &RedisBackend,
     id: i64,
     call: &mut F,
-) -> Result<T> {
+) -> T {
     let mut c = backend.conn.clone();
     let mut unblock = ::redis::cmd("CLIENT");
     unblock.arg("UNBLOCK").arg(id);
     for _ in 0..UNBLOCK_TRIES {
-        let _: i64 = c.on_node_of(&unblock, backend.keys.marker()).await?;
+        match c.on_node_of::<i64>(&unblock, backend.keys.marker()).await {
+            Ok(0) => {}
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "CLIENT UNBLOCK failed; waiting for the server's timeout");
+                break;
+            }
+        }
         if let Ok(r) = tokio::time::timeout(Duration::from_millis(5), &mut *call).await {
-            return Ok(r);
+            return r;
         }
     }
-    Ok(call.await)
+    call.await
 }
 
-/// How many times [`unblock_then`] sends `CLIENT UNBLOCK` (5 ms apart) before it waits.
+/// How many times [`unblock_then`] sends `CLIENT UNBLOCK` (5 ms apart) while it finds
+/// nothing blocked.
 const UNBLOCK_TRIES: usize = 100;
 
 /// One `XREAD` reply: per stream, its entries as (id, [field, value, …]).

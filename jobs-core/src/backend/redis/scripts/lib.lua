@@ -111,7 +111,7 @@ local function parse_text(rec)
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
     sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, meta = string.sub(rec, j),
   }
-  if h.att > U32 or h.rc > U32 or h.mr > U32 then
+  if h.att >= U32 or h.rc > U32 or h.mr > U32 or h.to > U32 then
     return nil, 'corrupt record: counter out of range'
   end
   return h

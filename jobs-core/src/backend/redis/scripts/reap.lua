@@ -43,7 +43,8 @@ for i = 1, #ids do
   else
     incr('stalled', 1)
     h.stl = h.stl + 1
-    if h.stl > max_stalls then
+    -- (The stored count saturates at 65,535: a higher limit acts as 65,534.)
+    if h.stl > math.min(max_stalls, 65534) then
       -- Poison pill: a job that keeps killing its worker counts as a failed attempt.
       fail_lost(id, h, ARGV[14])
       failed = failed + 1

@@ -4,7 +4,16 @@
 local id = ARGV[1]
 local h = parse(redis.call('HGET', K_JOBS, id))
 if not h then return { 'NOTFOUND' } end
-if h.s ~= 'f' or redis.call('ZREM', K_DEAD, id) == 0 then return { 'STATE', h.s } end
+-- A member of the dead-letter queue is failed, or (dead-lettered because a process could not
+-- read its record: an older version meeting a newer record) in the state it had then; either
+-- goes back. A job that is not in the queue is left as it is.
+if h.s == 'c' or h.s == 'x' or redis.call('ZREM', K_DEAD, id) == 0 then
+  return { 'STATE', h.s }
+end
+-- One that was running (or retrying) may still sit in that index.
+redis.call('ZREM', K_ACTIVE, id)
+redis.call('ZREM', K_RETRY, id)
+redis.call('ZREM', K_SCHED, id)
 h.s = 'p'
 h.fa = 0
 -- A fresh start for the poison-pill guard: the stalls that killed it are not held against
