@@ -222,7 +222,7 @@ async fn unknown_handlers_and_bad_schedules_are_clear_errors() -> TestResult {
     let s = svc.scheduler();
 
     let err = s.register(ScheduleSpec::interval("x", "no_such_handler", 60)).await.err();
-    assert!(matches!(&err, Some(Error::UnknownHandler { name }) if name == "no_such_handler"));
+    assert!(matches!(&err, Some(Error::UnknownHandler { name, .. }) if name == "no_such_handler"));
     assert_eq!(
         err.map(|e| e.to_string()).unwrap_or_default(),
         "no handler registered for job `no_such_handler`"

@@ -65,7 +65,8 @@ pub async fn enqueue(
     let svc = s.service();
     let Some(handler) = svc.registry().handler(&req.name) else {
         let name: String = req.name.chars().take(64).collect();
-        return Err(Error::UnknownHandler { name }.into());
+        let known = svc.registry().handlers().map(|h| h.name());
+        return Err(Error::unknown_handler(name, known).into());
     };
     let args = req.args.unwrap_or_else(|| serde_json::json!({}));
     handler.check_args(&args)?;

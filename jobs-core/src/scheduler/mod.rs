@@ -378,7 +378,8 @@ impl Scheduler {
         let registry = &self.inner.registry;
         let handler = registry.handler(&spec.job_name);
         if handler.is_none() && registry.handlers().len() > 0 {
-            return Err(Error::UnknownHandler { name: spec.job_name.clone() });
+            let known = registry.handlers().map(|h| h.name());
+            return Err(Error::unknown_handler(spec.job_name.clone(), known));
         }
         if let Some(h) = handler {
             h.check_args(&spec.args)?;
