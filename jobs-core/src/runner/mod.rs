@@ -44,6 +44,7 @@ use crate::worker::WorkerConfig;
 
 mod cli;
 mod operate;
+mod show;
 
 use cli::{ApiArgs, Command, RunArgs};
 pub use cli::{AppCommand, Cli, CliWith, Invocation, NoExtra, RedisTlsArgs};
@@ -114,7 +115,8 @@ where
     F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
-    init_tracing();
+    // One-shot commands print their answer on stdout; only warnings and errors on stderr.
+    init_tracing_with(if cli.runs_workers() { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,13 +149,38 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`). Only binaries call
-/// this; libraries never install a subscriber.
+/// Installs a `tracing` subscriber writing to stderr and reading `RUST_LOG` (default
+/// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset. Only binaries
+/// call this; libraries never install a subscriber.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// [`init_tracing`] with the filter used when `RUST_LOG` is unset.
+fn init_tracing_with(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .try_init();
+}
+
+/// A Redis URL (each of a cluster's comma-separated seeds) must name its scheme:
+/// `127.0.0.1:6379` alone would be read as something else, with a puzzling error.
+fn check_redis_url(url: &str) -> Result<()> {
+    match url.split(',').map(str::trim).find(|u| !u.is_empty() && !u.contains("://")) {
+        None => Ok(()),
+        Some(bare) => Err(Error::Config(format!(
+            "the Redis URL (--redis-url, REDIS_URL) `{}` has no scheme: expected \
+             redis://host:port (rediss:// for TLS, a comma-separated list of them for a \
+             cluster's seed nodes, redis+sentinel://host:26379/<master> for Sentinel)",
+            redact(bare)
+        ))),
+    }
 }
 
 /// A flag's seconds as a positive duration.
@@ -175,6 +202,9 @@ where
     Fut: std::future::Future<Output = Result<State>>,
 {
     let (env, json, command) = cli.into_parts();
+    if let Some(url) = &env.redis_url {
+        check_redis_url(url)?;
+    }
     match command {
         Command::Run(args) => {
             let st = state(env.clone()).await?;
