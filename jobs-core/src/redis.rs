@@ -16,10 +16,11 @@
 //! must share a hash tag (`app:{<namespace>}:…`), as the queue's keys do.
 //!
 //! These are the items of [`backend::redis`](crate::backend::redis), which stay available
-//! there too. Beside them this module re-exports the whole `redis` crate (redis-rs) of the
-//! version the queue uses — `jobs_core::redis::cmd`, `jobs_core::redis::AsyncCommands`,
-//! `jobs_core::redis::Script`, … — so that an application needs no `redis` dependency of
-//! its own, nor to keep its version in step with this crate's.
+//! there too. Beside them this module re-exports what a handler needs of the `redis` crate
+//! (redis-rs) of the version the queue uses — `cmd`, `pipe`, `Script`, `AsyncCommands`,
+//! `FromRedisValue`, `ToRedisArgs`, `RedisError`, … — so that an application that runs
+//! commands on the deployment's Redis needs no `redis` dependency of its own, nor to keep
+//! its version in step with this crate's.
 //!
 //! # From a handler
 //!
@@ -81,6 +82,13 @@
 //! ```
 
 pub use crate::backend::redis::{RedisConfig, RedisConnection, TlsFiles, redact_url};
-/// The `redis` crate (redis-rs) this crate is built with: its commands, traits and types.
+/// What a handler needs of the `redis` crate (redis-rs) this crate is built with, to run
+/// commands, pipelines and scripts on a [`RedisConnection`]. Not the whole crate: its
+/// `ValueType::String` (and `Value`, `ErrorKind`) would make rustc spell `String`,
+/// `serde_json::Value` and `std::io::ErrorKind` in full in the compile errors of every
+/// crate that depends on this one. For more, depend on `redis` at this crate's version.
 #[doc(no_inline)]
-pub use ::redis::*;
+pub use ::redis::{
+    AsyncCommands, AsyncTypedCommands, Cmd, FromRedisValue, Pipeline, RedisError, RedisResult,
+    Script, ScriptInvocation, ToRedisArgs, cmd, pipe,
+};
