@@ -122,7 +122,7 @@ pub async fn enqueue(
     Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id })))
 }
 
-/// A job, with every field of the spec's `Job`.
+/// A job, with every field of [`Job`](crate::Job).
 #[utoipa::path(
     get, path = "/api/v1/jobs/job/{job_id}", operation_id = "get_job", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),

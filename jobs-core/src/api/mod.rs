@@ -1,4 +1,4 @@
-//! The HTTP admin API: every endpoint of the spec under `/api/v1/jobs`, its OpenAPI
+//! The HTTP admin API: the jobs, schedules and statistics under `/api/v1/jobs`, its OpenAPI
 //! document at `/api/v1/jobs/openapi.json`, and Prometheus metrics at `/metrics`.
 //!
 //! ```no_run
