@@ -104,9 +104,7 @@ fn human_output_is_aligned_fields_and_tables() {
     assert!(line("status").ends_with(" pending"), "{job}");
     assert!(line("priority").ends_with(" high"), "{job}");
     // The values start in one column.
-    let col = |l: &str| {
-        l.find(|c: char| c == ':').map(|i| i + l[i + 1..].find(|c| c != ' ').unwrap_or(0))
-    };
+    let col = |l: &str| l.find(':').map(|i| i + l[i + 1..].find(|c| c != ' ').unwrap_or(0));
     assert_eq!(col(line("id")), col(line("priority")), "{job}");
     assert_eq!(job.lines().count(), 15, "{job}");
 

@@ -53,9 +53,10 @@ struct Line<E: Subcommand> {
     /// Machine-readable output (JSON) for the operator commands.
     #[arg(long, global = true)]
     json: bool,
-    /// `run`'s flags, for a command line without a subcommand.
+    /// `run`'s flags, for a command line without a subcommand (boxed: they are most of
+    /// the line's size).
     #[command(flatten)]
-    run: RunArgs,
+    run: Box<RunArgs>,
     #[command(subcommand)]
     command: Option<AnyCommand<E>>,
 }
@@ -238,9 +239,9 @@ impl RedisTlsArgs {
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
     /// Run workers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Enqueue a job by name.
-    Enqueue(EnqueueArgs),
+    Enqueue(Box<EnqueueArgs>),
     /// Show a job.
     Job {
         /// The job id.

@@ -208,7 +208,7 @@ where
     match command {
         Command::Run(args) => {
             let st = state(env.clone()).await?;
-            serve(&env, args, st).await
+            serve(&env, *args, st).await
         }
         other => operate::operate(&env, json, other).await,
     }

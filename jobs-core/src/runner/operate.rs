@@ -23,7 +23,7 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
     };
     let queue = crate::JobQueue::new(crate::backend::redis::RedisBackend::connect(rc).await?);
     match command {
-        Command::Enqueue(args) => enqueue(&queue, json, args).await,
+        Command::Enqueue(args) => enqueue(&queue, json, *args).await,
         Command::Job { id } => {
             let id: JobId = id.parse()?;
             let job = queue.get_job(id).await?.ok_or(Error::NotFound { id })?;
