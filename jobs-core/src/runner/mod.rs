@@ -170,9 +170,13 @@ fn init_tracing_with(default: &str) {
 }
 
 /// A Redis URL (each of a cluster's comma-separated seeds) must name its scheme:
-/// `127.0.0.1:6379` alone would be read as something else, with a puzzling error.
+/// `127.0.0.1:6379` alone would be read as something else, with a puzzling error. In a
+/// Sentinel URL the commas separate hosts of the one URL
+/// (`redis+sentinel://h1:26379,h2:26379/master`).
 fn check_redis_url(url: &str) -> Result<()> {
-    match url.split(',').map(str::trim).find(|u| !u.is_empty() && !u.contains("://")) {
+    let sentinel = url.trim_start().split("://").next().is_some_and(|s| s.ends_with("+sentinel"));
+    let parts: Vec<&str> = if sentinel { vec![url] } else { url.split(',').collect() };
+    match parts.into_iter().map(str::trim).find(|u| !u.is_empty() && !u.contains("://")) {
         None => Ok(()),
         Some(bare) => Err(Error::Config(format!(
             "the Redis URL (--redis-url, REDIS_URL) `{}` has no scheme: expected \
@@ -510,6 +514,25 @@ mod tests {
         let ok = api_of(&["jobs-runner", "run", "--api-token", "s3 cret"]).map(|c| c.has_token());
         assert!(matches!(ok, Ok(true)), "{ok:?}");
         assert!(matches!(api_of(&["jobs-runner", "run"]).map(|c| c.has_token()), Ok(false)));
+    }
+
+    // regression: `REDIS_URL=127.0.0.1:6379` failed with redis-rs's "Redis URL did not
+    // parse - InvalidClientConfig"; the error says what is expected.
+    #[test]
+    fn redis_urls_without_a_scheme_are_refused_with_the_expected_form() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "rediss://h:6380/0",
+            "redis://a:7000, redis://b:7001",
+            "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/master",
+            "rediss+sentinel://u:p@h1:26379,h2:26379/master/0",
+        ] {
+            assert!(check_redis_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1:6379", "redis://a:7000,b:7001", "localhost"] {
+            let err = check_redis_url(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("redis://host:port") && err.contains("REDIS_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]
