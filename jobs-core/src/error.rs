@@ -53,11 +53,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// No handler is registered under this name.
-    #[error("no handler registered for job `{name}`")]
+    /// No handler is registered under this name. The message names the closest
+    /// registered names (`did you mean `sync_portfolio`?`).
+    #[error("no handler registered for job `{name}`{}", did_you_mean(suggestions))]
     UnknownHandler {
         /// The name asked for.
         name: String,
+        /// The registered names closest to it, closest first (at most three; empty when
+        /// none is close). See [`Error::unknown_handler`].
+        suggestions: Vec<String>,
     },
     /// The arguments do not fit the handler's argument type.
     #[error("invalid arguments for job `{name}`: {message}")]
@@ -126,5 +130,65 @@ pub enum Error {
     Backend(String),
 }
 
+impl Error {
+    /// [`Error::UnknownHandler`] for `name`, suggesting the names among `known` that are
+    /// close to it (Jaro-Winkler similarity, as cargo and clap suggest commands).
+    pub fn unknown_handler<'a>(
+        name: impl Into<String>,
+        known: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let name = name.into();
+        Error::UnknownHandler { suggestions: closest(&name, known), name }
+    }
+}
+
+/// The candidates most like `name`, closest first, at most three.
+fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    /// Below this, a name is not offered (clap offers commands from 0.7 on, with plain Jaro).
+    const THRESHOLD: f64 = 0.8;
+    let mut scored: Vec<(f64, &str)> = candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, c)| *score >= THRESHOLD && *c != name)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.into_iter().take(3).map(|(_, c)| c.to_owned()).collect()
+}
+
+/// `; did you mean `a`?` (or `` `a` or `b` ``), or nothing.
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        [rest @ .., last] => {
+            let rest: Vec<String> = rest.iter().map(|s| format!("`{s}`")).collect();
+            format!("; did you mean {} or `{last}`?", rest.join(", "))
+        }
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_handlers_suggest_the_closest_names() {
+        let known = ["sync_portfolio", "update_24h_stats", "check_alerts", "sync_portfolios_all"];
+        let e = Error::unknown_handler("sync_portfolo", known);
+        assert_eq!(
+            e.to_string(),
+            "no handler registered for job `sync_portfolo`; did you mean `sync_portfolio` or `sync_portfolios_all`?"
+        );
+        let e = Error::unknown_handler("check_alert", known);
+        assert!(e.to_string().ends_with("did you mean `check_alerts`?"), "{e}");
+        let e = Error::unknown_handler("zzz", known);
+        assert_eq!(e.to_string(), "no handler registered for job `zzz`");
+        let e = Error::unknown_handler("x", std::iter::empty());
+        assert!(
+            matches!(e, Error::UnknownHandler { ref suggestions, .. } if suggestions.is_empty())
+        );
+    }
+}

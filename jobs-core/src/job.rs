@@ -101,7 +101,7 @@ impl JobStatus {
         JobStatus::Retrying,
     ];
 
-    /// The spec's spelling (`"pending"`, …).
+    /// The wire spelling (`"pending"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Pending => "pending",
@@ -162,7 +162,7 @@ impl JobPriority {
         Self::ALL.get(i).copied()
     }
 
-    /// The spec's spelling (`"critical"`, …).
+    /// The wire spelling (`"critical"`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             JobPriority::Critical => "critical",
@@ -192,9 +192,9 @@ impl FromStr for JobPriority {
     }
 }
 
-/// A job as stored: every field of the spec's `Job`, plus the delivery `attempt`.
+/// A job as stored, with its delivery `attempt`.
 ///
-/// Serialises with the spec's field names; timestamps are RFC 3339 UTC and `timeout` is in
+/// Serialises with these field names; timestamps are RFC 3339 UTC and `timeout` is in
 /// seconds. `args` is `null` once the job has completed or been cancelled: payloads are
 /// dropped when a job finishes so that retained records stay small (a failed job keeps
 /// them, so that a dead-letter retry can run it again).

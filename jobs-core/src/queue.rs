@@ -1,4 +1,4 @@
-//! [`JobQueue`]: the queue API of the spec, over any [`Backend`].
+//! [`JobQueue`]: the user-facing queue API, over any [`Backend`].
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -224,7 +224,7 @@ impl JobQueue {
         self.backend.clear_dead().await
     }
 
-    /// Queue statistics (the spec's "Queue Statistics" JSON).
+    /// Queue statistics: the counts per state and the counters.
     pub async fn stats(&self) -> Result<QueueStats> {
         self.backend.stats().await
     }
@@ -369,7 +369,7 @@ impl Enqueue<'_> {
         self
     }
 
-    /// Runs the job no earlier than `at` (the spec's `scheduled_at`).
+    /// Runs the job no earlier than `at` (its `scheduled_at`).
     pub fn scheduled_at(mut self, at: DateTime<Utc>) -> Self {
         self.job.run_at = RunAt::Time(at);
         self

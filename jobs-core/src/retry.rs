@@ -7,7 +7,7 @@ use rand::Rng;
 /// Exponential backoff: `base · 2^(n-1)` before retry `n`, capped at `cap`, plus an optional
 /// random jitter in `[0, jitter)`.
 ///
-/// The default is the spec's: 2, 4, 8, 16, 32 minutes, then one hour for every later retry.
+/// The default: 2, 4, 8, 16, 32 minutes, then one hour for every later retry.
 ///
 /// ```
 /// use std::time::Duration;

@@ -28,7 +28,7 @@ pub enum BackendChoice {
     Redis(RedisConfig),
 }
 
-/// The service's configuration: the spec's `use_worker_pool`, `num_workers` and
+/// The service's configuration: `use_worker_pool`, `num_workers` and
 /// `enable_scheduler`, plus the backend and the worker settings.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {

@@ -1,5 +1,5 @@
-//! The report types: queue, worker, handler and scheduler statistics, serialised exactly
-//! as the spec's JSON. Those who compute them (backends, workers, the scheduler, the
+//! The report types: queue, worker, handler and scheduler statistics, serialised as the
+//! HTTP API answers them. Those who compute them (backends, workers, the scheduler, the
 //! service) sit above this module; the API and the runner only read them.
 
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use crate::flow::LimitsInfo;
 use crate::job::JobPriority;
 use crate::schedule::ScheduleInfo;
 
-/// Pending jobs per priority (the spec's `pending` object).
+/// Pending jobs per priority (the `pending` object).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct PendingByPriority {
@@ -90,7 +90,8 @@ pub struct UnhandledStats {
     pub no_live_worker_since: Option<DateTime<Utc>>,
 }
 
-/// Queue statistics: the spec's "Queue Statistics" object, plus `retrying` and `counters`.
+/// Queue statistics: the counts per state (the five fields of `GET /queue/stats`), plus
+/// `retrying` and `counters`.
 ///
 /// ```json
 /// {"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
@@ -101,8 +102,7 @@ pub struct UnhandledStats {
 #[cfg_attr(
     feature = "api",
     schema(
-        description = "Queue statistics: the spec's \"Queue Statistics\" object, plus `retrying` \
-            and `counters`.",
+        description = "Queue statistics: the counts per state, plus `retrying` and `counters`.",
         example = json!({"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
             "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17,
             "retrying": 1, "counters": {"enqueued": 120, "completed": 98, "failed": 6,
@@ -133,7 +133,7 @@ pub struct QueueStats {
     pub unhandled: std::collections::BTreeMap<String, UnhandledStats>,
 }
 
-/// What a worker is doing (the spec's `status`).
+/// What a worker is doing (its `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
@@ -150,7 +150,7 @@ pub enum WorkerStatus {
     Stopped,
 }
 
-/// A worker's statistics: the spec's "Worker Statistics" object, plus what operators need
+/// A worker's statistics: what it has done and is doing, plus what operators need
 /// to find the worker.
 ///
 /// ```json
@@ -163,8 +163,8 @@ pub enum WorkerStatus {
 #[cfg_attr(
     feature = "api",
     schema(
-        description = "A worker's statistics: the spec's \"Worker Statistics\" object, plus \
-            what operators need to find the worker.",
+        description = "A worker's statistics: what it has done and is doing, plus what \
+            operators need to find the worker.",
         example = json!({"worker_id": "main-worker", "status": "processing",
             "jobs_processed": 150, "jobs_succeeded": 145, "jobs_failed": 5,
             "success_rate": 96.67, "average_processing_time": 2.5, "in_flight": 1,
@@ -241,7 +241,7 @@ pub struct FullStats {
     pub scheduler: SchedulerStats,
 }
 
-/// The spec's "Scheduler Statistics".
+/// The scheduler's statistics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct SchedulerStats {

@@ -27,11 +27,43 @@ pub(crate) struct ScheduleSpec {
 
 const OPTIONS: &[&str] = &["name", "priority", "args", "crate"];
 
+/// The five fields of a cron expression and what each allows.
+const CRON_FIELDS: [(&str, &str); 5] = [
+    ("minute", "0–59"),
+    ("hour", "0–23"),
+    ("day of month", "1–31"),
+    ("month", "1–12 (or JAN–DEC)"),
+    ("day of week", "0–7 (or SUN–SAT; 0 and 7 are Sunday)"),
+];
+
 /// Parses a 5-field cron expression exactly as the runtime does: `croner`, seconds and years
-/// disallowed, 0 and 7 both Sunday.
+/// disallowed, 0 and 7 both Sunday. croner does not say which field it rejects, so the
+/// error does: each field is tried alone (the others `*`), and the first that fails is
+/// named (`hour: 25 is out of range 0–23`).
 pub(crate) fn check_cron(expr: &str) -> Result<(), String> {
     let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
-    parser.parse(expr).map(drop).map_err(|e| e.to_string())
+    let parse = |e: &str| parser.parse(e).map(drop).map_err(|e| e.to_string());
+    let Err(whole) = parse(expr) else { return Ok(()) };
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != CRON_FIELDS.len() {
+        return Err(format!(
+            "expected 5 fields (minute hour day-of-month month day-of-week), found {}",
+            fields.len()
+        ));
+    }
+    for (i, (name, range)) in CRON_FIELDS.iter().enumerate() {
+        let mut probe = ["*"; 5];
+        probe[i] = fields[i];
+        if let Err(e) = parse(&probe.join(" ")) {
+            let value = fields[i];
+            return Err(if e.contains("out of bounds") {
+                format!("{name}: {value} is out of range {range}")
+            } else {
+                format!("{name}: `{value}` is not valid ({e}); allowed: {range}")
+            });
+        }
+    }
+    Err(whole)
 }
 
 impl ScheduleSpec {
@@ -196,5 +228,18 @@ mod tests {
         assert!(check_cron("0 8 * *").is_err());
         assert!(check_cron("0 0 8 * * *").is_err());
         assert!(check_cron("not cron").is_err());
+    }
+
+    #[test]
+    fn cron_errors_name_the_field() {
+        assert_eq!(check_cron("61 * * * *"), Err("minute: 61 is out of range 0–59".into()));
+        assert_eq!(check_cron("0 25 * * *"), Err("hour: 25 is out of range 0–23".into()));
+        assert_eq!(check_cron("0 0 32 * *"), Err("day of month: 32 is out of range 1–31".into()));
+        assert!(
+            check_cron("0 0 * 13 *").is_err_and(|e| e.starts_with("month: 13 is out of range"))
+        );
+        assert!(check_cron("0 0 * * 8").is_err_and(|e| e.starts_with("day of week: 8 is out")));
+        assert!(check_cron("0 x * * *").is_err_and(|e| e.starts_with("hour: `x` is not valid")));
+        assert!(check_cron("0 8 * *").is_err_and(|e| e.contains("expected 5 fields")));
     }
 }

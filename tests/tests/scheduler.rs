@@ -185,7 +185,7 @@ async fn enable_disable_run_now_and_unregister_hold_across_processes() -> TestRe
     assert_eq!((seen.run_count, seen.last_job_id, seen.next_run), (1, Some(id), Some(next)));
     assert!(seen.last_run.is_some());
 
-    // The stats JSON has the spec's keys, and the two of a backend that lost its data
+    // The stats JSON has the documented keys, and the two of a backend that lost its data
     // (always present: the API document declares them).
     let v = serde_json::to_value(a.scheduler().stats().await?)?;
     let keys: HashSet<&str> = v.as_object().ok_or("object")?.keys().map(String::as_str).collect();
@@ -222,7 +222,7 @@ async fn unknown_handlers_and_bad_schedules_are_clear_errors() -> TestResult {
     let s = svc.scheduler();
 
     let err = s.register(ScheduleSpec::interval("x", "no_such_handler", 60)).await.err();
-    assert!(matches!(&err, Some(Error::UnknownHandler { name }) if name == "no_such_handler"));
+    assert!(matches!(&err, Some(Error::UnknownHandler { name, .. }) if name == "no_such_handler"));
     assert_eq!(
         err.map(|e| e.to_string()).unwrap_or_default(),
         "no handler registered for job `no_such_handler`"

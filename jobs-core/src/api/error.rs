@@ -193,7 +193,7 @@ mod tests {
                 "invalid_state",
             ),
             (Error::InvalidJobId { id: "x".into() }, 400, "invalid_job_id"),
-            (Error::UnknownHandler { name: "x".into() }, 404, "handler_not_found"),
+            (Error::unknown_handler("x", ["y"]), 404, "handler_not_found"),
             (Error::InvalidArgs { name: "x".into(), message: "m".into() }, 422, "invalid_args"),
             (Error::Backend("secret detail".into()), 500, "internal_error"),
         ];

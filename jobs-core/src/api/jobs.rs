@@ -65,7 +65,8 @@ pub async fn enqueue(
     let svc = s.service();
     let Some(handler) = svc.registry().handler(&req.name) else {
         let name: String = req.name.chars().take(64).collect();
-        return Err(Error::UnknownHandler { name }.into());
+        let known = svc.registry().handlers().map(|h| h.name());
+        return Err(Error::unknown_handler(name, known).into());
     };
     let args = req.args.unwrap_or_else(|| serde_json::json!({}));
     handler.check_args(&args)?;
@@ -121,7 +122,7 @@ pub async fn enqueue(
     Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id })))
 }
 
-/// A job, with every field of the spec's `Job`.
+/// A job, with every field of [`Job`](crate::Job).
 #[utoipa::path(
     get, path = "/api/v1/jobs/job/{job_id}", operation_id = "get_job", tag = "jobs",
     params(("job_id" = Uuid, Path, description = "The job's id")),

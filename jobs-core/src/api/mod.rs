@@ -1,4 +1,4 @@
-//! The HTTP admin API: every endpoint of the spec under `/api/v1/jobs`, its OpenAPI
+//! The HTTP admin API: the jobs, schedules and statistics under `/api/v1/jobs`, its OpenAPI
 //! document at `/api/v1/jobs/openapi.json`, and Prometheus metrics at `/metrics`.
 //!
 //! ```no_run
@@ -338,9 +338,16 @@ pub async fn bind(addr: &str, config: &ApiConfig, allow_remote: bool) -> Result<
              token: set JOBS_API_TOKEN (--api-token), or pass --allow-remote"
         )));
     }
-    TcpListener::bind(&addrs[..])
-        .await
-        .map_err(|e| Error::Config(format!("cannot bind the API to `{addr}`: {e}")))
+    TcpListener::bind(&addrs[..]).await.map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                " (another process, perhaps another runner, listens there): choose another \
+                 address with --bind or JOBS_BIND, or run without the API (--no-api)"
+            }
+            _ => "; choose another address with --bind or JOBS_BIND",
+        };
+        Error::Config(format!("cannot bind the API to `{addr}`: {e}{fix}"))
+    })
 }
 
 /// A server started by [`start`]: stop it with [`stop`](Self::stop).

@@ -26,12 +26,12 @@ fn seconds(secs: f64) -> serde_json::Number {
     }
 }
 
-/// Queue statistics exactly as the spec's "Queue Statistics" object (`GET
-/// /api/v1/jobs/queue/stats`).
+/// Queue statistics as `GET
+/// /api/v1/jobs/queue/stats` answers them: the five counts per state.
 ///
 /// Not [`QueueStats`] itself: that one also carries `retrying` and the backend's `counters`
 /// (it is what `GET /api/v1/jobs/stats` answers as `queue`), where this endpoint answers the
-/// spec's five fields and nothing more.
+/// five counts and nothing more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"pending": {"critical": 0, "high": 2, "normal": 5, "low": 10},
     "scheduled": 3, "processing": 1, "dead_letter": 0, "total_pending": 17}))]

@@ -1,5 +1,5 @@
 //! The body of `POST /api/v1/jobs/scheduled/register` in its two forms: the nested one and
-//! the flat one of the original spec (the fields `GET /api/v1/jobs/scheduled` answers in).
+//! the flat one (the fields `GET /api/v1/jobs/scheduled` answers in).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,7 +53,7 @@ impl From<ScheduleView> for ScheduleType {
 
 /// A schedule to register (or to replace the one of that name), in either of two forms:
 /// the nested one (`"schedule": {"type": "interval", "seconds": 300}`), or the flat one of
-/// the original spec (`"schedule_type": "interval", "interval_seconds": 300`), which is the
+/// `"schedule_type": "interval", "interval_seconds": 300`, which is the
 /// form `GET /api/v1/jobs/scheduled` answers in, so that a listed schedule can be posted
 /// back unchanged.
 ///
@@ -64,7 +64,7 @@ impl From<ScheduleView> for ScheduleType {
 pub enum RegisterRequest {
     /// `schedule: {"type": …}`.
     Nested(NestedRegisterRequest),
-    /// The spec's flat fields.
+    /// The flat fields.
     Flat(FlatRegisterRequest),
 }
 
@@ -173,7 +173,7 @@ impl FlatScheduleType {
     }
 }
 
-/// A schedule to register in the original spec's flat form: the fields of a schedule as
+/// A schedule to register in the flat form: the fields of a schedule as
 /// `GET /api/v1/jobs/scheduled` lists it, so that a listed schedule can be posted back.
 ///
 /// `schedule_type` says which of `interval_seconds`, `cron_expression` (with `timezone`)

@@ -11,7 +11,7 @@ use super::register::RegisterRequest;
 use crate::schedule::ScheduleInfo;
 use crate::stats::SchedulerStats;
 
-/// The spec's "Scheduler Statistics".
+/// The scheduler's statistics.
 #[utoipa::path(
     get, path = "/api/v1/jobs/scheduler/stats", operation_id = "get_scheduler_stats", tag = "scheduler",
     responses(

@@ -89,7 +89,7 @@ pub async fn throughput(
     Ok(Json(ThroughputResponse { bucket_seconds: 60, buckets }))
 }
 
-/// Queue statistics, as the spec's "Queue Statistics" object.
+/// Queue statistics: the counts per state.
 #[utoipa::path(
     get, path = "/api/v1/jobs/queue/stats", operation_id = "get_queue_stats", tag = "stats",
     responses(
@@ -105,7 +105,7 @@ pub async fn queue_stats(
     Ok(Json(s.service().queue().stats().await?.into()))
 }
 
-/// Every live worker of the deployment, each as the spec's "Worker Statistics" object.
+/// Every live worker of the deployment, each with its statistics.
 #[utoipa::path(
     get, path = "/api/v1/jobs/workers/stats", operation_id = "get_worker_stats", tag = "stats",
     responses(

@@ -37,16 +37,73 @@ pub type Cli = CliWith<NoExtra>;
 ///     }
 /// }
 /// ```
+///
+/// Without a subcommand it runs workers: `run`'s flags are accepted at the top level too
+/// (`jobs-runner --workers 2` is `jobs-runner run --workers 2`), and only there: before
+/// another subcommand they are an error rather than ignored.
+#[derive(Debug)]
+pub struct CliWith<E: Subcommand>(Line<E>);
+
+/// The command line as clap derives it; [`CliWith`] adds the check on `run`'s flags.
 #[derive(Debug, Parser)]
 #[command(name = "jobs-runner", version, about = "Run and operate background jobs", long_about = None)]
-pub struct CliWith<E: Subcommand> {
+struct Line<E: Subcommand> {
     #[command(flatten)]
     conn: Connection,
     /// Machine-readable output (JSON) for the operator commands.
     #[arg(long, global = true)]
     json: bool,
+    /// `run`'s flags, for a command line without a subcommand (boxed: they are most of
+    /// the line's size).
+    #[command(flatten)]
+    run: Box<RunArgs>,
     #[command(subcommand)]
     command: Option<AnyCommand<E>>,
+}
+
+impl<E: Subcommand> clap::CommandFactory for CliWith<E> {
+    fn command() -> clap::Command {
+        Line::<E>::command()
+    }
+
+    fn command_for_update() -> clap::Command {
+        Line::<E>::command_for_update()
+    }
+}
+
+impl<E: Subcommand> clap::FromArgMatches for CliWith<E> {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        run_flags_alone(m)?;
+        Line::from_arg_matches(m).map(CliWith)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        run_flags_alone(m)?;
+        self.0.update_from_arg_matches(m)
+    }
+}
+
+impl<E: Subcommand> Parser for CliWith<E> {}
+
+/// `run`'s flags at the top level go without a subcommand: `jobs-runner --workers 2 stats`
+/// is a mistake to point out, not `stats`. (clap's `args_conflicts_with_subcommands` would
+/// refuse the global flags before a subcommand too.)
+fn run_flags_alone(m: &clap::ArgMatches) -> Result<(), clap::Error> {
+    let Some((sub, _)) = m.subcommand() else { return Ok(()) };
+    let run = RunArgs::augment_args(clap::Command::new("run"));
+    let given = run.get_arguments().find(|a| {
+        m.value_source(a.get_id().as_str()) == Some(clap::parser::ValueSource::CommandLine)
+    });
+    match given.and_then(|a| a.get_long()) {
+        None => Ok(()),
+        Some(flag) => Err(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "`--{flag}` is a flag of `run`: give it after `run` (`jobs-runner run --{flag} …`) \
+                 or with no subcommand (`jobs-runner --{flag} …`), not before `{sub}`\n"
+            ),
+        )),
+    }
 }
 
 /// No subcommands beyond the runner's own (see [`Cli`]).
@@ -79,7 +136,7 @@ pub struct AppCommand<E> {
 impl<E: Subcommand> CliWith<E> {
     /// Splits the runner's commands from the application's.
     pub fn into_invocation(self) -> Invocation<E> {
-        let CliWith { conn, json, command } = self;
+        let Line { conn, json, run, command } = self.0;
         let command = match command {
             Some(AnyCommand::App(command)) => {
                 return Invocation::App(AppCommand { env: conn.env(), json, command });
@@ -87,20 +144,27 @@ impl<E: Subcommand> CliWith<E> {
             Some(AnyCommand::Runner(c)) => Some(AnyCommand::Runner(c)),
             None => None,
         };
-        Invocation::Runner(CliWith { conn, json, command })
+        Invocation::Runner(CliWith(Line { conn, json, run, command }))
+    }
+
+    /// Whether this command line runs workers (`run`, or no subcommand) rather than a
+    /// one-shot command.
+    pub(super) fn runs_workers(&self) -> bool {
+        matches!(self.0.command, None | Some(AnyCommand::Runner(Command::Run(_))))
     }
 }
 
 impl Cli {
-    /// The deployment, `--json`, and the command (none given: `run`, configured from the
-    /// environment alone).
+    /// The deployment, `--json`, and the command (none given: `run`, with the flags given
+    /// at the top level).
     pub(super) fn into_parts(self) -> (RunnerEnv, bool, Command) {
-        let command = match self.command {
+        let Line { conn, json, run, command } = self.0;
+        let command = match command {
             Some(AnyCommand::Runner(c)) => c,
             Some(AnyCommand::App(never)) => match never {},
-            None => Command::Run(RunArgs::from_env()),
+            None => Command::Run(run),
         };
-        (self.conn.env(), self.json, command)
+        (conn.env(), json, command)
     }
 }
 
@@ -175,9 +239,9 @@ impl RedisTlsArgs {
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
     /// Run workers (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Enqueue a job by name.
-    Enqueue(EnqueueArgs),
+    Enqueue(Box<EnqueueArgs>),
     /// Show a job.
     Job {
         /// The job id.
@@ -218,9 +282,23 @@ pub(super) struct EnqueueArgs {
     /// Run after this many seconds.
     #[arg(long = "in", value_name = "SECS", conflicts_with = "at")]
     pub(super) delay: Option<f64>,
-    /// Run at this RFC 3339 time.
+    /// Run at this RFC 3339 time (one in the past runs now).
     #[arg(long)]
     pub(super) at: Option<String>,
+    /// Retries the job may use before it is dead-lettered (default: the handler's).
+    #[arg(long, value_name = "N")]
+    pub(super) max_retries: Option<u32>,
+    /// How long one attempt may run: `30s`, `500ms`, `5m`, `1h 30m`, or a number of seconds
+    /// (default: the handler's).
+    #[arg(long, value_name = "DURATION")]
+    pub(super) timeout: Option<String>,
+    /// The job's id (a UUID) instead of a fresh one: enqueueing twice with one id creates
+    /// one job.
+    #[arg(long)]
+    pub(super) id: Option<String>,
+    /// The user the job acts for.
+    #[arg(long)]
+    pub(super) user_id: Option<String>,
 }
 
 /// `schedules …`.
@@ -322,7 +400,7 @@ pub(super) struct RunArgs {
 }
 
 /// The HTTP admin API's flags (see [`crate::api`]).
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub(super) struct ApiArgs {
     /// Address of the HTTP admin API (`host:port`).
     #[arg(long, env = "JOBS_BIND", default_value = "127.0.0.1:8080")]
@@ -342,51 +420,6 @@ pub(super) struct ApiArgs {
     /// Do not serve the HTTP API.
     #[arg(long)]
     pub(super) no_api: bool,
-}
-
-impl ApiArgs {
-    fn from_env() -> Self {
-        ApiArgs {
-            bind: std::env::var("JOBS_BIND").unwrap_or_else(|_| "127.0.0.1:8080".into()),
-            api_token: std::env::var("JOBS_API_TOKEN").ok(),
-            api_body_limit: env_or("JOBS_API_BODY_LIMIT", crate::api::DEFAULT_BODY_LIMIT),
-            api_max_connections: env_or(
-                "JOBS_API_MAX_CONNECTIONS",
-                crate::api::DEFAULT_MAX_CONNECTIONS,
-            ),
-            ..ApiArgs::default()
-        }
-    }
-}
-
-impl RunArgs {
-    /// `run` without flags: the `JOBS_*` variables, else the defaults.
-    fn from_env() -> Self {
-        RunArgs {
-            workers: env_or("JOBS_WORKERS", 1),
-            concurrency: env_or("JOBS_CONCURRENCY", 10),
-            lease: env_or("JOBS_LEASE", 30.0),
-            shutdown_grace: env_or("JOBS_SHUTDOWN_GRACE", 30.0),
-            // As text: checked with the flags' values when the service is configured, so
-            // that a bad value is an error here too rather than the default.
-            retry_base: env_text("JOBS_RETRY_BASE", "120"),
-            retry_cap: env_text("JOBS_RETRY_CAP", "3600"),
-            retry_jitter: env_text("JOBS_RETRY_JITTER", "0"),
-            unhandled_dead_after: env_or("JOBS_UNHANDLED_DEAD_AFTER", 600.0),
-            no_scheduler: false,
-            no_workers: false,
-            api: ApiArgs::from_env(),
-        }
-    }
-}
-
-/// A variable's text (an empty one counts as unset, as clap reads it), else `default`.
-fn env_text(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 #[cfg(test)]
@@ -409,6 +442,30 @@ mod tests {
         assert!(
             Cli::try_parse_from(["jobs-runner", "enqueue", "x", "--in", "5", "--at", "t"]).is_err()
         );
+    }
+
+    // regression: `jobs-runner --workers 2`, as the README's configuration table has it,
+    // was "unexpected argument"; before another subcommand it is still an error, naming it.
+    #[test]
+    fn run_flags_work_without_a_subcommand_and_only_there() {
+        let parts = |argv: &[&str]| Cli::try_parse_from(argv).map(|c| c.into_parts().2);
+        let Ok(Command::Run(args)) = parts(&["jobs-runner", "--workers", "2", "--no-api"]) else {
+            panic!("not run");
+        };
+        assert!(args.workers == 2 && args.api.no_api);
+        let Ok(Command::Run(args)) = parts(&["jobs-runner", "run", "--workers", "3"]) else {
+            panic!("not run");
+        };
+        assert_eq!(args.workers, 3);
+        for argv in [
+            &["jobs-runner", "--workers", "2", "stats"][..],
+            &["jobs-runner", "--workers", "2", "run", "--concurrency", "4"],
+        ] {
+            let err = parts(argv).map(|_| ()).expect_err("refused").to_string();
+            assert!(err.contains("`--workers` is a flag of `run`"), "{argv:?}: {err}");
+        }
+        // The global flags still go anywhere.
+        assert!(parts(&["jobs-runner", "--namespace", "n", "stats"]).is_ok());
     }
 
     #[derive(Debug, PartialEq, Subcommand)]

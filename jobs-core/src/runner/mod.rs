@@ -44,6 +44,7 @@ use crate::worker::WorkerConfig;
 
 mod cli;
 mod operate;
+mod show;
 
 use cli::{ApiArgs, Command, RunArgs};
 pub use cli::{AppCommand, Cli, CliWith, Invocation, NoExtra, RedisTlsArgs};
@@ -114,7 +115,8 @@ where
     F: FnOnce(RunnerEnv) -> Fut,
     Fut: std::future::Future<Output = Result<State>>,
 {
-    init_tracing();
+    // One-shot commands print their answer on stdout; only warnings and errors on stderr.
+    init_tracing_with(if cli.runs_workers() { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,13 +149,42 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Installs a `tracing` subscriber reading `RUST_LOG` (default `info`). Only binaries call
-/// this; libraries never install a subscriber.
+/// Installs a `tracing` subscriber writing to stderr and reading `RUST_LOG` (default
+/// `info`), in colour only when stderr is a terminal and `NO_COLOR` is unset. Only binaries
+/// call this; libraries never install a subscriber.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// [`init_tracing`] with the filter used when `RUST_LOG` is unset.
+fn init_tracing_with(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .try_init();
+}
+
+/// A Redis URL (each of a cluster's comma-separated seeds) must name its scheme:
+/// `127.0.0.1:6379` alone would be read as something else, with a puzzling error. In a
+/// Sentinel URL the commas separate hosts of the one URL
+/// (`redis+sentinel://h1:26379,h2:26379/master`).
+fn check_redis_url(url: &str) -> Result<()> {
+    let sentinel = url.trim_start().split("://").next().is_some_and(|s| s.ends_with("+sentinel"));
+    let parts: Vec<&str> = if sentinel { vec![url] } else { url.split(',').collect() };
+    match parts.into_iter().map(str::trim).find(|u| !u.is_empty() && !u.contains("://")) {
+        None => Ok(()),
+        Some(bare) => Err(Error::Config(format!(
+            "the Redis URL (--redis-url, REDIS_URL) `{}` has no scheme: expected \
+             redis://host:port (rediss:// for TLS, a comma-separated list of them for a \
+             cluster's seed nodes, redis+sentinel://host:26379/<master> for Sentinel)",
+            redact(bare)
+        ))),
+    }
 }
 
 /// A flag's seconds as a positive duration.
@@ -175,10 +206,13 @@ where
     Fut: std::future::Future<Output = Result<State>>,
 {
     let (env, json, command) = cli.into_parts();
+    if let Some(url) = &env.redis_url {
+        check_redis_url(url)?;
+    }
     match command {
         Command::Run(args) => {
             let st = state(env.clone()).await?;
-            serve(&env, args, st).await
+            serve(&env, *args, st).await
         }
         other => operate::operate(&env, json, other).await,
     }
@@ -480,6 +514,25 @@ mod tests {
         let ok = api_of(&["jobs-runner", "run", "--api-token", "s3 cret"]).map(|c| c.has_token());
         assert!(matches!(ok, Ok(true)), "{ok:?}");
         assert!(matches!(api_of(&["jobs-runner", "run"]).map(|c| c.has_token()), Ok(false)));
+    }
+
+    // regression: `REDIS_URL=127.0.0.1:6379` failed with redis-rs's "Redis URL did not
+    // parse - InvalidClientConfig"; the error says what is expected.
+    #[test]
+    fn redis_urls_without_a_scheme_are_refused_with_the_expected_form() {
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "rediss://h:6380/0",
+            "redis://a:7000, redis://b:7001",
+            "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/master",
+            "rediss+sentinel://u:p@h1:26379,h2:26379/master/0",
+        ] {
+            assert!(check_redis_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["127.0.0.1:6379", "redis://a:7000,b:7001", "localhost"] {
+            let err = check_redis_url(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("redis://host:port") && err.contains("REDIS_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]

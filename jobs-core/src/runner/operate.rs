@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::cli::{Command, DlqOp, EnqueueArgs, ScheduleOp};
-use super::{RunnerEnv, backend, secs};
+use super::{RunnerEnv, backend, secs, show};
 use crate::context::State;
 use crate::error::{Error, Result};
 use crate::job::{JobId, JobPriority};
@@ -23,11 +23,11 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
     };
     let queue = crate::JobQueue::new(crate::backend::redis::RedisBackend::connect(rc).await?);
     match command {
-        Command::Enqueue(args) => enqueue(&queue, json, args).await,
+        Command::Enqueue(args) => enqueue(&queue, json, *args).await,
         Command::Job { id } => {
             let id: JobId = id.parse()?;
             let job = queue.get_job(id).await?.ok_or(Error::NotFound { id })?;
-            print(json, &job, || serde_json::to_string_pretty(&job).unwrap_or_default())
+            print(json, &job, || show::job(&job))
         }
         Command::Cancel { id } => cancel(&queue, json, &id).await,
         Command::Stats => stats(&queue, json).await,
@@ -55,36 +55,77 @@ fn handlers(json: bool) -> Result<()> {
         State::new(),
     );
     let hs = service.handlers();
-    print(json, &hs, || {
-        hs.iter()
-            .map(|h| {
-                format!(
-                    "{:<28} queue={:<10} priority={:<8} max_retries={:<3} timeout={}s  args={}  limits={}",
-                    h.name, h.queue, h.priority, h.max_retries, h.timeout, h.args_type, h.limits
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    print(json, &hs, || show::handlers(&hs))
 }
 
+/// `enqueue`: checked against this binary's handlers first (a name none has is an error
+/// that names the closest ones, and nothing is enqueued), as the API's enqueue is.
 async fn enqueue(queue: &crate::JobQueue, json: bool, a: EnqueueArgs) -> Result<()> {
-    let args: serde_json::Value = serde_json::from_str(&a.args)
-        .map_err(|e| Error::Config(format!("--args is not valid JSON: {e}")))?;
+    let args: serde_json::Value = serde_json::from_str(&a.args).map_err(|e| Error::InvalidJob {
+        reason: format!(
+            "--args is not JSON ({e}); give the arguments as a JSON object, e.g. --args '{{\"user_id\": \"user-1\"}}'"
+        ),
+    })?;
+    let registry = crate::Registry::global()?;
+    // A binary that links no handlers (an operator-only build) cannot tell; it enqueues.
+    if registry.handlers().len() > 0 {
+        let handler = registry.handler(&a.name).ok_or_else(|| {
+            Error::unknown_handler(a.name.clone(), registry.handlers().map(|h| h.name()))
+        })?;
+        handler.check_args(&args)?;
+    }
     let mut e = queue.enqueue(a.name, args);
     if let Some(p) = a.priority {
         e = e.priority(p.parse::<JobPriority>()?);
+    }
+    if let Some(n) = a.max_retries {
+        e = e.max_retries(n);
+    }
+    if let Some(t) = a.timeout {
+        e = e.timeout(duration(&t, "--timeout")?);
+    }
+    if let Some(id) = a.id {
+        e = e.id(id.parse()?);
+    }
+    if let Some(user) = a.user_id {
+        e = e.user_id(user);
     }
     if let Some(d) = a.delay {
         e = e.delay(secs(d, "--in")?);
     }
     if let Some(at) = a.at {
         let t = chrono::DateTime::parse_from_rfc3339(&at)
-            .map_err(|e| Error::Config(format!("--at is not an RFC 3339 time: {e}")))?;
-        e = e.scheduled_at(t.with_timezone(&chrono::Utc));
+            .map_err(|e| Error::InvalidJob {
+                reason: format!("--at is not an RFC 3339 time such as 2030-01-01T09:30:00Z: {e}"),
+            })?
+            .with_timezone(&chrono::Utc);
+        // The server's clock decides when a job is due, so it decides what is past.
+        let now = queue.backend().time().await?;
+        if t <= now {
+            tracing::warn!(
+                at = %show::time(Some(t)),
+                now = %show::time(Some(now)),
+                "--at is in the past: the job will run now"
+            );
+        }
+        e = e.scheduled_at(t);
     }
     let id = e.await?;
     print(json, &serde_json::json!({ "id": id }), || format!("enqueued {id}"))
+}
+
+/// A duration flag: `30s`, `500ms`, `5m`, `1h 30m` (humantime's forms) or a number of
+/// seconds.
+fn duration(text: &str, flag: &str) -> Result<std::time::Duration> {
+    let t = text.trim();
+    match t.parse::<f64>() {
+        Ok(n) => secs(n, flag),
+        Err(_) => humantime::parse_duration(t).map_err(|e| Error::InvalidJob {
+            reason: format!(
+                "{flag} `{text}` is not a duration ({e}); expected e.g. 30s, 500ms, 5m, 1h or a number of seconds"
+            ),
+        }),
+    }
 }
 
 async fn cancel(queue: &crate::JobQueue, json: bool, id: &str) -> Result<()> {
@@ -98,41 +139,14 @@ async fn cancel(queue: &crate::JobQueue, json: bool, id: &str) -> Result<()> {
 
 async fn stats(queue: &crate::JobQueue, json: bool) -> Result<()> {
     let s = queue.stats().await?;
-    print(json, &s, || {
-        format!(
-            "pending: critical={} high={} normal={} low={} (total {})\nscheduled: {} (retrying {})\nprocessing: {}\ndead letter: {}\ncounters: {}",
-            s.pending.critical,
-            s.pending.high,
-            s.pending.normal,
-            s.pending.low,
-            s.total_pending,
-            s.scheduled,
-            s.retrying,
-            s.processing,
-            s.dead_letter,
-            serde_json::to_string(&s.counters).unwrap_or_default()
-        )
-    })
+    print(json, &s, || show::stats(&s))
 }
 
 async fn dlq(queue: &crate::JobQueue, json: bool, op: DlqOp) -> Result<()> {
     match op {
         DlqOp::List { limit } => {
             let jobs = queue.get_dead_letter_jobs(limit).await?;
-            print(json, &jobs, || {
-                jobs.iter()
-                    .map(|j| {
-                        format!(
-                            "{}  {:<24} retries={} error={}",
-                            j.id,
-                            j.name,
-                            j.retry_count,
-                            j.error.as_deref().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
+            print(json, &jobs, || show::dead_jobs(&jobs))
         }
         DlqOp::Retry { id } => {
             let id: JobId = id.parse()?;
@@ -154,7 +168,7 @@ async fn schedules(queue: crate::JobQueue, json: bool, op: ScheduleOp) -> Result
     match op {
         ScheduleOp::List => {
             let list = sched.list().await?;
-            print(json, &list, || list.iter().map(schedule_line).collect::<Vec<_>>().join("\n"))
+            print(json, &list, || show::schedules(&list))
         }
         ScheduleOp::Enable { name } => {
             let s = sched.enable(&name).await?;
@@ -171,26 +185,4 @@ async fn schedules(queue: crate::JobQueue, json: bool, op: ScheduleOp) -> Result
             })
         }
     }
-}
-
-/// One line of `schedules list`.
-fn schedule_line(s: &crate::ScheduleInfo) -> String {
-    let when = match (&s.cron_expression, s.interval_seconds) {
-        (Some(c), _) => format!("cron {c}"),
-        (None, Some(n)) => format!("every {n}s"),
-        _ => "once".to_owned(),
-    };
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
-    };
-    format!(
-        "{:<22} {:<28} {:<22} {:<8} next={} last={} runs={}",
-        s.name,
-        s.job_name,
-        when,
-        if s.enabled { "enabled" } else { "disabled" },
-        time(s.next_run),
-        time(s.last_run),
-        s.run_count
-    )
 }

@@ -57,7 +57,7 @@ pub enum MisfirePolicy {
     CatchUp,
 }
 
-/// A schedule to register: the spec's `register(name, job_name, schedule_type, …)`.
+/// A schedule to register: name, job, when, arguments, priority.
 ///
 /// ```
 /// use jobs_core::{JobPriority, MisfirePolicy, ScheduleSpec};

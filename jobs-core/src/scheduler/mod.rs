@@ -26,18 +26,17 @@
 //!
 //! # What is stored, and what each process decides
 //!
-//! The stored definition holds what the spec sets (name, handler, when, args, priority,
-//! misfire policy) and a copy of the handler attribute's options, never this process's
-//! defaults, and its hash covers the spec's part only. The options of a tick's job (and of
-//! a run-now job) are resolved when it is enqueued, by the process that enqueues it, with
-//! the rule of [`options`](crate::options): the spec's priority, else the handler's
-//! attribute as linked in that process (the stored copy if it does not have the handler),
-//! else its queue's defaults. So services with different defaults, or an old and a new
-//! build, store the same definition, and their start-up upserts leave the next run alone.
-//! Schedules stored by builds that wrote resolved retries and timeout still load (those
-//! values become the stored handler options); their hash differs from the one computed
-//! now, so the first start-up upsert after the upgrade updates each declared schedule once
-//! (its next run restarts from then).
+//! The stored definition holds what the [`ScheduleSpec`](crate::ScheduleSpec) sets (name, handler,
+//! when, args, priority, misfire policy) and a copy of the handler attribute's options, never this
+//! process's defaults, and its hash covers the spec's part only. The options of a tick's job (and
+//! of a run-now job) are resolved when it is enqueued, by the process that enqueues it, with the
+//! rule of [`options`](crate::options): the spec's priority, else the handler's attribute as linked
+//! in that process (the stored copy if it does not have the handler), else its queue's defaults. So
+//! services with different defaults, or an old and a new build, store the same definition, and
+//! their start-up upserts leave the next run alone. Schedules stored by builds that wrote resolved
+//! retries and timeout still load (those values become the stored handler options); their hash
+//! differs from the one computed now, so the first start-up upsert after the upgrade updates each
+//! declared schedule once (its next run restarts from then).
 //!
 //! Every edit (an upsert that changes the definition or the flag) and every enable starts a
 //! new *generation* of the definition, and a tick's job id includes it: a one-time schedule
@@ -107,7 +106,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// The scheduler: the spec's `job_scheduler`. Cheap to clone; clones share the loop.
+/// The scheduler. Cheap to clone; clones share the loop.
 ///
 /// The management calls (`register`, `enable`, …) work whether or not the loop runs in
 /// this process: they change the shared backend, and whichever processes run a loop fire
@@ -302,7 +301,7 @@ impl Scheduler {
             .ok_or_else(|| not_found(name))
     }
 
-    /// The spec's "Scheduler Statistics".
+    /// The scheduler's statistics.
     pub async fn stats(&self) -> Result<SchedulerStats> {
         let tasks = self.list().await?;
         let now = self.backend().time().await?;
@@ -378,7 +377,8 @@ impl Scheduler {
         let registry = &self.inner.registry;
         let handler = registry.handler(&spec.job_name);
         if handler.is_none() && registry.handlers().len() > 0 {
-            return Err(Error::UnknownHandler { name: spec.job_name.clone() });
+            let known = registry.handlers().map(|h| h.name());
+            return Err(Error::unknown_handler(spec.job_name.clone(), known));
         }
         if let Some(h) = handler {
             h.check_args(&spec.args)?;

@@ -7,7 +7,7 @@ use crate::backend::ReapOptions;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 
-/// How a worker behaves. Defaults: 1 job at a time (the spec's), leases of 30 s renewed
+/// How a worker behaves. Defaults: 1 job at a time, leases of 30 s renewed
 /// every 10 s, reaping every 5 s, 30 s of grace at shutdown, 5 s for a cancelled handler
 /// to return.
 #[derive(Debug, Clone)]

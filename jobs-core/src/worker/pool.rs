@@ -10,7 +10,7 @@ use crate::queue::JobQueue;
 use crate::registry::Registry;
 use crate::stats::WorkerStats;
 
-/// Several workers in one process (the spec's `WorkerPool`), sharing one reap loop.
+/// Several workers in one process (a worker pool), sharing one reap loop.
 #[derive(Debug)]
 pub struct WorkerPool {
     workers: Vec<JobWorker>,

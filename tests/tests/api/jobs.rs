@@ -106,6 +106,10 @@ async fn enqueue_rejects_bad_input_with_the_right_status() {
     let msg =
         assert_error(&post(r, uri, json!({"name": "api_nope"})).await, 404, "handler_not_found");
     assert!(msg.contains("api_nope"), "{msg}");
+    // ... naming the closest handlers.
+    let msg =
+        assert_error(&post(r, uri, json!({"name": "api_synk"})).await, 404, "handler_not_found");
+    assert!(msg.contains("did you mean `api_sync`"), "{msg}");
     // 422: arguments that do not fit, naming the field.
     let got =
         post(r, uri, json!({"name": "api_sync", "args": {"user_id": "u", "count": "x"}})).await;

@@ -151,7 +151,7 @@ async fn schedules_reject_bad_input_with_the_right_status() {
     assert_eq!(get(r, "/api/v1/jobs/scheduled").await.1["count"], 0);
 }
 
-/// The flat body of the original spec: the fields `GET /scheduled` answers in.
+/// The flat body: the fields `GET /scheduled` answers in.
 fn flat_schedule(name: &str, kind: &str) -> Value {
     let mut body = json!({"name": name, "job_name": "api_noargs", "schedule_type": kind});
     let extra = match kind {
@@ -165,7 +165,7 @@ fn flat_schedule(name: &str, kind: &str) -> Value {
     body
 }
 
-// regression: `POST /scheduled/register` refused the spec's flat body (`schedule_type`,
+// regression: `POST /scheduled/register` refused the flat body (`schedule_type`,
 // `interval_seconds`, …) with 400 `unknown field schedule_type`, though `GET` answers in it.
 #[tokio::test]
 async fn schedules_accept_the_flat_body_of_the_spec() {

@@ -1,4 +1,4 @@
-//! Health and the statistics endpoints: the spec's objects, exactly.
+//! Health and the statistics endpoints: the documented objects, exactly.
 
 use super::*;
 

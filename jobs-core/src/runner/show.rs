@@ -1,0 +1,216 @@
+//! The operator commands' human output: a record as aligned `label: value` lines, a list as
+//! a table under a header, and a sentence for an empty list. (`--json` prints the value
+//! itself instead; see `operate`.)
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::job::Job;
+use crate::stats::{HandlerInfo, QueueStats};
+
+/// `label: value` lines, the values aligned in one column.
+pub(super) fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(label, _)| label.len() + 1).max().unwrap_or(0);
+    rows.iter()
+        .map(|(label, value)| format!("{:<width$} {value}", format!("{label}:")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A table: the header, then one line a row, each column as wide as its widest cell (the
+/// last one unpadded, so that lines carry no trailing blanks). `empty` instead when there
+/// are no rows.
+pub(super) fn table(header: &[&str], rows: &[Vec<String>], empty: &str) -> String {
+    if rows.is_empty() {
+        return empty.to_owned();
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut lines = vec![line(header.to_vec())];
+    lines.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    lines.join("\n")
+}
+
+/// An instant as RFC 3339 to the second, or `-`.
+pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// Seconds as `30s` or `0.5s`.
+fn secs(s: f64) -> String {
+    format!("{s}s")
+}
+
+/// JSON on one line, or `-` for none.
+fn json(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// `job <id>`.
+pub(super) fn job(j: &Job) -> String {
+    fields(&[
+        ("id", j.id.to_string()),
+        ("name", j.name.clone()),
+        ("status", j.status.to_string()),
+        ("priority", j.priority.to_string()),
+        ("user", j.user_id.clone().unwrap_or_else(|| "-".into())),
+        ("created", time(Some(j.created_at))),
+        ("scheduled", time(j.scheduled_at)),
+        ("started", time(j.started_at)),
+        ("finished", time(j.completed_at)),
+        ("attempt", j.attempt.to_string()),
+        ("retries", format!("{} of {}", j.retry_count, j.max_retries)),
+        ("timeout", secs(j.timeout.as_secs_f64())),
+        ("args", json(Some(&j.args))),
+        ("result", json(j.result.as_ref())),
+        ("error", j.error.clone().unwrap_or_else(|| "-".into())),
+    ])
+}
+
+/// `stats`: the queue's states, then the counters.
+pub(super) fn stats(s: &QueueStats) -> String {
+    let n = |v: u64| v.to_string();
+    let states = table(
+        &["STATE", "JOBS"],
+        &[
+            vec!["pending".into(), n(s.total_pending)],
+            vec!["  critical".into(), n(s.pending.critical)],
+            vec!["  high".into(), n(s.pending.high)],
+            vec!["  normal".into(), n(s.pending.normal)],
+            vec!["  low".into(), n(s.pending.low)],
+            vec!["scheduled".into(), n(s.scheduled)],
+            vec!["  retrying".into(), n(s.retrying)],
+            vec!["processing".into(), n(s.processing)],
+            vec!["dead letter".into(), n(s.dead_letter)],
+        ],
+        "",
+    );
+    let c = &s.counters;
+    let counters = table(
+        &["COUNTER", "TOTAL"],
+        &[
+            vec!["enqueued".into(), n(c.enqueued)],
+            vec!["completed".into(), n(c.completed)],
+            vec!["failed".into(), n(c.failed)],
+            vec!["retried".into(), n(c.retried)],
+            vec!["dead".into(), n(c.dead)],
+            vec!["cancelled".into(), n(c.cancelled)],
+            vec!["stalled".into(), n(c.stalled)],
+            vec!["dead dropped".into(), n(c.dead_dropped)],
+            vec!["purged".into(), n(c.purged)],
+        ],
+        "",
+    );
+    let mut out = format!("{states}\n\n{counters}");
+    if !s.unhandled.is_empty() {
+        let rows: Vec<Vec<String>> = s
+            .unhandled
+            .iter()
+            .map(|(name, u)| vec![name.clone(), n(u.given_back), time(u.last_given_back_at)])
+            .collect();
+        let t = table(&["NO HANDLER", "GIVEN BACK", "LAST"], &rows, "");
+        out.push_str(&format!("\n\n{t}"));
+    }
+    out
+}
+
+/// `handlers`.
+pub(super) fn handlers(hs: &[HandlerInfo]) -> String {
+    let rows: Vec<Vec<String>> = hs
+        .iter()
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.queue.clone(),
+                h.priority.to_string(),
+                h.max_retries.to_string(),
+                secs(h.timeout),
+                h.args_type.clone(),
+                h.limits.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "QUEUE", "PRIORITY", "MAX RETRIES", "TIMEOUT", "ARGS", "LIMITS"],
+        &rows,
+        "no handlers are linked into this binary",
+    )
+}
+
+/// `dlq list`.
+pub(super) fn dead_jobs(jobs: &[Job]) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.name.clone(),
+                time(j.completed_at),
+                j.retry_count.to_string(),
+                j.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "DIED", "RETRIES", "ERROR"], &rows, "the dead-letter queue is empty")
+}
+
+/// `schedules list`.
+pub(super) fn schedules(list: &[crate::ScheduleInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let when = match (&s.cron_expression, s.interval_seconds) {
+                (Some(c), _) => format!("cron {c}"),
+                (None, Some(n)) => format!("every {n}s"),
+                _ => "once".to_owned(),
+            };
+            vec![
+                s.name.clone(),
+                s.job_name.clone(),
+                when,
+                if s.enabled { "enabled" } else { "disabled" }.to_owned(),
+                time(s.next_run),
+                time(s.last_run),
+                s.run_count.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NAME", "JOB", "WHEN", "STATE", "NEXT", "LAST", "RUNS"],
+        &rows,
+        "no schedules yet (each runner stores its schedules when it starts)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_align_their_values() {
+        let out = fields(&[("id", "1".into()), ("status", "completed".into())]);
+        assert_eq!(out, "id:     1\nstatus: completed");
+    }
+
+    #[test]
+    fn tables_align_columns_and_say_when_empty() {
+        let rows = vec![vec!["a".to_owned(), "1".to_owned()], vec!["long".into(), "22".into()]];
+        assert_eq!(table(&["NAME", "N"], &rows, "none"), "NAME  N\na     1\nlong  22");
+        assert_eq!(table(&["NAME", "N"], &[], "none"), "none");
+    }
+}

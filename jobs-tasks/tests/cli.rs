@@ -1,0 +1,199 @@
+//! The operator's command line, by running the `jobs-runner` binary: `enqueue` checks the
+//! name and takes the job's options, `run`'s flags work at the top level, the output is
+//! for people (and `--json` for machines), and errors say what to do.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Command, Output, Stdio};
+
+use jobs_test_support::{free_port, shared, unique_namespace};
+use serde_json::Value;
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_jobs-runner");
+
+/// `jobs-runner <args>` against namespace `ns` of the shared private Redis, with no
+/// `RUST_LOG` (the runner's own default level) and stderr piped (not a terminal).
+fn cli(ns: &str, args: &[&str]) -> Output {
+    Command::new(RUNNER)
+        .args(args)
+        .env("REDIS_URL", shared().url())
+        .env("JOBS_NAMESPACE", ns)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run jobs-runner")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(ns: &str, args: &[&str]) -> String {
+    let out = cli(ns, args);
+    assert!(out.status.success(), "jobs-runner {args:?}: {}\n{}", out.status, text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Runs and expects failure; returns stderr.
+fn fails(ns: &str, args: &[&str]) -> String {
+    let out = cli(ns, args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "jobs-runner {args:?} succeeded: {}", text(&out.stdout));
+    assert!(!err.contains('\u{1b}'), "no colours on a pipe: {err:?}");
+    err
+}
+
+fn json(ns: &str, args: &[&str]) -> Value {
+    let out = ok(ns, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {out}"))
+}
+
+fn pending(ns: &str) -> u64 {
+    json(ns, &["stats", "--json"])["total_pending"].as_u64().expect("total_pending")
+}
+
+#[test]
+fn enqueue_of_an_unknown_name_names_the_closest_handlers_and_enqueues_nothing() {
+    let ns = unique_namespace("cli-unknown");
+    let err = fails(&ns, &["enqueue", "sync_portfolo", "--args", r#"{"user_id":"u"}"#]);
+    assert!(err.contains("no handler registered for job `sync_portfolo`"), "{err}");
+    assert!(err.contains("did you mean `sync_portfolio`"), "{err}");
+    let err = fails(&ns, &["enqueue", "zzzz"]);
+    assert!(!err.contains("did you mean"), "nothing is close to zzzz: {err}");
+    // Arguments that do not fit the handler are refused before anything is written too.
+    let err = fails(&ns, &["enqueue", "sync_portfolio", "--args", r#"{"user":1}"#]);
+    assert!(err.contains("invalid arguments for job `sync_portfolio`"), "{err}");
+    assert_eq!(pending(&ns), 0);
+}
+
+#[test]
+fn enqueue_takes_the_jobs_options() {
+    let ns = unique_namespace("cli-options");
+    let id = "0190f5c2-7a3b-7c1d-9e2f-0123456789ab";
+    let args = r#"{"user_id":"user-007"}"#;
+    let flags = ["--max-retries", "7", "--timeout", "45s", "--id", id, "--user-id", "user-007"];
+    let mut argv = vec!["enqueue", "sync_portfolio", "--args", args, "--json"];
+    argv.extend(flags);
+    assert_eq!(json(&ns, &argv)["id"], id);
+    let job = json(&ns, &["job", id, "--json"]);
+    assert_eq!(job["max_retries"], 7, "{job}");
+    assert_eq!(job["timeout"], 45, "{job}");
+    assert_eq!(job["user_id"], "user-007", "{job}");
+    // The same id again is the same job; a number is seconds.
+    let again = ["enqueue", "sync_portfolio", "--args", args, "--id", id, "--timeout", "90"];
+    ok(&ns, &again);
+    assert_eq!(pending(&ns), 1);
+    let err = fails(&ns, &["enqueue", "sync_portfolio", "--args", args, "--timeout", "soon"]);
+    assert!(err.contains("--timeout") && err.contains("30s"), "{err}");
+}
+
+#[test]
+fn human_output_is_aligned_fields_and_tables() {
+    let ns = unique_namespace("cli-human");
+    assert_eq!(ok(&ns, &["dlq", "list"]).trim(), "the dead-letter queue is empty");
+    let out = ok(&ns, &["enqueue", "update_24h_stats", "--priority", "high"]);
+    let id = out.trim().strip_prefix("enqueued ").expect("enqueued <id>").to_owned();
+    let job = ok(&ns, &["job", &id]);
+    assert!(!job.contains('{') || job.contains("args:"), "not JSON: {job}");
+    let line = |label: &str| {
+        job.lines().find(|l| l.starts_with(&format!("{label}:"))).unwrap_or_else(|| {
+            panic!("no `{label}:` line in\n{job}");
+        })
+    };
+    assert!(line("status").ends_with(" pending"), "{job}");
+    assert!(line("priority").ends_with(" high"), "{job}");
+    // The values start in one column.
+    let col = |l: &str| l.find(':').map(|i| i + l[i + 1..].find(|c| c != ' ').unwrap_or(0));
+    assert_eq!(col(line("id")), col(line("priority")), "{job}");
+    assert_eq!(job.lines().count(), 15, "{job}");
+
+    let stats = ok(&ns, &["stats"]);
+    let lines: Vec<&str> = stats.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["STATE", "JOBS"], "{stats}");
+    assert!(lines.iter().any(|l| l.split_whitespace().eq(["high", "1"])), "{stats}");
+    assert!(stats.contains("COUNTER"), "{stats}");
+
+    // `handlers`: the table alone on stdout, no registration log on either stream.
+    let out = cli(&ns, &["handlers"]);
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("sync_portfolio ")), "{table}");
+    assert_eq!(text(&out.stderr), "", "one-shot commands log warnings only");
+}
+
+/// `jobs-runner --workers 2`, as the README's configuration table has it.
+#[test]
+fn run_flags_work_at_the_top_level_and_are_in_help() {
+    let help = text(&Command::new(RUNNER).arg("--help").output().expect("run").stdout);
+    for flag in ["--workers", "--concurrency", "--bind", "--no-api", "--redis-url"] {
+        assert!(help.contains(flag), "`{flag}` missing from --help:\n{help}");
+    }
+    // Parsed and checked as `run --workers 0` is (an error before anything starts).
+    for argv in [&["--workers", "0"][..], &["run", "--workers", "0"]] {
+        let out = Command::new(RUNNER)
+            .args(argv)
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let err = text(&out.stderr);
+        assert!(err.contains("--workers and --concurrency must be at least 1"), "{argv:?}: {err}");
+    }
+    // A run flag beside a subcommand is a mistake, said as one.
+    let err = fails("x", &["--workers", "2", "stats"]);
+    assert!(err.contains("--workers"), "{err}");
+    // ... but its variable set for a runner does not stop one-shot commands.
+    let out = Command::new(RUNNER)
+        .arg("handlers")
+        .env("JOBS_WORKERS", "4")
+        .env("JOBS_BIND", "127.0.0.1:1")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn errors_name_the_fix() {
+    let ns = unique_namespace("cli-errors");
+    let err = fails(&ns, &["enqueue", "sync_portfolio", "--args", "user_id=1"]);
+    assert!(err.contains("--args is not JSON"), "{err}");
+    assert!(!err.contains("invalid configuration"), "{err}");
+
+    // A port in use.
+    let held = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let out = Command::new(RUNNER)
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--no-scheduler", "--no-workers"])
+        .env_remove("REDIS_URL")
+        .env_remove("JOBS_BIND")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--bind") && err.contains("JOBS_BIND"), "{err}");
+    drop(held);
+
+    // A Redis URL without a scheme (on a port where nothing listens).
+    let bare = format!("127.0.0.1:{}", free_port().expect("a free port"));
+    let out = Command::new(RUNNER)
+        .arg("stats")
+        .env("REDIS_URL", &bare)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("redis://host:port") && err.contains(&bare), "{err}");
+
+    // `--at` in the past: a warning, then the job, which runs now.
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let out = cli(&ns, &["enqueue", "update_24h_stats", "--at", &hour_ago]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("in the past") && err.contains("will run now"), "{err}");
+    assert!(!err.contains('\u{1b}'), "no colours on a pipe: {err:?}");
+    assert_eq!(pending(&ns), 1);
+}
