@@ -43,7 +43,7 @@
 //! | `generate_daily_report` | [`reports`] | the day's platform report |
 //! | `send_daily_summary_emails` | [`reports`] | each user's daily summary, once |
 //!
-//! Every handler reads the [`Platform`](platform::Platform) with `ctx.state::<Platform>()?`
+//! Every handler reads the [`Platform`] with `ctx.state::<Platform>()?`
 //! and returns a small JSON summary of what it did.
 //!
 //! # Default schedules

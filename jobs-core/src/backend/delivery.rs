@@ -10,7 +10,7 @@ use super::Lease;
 use crate::error::Result;
 use crate::retry::RetryPolicy;
 
-/// One successful finish, for [`Backend::complete`].
+/// One successful finish, for [`Backend::complete`](super::Backend::complete).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     /// The delivery that finished.
@@ -34,7 +34,7 @@ pub enum AckOutcome {
     Stale,
 }
 
-/// One failed attempt, for [`Backend::fail`].
+/// One failed attempt, for [`Backend::fail`](super::Backend::fail).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     /// The delivery that failed.
