@@ -26,6 +26,23 @@ fn worker(queue: &JobQueue, poll: Duration) -> JobWorker {
     JobWorker::with_registry(queue.clone(), registry, Arc::new(State::new()), cfg).expect("worker")
 }
 
+/// Enqueues `n` jobs one at a time, `gap(i)` after the previous one ran, with a worker of
+/// poll interval `poll`: each must start within 2 s.
+async fn one_at_a_time(queue: &JobQueue, poll: Duration, n: u64, gap: impl Fn(u64) -> Duration) {
+    let running = worker(queue, poll).start();
+    let completed = |j: &Job| j.status == JobStatus::Completed;
+    for i in 0..n {
+        tokio::time::sleep(gap(i)).await;
+        let t = Instant::now();
+        let id = queue.enqueue("wake_test_ok", json!(null)).await.expect("enqueue");
+        wait_for_job(queue, id, Duration::from_secs(5), completed)
+            .await
+            .unwrap_or_else(|e| panic!("job {i} (poll {poll:?}) was not picked up: {e}"));
+        assert!(t.elapsed() < Duration::from_secs(2), "job {i} took {:?}", t.elapsed());
+    }
+    running.stop().await.expect("stop");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_picks_up_every_job_woken_or_timed_out() {
     let queue = JobQueue::new(
@@ -33,30 +50,12 @@ async fn an_idle_worker_picks_up_every_job_woken_or_timed_out() {
     );
     // A 40 ms poll interval: the waits between jobs end by the worker's timer (CLIENT
     // UNBLOCK, then the queued fetch runs) as often as by a wake-up.
-    let running = worker(&queue, Duration::from_millis(40)).start();
-    let completed = |j: &Job| j.status == JobStatus::Completed;
-    for i in 0..20u64 {
-        tokio::time::sleep(Duration::from_millis(10 + (i % 4) * 20)).await;
-        let t = Instant::now();
-        let id = queue.enqueue("wake_test_ok", json!(null)).await.expect("enqueue");
-        wait_for_job(&queue, id, Duration::from_secs(5), completed)
-            .await
-            .unwrap_or_else(|e| panic!("job {i} was not picked up: {e}"));
-        assert!(t.elapsed() < Duration::from_secs(2), "job {i} took {:?}", t.elapsed());
-    }
-    running.stop().await.expect("stop");
+    one_at_a_time(&queue, Duration::from_millis(40), 20, |i| {
+        Duration::from_millis(10 + (i % 4) * 20)
+    })
+    .await;
     // With the default 5 s poll interval every pickup below 2 s is a wake-up's.
-    let running = worker(&queue, Duration::from_secs(5)).start();
-    for i in 0..5u64 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        let t = Instant::now();
-        let id = queue.enqueue("wake_test_ok", json!(null)).await.expect("enqueue");
-        wait_for_job(&queue, id, Duration::from_secs(5), completed)
-            .await
-            .unwrap_or_else(|e| panic!("job {i} was not picked up: {e}"));
-        assert!(t.elapsed() < Duration::from_secs(2), "woken job {i} took {:?}", t.elapsed());
-    }
-    running.stop().await.expect("stop");
+    one_at_a_time(&queue, Duration::from_secs(5), 5, |_| Duration::from_millis(30)).await;
     let s = queue.stats().await.expect("stats");
     assert_eq!((s.total_pending, s.processing, s.counters.completed), (0, 0, 25), "{s:?}");
 }
