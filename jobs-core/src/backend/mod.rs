@@ -265,6 +265,22 @@ pub struct LeasedJob {
     pub lease: Lease,
 }
 
+/// [`Backend::wait_then_fetch`] as two calls, the wait and then the fetch: the default,
+/// and the Redis backend's on a cluster. The leases are timed from the fetch's send.
+pub(crate) async fn wait_then_fetch_apart<B: Backend + ?Sized>(
+    backend: &B,
+    max: Duration,
+    req: &FetchRequest,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<(Fetched, std::time::Instant)> {
+    tokio::select! {
+        r = backend.wait_for_work(max) => r?,
+        _ = stop.cancelled() => return Ok((Fetched::default(), std::time::Instant::now())),
+    }
+    let sent = std::time::Instant::now();
+    Ok((backend.fetch(req).await?, sent))
+}
+
 /// The answer of [`Backend::fetch`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fetched {
@@ -444,12 +460,7 @@ pub trait Backend: Send + Sync + 'static {
         req: &FetchRequest,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<(Fetched, std::time::Instant)> {
-        tokio::select! {
-            r = self.wait_for_work(max) => r?,
-            _ = stop.cancelled() => return Ok((Fetched::default(), std::time::Instant::now())),
-        }
-        let sent = std::time::Instant::now();
-        Ok((self.fetch(req).await?, sent))
+        wait_then_fetch_apart(self, max, req, stop).await
     }
 
     /// Extends the leases a worker holds and records the worker as alive.

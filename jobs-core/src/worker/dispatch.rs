@@ -81,12 +81,7 @@ impl JobWorker {
                             (f, sent)
                         }
                         Err(e) => {
-                            let wait = backoff.next();
-                            tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "fetch failed");
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                _ = shutdown.cancelled() => {}
-                            }
+                            back_off(&mut backoff, shutdown, "fetch failed", &e).await;
                             continue;
                         }
                     }
@@ -138,16 +133,20 @@ impl JobWorker {
                     backoff.reset();
                     ready = Some(r);
                 }
-                Err(e) => {
-                    let wait = backoff.next();
-                    tracing::warn!(error = %Escaped(&e), retry_in_ms = wait.as_millis() as u64, "waiting for work failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                }
+                Err(e) => back_off(&mut backoff, shutdown, "waiting for work failed", &e).await,
             }
         }
+    }
+}
+
+/// After a failed backend call: logs it and pauses for the backoff's next step (less if
+/// the worker stops meanwhile).
+async fn back_off(backoff: &mut Backoff, shutdown: &CancellationToken, what: &str, e: &Error) {
+    let wait = backoff.next();
+    tracing::warn!(error = %Escaped(e), retry_in_ms = wait.as_millis() as u64, "{what}");
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = shutdown.cancelled() => {}
     }
 }
 

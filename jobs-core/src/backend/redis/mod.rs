@@ -223,14 +223,18 @@ impl RedisBackend {
     /// A new request id (with `with_key`) and the call's arguments, the reply TTL last
     /// when there is an id.
     fn request(&self, with_key: bool, args: impl FnOnce(&mut Args)) -> (Option<String>, Args) {
-        let request =
-            with_key.then(|| self.keys.request(&uuid::Uuid::new_v4().simple().to_string()));
+        let request = with_key.then(|| self.new_request_key());
         let mut a = Args::default();
         args(&mut a);
         if request.is_some() {
             a.arg(crate::time::duration_ms(self.reply_ttl()));
         }
         (request, a)
+    }
+
+    /// The key of a new request id (`KEYS[23]`, see [`Self::run_retried`]).
+    fn new_request_key(&self) -> String {
+        self.keys.request(&uuid::Uuid::new_v4().simple().to_string())
     }
 
     /// The sending loop of [`Self::resend_lost`]; with `lost`, for a call already sent once

@@ -108,15 +108,10 @@ pub(super) async fn wait_then_fetch(
         return Ok((Fetched::default(), Instant::now()));
     }
     if backend.is_cluster() || t.is_zero() {
-        tokio::select! {
-            r = wait_for_work(backend, max) => r?,
-            _ = stop.cancelled() => return Ok((Fetched::default(), Instant::now())),
-        }
-        let sent = Instant::now();
-        return Ok((jobs::fetch(backend, req).await?, sent));
+        return crate::backend::wait_then_fetch_apart(backend, max, req, stop).await;
     }
     let b = backend.blocking_conn().await?;
-    let request = backend.keys.request(&uuid::Uuid::new_v4().simple().to_string());
+    let request = backend.new_request_key();
     let mut args = Args::default();
     jobs::fetch_args(&mut args, req);
     // Kept for a resend as long as this first send may take (its wait included).
