@@ -47,4 +47,6 @@ pub use sentinel::{MASTER_NAME, RedisSentinel};
 pub use shared::{
     SharedRedis, redis_backend, redis_config, shared, unique_namespace, use_functions,
 };
-pub use wait::{POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_job, wait_until};
+pub use wait::{
+    POLL_INTERVAL, WaitTimeout, try_wait_until, wait_for_command, wait_for_job, wait_until,
+};

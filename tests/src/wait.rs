@@ -116,6 +116,36 @@ where
     }
 }
 
+/// Waits (for at most `limit`) until a client of the server at `url` is in `command`
+/// (`CLIENT LIST`'s `cmd=`, e.g. `bzpopmin` or `wait`): what a test that acts on a blocked
+/// call waits for, instead of a sleep. On a server shared with other tests, another test's
+/// client counts too: use a private server.
+///
+/// # Panics
+///
+/// If the server cannot be reached.
+pub async fn wait_for_command(
+    url: &str,
+    command: &str,
+    limit: Duration,
+) -> Result<(), WaitTimeout> {
+    let client = redis::Client::open(url).unwrap_or_else(|e| panic!("client for {url}: {e}"));
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("connection to {url}: {e}"));
+    let needle = format!("cmd={}", command.to_ascii_lowercase());
+    wait_until(&format!("a client in {command}"), limit, || {
+        let mut c = conn.clone();
+        let needle = &needle;
+        async move {
+            let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.ok()?;
+            list.contains(needle.as_str()).then_some(())
+        }
+    })
+    .await
+}
+
 /// Polls job `id` until `done` holds for it (for at most `limit`) and returns it; on a
 /// timeout the error shows the job as last seen.
 ///

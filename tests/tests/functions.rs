@@ -8,7 +8,7 @@ use std::time::Duration;
 use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::backend::{Backend, Completion, FetchRequest};
 use jobs_core::{JobStatus, NewJob};
-use jobs_test_support::{RedisCluster, RedisServer};
+use jobs_test_support::{RedisCluster, RedisServer, wait_for_command};
 use serde_json::json;
 
 async fn connect(url: &str, use_functions: bool) -> RedisBackend {
@@ -158,7 +158,9 @@ async fn a_wait_and_fetch_whose_library_vanished_still_leases_the_job() {
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let wake = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_for_command(&server.url(), "bzpopmin", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("the pop never blocked: {e}"));
         flush_functions(&server);
         // Wakes the blocked pop by hand (an enqueue would load the library first).
         let mut c = server.connection().unwrap_or_else(|e| panic!("connection: {e}"));

@@ -18,7 +18,9 @@ use jobs_core::backend::redis::{RedisBackend, RedisConfig};
 use jobs_core::prelude::*;
 use jobs_core::worker::{RunningPool, WorkerConfig, WorkerPool};
 use jobs_core::{Error, JobId, JobStatus, NewJob, Registry, State};
-use jobs_test_support::{RedisSentinel, RedisServer, unique_namespace, wait_until};
+use jobs_test_support::{
+    RedisSentinel, RedisServer, unique_namespace, wait_for_command, wait_until,
+};
 use serde_json::json;
 
 /// How long the sentinels may take to promote the replica.
@@ -726,18 +728,7 @@ async fn a_waiting_durable_write_does_not_hold_up_the_other_calls() {
         (r, started.elapsed())
     });
     // Until the durable enqueue's WAIT is blocked on the server.
-    let client = redis::Client::open(server.url()).expect("client");
-    let admin = client.get_multiplexed_async_connection().await.expect("admin connection");
-    wait_until("the durable write's WAIT is blocked", Duration::from_secs(5), || {
-        let mut admin = admin.clone();
-        async move {
-            let list: String =
-                redis::cmd("CLIENT").arg("LIST").query_async(&mut admin).await.ok()?;
-            list.contains("cmd=wait").then_some(())
-        }
-    })
-    .await
-    .expect("WAIT in flight");
+    wait_for_command(&server.url(), "wait", Duration::from_secs(5)).await.expect("WAIT in flight");
     let started = Instant::now();
     let stats = queue.stats().await.expect("stats");
     let took = started.elapsed();

@@ -11,7 +11,9 @@ use jobs_core::backend::BackendConfig;
 use jobs_core::prelude::*;
 use jobs_core::worker::{JobWorker, WorkerConfig};
 use jobs_core::{Job, JobStatus, Registry, State};
-use jobs_test_support::{redis_backend, unique_namespace, wait_for_job};
+use jobs_test_support::{
+    RedisServer, redis_backend, unique_namespace, use_functions, wait_for_command, wait_for_job,
+};
 use serde_json::json;
 
 #[job_handler("wake_test_ok")]
@@ -43,6 +45,13 @@ async fn one_at_a_time(queue: &JobQueue, poll: Duration, n: u64, gap: impl Fn(u6
     running.stop().await.expect("stop");
 }
 
+/// A backend on `server` alone (as the shared test backends are configured).
+async fn private_backend(server: &RedisServer) -> jobs_core::backend::redis::RedisBackend {
+    use jobs_core::backend::redis::{RedisBackend, RedisConfig};
+    let cfg = RedisConfig { use_functions: use_functions(), ..RedisConfig::new(&server.url()) };
+    RedisBackend::connect(cfg).await.expect("connect")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_picks_up_every_job_woken_or_timed_out() {
     let queue = JobQueue::new(
@@ -62,15 +71,17 @@ async fn an_idle_worker_picks_up_every_job_woken_or_timed_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_while_blocked_leaves_no_job_leased() {
-    let queue = JobQueue::new(
-        redis_backend(&unique_namespace("wake-stop"), BackendConfig::default()).await,
-    );
+    // A private server: each round waits for the worker's pop to block, seen in CLIENT LIST.
+    let server = RedisServer::start();
+    let queue = JobQueue::new(private_backend(&server).await);
     // Each round: a blocked worker is stopped while a job is enqueued. The stop ends its
     // wait, the queued fetch runs and may lease the job: it must go back, not sit leased
     // to a stopped worker until the reaper takes it (a stall).
     for round in 0..10u64 {
         let running = worker(&queue, Duration::from_secs(5)).start();
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        wait_for_command(&server.url(), "bzpopmin", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the worker never blocked: {e}"));
         let enqueue = queue.enqueue("wake_test_ok", json!(null));
         let (id, (stopped, took)) = tokio::join!(enqueue, async {
             tokio::time::sleep(Duration::from_micros(round * 150)).await;
@@ -95,7 +106,9 @@ async fn a_worker_stopped_while_blocked_leaves_no_job_leased() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_wait_returns_what_its_fetch_leased() {
     use jobs_core::backend::{Backend, FetchRequest};
-    let backend = redis_backend(&unique_namespace("wake-lease"), BackendConfig::default()).await;
+    // A private server: the test waits for its pop to block, seen in CLIENT LIST.
+    let server = RedisServer::start();
+    let backend = private_backend(&server).await;
     let job = jobs_core::NewJob::new("wake_test_ok", json!(null));
     backend.enqueue(std::slice::from_ref(&job)).await.expect("enqueue");
     // The enqueue's wake-up is taken by a wait of its own: the job is ready, and the next
@@ -111,7 +124,9 @@ async fn a_stopped_wait_returns_what_its_fetch_leased() {
     let t = Instant::now();
     let (fetched, ()) =
         tokio::join!(backend.wait_then_fetch(Duration::from_secs(5), &req, &stop), async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            wait_for_command(&server.url(), "bzpopmin", Duration::from_secs(5))
+                .await
+                .expect("the pop blocks");
             stop.cancel();
         });
     let (fetched, _) = fetched.expect("wait then fetch");
