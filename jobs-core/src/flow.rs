@@ -29,7 +29,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! What is declared here is not yet enforced: the backends read it in a later step.
+//! Uniqueness is enforced by the backends' enqueue ([`UniqueLock`]); named queues and the
+//! rate and concurrency limits are declared and listed but not enforced yet.
 
 use std::fmt;
 use std::time::Duration;
@@ -111,6 +112,112 @@ impl UniqueSpec {
     pub fn key(&self, handler: &str, args: &Value) -> Result<String, Error> {
         flow_key(handler, KeyOf::FieldsOrArgs(self.by), args)
     }
+}
+
+/// The longest uniqueness key stored as it is, in bytes; a longer one (the whole arguments
+/// of a big job, say) is stored as the handler's name and a digest of the key.
+pub const MAX_UNIQUE_KEY_LEN: usize = 512;
+
+/// The longest a uniqueness window may be (`for`, or `unique_for`): ten years.
+pub const MAX_UNIQUE_WINDOW: Duration = crate::job::MAX_DELAY;
+
+/// A uniqueness lock, as one enqueue asks the backend for it ([`NewJob::unique`]).
+///
+/// While the job that holds the lock of `key` is in its window (queued, running or waiting
+/// for a retry with [`UniqueUntil::Done`]; queued with [`UniqueUntil::Started`]) and for at
+/// most `window` after it took the lock, an enqueue with the same key creates no job: it is
+/// answered [`EnqueueOutcome::Unique`] with the holder's id, and with
+/// [`OnConflict::Replace`] a holder that has not started yet takes the new arguments.
+/// The backend releases the lock in the same atomic step as the transition that ends the
+/// window (completed, dead-lettered, cancelled, started), so no exit path leaves it behind.
+///
+/// [`NewJob::unique`]: crate::NewJob::unique
+/// [`EnqueueOutcome::Unique`]: crate::EnqueueOutcome::Unique
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueLock {
+    /// The key: jobs with equal keys exclude each other, whatever their handler.
+    pub key: String,
+    /// The lock's upper bound: after this long it no longer excludes anything.
+    pub window: Duration,
+    /// Which transition ends the window.
+    pub until: UniqueUntil,
+    /// What a duplicate enqueue does.
+    pub on_conflict: OnConflict,
+}
+
+impl UniqueLock {
+    /// The lock a handler's `unique(...)` declaration gives a job of `handler` with `args`
+    /// (its key is [`UniqueSpec::key`], digested past [`MAX_UNIQUE_KEY_LEN`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jobs_core::flow::{OnConflict, UniqueLock, UniqueSpec, UniqueUntil};
+    ///
+    /// let spec = UniqueSpec {
+    ///     by: &["user_id"],
+    ///     window: Duration::from_secs(600),
+    ///     until: UniqueUntil::Done,
+    ///     on_conflict: OnConflict::Keep,
+    /// };
+    /// let lock = UniqueLock::declared(&spec, "sync", &serde_json::json!({"user_id": "u1"}))?;
+    /// assert_eq!(lock.key, r#"["sync","u1"]"#);
+    /// assert_eq!(lock.window, Duration::from_secs(600));
+    /// # Ok::<(), jobs_core::Error>(())
+    /// ```
+    pub fn declared(spec: &UniqueSpec, handler: &str, args: &Value) -> Result<Self, Error> {
+        Ok(UniqueLock {
+            key: bounded_key(handler, spec.key(handler, args)?),
+            window: spec.window,
+            until: spec.until,
+            on_conflict: spec.on_conflict,
+        })
+    }
+
+    /// A lock the caller names (the API's `unique_key`, [`Enqueue::unique_key`]): the key
+    /// is `key` within `handler`'s jobs (`["<handler>","<key>"]`), held until the job is
+    /// done, duplicates kept out.
+    ///
+    /// [`Enqueue::unique_key`]: crate::Enqueue::unique_key
+    pub fn named(handler: &str, key: &str, window: Duration) -> Self {
+        let key = Value::Array(vec![Value::from(handler), Value::from(key)]).to_string();
+        UniqueLock {
+            key: bounded_key(handler, key),
+            window,
+            until: UniqueUntil::Done,
+            on_conflict: OnConflict::Keep,
+        }
+    }
+
+    /// Checks the key (1 to [`MAX_UNIQUE_KEY_LEN`] bytes) and the window (1 ms to
+    /// [`MAX_UNIQUE_WINDOW`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidJob { reason });
+        if self.key.is_empty() || self.key.len() > MAX_UNIQUE_KEY_LEN {
+            return invalid(format!(
+                "a uniqueness key must be 1 to {MAX_UNIQUE_KEY_LEN} bytes long, found {}",
+                self.key.len()
+            ));
+        }
+        if self.window < Duration::from_millis(1) || self.window > MAX_UNIQUE_WINDOW {
+            return invalid(format!(
+                "a uniqueness window must be between 1 ms and {} days, found {:?}",
+                MAX_UNIQUE_WINDOW.as_secs() / 86_400,
+                self.window
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `key`, or past [`MAX_UNIQUE_KEY_LEN`] the handler's name and a digest of it (a UUID v5,
+/// SHA-1 based: the same on every process and version).
+fn bounded_key(handler: &str, key: String) -> String {
+    if key.len() <= MAX_UNIQUE_KEY_LEN {
+        return key;
+    }
+    let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes());
+    let name: String = handler.chars().take(200).collect();
+    Value::Array(vec![Value::from(name), Value::from(format!("#{digest}"))]).to_string()
 }
 
 /// When the window of a [`UniqueSpec`] ends (before its `for` bound).
@@ -490,6 +597,38 @@ mod tests {
             unique(&["user_id"]).key("sync", &Value::Null),
             Err(Error::InvalidArgs { .. })
         ));
+    }
+
+    #[test]
+    fn long_unique_keys_are_digested_the_same_way_every_time() -> Result<(), Error> {
+        let big = json!({"blob": "x".repeat(2000)});
+        let a = UniqueLock::declared(&unique(&[]), "h", &big)?;
+        let b = UniqueLock::declared(&unique(&[]), "h", &big)?;
+        assert_eq!(a.key, b.key);
+        assert!(
+            a.key.len() <= MAX_UNIQUE_KEY_LEN && a.key.starts_with(r##"["h","#"##),
+            "{}",
+            a.key
+        );
+        let other = UniqueLock::declared(&unique(&[]), "h", &json!({"blob": "y".repeat(2000)}))?;
+        assert_ne!(a.key, other.key);
+        assert!(a.validate().is_ok());
+        // A short key is kept readable.
+        assert_eq!(UniqueLock::named("h", "k1", Duration::from_secs(1)).key, r#"["h","k1"]"#);
+        Ok(())
+    }
+
+    #[test]
+    fn unique_locks_are_validated() {
+        let lock = UniqueLock::named("h", "k", Duration::ZERO);
+        assert!(matches!(lock.validate(), Err(Error::InvalidJob { .. })));
+        let lock = UniqueLock {
+            key: String::new(),
+            ..UniqueLock::named("h", "k", Duration::from_secs(1))
+        };
+        assert!(matches!(lock.validate(), Err(Error::InvalidJob { .. })));
+        let far = UniqueLock::named("h", "k", MAX_UNIQUE_WINDOW + Duration::from_secs(1));
+        assert!(far.validate().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::error::Error;
+use crate::flow::UniqueLock;
 
 /// A job's identity: a UUID (v7 for jobs created by this crate, so ids sort by creation time).
 ///
@@ -290,6 +291,10 @@ pub struct NewJob {
     /// idempotency key, and a job already there under it is a
     /// [`Duplicate`](EnqueueOutcome::Duplicate).
     pub drawn_id: Option<JobId>,
+    /// The uniqueness lock the job takes (`None`: none). [`JobQueue`](crate::JobQueue)'s
+    /// enqueue calls fill it in from the handler's `unique(...)` declaration when the
+    /// handler is linked into the process and nothing set it; see [`UniqueLock`].
+    pub unique: Option<UniqueLock>,
 }
 
 impl NewJob {
@@ -308,6 +313,7 @@ impl NewJob {
             retry_base: None,
             retry_cap: None,
             drawn_id: Some(id),
+            unique: None,
         }
     }
 
@@ -379,6 +385,9 @@ impl NewJob {
                 });
             }
         }
+        if let Some(lock) = &self.unique {
+            lock.validate()?;
+        }
         if let (Some(base), Some(cap)) = (self.retry_base, self.retry_cap)
             && base > cap
         {
@@ -443,6 +452,30 @@ pub enum EnqueueOutcome {
     /// A job with this id already existed; nothing was written (an idempotent retry). Only
     /// for ids the caller chose (see [`NewJob::drawn_id`]).
     Duplicate,
+    /// Not created: the job `existing` holds the lock of the same uniqueness key
+    /// ([`NewJob::unique`]). With `replaced`, that job (not started yet) took this
+    /// enqueue's arguments (`on_conflict = "replace"`).
+    Unique {
+        /// The job that holds the lock.
+        existing: JobId,
+        /// Whether it took the new arguments.
+        replaced: bool,
+    },
+}
+
+impl EnqueueOutcome {
+    /// The id the enqueue stands for: the new job's (`id`), or the one holding the lock.
+    pub fn job_id(&self, id: JobId) -> JobId {
+        match self {
+            EnqueueOutcome::Unique { existing, .. } => *existing,
+            EnqueueOutcome::Created | EnqueueOutcome::Duplicate => id,
+        }
+    }
+
+    /// Whether no job was created (a repeated id, or a uniqueness lock held).
+    pub fn is_duplicate(&self) -> bool {
+        !matches!(self, EnqueueOutcome::Created)
+    }
 }
 
 #[cfg(test)]

@@ -82,8 +82,8 @@ pub mod worker;
 pub use context::{JobContext, MissingState, State};
 pub use error::{Error, Result};
 pub use flow::{
-    ConcurrencyLimit, DEFAULT_QUEUE, FlowControl, LimitsInfo, OnConflict, RateLimit, UniqueSpec,
-    UniqueUntil,
+    ConcurrencyLimit, DEFAULT_QUEUE, FlowControl, LimitsInfo, OnConflict, RateLimit, UniqueLock,
+    UniqueSpec, UniqueUntil,
 };
 pub use handler::{
     BoxFuture, HandlerFn, IntoJobError, IntoJobResult, JobArgs, JobDefinition, JobError, JobOutput,
@@ -96,7 +96,7 @@ pub use job::{
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use marks::{Permanent, RetryAfter};
 pub use options::{HandlerDefaults, JobDefaults, JobOptions};
-pub use queue::{Enqueue, JobQueue};
+pub use queue::{DEFAULT_UNIQUE_WINDOW, Enqueue, Enqueued, JobQueue};
 pub use registry::{
     HandlerRegistration, Location, Registry, RegistryError, ScheduleDef, ScheduleKind,
     ScheduleRegistration,

@@ -16,6 +16,7 @@ use crate::backend::{
 };
 use crate::context::JobContext;
 use crate::error::{Error, Result};
+use crate::flow::UniqueLock;
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt};
 use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::registry::linked_handler;
@@ -150,29 +151,58 @@ impl JobQueue {
             Err(e) => (serde_json::Value::Null, Some(Error::from(e))),
         };
         let job = self.job_with(name, args, handler);
-        Enqueue { queue: self, job, handler, call: JobOptions::NONE, err }
+        Enqueue {
+            queue: self,
+            job,
+            handler,
+            call: JobOptions::NONE,
+            unique_key: None,
+            unique_for: None,
+            err,
+        }
     }
 
     /// Enqueues a prepared job. A job whose id already exists is not written again
-    /// (the call succeeds: enqueue is idempotent by id).
+    /// (the call succeeds: enqueue is idempotent by id). Returns the job's id, or, when a
+    /// job with its uniqueness key holds the lock ([`NewJob::unique`]), that job's id:
+    /// [`enqueue_reported`](Self::enqueue_reported) tells which.
     pub async fn enqueue_job(&self, job: NewJob) -> Result<JobId> {
+        Ok(self.enqueue_reported(job).await?.id)
+    }
+
+    /// [`enqueue_job`](Self::enqueue_job), answering what became of the job.
+    pub async fn enqueue_reported(&self, mut job: NewJob) -> Result<Enqueued> {
         job.validate()?;
         check_linked_args(&job)?;
-        let id = job.id;
+        if let Some(lock) = declared_unique(&job)? {
+            job.unique = Some(lock);
+        }
         let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
-        if out.first() == Some(&EnqueueOutcome::Created) {
+        let outcome = out
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Backend("enqueue returned no outcome".into()))?;
+        if outcome == EnqueueOutcome::Created {
             crate::metrics::record(&job.name, crate::metrics::Event::Enqueued);
         }
-        Ok(id)
+        Ok(Enqueued { id: outcome.job_id(job.id), outcome })
     }
 
     /// Enqueues many jobs in one atomic write: all of them or, on any error, none.
-    /// Every job is validated before anything is written.
+    /// Every job is validated before anything is written. Jobs of one batch with one
+    /// uniqueness key are deduplicated within the batch too (the first one created takes
+    /// the lock).
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
-        for j in jobs {
+        let mut locked: Option<Vec<NewJob>> = None;
+        for (i, j) in jobs.iter().enumerate() {
             j.validate()?;
             check_linked_args(j)?;
+            if let Some(lock) = declared_unique(j)? {
+                let all = locked.get_or_insert_with(|| jobs.to_vec());
+                all[i].unique = Some(lock);
+            }
         }
+        let jobs = locked.as_deref().unwrap_or(jobs);
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -322,6 +352,9 @@ pub struct Enqueue<'q> {
     job: NewJob,
     handler: JobOptions,
     call: JobOptions,
+    /// `unique_key` and `unique_for` as the call gives them (resolved when it is sent).
+    unique_key: Option<String>,
+    unique_for: Option<Duration>,
     err: Option<Error>,
 }
 
@@ -394,9 +427,95 @@ impl Enqueue<'_> {
         self
     }
 
-    /// The job as it would be written.
+    /// Makes the job unique under `key` within its handler's jobs: while a job enqueued
+    /// with the same key is queued, running or waiting for a retry (for at most
+    /// [`unique_for`](Self::unique_for), by default the handler's `unique(for = ..)` or
+    /// [`DEFAULT_UNIQUE_WINDOW`]), this enqueue creates no job and answers that job's id.
+    /// Overrides the key a handler's `unique(...)` declaration would give (its `until` and
+    /// `on_conflict` still apply).
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Sets how long at most the job's uniqueness lock holds (its upper bound), for a
+    /// [`unique_key`](Self::unique_key) or a handler's `unique(...)`. On a job with neither,
+    /// the `.await` fails with [`Error::InvalidJob`].
+    pub fn unique_for(mut self, window: Duration) -> Self {
+        self.unique_for = Some(window);
+        self
+    }
+
+    /// Sets the job's uniqueness lock as it is, overriding everything above.
+    pub fn unique(mut self, lock: UniqueLock) -> Self {
+        self.job.unique = Some(lock);
+        self
+    }
+
+    /// The job as it would be written (without the lock a handler's declaration gives it
+    /// when it is sent).
     pub fn job(&self) -> &NewJob {
         &self.job
+    }
+
+    /// Sends the enqueue and answers what became of the job: created, or not, because a
+    /// job with its id or its uniqueness key is there ([`Enqueued::outcome`]). Awaiting the
+    /// builder itself answers only the id.
+    pub async fn report(self) -> Result<Enqueued> {
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        let mut job = self.job;
+        if job.unique.is_none() && (self.unique_key.is_some() || self.unique_for.is_some()) {
+            let declared = linked_handler(&job.name).and_then(|h| h.flow().unique);
+            let mut lock = match (&self.unique_key, declared) {
+                (Some(key), spec) => {
+                    let window = spec.map_or(DEFAULT_UNIQUE_WINDOW, |s| s.window);
+                    let mut lock = UniqueLock::named(&job.name, key, window);
+                    if let Some(s) = spec {
+                        lock.until = s.until;
+                        lock.on_conflict = s.on_conflict;
+                    }
+                    lock
+                }
+                (None, Some(spec)) => UniqueLock::declared(&spec, &job.name, &job.args)?,
+                (None, None) => {
+                    return Err(Error::InvalidJob {
+                        reason: format!(
+                            "unique_for is given but job `{}` has no uniqueness key: give a \
+                             unique_key, or declare `unique(...)` on its handler",
+                            job.name
+                        ),
+                    });
+                }
+            };
+            if let Some(window) = self.unique_for {
+                lock.window = window;
+            }
+            job.unique = Some(lock);
+        }
+        self.queue.enqueue_reported(job).await
+    }
+}
+
+/// How long a uniqueness lock holds at most when neither the call
+/// ([`Enqueue::unique_for`], the API's `unique_for`) nor the handler says: a day.
+pub const DEFAULT_UNIQUE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What an enqueue did ([`Enqueue::report`], [`JobQueue::enqueue_reported`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id: the new job's, or the one already there (same id, or holding the
+    /// uniqueness lock).
+    pub id: JobId,
+    /// Whether the job was created.
+    pub outcome: EnqueueOutcome,
+}
+
+impl Enqueued {
+    /// Whether no new job was created.
+    pub fn is_duplicate(&self) -> bool {
+        self.outcome.is_duplicate()
     }
 }
 
@@ -405,12 +524,7 @@ impl<'q> IntoFuture for Enqueue<'q> {
     type IntoFuture = Pin<Box<dyn Future<Output = Result<JobId>> + Send + 'q>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            if let Some(e) = self.err {
-                return Err(e);
-            }
-            self.queue.enqueue_job(self.job).await
-        })
+        Box::pin(async move { Ok(self.report().await?.id) })
     }
 }
 
@@ -421,6 +535,17 @@ fn apply(job: &mut NewJob, o: JobDefaults) {
     job.timeout = o.timeout;
     job.retry_base = o.retry_base;
     job.retry_cap = o.retry_cap;
+}
+
+/// The lock a linked handler's `unique(...)` gives `job`, when nothing set one.
+fn declared_unique(job: &NewJob) -> Result<Option<UniqueLock>> {
+    if job.unique.is_some() {
+        return Ok(None);
+    }
+    match linked_handler(&job.name).and_then(|h| h.flow().unique) {
+        Some(spec) => UniqueLock::declared(&spec, &job.name, &job.args).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The arguments must fit the handler when one of that name is linked into this process;

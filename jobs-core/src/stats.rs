@@ -125,6 +125,10 @@ pub struct QueueStats {
     pub total_pending: u64,
     /// Of `scheduled`, the failed jobs waiting for their next attempt.
     pub retrying: u64,
+    /// Uniqueness locks held (`unique(...)`, `unique_key`): one per key whose holder has
+    /// not ended its window yet.
+    #[serde(default)]
+    pub unique_locks: u64,
     /// Monotonic counters.
     pub counters: QueueCounters,
     /// Per job name, the deliveries given back because their worker lacked the handler

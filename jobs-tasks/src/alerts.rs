@@ -79,7 +79,7 @@ pub async fn check_price_alerts(ctx: JobContext) -> Result<AlertCheckSummary, Jo
     for o in ctx.queue().enqueue_many(&jobs).await? {
         match o {
             EnqueueOutcome::Created => sum.notifications_enqueued += 1,
-            EnqueueOutcome::Duplicate => sum.already_enqueued += 1,
+            EnqueueOutcome::Duplicate | EnqueueOutcome::Unique { .. } => sum.already_enqueued += 1,
         }
     }
     let now = Utc::now();

@@ -22,10 +22,10 @@ fn raw(c: &mut redis::Connection, key: &str, id: JobId) -> Vec<u8> {
     redis::cmd("HGET").arg(key).arg(id.to_string()).query(c).expect("HGET")
 }
 
-/// The second byte of a record is its flags (priority, cancel, generation: < 16) in the
+/// The second byte of a record is its flags (priority, cancel, generation, lock: < 32) in the
 /// binary form, its priority digit in the text one.
 fn is_binary(rec: &[u8]) -> bool {
-    rec.get(1).is_some_and(|&b| b < 16)
+    rec.get(1).is_some_and(|&b| b < 32)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +99,7 @@ async fn the_scripts_write_the_binary_form_and_refuse_a_bad_one() {
 
     // The first job's flags byte (priority, cancel, generation) gets a bit no version sets.
     let mut bad = rec.clone();
-    bad[1] = 16;
+    bad[1] = 32;
     let _: () = redis::cmd("HSET")
         .arg(keys.jobs())
         .arg(jobs[0].id.to_string())

@@ -273,6 +273,9 @@ impl ScheduleEntry {
             retry_base: o.retry_base,
             retry_cap: o.retry_cap,
             drawn_id: None,
+            // A tick is made once by its id (the schedule, the generation and the instant);
+            // it takes no uniqueness lock (`sched_fire.lua` writes none).
+            unique: None,
         }
     }
 

@@ -62,7 +62,63 @@ async fn reliability_sleep(args: Sleep, ctx: JobContext) -> Result<(), JobError>
 }
 
 fn main() -> std::process::ExitCode {
+    if let Ok(n) = std::env::var("TEST_UNIQUE_BURST") {
+        return unique_burst(&n);
+    }
     jobs_core::runner::main()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Keyed {
+    key: u32,
+    n: u32,
+}
+
+/// Unique per `key` while queued or running: the multi-process uniqueness test's job.
+#[job_handler("unique_burst", unique(by = [key], for = "10m"))]
+async fn unique_burst_job(args: Keyed) -> Result<(), JobError> {
+    let _ = args.n;
+    Ok(())
+}
+
+/// `TEST_UNIQUE_BURST=<jobs>,<keys>`: instead of running, enqueues `<jobs>` jobs of
+/// `unique_burst` at once (all in flight together) over `<keys>` keys, in `REDIS_URL`'s
+/// `JOBS_NAMESPACE`, and prints `created=<n> duplicate=<n>`.
+fn unique_burst(spec: &str) -> std::process::ExitCode {
+    let parsed = spec
+        .split_once(',')
+        .and_then(|(j, k)| Some((j.parse::<u32>().ok()?, k.parse::<u32>().ok()?)));
+    let Some((jobs, keys)) = parsed.filter(|(_, k)| *k > 0) else {
+        eprintln!("TEST_UNIQUE_BURST must be <jobs>,<keys>, found {spec}");
+        return std::process::ExitCode::FAILURE;
+    };
+    let run = async {
+        let url = std::env::var("REDIS_URL").map_err(|e| e.to_string())?;
+        let mut cfg = jobs_core::backend::redis::RedisConfig::new(&url);
+        cfg.namespace = std::env::var("JOBS_NAMESPACE").map_err(|e| e.to_string())?;
+        let backend = jobs_core::backend::redis::RedisBackend::connect(cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let queue = JobQueue::new(backend);
+        let sends =
+            (0..jobs).map(|n| queue.enqueue("unique_burst", Keyed { key: n % keys, n }).report());
+        let out = futures::future::join_all(sends).await;
+        let mut created = 0;
+        let mut duplicate = 0;
+        for o in out {
+            if o.map_err(|e| e.to_string())?.is_duplicate() { duplicate += 1 } else { created += 1 }
+        }
+        println!("created={created} duplicate={duplicate}");
+        Ok::<(), String>(())
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match rt.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(run)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unique burst: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

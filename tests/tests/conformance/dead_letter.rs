@@ -93,6 +93,7 @@ async fn dead_letter_retry_and_clear(kind: Kind) -> TestResult {
         QueueStats {
             scheduled: 1,
             retrying: 1,
+            unique_locks: 0,
             counters: QueueCounters {
                 enqueued: 2,
                 failed: 4,

@@ -76,6 +76,7 @@ mod retention;
 mod retry_after;
 mod schedules;
 mod stats;
+mod unique;
 
 // ---------------------------------------------------------------------------------------
 // Harness

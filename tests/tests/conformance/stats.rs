@@ -114,6 +114,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
             dead_letter: 1,
             total_pending: 9,
             retrying: 0,
+            unique_locks: 0,
             counters: QueueCounters {
                 enqueued: 16,
                 completed: 1,

@@ -111,6 +111,7 @@ impl State {
             dead_letter: self.dead.len() as u64,
             total_pending: pending.total(),
             retrying: self.retrying.len() as u64,
+            unique_locks: self.unique.len() as u64,
             counters: self.counters,
             unhandled: self
                 .unhandled

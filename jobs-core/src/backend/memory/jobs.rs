@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::state::{Place, Record, State};
+use super::state::{Place, Record, State, UniqueHold};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
@@ -13,7 +13,8 @@ use crate::backend::{
     truncate_error,
 };
 use crate::error::{Error, Result};
-use crate::job::{JobId, JobStatus, NewJob, RunAt};
+use crate::flow::{OnConflict, UniqueUntil};
+use crate::job::{EnqueueOutcome, JobId, JobStatus, NewJob, RunAt};
 use crate::retry::RetryPolicy;
 use crate::time::{duration_ms_i64, ms_duration, ms_to_time};
 
@@ -56,6 +57,7 @@ impl State {
         }
         rec.status = JobStatus::Failed;
         rec.completed = Some(now);
+        self.unlock(id);
         self.unlink(id);
         if let Some(rec) = self.jobs.get_mut(&id) {
             rec.place = Place::Dead { died: now };
@@ -68,15 +70,36 @@ impl State {
         FailOutcome::Dead
     }
 
-    /// Writes each job whose id is free; per job, whether it was written.
-    pub(super) fn enqueue(&mut self, jobs: &[NewJob]) -> Vec<bool> {
+    /// Writes each job whose id is free and whose uniqueness key no job holds; per job,
+    /// what became of it.
+    pub(super) fn enqueue(&mut self, jobs: &[NewJob]) -> Vec<EnqueueOutcome> {
         let now = self.now();
         let mut out = Vec::with_capacity(jobs.len());
         for new in jobs {
             // Checking as we insert also catches an id repeated within the batch.
             if self.jobs.contains_key(&new.id) {
-                out.push(false);
+                out.push(new.outcome(false));
                 continue;
+            }
+            let replace = new.unique.as_ref().is_some_and(|u| u.on_conflict == OnConflict::Replace);
+            if let Some(holder) = new.unique.as_ref().and_then(|u| self.unique_holder(&u.key, now))
+            {
+                let rec = self.jobs.get_mut(&holder);
+                match rec {
+                    Some(rec) if replace && rec.status == JobStatus::Pending => {
+                        // Replace (debounce): the holder, not started yet, takes these args.
+                        rec.args = new.args.clone();
+                        out.push(EnqueueOutcome::Unique { existing: holder, replaced: true });
+                        continue;
+                    }
+                    // With replace, a holder that started lets a new job in, which takes
+                    // the lock: at most one queued and one running per key.
+                    Some(_) if replace => {}
+                    _ => {
+                        out.push(EnqueueOutcome::Unique { existing: holder, replaced: false });
+                        continue;
+                    }
+                }
             }
             let due = match new.run_at {
                 RunAt::Now => None,
@@ -111,9 +134,17 @@ impl State {
                     generation,
                     retry_base: new.retry_base,
                     retry_cap: new.retry_cap,
+                    unique: new.unique.as_ref().map(|u| UniqueHold {
+                        key: u.key.clone(),
+                        until_started: u.until == UniqueUntil::Started,
+                    }),
                     place: Place::Unlinked,
                 },
             );
+            if let Some(u) = &new.unique {
+                let expiry = now.saturating_add(duration_ms_i64(u.window).max(1));
+                self.unique.insert(u.key.clone(), (expiry, new.id));
+            }
             match due {
                 Some(due) => self.schedule(new.id, due, false),
                 None => {
@@ -122,7 +153,7 @@ impl State {
                 }
             }
             self.counters.enqueued += 1;
-            out.push(true);
+            out.push(EnqueueOutcome::Created);
         }
         out
     }
@@ -183,7 +214,14 @@ impl State {
                 rec.attempt = rec.attempt.saturating_add(1);
                 rec.started = Some(now);
                 rec.place = Place::Running { deadline };
+                let started_ends_window = rec.unique.as_ref().is_some_and(|u| u.until_started);
                 self.active.insert((deadline, id));
+                if started_ends_window {
+                    self.unlock(id);
+                }
+                let Some(rec) = self.jobs.get(&id) else {
+                    continue;
+                };
                 jobs.push(LeasedJob {
                     job: rec.to_job(id),
                     lease: Lease { id, attempt: rec.attempt },
@@ -268,6 +306,7 @@ impl State {
                 self.finish_cancelled(id, now);
             }
             if outcome == AckOutcome::Completed {
+                self.unlock(id);
                 self.unlink(id);
                 if let Some(rec) = self.jobs.get_mut(&id) {
                     rec.status = JobStatus::Completed;

@@ -202,8 +202,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
-        let written = self.with_state(|st| st.enqueue(jobs));
-        Ok(jobs.iter().zip(written).map(|(j, w)| j.outcome(w)).collect())
+        Ok(self.with_state(|st| st.enqueue(jobs)))
     }
 
     async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {

@@ -6,7 +6,7 @@ use crate::backend::{
     DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, StoredSchedule, UpsertOutcome,
 };
 use crate::error::{Error, Result};
-use crate::job::{NewJob, RunAt};
+use crate::job::{EnqueueOutcome, NewJob, RunAt};
 use crate::time::ms_to_time;
 
 /// Schedules: the same steps as the `sched_*.lua` scripts, each one critical section.
@@ -142,9 +142,9 @@ impl State {
             tick = Some(expected);
         }
         // Written exactly as `enqueue` writes a ready job (counter, wake-up, duplicate check).
-        let job = NewJob { run_at: RunAt::Now, ..fire.job.clone() };
+        let job = NewJob { run_at: RunAt::Now, unique: None, ..fire.job.clone() };
         let created = self.enqueue(std::slice::from_ref(&job));
-        if created.first() != Some(&true) {
+        if created.first() != Some(&EnqueueOutcome::Created) {
             return FireOutcome::Duplicate;
         }
         if let Some(r) = self.jobs.get_mut(&job.id) {

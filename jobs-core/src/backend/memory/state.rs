@@ -62,7 +62,18 @@ pub(super) struct Record {
     /// The job's own backoff (`retry_base`, `retry_cap`), over the failing worker's policy.
     pub(super) retry_base: Option<Duration>,
     pub(super) retry_cap: Option<Duration>,
+    /// The uniqueness lock the job took, while its window lasts (Redis: `uq` in the hot
+    /// state and the `j<id>` field of `unique`).
+    pub(super) unique: Option<UniqueHold>,
     pub(super) place: Place,
+}
+
+/// A job's hold on a uniqueness lock.
+#[derive(Debug, Clone)]
+pub(super) struct UniqueHold {
+    pub(super) key: String,
+    /// The window ends when the job starts (`until = "started"`), not when it is done.
+    pub(super) until_started: bool,
 }
 
 impl Record {
@@ -148,6 +159,8 @@ pub(super) struct State {
     pub(super) sched_due: BTreeSet<(i64, String)>,
     /// Give-backs per job name (Redis: the `unhandled*:<name>` fields of `counters`).
     pub(super) unhandled: BTreeMap<String, Unhandled>,
+    /// Uniqueness locks: key → (expiry ms, holder) (Redis: the `k<key>` fields of `unique`).
+    pub(super) unique: HashMap<String, (i64, JobId)>,
 }
 
 /// One name's give-backs: how many, the last one, and the run of those that found no live
@@ -186,6 +199,7 @@ impl State {
             schedules: BTreeMap::new(),
             sched_due: BTreeSet::new(),
             unhandled: BTreeMap::new(),
+            unique: HashMap::new(),
         }
     }
 
@@ -309,7 +323,29 @@ impl State {
         }
     }
 
+    /// Ends job `id`'s hold on its uniqueness lock, if it has one; the lock goes if the job
+    /// still holds it (past its expiry a later job may have taken it). `lib.lua`'s `unlock`.
+    pub(super) fn unlock(&mut self, id: JobId) {
+        let Some(hold) = self.jobs.get_mut(&id).and_then(|r| r.unique.take()) else {
+            return;
+        };
+        if self.unique.get(&hold.key).is_some_and(|(_, holder)| *holder == id) {
+            self.unique.remove(&hold.key);
+        }
+    }
+
+    /// The job holding the lock of `key` in its window, if one does (as `enqueue.lua`'s
+    /// `holder`: the lock unexpired, its holder's record there, holding, and not finished).
+    pub(super) fn unique_holder(&self, key: &str, now: i64) -> Option<JobId> {
+        let &(expiry, holder) = self.unique.get(key)?;
+        let rec = self.jobs.get(&holder)?;
+        let live =
+            matches!(rec.status, JobStatus::Pending | JobStatus::Running | JobStatus::Retrying);
+        (expiry > now && rec.unique.is_some() && live).then_some(holder)
+    }
+
     pub(super) fn finish_cancelled(&mut self, id: JobId, now: i64) {
+        self.unlock(id);
         self.unlink(id);
         let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
         let Some(rec) = self.jobs.get_mut(&id) else {

@@ -175,13 +175,13 @@ pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
 pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
     // One script: the lengths and the ghost counts subtracted from them are read together.
     let reply: Vec<Value> = backend.run(&SCRIPTS.stats, |_| {}).await?;
-    if reply.len() < 8 || !(reply.len() - 8).is_multiple_of(2) {
+    if reply.len() < 9 || !(reply.len() - 9).is_multiple_of(2) {
         return Err(Error::Backend("malformed stats reply".into()));
     }
     let lens =
-        reply[..8].iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<Vec<_>>>()?;
+        reply[..9].iter().map(|x| int(x).map(|i| i.max(0) as u64)).collect::<Result<Vec<_>>>()?;
     let mut counters = std::collections::HashMap::new();
-    for kv in reply[8..].chunks_exact(2) {
+    for kv in reply[9..].chunks_exact(2) {
         counters.insert(text(&kv[0])?, int(&kv[1])?);
     }
     let get = |name: &str| counters.get(name).copied().unwrap_or(0).max(0) as u64;
@@ -195,6 +195,7 @@ pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
     s.scheduled = lens[4] + lens[5];
     s.processing = lens[6];
     s.dead_letter = lens[7];
+    s.unique_locks = lens[8];
     s.counters = QueueCounters {
         enqueued: get("enqueued"),
         completed: get("completed"),

@@ -66,7 +66,7 @@ pub(super) async fn enqueue(
     // batch with ids the caller chose keeps one (about 180 bytes for 21 s a call, which
     // at tens of thousands of single enqueues a second would be a lot of memory).
     let keep_reply = jobs.iter().any(|j| !j.has_drawn_id());
-    let reply: Vec<i64> = backend
+    let reply: Vec<Value> = backend
         .resend_lost(&SCRIPTS.enqueue, Send { request_key: keep_reply, durable: true }, |inv| {
             inv.arg(jobs.len());
             for (j, meta, payload, run_at, delay) in &enc {
@@ -78,13 +78,49 @@ pub(super) async fn enqueue(
                     .arg(duration_ms(j.timeout))
                     .arg(meta)
                     .arg(payload);
+                match &j.unique {
+                    Some(lock) => inv
+                        .arg(&lock.key)
+                        .arg(duration_ms(lock.window).max(1))
+                        .arg(unique_mode(lock)),
+                    None => inv.arg("").arg(0).arg(""),
+                };
             }
         })
         .await?;
     if reply.len() != jobs.len() {
         return Err(Error::Backend("enqueue answered for a different number of jobs".into()));
     }
-    Ok(jobs.iter().zip(reply).map(|(j, r)| j.outcome(r == 1)).collect())
+    jobs.iter().zip(&reply).map(|(j, r)| enqueue_outcome(j, r)).collect()
+}
+
+/// The mode argument of `enqueue.lua` for a lock: which transition ends its window
+/// (`d`one, `s`tarted), then what a duplicate does (`k`eep, `r`eplace).
+fn unique_mode(lock: &crate::flow::UniqueLock) -> &'static str {
+    use crate::flow::{OnConflict, UniqueUntil};
+    match (lock.until, lock.on_conflict) {
+        (UniqueUntil::Done, OnConflict::Keep) => "dk",
+        (UniqueUntil::Done, OnConflict::Replace) => "dr",
+        (UniqueUntil::Started, OnConflict::Keep) => "sk",
+        (UniqueUntil::Started, OnConflict::Replace) => "sr",
+    }
+}
+
+/// One job's reply of `enqueue.lua`: 1, 0, or `u<id>` / `r<id>` (the lock's holder).
+fn enqueue_outcome(job: &NewJob, reply: &Value) -> Result<EnqueueOutcome> {
+    if let Value::Int(n) = reply {
+        return Ok(job.outcome(*n == 1));
+    }
+    let t = text(reply)?;
+    let (replaced, id) = match t.split_at_checked(1) {
+        Some(("u", id)) => (false, id),
+        Some(("r", id)) => (true, id),
+        _ => return Err(Error::Backend(format!("malformed enqueue reply `{t}`"))),
+    };
+    let existing = id
+        .parse::<JobId>()
+        .map_err(|_| Error::Backend(format!("malformed job id in enqueue reply `{t}`")))?;
+    Ok(EnqueueOutcome::Unique { existing, replaced })
 }
 
 pub(super) async fn fetch(backend: &RedisBackend, req: &FetchRequest) -> Result<Fetched> {

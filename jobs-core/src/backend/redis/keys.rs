@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
-const SUFFIXES: [&str; 22] = [
+const SUFFIXES: [&str; 24] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -32,6 +32,8 @@ const SUFFIXES: [&str; 22] = [
     "throughput",  // HASH 60-slot ring of per-minute counts: m<slot> minute, c<slot>, f<slot>
     "cancels",     // STREAM of cancel requests of running jobs: i <id> a <attempt>; XREAD target
     "ghosts",      // HASH id -> list entries a cancel left behind for it (ghosts), while any
+    "unique",      // HASH uniqueness key -> "<expiry ms> <holder id>" (the locks held)
+    "unique_jobs", // HASH id -> d|s<key>: the lock job id holds, and which transition ends it
 ];
 
 /// The key names of one namespace.
@@ -154,6 +156,15 @@ impl Keys {
     pub fn ghosts(&self) -> &str {
         self.at("ghosts")
     }
+    /// HASH of uniqueness locks: key → `"<expiry ms> <holder id>"` (see `lib.lua`).
+    pub fn unique(&self) -> &str {
+        self.at("unique")
+    }
+    /// HASH id → `d` or `s` (the window ends when the job is done, or starts) and the key
+    /// of the lock job `id` holds.
+    pub fn unique_jobs(&self) -> &str {
+        self.at("unique_jobs")
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +174,8 @@ mod tests {
     #[test]
     fn every_key_shares_one_hash_tag() -> Result<()> {
         let k = Keys::new("jobq", "prod")?;
-        assert_eq!(k.all().len(), 22);
+        assert_eq!(k.all().len(), 24);
+        assert_eq!(k.unique(), "jobq:{prod}:unique");
         assert!(k.all().iter().all(|s| s.starts_with("jobq:{prod}:")));
         assert_eq!(k.pending(2), "jobq:{prod}:pending:2");
         assert_eq!(k.jobs(), "jobq:{prod}:jobs");

@@ -120,7 +120,8 @@ fn split_binary(
     if rec.len() < HOT_LEN {
         return Err("state too short");
     }
-    if flags >= 16 {
+    // 16 is the uniqueness lock's flag (lib.lua), which the client does not read.
+    if flags >= 32 {
         return Err("unknown state flags");
     }
     let uint = |at: usize, len: usize| {
@@ -363,7 +364,7 @@ mod tests {
         let ok = binary(b'p', 0, n, b"", b"{\"n\":\"x\"}");
         assert!(to_job(JobId::new(), &ok, None, None).is_ok());
         let mut flags = ok.clone();
-        flags[1] = 16;
+        flags[1] = 32;
         let mut cases = vec![
             flags,
             binary(b'q', 0, n, b"", b"{\"n\":\"x\"}"),

@@ -29,6 +29,7 @@ for i = 1, k do
     h.s = 'x'
     h.fa = now
     h.meta = drop_args(h.meta)
+    unlock(id, h)
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
@@ -41,6 +42,7 @@ for i = 1, k do
     h.s = 'c'
     h.fa = now
     h.meta = drop_args(h.meta)
+    unlock(id, h)
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)

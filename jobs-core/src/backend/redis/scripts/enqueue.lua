@@ -1,22 +1,29 @@
 -- enqueue: creates jobs, all in one atomic step.
--- ARGV[1]: n; then n groups of 8: id, priority 0..3, run_at ms (0: none), delay ms (0: none),
---          max_retries, timeout ms, meta JSON, payload JSON
--- Returns: one integer per job, 1 created, 0 duplicate (id exists, or repeats in the batch).
+-- ARGV[1]: n; then n groups of 11: id, priority 0..3, run_at ms (0: none), delay ms (0: none),
+--          max_retries, timeout ms, meta JSON, payload JSON, uniqueness key ('' for none),
+--          its window ms, its mode: 'd' (held until done) or 's' (until started), then 'k'
+--          (a duplicate is kept out) or 'r' (a duplicate's args replace the holder's)
+-- Returns: one reply per job: 1 created, 0 duplicate (id exists, or repeats in the batch),
+-- or, for a job whose uniqueness key is held, the holder's id prefixed 'u' (kept out) or 'r'
+-- (the holder, not started yet, took its args).
 local n = tonumber(ARGV[1])
+local G = 11
 local now = now_ms()
 -- Check every argument before the first write: a script that errors half-way would leave
 -- half a batch behind (Redis does not roll scripts back).
+local MODES = { dk = true, dr = true, sk = true, sr = true }
 for i = 0, n - 1 do
-  local b = 2 + i * 8
+  local b = 2 + i * G
   local p = tonumber(ARGV[b + 1])
   if not p or p < 0 or p > 3 or not tonumber(ARGV[b + 2]) or not tonumber(ARGV[b + 3])
-      or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])) then
+      or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]))
+      or (ARGV[b + 8] ~= '' and not (tonumber(ARGV[b + 9]) and MODES[ARGV[b + 10]])) then
     return redis.error_reply('ERR enqueue: malformed arguments for job ' .. tostring(i))
   end
 end
 
 local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[2 + i * 8] end
+for i = 0, n - 1 do ids[i + 1] = ARGV[2 + i * G] end
 local existing = hmget(K_JOBS, ids)
 -- An id whose earlier job left a ghost in a list (see lib.lua) gets a generation. Almost
 -- always there are no ghosts at all, and this costs one EXISTS.
@@ -24,16 +31,56 @@ local haunted = {}
 if redis.call('EXISTS', K_GHOSTS) == 1 then haunted = hmget(K_GHOSTS, ids) end
 local gen = nil
 
+-- The holder of uniqueness key `key`, if a job holds it in its window: { id, h, at } where
+-- `at` is the job's place in `recs` when this batch creates it. Read once per key per call;
+-- `held` then follows the batch's own changes.
+local held = {}
+local function holder(key)
+  local c = held[key]
+  if c ~= nil then return c or nil end
+  held[key] = false
+  local v = redis.call('HGET', K_UNIQUE, key)
+  if not v then return nil end
+  local exp, hid = string.match(v, '^(%d+) (.+)$')
+  if not exp or tonumber(exp) <= now then return nil end
+  -- Locks are released by every transition out of the window; the holder's own state is
+  -- checked all the same, so that a lock left by a record that vanished excludes nothing.
+  local h = parse(redis.call('HGET', K_JOBS, hid))
+  if not h or h.uq == 0 or not (h.s == 'p' or h.s == 'r' or h.s == 'y') then return nil end
+  c = { id = hid, h = h }
+  held[key] = c
+  return c
+end
+
 local out, seen = {}, {}
-local recs, sched = {}, {}
+local recs, sched, locks, holds = {}, {}, {}, {}
+local replaced = {}
 local ready = { {}, {}, {} , {} }
 local created, earliest = 0, nil
 for i = 0, n - 1 do
-  local b = 2 + i * 8
+  local b = 2 + i * G
   local id = ARGV[b]
+  local key, mode = ARGV[b + 8], ARGV[b + 10]
+  local c = nil
+  if key ~= '' and not (existing[i + 1] or seen[id]) then c = holder(key) end
+  local replace = string.sub(mode, 2) == 'r'
   if existing[i + 1] or seen[id] then
     out[i + 1] = 0
+  elseif c and replace and c.h.s == 'p' then
+    -- Replace (debounce): the holder, not started yet, takes these arguments.
+    c.h.meta = with_args(drop_args(c.h.meta), ARGV[b + 7])
+    if c.at then
+      recs[c.at] = fmt(c.h)
+    else
+      replaced[c.id] = c.h
+    end
+    out[i + 1] = 'r' .. c.id
+  elseif c and not replace then
+    -- Kept out: the holder is in its window.
+    out[i + 1] = 'u' .. c.id
   else
+    -- A new job (with 'replace', also when the holder has started: it takes the lock, so
+    -- that a key has at most one job queued and one running).
     seen[id] = true
     out[i + 1] = 1
     created = created + 1
@@ -46,11 +93,20 @@ for i = 0, n - 1 do
       gen = gen or new_generation()
       g = gen
     end
+    local uq = 0
+    if key ~= '' then uq = 1 end
     local h = { s = 'p', p = p, att = 0, rc = 0, mr = tonumber(ARGV[b + 4]),
       to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0, g = g,
-      meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
+      uq = uq, meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
     recs[#recs + 1] = id
     recs[#recs + 1] = fmt(h)
+    if key ~= '' then
+      locks[#locks + 1] = key
+      locks[#locks + 1] = (now + tonumber(ARGV[b + 9])) .. ' ' .. id
+      holds[#holds + 1] = id
+      holds[#holds + 1] = string.sub(mode, 1, 1) .. key
+      held[key] = { id = id, h = h, at = #recs }
+    end
     if due > 0 then
       sched[#sched + 1] = due
       sched[#sched + 1] = id
@@ -62,7 +118,10 @@ for i = 0, n - 1 do
   end
 end
 
+for hid, h in pairs(replaced) do recs[#recs + 1] = hid; recs[#recs + 1] = fmt(h) end
 bulk('HSET', K_JOBS, recs, 2)
+bulk('HSET', K_UNIQUE, locks, 2)
+bulk('HSET', K_UJOBS, holds, 2)
 bulk('ZADD', K_SCHED, sched, 2)
 local any_ready = false
 for p = 1, 4 do

@@ -2,10 +2,10 @@
 -- Names the fixed KEYS list, reads the server clock, and holds the transitions that several
 -- scripts share (fail, finish, trim).
 --
--- KEYS (the same 22 for every script, in keys.rs order):
+-- KEYS (the same 24 for every script, in keys.rs order):
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
---   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts
+--   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts  23 unique  24 unique_jobs
 --
 -- A job record (HASH jobs, field = id) is "<hot state><meta JSON>\n<args JSON>"; the args
 -- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
@@ -20,6 +20,8 @@
 --   cx  1 = cancel asked   stl  times taken back from a lost worker
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
 --   g   the enqueue's generation, only when its id still has ghosts (see GHOST below)
+--   uq  1 while it holds a uniqueness lock (see UNIQUE below), else 0
+--       (see UNIQUE below)
 -- The meta JSON is written by the client and never decoded here (but for the one prefix
 -- backoff() reads: a job's own retry backoff).
 --
@@ -32,7 +34,7 @@
 local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
-local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS
+local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS
 
 -- One reading of the server clock per script call (now_ms): every decision of one atomic
 -- step uses the same instant.
@@ -44,6 +46,7 @@ local function bind()
   K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
   K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
+  K_UNIQUE, K_UJOBS = KEYS[23], KEYS[24]
   NOW = nil
 end
 
@@ -85,8 +88,8 @@ local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
 local U32 = 4294967295
 
 -- The hot state's fixed-width binary form (struct, big-endian), 40 bytes: the status letter;
--- a flags byte, priority + 4 * cx + 8 if there is a generation (so always < 16, where the
--- text form has a digit); att (u32), rc, mr (u16: at most 1,000 by validation), to (u32 ms:
+-- a flags byte, priority + 4 * cx + 8 if there is a generation + 16 * uq (so always < 32:
+-- 32 and up are unknown, and from 48 on the text form has a digit there); att (u32), rc, mr (u16: at most 1,000 by validation), to (u32 ms:
 -- at most 7 days), stl (u16, saturating), ca, sa, st, fa (u48 ms); then, with the flag, the
 -- generation's length (u8) and its bytes. Read and written in C (struct.unpack/pack),
 -- where the 14-capture pattern and string.format of the text form cost about three times
@@ -109,7 +112,8 @@ local function parse_text(rec)
   local h = {
     s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
-    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, meta = string.sub(rec, j),
+    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, uq = 0,
+    meta = string.sub(rec, j),
   }
   if h.att >= U32 or h.rc > U32 or h.mr > U32 or h.to > U32 then
     return nil, 'corrupt record: counter out of range'
@@ -123,15 +127,16 @@ end
 -- index. Returns the state, or nil and why the record cannot be read (nil, nil: no record).
 local function parse(rec)
   if not rec then return nil end
-  -- The second byte: the flags (< 16) in the binary form, the priority digit in the text one.
+  -- The second byte: the flags (< 32) in the binary form, the priority digit in the text one.
   local f = string.byte(rec, 2)
   if f and f >= 48 then return parse_text(rec) end
   if #rec < HOT_LEN then return nil, 'corrupt record: its state cannot be read' end
   local s, _, att, rc, mr, to, stl, ca, sa, st, fa, j = struct.unpack(HOT, rec)
   if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
-  if f >= 16 then return nil, 'corrupt record: unknown state flags' end
+  if f >= 32 then return nil, 'corrupt record: unknown state flags' end
+  local uq = math.floor(f / 16)
   local g = ''
-  if f >= 8 then
+  if f % 16 >= 8 then
     local gl = string.byte(rec, j) or 0
     g = string.sub(rec, j + 1, j + gl)
     if gl == 0 or #g ~= gl then return nil, 'corrupt record: its state cannot be read' end
@@ -139,7 +144,7 @@ local function parse(rec)
   end
   return {
     s = s, p = f % 4, att = att, rc = rc, mr = mr, to = to, cx = math.floor(f / 4) % 2,
-    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, meta = string.sub(rec, j),
+    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, uq = uq, meta = string.sub(rec, j),
   }
 end
 
@@ -151,7 +156,7 @@ end
 
 -- The record of state `h`, always in the binary form.
 local function fmt(h)
-  local f, g = h.p + 4 * h.cx, ''
+  local f, g = h.p + 4 * h.cx + 16 * (h.uq or 0), ''
   if h.g ~= '' then
     f = f + 8
     g = string.char(#h.g) .. h.g
@@ -227,8 +232,27 @@ local function mark_due(due)
   redis.call('ZADD', K_MARKER, 'LT', due, '1')
 end
 
+-- UNIQUE: a job enqueued with a uniqueness key holds its lock: K_UNIQUE[key] = '<expiry ms>
+-- <id>' (who holds it, and until when at most), K_UJOBS[id] = its window's end ('d' done,
+-- 's' started) .. key (what to release), and uq = 1 in its state. Every transition that ends its window calls unlock in the same script: finish
+-- (completed, cancelled), dead-lettering, and the start in fetch (`started`: only a window
+-- that ends there). The lock is removed only if the job still holds it (a lock past
+-- its expiry may have been taken by a later job).
+local function unlock(id, h, started)
+  if (h.uq or 0) == 0 then return end
+  local v = redis.call('HGET', K_UJOBS, id)
+  if started and v and string.sub(v, 1, 1) ~= 's' then return end
+  h.uq = 0
+  if not v then return end
+  redis.call('HDEL', K_UJOBS, id)
+  local key = string.sub(v, 2)
+  local held = redis.call('HGET', K_UNIQUE, key)
+  if held and string.match(held, '^%d+ (.*)$') == id then redis.call('HDEL', K_UNIQUE, key) end
+end
+
 -- completed/cancelled: keep the record until now + ttl, without its args.
 local function finish(id, h, status, now, ttl)
+  unlock(id, h)
   h.s = status
   h.fa = now
   h.meta = drop_args(h.meta)
@@ -309,6 +333,7 @@ local function fail_job(id, h, err, retryable, now, o, after)
   end
   h.s = 'f'
   h.fa = now
+  unlock(id, h)
   redis.call('HSET', K_JOBS, id, fmt(h))
   redis.call('ZADD', K_DEAD, now, id)
   incr('dead', 1)

@@ -1,13 +1,14 @@
 -- stats: every count the stats combine, read at one moment (read only): the list lengths
 -- and the ghost counts subtracted from them must not come from either side of a fetch.
--- Returns: { LLEN pending:0..3, ZCARD scheduled, retry, active, dead, then the counters
---          HASH as field, value, field, value, ... }
+-- Returns: { LLEN pending:0..3, ZCARD scheduled, retry, active, dead, HLEN unique (the
+--          uniqueness locks held), then the counters HASH as field, value, field, value, ... }
 local out = {}
 for p = 1, 4 do out[p] = redis.call('LLEN', K_PENDING[p]) end
 out[5] = redis.call('ZCARD', K_SCHED)
 out[6] = redis.call('ZCARD', K_RETRY)
 out[7] = redis.call('ZCARD', K_ACTIVE)
 out[8] = redis.call('ZCARD', K_DEAD)
+out[9] = redis.call('HLEN', K_UNIQUE)
 local c = redis.call('HGETALL', K_COUNTERS)
-for i = 1, #c do out[8 + i] = c[i] end
+for i = 1, #c do out[9 + i] = c[i] end
 return out
