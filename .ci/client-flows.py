@@ -243,8 +243,12 @@ def phase1(api, state):
                   priority=JobPriority.LOW)
     high = enqueue(api, name="sync_portfolio", args={"user_id": "user-002"},
                    priority=JobPriority.HIGH, max_retries=2, timeout=30.0, user_id="user-002")
-    delayed = enqueue(api, name="sync_portfolio", args={"user_id": "user-001"},
+    # Another user: sync_portfolio is unique per user (user-001's job above holds its key).
+    delayed = enqueue(api, name="sync_portfolio", args={"user_id": "user-009"},
                       delay_seconds=3600.0)
+    again = api.call(enqueue_job, 200, EnqueueResponse,
+                     body=EnqueueRequest(name="sync_portfolio", args={"user_id": "user-001"}))
+    check(str(again.job_id) == low and again.duplicate, f"a duplicate of user-001's sync: {again}")
     # An unknown user fails sync_portfolio permanently: straight to the dead-letter queue.
     doomed = enqueue(api, name="sync_portfolio", args={"user_id": "nobody"},
                      priority=JobPriority.CRITICAL)

@@ -175,6 +175,7 @@ impl JobQueue {
         job.validate()?;
         check_linked_args(&job)?;
         if let Some(lock) = declared_unique(&job)? {
+            lock.validate()?;
             job.unique = Some(lock);
         }
         let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
@@ -198,6 +199,7 @@ impl JobQueue {
             j.validate()?;
             check_linked_args(j)?;
             if let Some(lock) = declared_unique(j)? {
+                lock.validate()?;
                 let all = locked.get_or_insert_with(|| jobs.to_vec());
                 all[i].unique = Some(lock);
             }

@@ -37,8 +37,10 @@ pub struct SyncSummary {
 /// Values a user's positions at the latest prices and stores the snapshot (the user's
 /// latest, plus a point of their value history).
 ///
-/// An unknown user fails the job permanently.
-#[job_handler("sync_portfolio", max_retries = 5, timeout = "30s")]
+/// An unknown user fails the job permanently. Unique per user: while one user's sync is
+/// queued, running or waiting for a retry, another enqueue for that user (a click, the
+/// fan-out of `sync_all_portfolios`) answers the existing job instead of queueing a second.
+#[job_handler("sync_portfolio", max_retries = 5, timeout = "30s", unique(by = [user_id], for = "10m"))]
 pub async fn sync_portfolio(args: SyncPortfolio, ctx: JobContext) -> Result<SyncSummary, JobError> {
     let platform = ctx.state::<Platform>()?;
     if platform.store().user(&args.user_id).await?.is_none() {
@@ -65,7 +67,8 @@ pub struct FanOutSummary {
     pub batches: usize,
     /// `sync_portfolio` jobs created.
     pub enqueued: usize,
-    /// Jobs that existed already (this fan-out ran before, e.g. a redelivery).
+    /// Jobs not created: this fan-out ran before (e.g. a redelivery), or the user's sync
+    /// was queued already (unique per user).
     pub duplicates: usize,
 }
 
@@ -92,7 +95,9 @@ pub async fn sync_all_portfolios(ctx: JobContext) -> Result<FanOutSummary, JobEr
         let outcomes = ctx.queue().enqueue_many(&jobs).await?;
         sum.batches += 1;
         sum.enqueued += outcomes.iter().filter(|o| **o == EnqueueOutcome::Created).count();
-        sum.duplicates += outcomes.iter().filter(|o| **o == EnqueueOutcome::Duplicate).count();
+        // Already there: this fan-out's own job (a retried run), or the user's sync that
+        // someone else queued (`sync_portfolio` is unique per user).
+        sum.duplicates += outcomes.iter().filter(|o| o.is_duplicate()).count();
     }
     tracing::info!(users = sum.users, enqueued = sum.enqueued, "sync_all_portfolios fanned out");
     Ok(sum)

@@ -89,6 +89,37 @@ fn enqueue_takes_the_jobs_options() {
 }
 
 #[test]
+fn enqueue_says_when_a_unique_job_is_there_already() {
+    let ns = unique_namespace("cli-unique");
+    let args = r#"{"user_id":"user-001"}"#;
+    // sync_portfolio is unique per user: the second enqueue points at the first job.
+    let first = ok(&ns, &["enqueue", "sync_portfolio", "--args", args]);
+    let id = first.trim().strip_prefix("enqueued ").expect("enqueued <id>").to_owned();
+    let again = ok(&ns, &["enqueue", "sync_portfolio", "--args", args]);
+    assert_eq!(
+        again.trim(),
+        format!("not enqueued: job {id} holds the uniqueness key (a duplicate)")
+    );
+    let v = json(&ns, &["enqueue", "sync_portfolio", "--args", args, "--json"]);
+    assert_eq!(
+        (v["id"].as_str(), v["duplicate"].as_bool()),
+        (Some(id.as_str()), Some(true)),
+        "{v}"
+    );
+    // A key given on the command line makes any handler's jobs unique.
+    let flags = ["--unique-key", "nightly", "--unique-for", "10m"];
+    let mut argv = vec!["enqueue", "update_24h_stats"];
+    argv.extend(flags);
+    let made = ok(&ns, &argv);
+    assert!(made.starts_with("enqueued "), "{made}");
+    assert!(ok(&ns, &argv).starts_with("not enqueued: job "), "a second one is a duplicate");
+    assert_eq!(pending(&ns), 2);
+    let err =
+        fails(&ns, &["enqueue", "update_24h_stats", "--unique-key", "k", "--unique-for", "soon"]);
+    assert!(err.contains("--unique-for"), "{err}");
+}
+
+#[test]
 fn human_output_is_aligned_fields_and_tables() {
     let ns = unique_namespace("cli-human");
     assert_eq!(ok(&ns, &["dlq", "list"]).trim(), "the dead-letter queue is empty");

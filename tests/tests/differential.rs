@@ -9,6 +9,9 @@
 //! for no time at all (`result_ttl` zero), so that a purge can free an id for `EnqueueDup`
 //! to use again: a cancelled job's leftover queue entry then meets a new job with its id.
 //!
+//! Uniqueness locks (`EnqueueUnique`) use three keys in every mode, so that the holders of
+//! a key meet every transition that ends a window, and the locks held are in the stats.
+//!
 //! `PROPTEST_CASES` sets the number of cases (default 48).
 
 use std::time::Duration;
@@ -18,7 +21,9 @@ use jobs_core::backend::{
     Backend, BackendConfig, Completion, Failure, FetchRequest, GiveBack, GiveBackOutcome, Lease,
     ReapOptions,
 };
-use jobs_core::{Job, JobId, JobPriority, NewJob, RetryPolicy, RunAt};
+use jobs_core::{
+    Job, JobId, JobPriority, NewJob, OnConflict, RetryPolicy, RunAt, UniqueLock, UniqueUntil,
+};
 use jobs_test_support::{redis_backend, unique_namespace};
 use proptest::prelude::*;
 use serde_json::json;
@@ -37,6 +42,13 @@ enum Op {
     /// Re-enqueue an existing id: must be a duplicate.
     EnqueueDup {
         job: usize,
+    },
+    /// Enqueue with a uniqueness lock on one of three keys, in one of the four modes
+    /// (until done or started, keep or replace); `twice`: two of that key in one batch.
+    EnqueueUnique {
+        key: usize,
+        mode: usize,
+        twice: bool,
     },
     Fetch {
         n: usize,
@@ -87,6 +99,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(prio, delayed, max_retries)| Op::Enqueue { prio, delayed, max_retries }),
         1 => (1..5usize, 0..4usize).prop_map(|(n, prio)| Op::EnqueueMany { n, prio }),
         1 => (0..64usize).prop_map(|job| Op::EnqueueDup { job }),
+        2 => (0..3usize, 0..4usize, any::<bool>())
+            .prop_map(|(key, mode, twice)| Op::EnqueueUnique { key, mode, twice }),
         3 => (1..4usize, proptest::bool::weighted(0.25))
             .prop_map(|(n, short_lease)| Op::Fetch { n, short_lease }),
         2 => (0..64usize).prop_map(|lease| Op::Complete { lease }),
@@ -134,7 +148,10 @@ async fn apply(
 ) -> serde_json::Value {
     let pick = |v: &[Lease], i: usize| if v.is_empty() { None } else { Some(v[i % v.len()]) };
     match op {
-        Op::Enqueue { .. } | Op::EnqueueMany { .. } | Op::EnqueueDup { .. } => {
+        Op::Enqueue { .. }
+        | Op::EnqueueMany { .. }
+        | Op::EnqueueDup { .. }
+        | Op::EnqueueUnique { .. } => {
             // `jobs` holds the batch prepared by the caller (same ids for both backends).
             json!(format!("{:?}", b.enqueue(jobs).await))
         }
@@ -308,6 +325,24 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
         let batch: Vec<NewJob> = match op {
             Op::Enqueue { prio, delayed, max_retries } => vec![mk(*prio, *delayed, *max_retries)],
             Op::EnqueueMany { n, prio } => (0..*n).map(|_| mk(*prio, false, 1)).collect(),
+            Op::EnqueueUnique { key, mode, twice } => {
+                let locked = || {
+                    let mut j = mk(2, false, 1);
+                    j.unique = Some(UniqueLock {
+                        key: format!("k{key}"),
+                        window: Duration::from_secs(3600),
+                        until: if mode % 2 == 0 { UniqueUntil::Done } else { UniqueUntil::Started },
+                        on_conflict: if mode / 2 == 0 {
+                            OnConflict::Keep
+                        } else {
+                            OnConflict::Replace
+                        },
+                    });
+                    j.args = json!({ "p": 2, "n": step });
+                    j
+                };
+                if *twice { vec![locked(), locked()] } else { vec![locked()] }
+            }
             Op::EnqueueDup { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::EnqueueDup { .. } => continue,
             Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
@@ -315,7 +350,8 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             Op::Cancel { .. } | Op::RetryDead { .. } if all.is_empty() => continue,
             _ => all.clone(),
         };
-        let is_enqueue = matches!(op, Op::Enqueue { .. } | Op::EnqueueMany { .. });
+        let is_enqueue =
+            matches!(op, Op::Enqueue { .. } | Op::EnqueueMany { .. } | Op::EnqueueUnique { .. });
         let a = apply(&mem, op, &batch, &mut mem_leases).await;
         let b = apply(&red, op, &batch, &mut red_leases).await;
         prop_assert_eq!(&a, &b, "step {} {:?}: results differ", step, op);

@@ -246,6 +246,33 @@ async fn retried_enqueue_many(pair: &Pair) -> TestResult {
     assert_replies_expire(pair).await
 }
 
+/// A uniqueness lock's answer depends on other jobs (the holder may start or end between two
+/// sends), so an enqueue with one keeps its reply even under drawn ids: the resend answers
+/// what the first send did.
+async fn retried_unique_enqueue(pair: &Pair) -> TestResult {
+    let lock = jobs_core::UniqueLock {
+        key: "k".into(),
+        window: Duration::from_secs(3600),
+        until: jobs_core::UniqueUntil::Done,
+        on_conflict: jobs_core::OnConflict::Replace,
+    };
+    let locked =
+        |i: i64| NewJob { unique: Some(lock.clone()), ..NewJob::new("lost", json!({ "i": i })) };
+    let holder = locked(0);
+    pair.direct.enqueue(std::slice::from_ref(&holder)).await?;
+    let before = request_keys(pair).await?;
+    let dup = locked(1);
+    let cuts = pair.proxy.cuts();
+    pair.cut_next_call();
+    let out = with_one_caller_retry!(pair.cut.enqueue(std::slice::from_ref(&dup)))?;
+    pair.assert_cut(cuts);
+    assert_eq!(out, [EnqueueOutcome::Unique { existing: holder.id, replaced: true }]);
+    assert_eq!(request_keys(pair).await?, before + 1, "the call kept its reply");
+    assert!(pair.direct.get_job(dup.id).await?.is_none(), "no second job");
+    assert_eq!(pair.direct.stats().await?.unique_locks, 1);
+    assert_replies_expire(pair).await
+}
+
 /// How many stored replies the namespace holds.
 async fn request_keys(pair: &Pair) -> Result<usize, redis::RedisError> {
     let mut c = pair.direct.connection();
@@ -352,6 +379,11 @@ async fn retried_schedule_remove_reports_removed() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_enqueue_many_reports_created() -> TestResult {
     retried_enqueue_many(&Pair::single("retryenq").await).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_unique_enqueue_reports_the_first_answer() -> TestResult {
+    retried_unique_enqueue(&Pair::single("retryuniq").await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,3 +164,54 @@ async fn a_job_an_older_version_dead_lettered_can_be_retried() {
     assert_eq!(f.jobs.iter().map(|l| l.job.id).collect::<Vec<_>>(), [job.id]);
     assert_eq!(f.jobs[0].job.args, json!({ "i": 9 }), "with its args");
 }
+
+/// A lock's holder whose record cannot be read is dead-lettered with its lock released,
+/// and a holder an older version dead-lettered as it was (still `pending` in its state)
+/// holds nothing: neither leaves a key locked for its whole window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_lock_holder_leaves_no_lock_behind() {
+    let backend = redis_backend(&unique_namespace("fmt-lock"), BackendConfig::default()).await;
+    let keys = backend.keys().clone();
+    let locked = |key: &str| NewJob {
+        unique: Some(jobs_core::UniqueLock {
+            key: key.into(),
+            window: Duration::from_secs(3600),
+            until: jobs_core::UniqueUntil::Done,
+            on_conflict: jobs_core::OnConflict::Keep,
+        }),
+        ..NewJob::new("record_format_ok", json!({}))
+    };
+    let (a, b) = (locked("a"), locked("b"));
+    backend.enqueue(&[a.clone(), b.clone()]).await.expect("enqueue");
+    assert_eq!(backend.stats().await.expect("stats").unique_locks, 2);
+    let mut c = shared().connection().expect("connect");
+    // `a`'s flags byte gets a bit no version sets: the fetch dead-letters it.
+    let mut bad = raw(&mut c, keys.jobs(), a.id);
+    bad[1] |= 32;
+    let _: () = redis::cmd("HSET")
+        .arg(keys.jobs())
+        .arg(a.id.to_string())
+        .arg(bad)
+        .query(&mut c)
+        .expect("write");
+    // `b` as an older version leaves it: in the dead-letter queue, its state untouched.
+    let _: () = redis::cmd("ZADD")
+        .arg(keys.dead())
+        .arg(1)
+        .arg(b.id.to_string())
+        .query(&mut c)
+        .expect("zadd");
+    let req = FetchRequest {
+        max: 10,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(60),
+        grace: Duration::ZERO,
+    };
+    backend.fetch(&req).await.expect("fetch");
+    assert_eq!(backend.stats().await.expect("stats").unique_locks, 1, "a's lock is released");
+    for key in ["a", "b"] {
+        let fresh = locked(key);
+        let out = backend.enqueue(std::slice::from_ref(&fresh)).await.expect("enqueue");
+        assert_eq!(out, [jobs_core::EnqueueOutcome::Created], "{key} is free again");
+    }
+}

@@ -17,7 +17,10 @@ use super::model::{
     JobResultResponse, LimitQuery, MAX_LIMIT, PendingQuery, RetryResponse,
 };
 use crate::error::Error;
-use crate::job::{Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, check_horizon};
+use crate::flow::MAX_UNIQUE_WINDOW;
+use crate::job::{
+    EnqueueOutcome, Job, JobId, JobStatus, MAX_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, check_horizon,
+};
 
 /// Parses a job id from a path segment (400 `invalid_job_id`).
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -42,6 +45,7 @@ fn limit(raw: Option<u32>) -> Result<usize, ApiError> {
     post, path = "/api/v1/jobs/enqueue", operation_id = "enqueue_job", tag = "jobs",
     request_body = EnqueueRequest,
     responses(
+        (status = 200, description = "Not enqueued: a job with the same uniqueness key holds its lock; `job_id` is that job, `duplicate` is true", body = EnqueueResponse),
         (status = 201, description = "Enqueued", body = EnqueueResponse, links(
             ("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))),
             ("GetJobResult" = (operation_id = "get_job_result", parameters(("job_id" = "$response.body#/job_id")))),
@@ -118,8 +122,35 @@ pub async fn enqueue(
     if let Some(u) = req.user_id {
         e = e.user_id(u);
     }
-    let id = e.await?;
-    Ok((StatusCode::CREATED, Json(EnqueueResponse { job_id: id })))
+    if let Some(key) = req.unique_key {
+        if key.is_empty() || key.len() > 256 {
+            return Err(ApiError::invalid_request(format!(
+                "field `unique_key`: must be 1 to 256 bytes long, found {}",
+                key.len()
+            )));
+        }
+        e = e.unique_key(key);
+    }
+    if let Some(t) = req.unique_for {
+        let window = Duration::try_from_secs_f64(t)
+            .ok()
+            .filter(|w| *w >= Duration::from_millis(1) && *w <= MAX_UNIQUE_WINDOW)
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "field `unique_for`: must be between 0.001 (a millisecond) and {} seconds, \
+                     found {t}",
+                    MAX_UNIQUE_WINDOW.as_secs()
+                ))
+            })?;
+        e = e.unique_for(window);
+    }
+    let done = e.report().await?;
+    let (duplicate, replaced) = match done.outcome {
+        EnqueueOutcome::Unique { replaced, .. } => (true, replaced),
+        EnqueueOutcome::Created | EnqueueOutcome::Duplicate => (false, false),
+    };
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(EnqueueResponse { job_id: done.id, duplicate, replaced })))
 }
 
 /// A job, with every field of [`Job`](crate::Job).

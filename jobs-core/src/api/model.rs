@@ -216,13 +216,35 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schema(max_length = 200)]
     pub user_id: Option<String>,
+    /// A uniqueness key within the handler's jobs: while a job enqueued with the same key is
+    /// queued, running or waiting for a retry, this enqueue creates no job and answers that
+    /// job's id with `"duplicate": true` (200). Overrides the key of the handler's
+    /// `unique(...)` declaration.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub unique_key: Option<String>,
+    /// How long at most the uniqueness lock holds, in seconds (default: the handler's
+    /// `unique(for = ..)`, else a day). Needs a `unique_key` or a handler that declares
+    /// `unique(...)`.
+    #[serde(default)]
+    #[schema(minimum = 0.001, maximum = 315_360_000)]
+    pub unique_for: Option<f64>,
 }
 
-/// The id of the job created.
+/// The job the enqueue stands for: the one created (201), or the one already holding the
+/// uniqueness key (200, `duplicate`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueueResponse {
-    /// The new job's id.
+    /// The new job's id, or the existing job's.
     pub job_id: JobId,
+    /// Present and `true` when no job was created: a job with the same uniqueness key holds
+    /// its lock, and `job_id` is that job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// Present and `true` when the existing job (not started yet) took this enqueue's
+    /// arguments (the handler's `unique(on_conflict = "replace")`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 /// A job's outcome so far.

@@ -299,6 +299,14 @@ pub(super) struct EnqueueArgs {
     /// The user the job acts for.
     #[arg(long)]
     pub(super) user_id: Option<String>,
+    /// A uniqueness key: while a job of this handler enqueued with the same key is queued,
+    /// running or retrying, no job is created and the existing one is printed.
+    #[arg(long, value_name = "KEY")]
+    pub(super) unique_key: Option<String>,
+    /// How long at most the uniqueness lock holds (`10m`, `1h`, or seconds; default: the
+    /// handler's `unique(for = ..)`, else a day).
+    #[arg(long, value_name = "DURATION")]
+    pub(super) unique_for: Option<String>,
 }
 
 /// `schedules …`.

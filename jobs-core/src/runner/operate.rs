@@ -8,7 +8,7 @@ use super::cli::{Command, DlqOp, EnqueueArgs, ScheduleOp};
 use super::{RunnerEnv, backend, secs, show};
 use crate::context::State;
 use crate::error::{Error, Result};
-use crate::job::{JobId, JobPriority};
+use crate::job::{EnqueueOutcome, JobId, JobPriority};
 use crate::service::{BackendChoice, JobService, ServiceConfig};
 
 /// Runs an operator command (`run` is [`super::serve`]'s).
@@ -90,6 +90,12 @@ async fn enqueue(queue: &crate::JobQueue, json: bool, a: EnqueueArgs) -> Result<
     if let Some(user) = a.user_id {
         e = e.user_id(user);
     }
+    if let Some(key) = a.unique_key {
+        e = e.unique_key(key);
+    }
+    if let Some(w) = a.unique_for {
+        e = e.unique_for(duration(&w, "--unique-for")?);
+    }
     if let Some(d) = a.delay {
         e = e.delay(secs(d, "--in")?);
     }
@@ -110,8 +116,29 @@ async fn enqueue(queue: &crate::JobQueue, json: bool, a: EnqueueArgs) -> Result<
         }
         e = e.scheduled_at(t);
     }
-    let id = e.await?;
-    print(json, &serde_json::json!({ "id": id }), || format!("enqueued {id}"))
+    let done = e.report().await?;
+    let id = done.id;
+    match done.outcome {
+        EnqueueOutcome::Created => {
+            print(json, &serde_json::json!({ "id": id }), || format!("enqueued {id}"))
+        }
+        EnqueueOutcome::Duplicate => {
+            print(json, &serde_json::json!({ "id": id, "duplicate": true }), || {
+                format!("not enqueued: job {id} exists already (same --id)")
+            })
+        }
+        EnqueueOutcome::Unique { replaced, .. } => print(
+            json,
+            &serde_json::json!({ "id": id, "duplicate": true, "replaced": replaced }),
+            || {
+                if replaced {
+                    format!("not enqueued: job {id} holds the uniqueness key and took these args")
+                } else {
+                    format!("not enqueued: job {id} holds the uniqueness key (a duplicate)")
+                }
+            },
+        ),
+    }
 }
 
 /// A duration flag: `30s`, `500ms`, `5m`, `1h 30m` (humantime's forms) or a number of

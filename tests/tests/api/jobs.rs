@@ -133,6 +133,49 @@ async fn enqueue_rejects_bad_input_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn a_duplicate_enqueue_answers_200_with_the_existing_job() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let uri = "/api/v1/jobs/enqueue";
+    // A key given in the body: the first creates (201), the second points at it (200).
+    let body =
+        json!({"name": "api_sync", "args": sync_args(), "unique_key": "nightly", "unique_for": 60});
+    let id = enqueue(r, body.clone()).await;
+    let again = post(r, uri, body).await;
+    assert_eq!(again.0, StatusCode::OK, "{}", again.1);
+    assert_eq!(again.1, json!({"job_id": id.to_string(), "duplicate": true}));
+    // Another key: a new job, whose reply says nothing of duplicates.
+    let other =
+        post(r, uri, json!({"name": "api_sync", "args": sync_args(), "unique_key": "k2"})).await;
+    assert_eq!(other.0, StatusCode::CREATED, "{}", other.1);
+    assert_eq!(other.1.as_object().map(|o| o.len()), Some(1), "{}", other.1);
+    // A handler's own declaration (unique by user_id, until started) applies to the API.
+    let first = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
+    let dup =
+        post(r, uri, json!({"name": "api_limited", "args": {"user_id": "user-123", "count": 9}}))
+            .await;
+    assert_eq!(dup.1, json!({"job_id": first.to_string(), "duplicate": true}), "{}", dup.1);
+    let (_, stats) = get(r, "/api/v1/jobs/stats").await;
+    assert_eq!(stats["queue"]["unique_locks"], 3, "{stats}");
+    // Bad uniqueness fields: 400, naming the field, nothing written.
+    for (extra, field) in [
+        (json!({"unique_key": ""}), "unique_key"),
+        (json!({"unique_key": "x".repeat(257)}), "unique_key"),
+        (json!({"unique_key": "k", "unique_for": 0}), "unique_for"),
+        (json!({"unique_key": "k", "unique_for": -1}), "unique_for"),
+        (json!({"unique_for": 5}), "unique_key"),
+    ] {
+        let mut body = json!({"name": "api_noargs"});
+        body.as_object_mut().map(|o| o.extend(extra.as_object().cloned().unwrap_or_default()));
+        let got = post(r, uri, body.clone()).await;
+        let message = assert_error(&got, 400, "invalid_request");
+        assert!(message.contains(field), "{body}: {message}");
+    }
+    let (_, stats) = get(r, "/api/v1/jobs/queue/stats").await;
+    assert_eq!(stats["total_pending"], 3, "{stats}");
+}
+
+#[tokio::test]
 async fn get_job_answers_404_and_400() {
     let fx = fixture().await;
     let unknown = JobId::new();

@@ -52,7 +52,7 @@ async fn api_sync(args: SyncArgs) -> Result<Value, JobError> {
     Ok(json!({ "user_id": args.user_id, "count": args.count }))
 }
 
-/// Flow control declared (listed by the API; not enforced yet).
+/// Flow control declared (listed by the API; uniqueness enforced).
 #[job_handler(
     "api_limited",
     queue = "payments",

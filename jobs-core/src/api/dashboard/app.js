@@ -1179,8 +1179,14 @@ pages.enqueue = {
       await busy(btn || $('#enqueue-submit', form), async () => {
         try {
           const r = await api('POST', 'enqueue', body);
-          result.replaceChildren(h('p', { class: 'ok-box' }, 'Enqueued job ', jobLink(r.job_id, r.job_id), '.'));
-          flash('Enqueued job ', 'ok', jobLink(r.job_id, r.job_id));
+          // 200 with `duplicate`: the handler is unique and a job with the same key holds
+          // its lock; nothing new was queued (`replaced`: that job took these arguments).
+          const said = r.duplicate
+            ? (r.replaced ? 'Not enqueued: the queued job with the same key took these arguments, job '
+              : 'Not enqueued: a job with the same uniqueness key is already there, job ')
+            : 'Enqueued job ';
+          result.replaceChildren(h('p', { class: 'ok-box' }, said, jobLink(r.job_id, r.job_id), '.'));
+          flash(said, 'ok', jobLink(r.job_id, r.job_id));
         } catch (e) {
           if (e.status === 400 || e.status === 404 || e.status === 413 || e.status === 422) {
             const key = errorField(e, ['name', 'args', 'priority', 'delay_seconds', 'max_retries', 'user_id', 'timeout', 'scheduled_at']);

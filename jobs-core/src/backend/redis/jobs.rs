@@ -65,7 +65,9 @@ pub(super) async fn enqueue(
     // wrote it, so a resent call answers `Created` for it without a stored reply: only a
     // batch with ids the caller chose keeps one (about 180 bytes for 21 s a call, which
     // at tens of thousands of single enqueues a second would be a lot of memory).
-    let keep_reply = jobs.iter().any(|j| !j.has_drawn_id());
+    // A uniqueness lock makes the answer depend on other jobs (the holder may start or end
+    // between two sends), so such a batch keeps its reply too.
+    let keep_reply = jobs.iter().any(|j| !j.has_drawn_id() || j.unique.is_some());
     let reply: Vec<Value> = backend
         .resend_lost(&SCRIPTS.enqueue, Send { request_key: keep_reply, durable: true }, |inv| {
             inv.arg(jobs.len());

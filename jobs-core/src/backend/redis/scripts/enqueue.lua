@@ -12,12 +12,18 @@ local now = now_ms()
 -- Check every argument before the first write: a script that errors half-way would leave
 -- half a batch behind (Redis does not roll scripts back).
 local MODES = { dk = true, dr = true, sk = true, sr = true }
+-- A window is whole milliseconds, at least one, at most ten years (the client's bound),
+-- so that its expiry is written as digits.
+local function window_ok(w)
+  w = tonumber(w)
+  return w and w >= 1 and w <= 315360000000 and w == math.floor(w)
+end
 for i = 0, n - 1 do
   local b = 2 + i * G
   local p = tonumber(ARGV[b + 1])
   if not p or p < 0 or p > 3 or not tonumber(ARGV[b + 2]) or not tonumber(ARGV[b + 3])
       or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]))
-      or (ARGV[b + 8] ~= '' and not (tonumber(ARGV[b + 9]) and MODES[ARGV[b + 10]])) then
+      or (ARGV[b + 8] ~= '' and not (window_ok(ARGV[b + 9]) and MODES[ARGV[b + 10]])) then
     return redis.error_reply('ERR enqueue: malformed arguments for job ' .. tostring(i))
   end
 end
@@ -45,8 +51,10 @@ local function holder(key)
   if not exp or tonumber(exp) <= now then return nil end
   -- Locks are released by every transition out of the window; the holder's own state is
   -- checked all the same, so that a lock left by a record that vanished excludes nothing.
+  -- (An older version that could not read the holder's record dead-lettered it as it was.)
   local h = parse(redis.call('HGET', K_JOBS, hid))
-  if not h or h.uq == 0 or not (h.s == 'p' or h.s == 'r' or h.s == 'y') then return nil end
+  if not h or h.uq == 0 or not (h.s == 'p' or h.s == 'r' or h.s == 'y')
+      or redis.call('ZSCORE', K_DEAD, hid) then return nil end
   c = { id = hid, h = h }
   held[key] = c
   return c

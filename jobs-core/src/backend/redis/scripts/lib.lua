@@ -212,11 +212,40 @@ local function incr(field, n)
   end
 end
 
+-- UNIQUE: a job enqueued with a uniqueness key holds its lock: K_UNIQUE[key] = '<expiry ms>
+-- <id>' (who holds it, and until when at most), K_UJOBS[id] = its window's end ('d' done,
+-- 's' started) .. key (what to release), and uq = 1 in its state. Every transition that
+-- ends its window calls unlock in the same script: finish (completed, cancelled),
+-- dead-lettering, and the start in fetch (`started`: only a window that ends there). The
+-- lock is removed only if the job still holds it (a lock past its expiry may have been
+-- taken by a later job).
+
+-- Drops job `id`'s hold, `v` its K_UJOBS entry.
+local function release_lock(id, v)
+  redis.call('HDEL', K_UJOBS, id)
+  local key = string.sub(v, 2)
+  local held = redis.call('HGET', K_UNIQUE, key)
+  if held and string.match(held, '^%d+ (.*)$') == id then redis.call('HDEL', K_UNIQUE, key) end
+end
+
+-- Ends the hold of job `id` (state `h`), if it has one; with `started`, only a hold whose
+-- window ends at the start.
+local function unlock(id, h, started)
+  if (h.uq or 0) == 0 then return end
+  local v = redis.call('HGET', K_UJOBS, id)
+  if started and v and string.sub(v, 1, 1) ~= 's' then return end
+  h.uq = 0
+  if v then release_lock(id, v) end
+end
+
 -- A record this version cannot read (written by hand, or by a newer version) must neither
 -- vanish nor block the queue, nor stop the other jobs of its batch: it goes to the
 -- dead-letter queue, with why as its error, and is counted as dead. The caller has taken it
 -- out of the index it was found in.
 local function dead_letter_unreadable(id, why, now)
+  -- Its state cannot be read, so whether it holds a lock is looked up by its id.
+  local v = redis.call('HGET', K_UJOBS, id)
+  if v then release_lock(id, v) end
   redis.call('ZADD', K_DEAD, now, id)
   redis.call('HSET', K_ERRORS, id, why)
   incr('dead', 1)
@@ -230,24 +259,6 @@ end
 -- Tells blocked workers about a due time (kept only if it is the earliest known).
 local function mark_due(due)
   redis.call('ZADD', K_MARKER, 'LT', due, '1')
-end
-
--- UNIQUE: a job enqueued with a uniqueness key holds its lock: K_UNIQUE[key] = '<expiry ms>
--- <id>' (who holds it, and until when at most), K_UJOBS[id] = its window's end ('d' done,
--- 's' started) .. key (what to release), and uq = 1 in its state. Every transition that ends its window calls unlock in the same script: finish
--- (completed, cancelled), dead-lettering, and the start in fetch (`started`: only a window
--- that ends there). The lock is removed only if the job still holds it (a lock past
--- its expiry may have been taken by a later job).
-local function unlock(id, h, started)
-  if (h.uq or 0) == 0 then return end
-  local v = redis.call('HGET', K_UJOBS, id)
-  if started and v and string.sub(v, 1, 1) ~= 's' then return end
-  h.uq = 0
-  if not v then return end
-  redis.call('HDEL', K_UJOBS, id)
-  local key = string.sub(v, 2)
-  local held = redis.call('HGET', K_UNIQUE, key)
-  if held and string.match(held, '^%d+ (.*)$') == id then redis.call('HDEL', K_UNIQUE, key) end
 end
 
 -- completed/cancelled: keep the record until now + ttl, without its args.
