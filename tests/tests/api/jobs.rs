@@ -166,7 +166,9 @@ async fn a_duplicate_enqueue_answers_200_with_the_existing_job() {
         (json!({"unique_for": 5}), "unique_key"),
     ] {
         let mut body = json!({"name": "api_noargs"});
-        body.as_object_mut().map(|o| o.extend(extra.as_object().cloned().unwrap_or_default()));
+        if let (Some(o), Some(more)) = (body.as_object_mut(), extra.as_object()) {
+            o.extend(more.clone());
+        }
         let got = post(r, uri, body.clone()).await;
         let message = assert_error(&got, 400, "invalid_request");
         assert!(message.contains(field), "{body}: {message}");
