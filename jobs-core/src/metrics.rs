@@ -108,6 +108,21 @@ pub(crate) fn snapshot() -> BTreeMap<String, HandlerMetrics> {
     registry().lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// One handler's count of `event` so far.
+#[cfg(test)]
+pub(crate) fn count(name: &str, event: Event) -> u64 {
+    let all = snapshot();
+    let Some(m) = all.get(name) else { return 0 };
+    match event {
+        Event::Enqueued => m.enqueued,
+        Event::Completed => m.completed,
+        Event::Failed => m.failed,
+        Event::Retried => m.retried,
+        Event::DeadLettered => m.dead,
+        Event::Unhandled => m.unhandled,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
