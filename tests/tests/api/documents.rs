@@ -165,6 +165,8 @@ async fn metrics_are_openmetrics_text() {
     let r = &fx.router;
     let id = enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
     wait_for_job(r, id, |j| j["status"] == "completed").await;
+    let id = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
+    wait_for_job(r, id, |j| j["status"] == "completed").await;
     enqueue(r, json!({"name": "api_noargs", "priority": "low", "delay_seconds": 3600})).await;
     fx.service.stop().await.expect("stops");
 
@@ -190,12 +192,14 @@ async fn metrics_are_openmetrics_text() {
     assert!(value("jobs_processing_seconds_bucket{le=\"+Inf\",handler=\"api_sync\"}") >= 1.0);
     // `api_sync` is of the default queue, and of high priority.
     assert!(value("jobs_queue_wait_seconds_count{queue=\"default\",priority=\"high\"}") >= 1.0);
+    // `api_limited` declares `queue = "payments"`.
+    assert!(value("jobs_queue_wait_seconds_count{queue=\"payments\",priority=\"normal\"}") >= 1.0);
     assert_eq!(value("jobs_queue_pending{priority=\"low\"}"), 0.0);
     assert_eq!(value("jobs_queue_scheduled"), 1.0);
     assert_eq!(value("jobs_queue_processing"), 0.0);
     assert_eq!(value("jobs_dead_letter_size"), 0.0);
     assert!(value("jobs_workers_live") >= 0.0);
-    assert_eq!(value("jobs_backend_completed_total"), 1.0);
+    assert_eq!(value("jobs_backend_completed_total"), 2.0);
     // Every handler of the process is listed, at 0 before its first event.
     assert!(value("jobs_unhandled_total{handler=\"api_sync\"}") >= 0.0);
     assert!(value("jobs_leases_lost_total{handler=\"api_noargs\"}") >= 0.0);
