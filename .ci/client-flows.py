@@ -31,7 +31,7 @@ import uuid
 
 import attrs
 from openapi_schema_validator import OAS31Validator
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from jobs_api_client import AuthenticatedClient, Client
 from jobs_api_client.api.dlq import (
@@ -409,7 +409,8 @@ def phase2(api, state):
 METRIC_FAMILIES = {
     "jobs_enqueued": "counter", "jobs_completed": "counter", "jobs_failed": "counter",
     "jobs_retried": "counter", "jobs_dead_lettered": "counter",
-    "jobs_processing_seconds": "histogram",
+    "jobs_unhandled": "counter", "jobs_leases_lost": "counter",
+    "jobs_processing_seconds": "histogram", "jobs_queue_wait_seconds": "histogram",
     "jobs_queue_pending": "gauge", "jobs_queue_scheduled": "gauge",
     "jobs_queue_retrying": "gauge", "jobs_queue_processing": "gauge",
     "jobs_dead_letter_size": "gauge", "jobs_workers_live": "gauge",
@@ -422,8 +423,9 @@ METRIC_FAMILIES = {
 
 
 def check_metrics(api, dead_before):
-    """/metrics through the official Prometheus parser: every documented family with its
-    type, and samples that agree with the API's own numbers."""
+    """/metrics (OpenMetrics text) through the official Prometheus client's OpenMetrics
+    parser: every documented family with its type, and samples that agree with the API's
+    own numbers."""
     text = api.call(get_metrics, 200, str)
     dead_after = api.call(get_queue_stats, 200, QueueStatsView).dead_letter
     families = {f.name: f for f in text_string_to_metric_families(text)}

@@ -45,6 +45,14 @@ impl JobId {
         const NS: Uuid = Uuid::from_u128(0x6a6f_6273_2d63_6f72_652d_6964_735f_7631);
         JobId(Uuid::new_v5(&NS, name.as_bytes()))
     }
+
+    /// The id's last 8 hex digits, for a display that tells jobs apart at a glance (the
+    /// full id goes in links, titles and commands). Not the first ones: a UUIDv7 begins
+    /// with its timestamp, so jobs created in the same second share their first digits,
+    /// while its last 32 bits are random (and a derived id's are a hash).
+    pub fn short(&self) -> String {
+        format!("{:08x}", self.0.as_u128() & 0xffff_ffff)
+    }
 }
 
 impl Default for JobId {
@@ -481,6 +489,25 @@ impl EnqueueOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ids_of_ids_drawn_in_the_same_millisecond_differ() {
+        // UUIDv7 ids drawn together share their leading (timestamp) digits: the short id
+        // must come from the random tail instead.
+        let mut pair = None;
+        for _ in 0..10_000 {
+            let (a, b) = (JobId::new(), JobId::new());
+            if a.0.get_timestamp() == b.0.get_timestamp() {
+                pair = Some((a, b));
+                break;
+            }
+        }
+        let (a, b) = pair.expect("two ids within one millisecond");
+        assert_eq!(a.to_string()[..8], b.to_string()[..8], "same leading digits");
+        assert_ne!(a.short(), b.short(), "{a} {b}");
+        assert_eq!(a.short().len(), 8);
+        assert!(a.to_string().ends_with(&a.short()), "{a}: {}", a.short());
+    }
 
     #[test]
     fn statuses_and_priorities_use_the_specs_spelling() {

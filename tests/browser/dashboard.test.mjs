@@ -139,6 +139,13 @@ describe('dashboard', () => {
     await open('dlq');
     const rows = page.locator('#dlq tbody tr');
     await waitFor('two rows', async () => (await rows.count()) === 2);
+    // The two were enqueued back to back (their ids' leading, timestamp digits mostly
+    // agree): each row shows its id's random tail, and links and titles the full id.
+    const links = page.locator('#dlq tbody tr a.mono');
+    const shown = await links.allInnerTexts();
+    assert.deepEqual(shown.map((t) => t.trim()).sort(), jobs.dead.map((id) => id.slice(-8)).sort());
+    assert.notEqual(shown[0], shown[1]);
+    assert.deepEqual((await links.evaluateAll((as) => as.map((a) => a.title))).sort(), [...jobs.dead].sort());
     const row = page.locator(`#dlq tr[data-job="${jobs.fixable}"]`);
     assert.match(await row.innerText(), /unknown user `user-001`/);
     assert.match(await row.innerText(), /0 \/ 5/);

@@ -1,32 +1,35 @@
-//! `/metrics`: the Prometheus text exposition format (0.0.4), rendered here and only here.
+//! `/metrics`: the OpenMetrics text format (1.0.0), which Prometheus scrapes natively,
+//! written by [`prometheus-client`](https://docs.rs/prometheus-client) (why that crate:
+//! [`crate::metrics`]).
 //!
-//! The page has two halves: this process's per-handler counters and processing-time
-//! histograms, kept in memory by [`crate::metrics`] as workers and the queue record them,
-//! and the deployment's numbers (queue depths, the backend's counters, live workers,
-//! schedules), read from the backend for each request.
-
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+//! The page has two halves, put in one registry built for each request: this process's
+//! families, kept by [`crate::metrics`] as workers and the queue record them, and the
+//! deployment's numbers (queue depths, the backend's counters, live workers, schedules),
+//! read from the backend for that request.
 
 use axum::extract::State as AxumState;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::metrics::{BUCKETS, HandlerMetrics};
 use crate::stats::{QueueStats, SchedulerStats};
 
-/// The content type of the text format.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the OpenMetrics text format.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Prometheus metrics: this process's job counters and processing-time histograms by
-/// handler, and the deployment's queue depths, dead-letter size and live workers.
+/// Prometheus metrics: this process's job counters, processing-time and queue wait
+/// histograms, and the deployment's queue depths, dead-letter size, live workers and
+/// schedules.
 #[utoipa::path(
     get, path = "/metrics", operation_id = "get_metrics", tag = "meta",
     responses(
-        (status = 200, description = "Prometheus text format 0.0.4", body = String,
-            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 200, description = "OpenMetrics text format 1.0.0", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
         (status = 401, body = ErrorBody),
         (status = 500, body = ErrorBody),
         (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
@@ -37,216 +40,202 @@ pub async fn prometheus(AxumState(s): AxumState<ApiState>) -> Result<Response, A
     let queue = svc.queue().stats().await?;
     let live_workers = svc.worker_stats().await?.len() as u64;
     let scheduler = svc.scheduler().stats().await?;
+    // Every handler this process has is listed, at 0 before its first event.
+    crate::metrics::declare(svc.registry().handlers().map(|h| h.name()));
 
-    let mut out = String::with_capacity(4096);
-    write_process(&mut out, &crate::metrics::snapshot());
-    write_queue(&mut out, &queue, live_workers);
-    write_scheduler(&mut out, &scheduler);
+    let mut registry = Registry::default();
+    crate::metrics::register(&mut registry);
+    register_queue(&mut registry, &queue, live_workers);
+    register_scheduler(&mut registry, &scheduler);
+    let out = encode(&registry).map_err(|e| ApiError::internal(&e))?;
 
     let mut res = out.into_response();
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     Ok(res)
 }
 
-/// Escapes a label value for the text format: backslash, double quote and line feed.
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The page: every family of `registry`, then `# EOF`.
+fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(8192);
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// A count as a gauge's value.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// This process's per-handler counters and processing-time histograms.
-fn write_process(out: &mut String, handlers: &BTreeMap<String, HandlerMetrics>) {
-    type Get = fn(&HandlerMetrics) -> u64;
-    let counters: [(&str, &str, Get); 6] = [
-        ("jobs_enqueued_total", "Jobs enqueued by this process, by handler.", |m| m.enqueued),
-        ("jobs_completed_total", "Jobs completed by this process's workers, by handler.", |m| {
-            m.completed
-        }),
-        (
-            "jobs_failed_total",
-            "Failed attempts in this process's workers (each retry and each dead-lettering counts), by handler.",
-            |m| m.failed,
-        ),
-        ("jobs_retried_total", "Failed attempts scheduled for a retry, by handler.", |m| m.retried),
-        (
-            "jobs_dead_lettered_total",
-            "Jobs moved to the dead-letter queue by this process's workers, by handler.",
-            |m| m.dead,
-        ),
-        (
-            "jobs_unhandled_total",
-            "Deliveries this process's workers gave back because they lack the handler, by handler.",
-            |m| m.unhandled,
-        ),
-    ];
-    for (name, help, get) in counters {
-        family(out, name, "counter", help);
-        for (handler, m) in handlers {
-            let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), get(m));
-        }
+/// A family of gauges with one label, `key`, set to these values.
+fn gauges<'a>(
+    key: &'static str,
+    values: impl IntoIterator<Item = (&'a str, i64)>,
+) -> Family<Vec<(&'static str, String)>, Gauge> {
+    let family = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for (label, v) in values {
+        family.get_or_create(&vec![(key, label.to_owned())]).set(v);
     }
-    let name = "jobs_processing_seconds";
-    family(out, name, "histogram", "Handler run time in this process's workers, by handler.");
-    for (handler, m) in handlers {
-        let h = escape_label(handler);
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += m.buckets[i];
-            let _ = writeln!(out, "{name}_bucket{{handler=\"{h}\",le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += m.buckets[BUCKETS.len()];
-        let _ = writeln!(out, "{name}_bucket{{handler=\"{h}\",le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum{{handler=\"{h}\"}} {}", m.sum);
-        let _ = writeln!(out, "{name}_count{{handler=\"{h}\"}} {}", m.count);
-    }
+    family
 }
 
 /// The deployment's queue depths, live workers and the backend's monotonic counters.
-fn write_queue(out: &mut String, q: &QueueStats, live_workers: u64) {
-    family(out, "jobs_queue_pending", "gauge", "Jobs ready to run, by priority.");
-    for (p, n) in [
-        ("critical", q.pending.critical),
-        ("high", q.pending.high),
-        ("normal", q.pending.normal),
-        ("low", q.pending.low),
-    ] {
-        let _ = writeln!(out, "jobs_queue_pending{{priority=\"{p}\"}} {n}");
-    }
-    let gauges = [
-        ("jobs_queue_scheduled", "Jobs due later (delayed, and retries waiting).", q.scheduled),
-        ("jobs_queue_retrying", "Retries waiting for their next attempt.", q.retrying),
-        ("jobs_queue_processing", "Jobs running.", q.processing),
-        ("jobs_dead_letter_size", "Jobs in the dead-letter queue.", q.dead_letter),
-        ("jobs_workers_live", "Workers of the deployment with a recent heartbeat.", live_workers),
+/// Counters are registered without their `_total`, which the encoder adds.
+fn register_queue(reg: &mut Registry, q: &QueueStats, live_workers: u64) {
+    let p = &q.pending;
+    reg.register(
+        "jobs_queue_pending",
+        "Jobs of the deployment ready to run, by priority",
+        gauges(
+            "priority",
+            [
+                ("critical", int(p.critical)),
+                ("high", int(p.high)),
+                ("normal", int(p.normal)),
+                ("low", int(p.low)),
+            ],
+        ),
+    );
+    let scalar_gauges = [
+        (
+            "jobs_queue_scheduled",
+            "Jobs of the deployment due later (delayed, and retries waiting)",
+            q.scheduled,
+        ),
+        (
+            "jobs_queue_retrying",
+            "Retries of the deployment waiting for their next attempt",
+            q.retrying,
+        ),
+        ("jobs_queue_processing", "Jobs of the deployment running", q.processing),
+        ("jobs_dead_letter_size", "Jobs in the deployment's dead-letter queue", q.dead_letter),
+        ("jobs_workers_live", "Workers of the deployment with a recent heartbeat", live_workers),
     ];
-    for (name, help, v) in gauges {
-        family(out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {v}");
+    for (name, help, v) in scalar_gauges {
+        reg.register(name, help, ConstGauge::new(int(v)));
     }
     let c = q.counters;
     let backend_counters = [
-        ("jobs_backend_enqueued_total", "Jobs created in the deployment.", c.enqueued),
-        ("jobs_backend_completed_total", "Jobs completed in the deployment.", c.completed),
-        ("jobs_backend_failed_total", "Failed attempts in the deployment.", c.failed),
-        ("jobs_backend_retried_total", "Retries scheduled in the deployment.", c.retried),
-        ("jobs_backend_dead_lettered_total", "Jobs dead-lettered in the deployment.", c.dead),
-        ("jobs_backend_cancelled_total", "Jobs cancelled in the deployment.", c.cancelled),
-        ("jobs_backend_stalled_total", "Leases taken back from lost workers.", c.stalled),
+        ("jobs_backend_enqueued", "Jobs created in the deployment", c.enqueued),
+        ("jobs_backend_completed", "Jobs completed in the deployment", c.completed),
+        ("jobs_backend_failed", "Failed attempts in the deployment", c.failed),
+        ("jobs_backend_retried", "Retries scheduled in the deployment", c.retried),
+        ("jobs_backend_dead_lettered", "Jobs dead-lettered in the deployment", c.dead),
+        ("jobs_backend_cancelled", "Jobs cancelled in the deployment", c.cancelled),
+        (
+            "jobs_backend_stalled",
+            "Leases taken back from lost workers in the deployment",
+            c.stalled,
+        ),
     ];
     for (name, help, v) in backend_counters {
-        family(out, name, "counter", help);
-        let _ = writeln!(out, "{name} {v}");
+        reg.register(name, help, ConstCounter::new(v));
     }
-    let name = "jobs_backend_unhandled_total";
-    family(
-        out,
-        name,
-        "counter",
-        "Deliveries given back in the deployment because their worker lacked the handler, by handler.",
-    );
+    let unhandled = Family::<Vec<(&'static str, String)>, Counter>::default();
     for (handler, u) in &q.unhandled {
-        let _ = writeln!(out, "{name}{{handler=\"{}\"}} {}", escape_label(handler), u.given_back);
+        unhandled.get_or_create(&vec![("handler", handler.clone())]).inc_by(u.given_back);
     }
-    let name = "jobs_unhandled_no_live_worker_since_seconds";
-    family(
-        out,
-        name,
-        "gauge",
-        "Since when (Unix time) no live worker has had the handler, as of its last give-back; absent while one has.",
+    reg.register(
+        "jobs_backend_unhandled",
+        "Deliveries given back in the deployment because their worker lacked the handler, by handler",
+        unhandled,
     );
-    for (handler, u) in &q.unhandled {
-        if let Some(since) = u.no_live_worker_since {
-            let _ = writeln!(
-                out,
-                "{name}{{handler=\"{}\"}} {}",
-                escape_label(handler),
-                since.timestamp()
-            );
-        }
-    }
+    reg.register(
+        "jobs_unhandled_no_live_worker_since_seconds",
+        "Since when (Unix time) no live worker has had the handler, as of its last give-back; absent while one has",
+        gauges(
+            "handler",
+            q.unhandled
+                .iter()
+                .filter_map(|(h, u)| u.no_live_worker_since.map(|t| (h.as_str(), t.timestamp()))),
+        ),
+    );
 }
 
 /// The deployment's schedules by state, and whether this process's scheduler runs.
-fn write_scheduler(out: &mut String, st: &SchedulerStats) {
-    family(out, "jobs_schedules", "gauge", "Schedules of the deployment, by state.");
-    let _ = writeln!(out, "jobs_schedules{{state=\"enabled\"}} {}", st.enabled_tasks);
-    let _ = writeln!(out, "jobs_schedules{{state=\"disabled\"}} {}", st.disabled_tasks);
-    family(out, "jobs_schedules_due", "gauge", "Enabled schedules due and not fired.");
-    let _ = writeln!(out, "jobs_schedules_due {}", st.due_tasks);
-    family(out, "jobs_scheduler_running", "gauge", "1 when this process's scheduler runs.");
-    let _ = writeln!(out, "jobs_scheduler_running {}", u8::from(st.running));
-    family(
-        out,
-        "jobs_schedules_lost",
-        "gauge",
-        "Schedules registered through the API and lost with the backend's data (not recreatable).",
+fn register_scheduler(reg: &mut Registry, st: &SchedulerStats) {
+    reg.register(
+        "jobs_schedules",
+        "Schedules of the deployment, by state",
+        gauges(
+            "state",
+            [
+                ("enabled", int(st.enabled_tasks as u64)),
+                ("disabled", int(st.disabled_tasks as u64)),
+            ],
+        ),
     );
-    let _ = writeln!(out, "jobs_schedules_lost {}", st.lost_tasks.len());
-    family(
-        out,
-        "jobs_schedules_restored_total",
-        "counter",
-        "Declared schedules stored again after the backend lost them.",
+    let scalar_gauges = [
+        ("jobs_schedules_due", "Enabled schedules due and not fired", st.due_tasks as u64),
+        ("jobs_scheduler_running", "1 when this process's scheduler runs", u64::from(st.running)),
+        (
+            "jobs_schedules_lost",
+            "Schedules registered through the API and lost with the backend's data (not recreatable)",
+            st.lost_tasks.len() as u64,
+        ),
+    ];
+    for (name, help, v) in scalar_gauges {
+        reg.register(name, help, ConstGauge::new(int(v)));
+    }
+    reg.register(
+        "jobs_schedules_restored",
+        "Declared schedules this process stored again after the backend lost them",
+        ConstCounter::new(st.restored_tasks),
     );
-    let _ = writeln!(out, "jobs_schedules_restored_total {}", st.restored_tasks);
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::metrics::{Event, observe, record};
 
-    #[test]
-    fn counts_and_histogram_render_per_handler() {
-        let name = "api_metrics_unit_test_handler";
-        record(name, Event::Enqueued);
-        record(name, Event::Completed);
-        record(name, Event::Failed);
-        record(name, Event::Retried);
-        record(name, Event::DeadLettered);
-        observe(name, Duration::from_millis(3));
-        observe(name, Duration::from_secs(1000));
-        let mut out = String::new();
-        write_process(&mut out, &crate::metrics::snapshot());
-        for line in [
-            "jobs_enqueued_total{handler=\"api_metrics_unit_test_handler\"} 1",
-            "jobs_dead_lettered_total{handler=\"api_metrics_unit_test_handler\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"api_metrics_unit_test_handler\",le=\"0.005\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"api_metrics_unit_test_handler\",le=\"300\"} 1",
-            "jobs_processing_seconds_bucket{handler=\"api_metrics_unit_test_handler\",le=\"+Inf\"} 2",
-            "jobs_processing_seconds_count{handler=\"api_metrics_unit_test_handler\"} 2",
-            "# TYPE jobs_processing_seconds histogram",
-        ] {
-            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    fn page(q: &QueueStats, live: u64, st: &SchedulerStats) -> String {
+        let mut registry = Registry::default();
+        crate::metrics::register(&mut registry);
+        register_queue(&mut registry, q, live);
+        register_scheduler(&mut registry, st);
+        encode(&registry).expect("encodes")
+    }
+
+    fn no_schedules() -> SchedulerStats {
+        SchedulerStats {
+            running: false,
+            total_tasks: 0,
+            enabled_tasks: 0,
+            disabled_tasks: 0,
+            due_tasks: 0,
+            lost_tasks: Vec::new(),
+            restored_tasks: 0,
+            tasks: Vec::new(),
+        }
+    }
+
+    #[track_caller]
+    fn has_lines(out: &str, lines: &[&str]) {
+        for line in lines {
+            assert!(out.lines().any(|l| l == *line), "missing {line:?} in\n{out}");
         }
     }
 
     #[test]
-    fn jobs_without_a_live_handler_are_counted_per_name() {
-        let name = "api_metrics_unhandled_test_handler";
-        record(name, Event::Unhandled);
-        record(name, Event::Unhandled);
-        let mut out = String::new();
-        write_process(&mut out, &crate::metrics::snapshot());
-        let line = "jobs_unhandled_total{handler=\"api_metrics_unhandled_test_handler\"} 2";
-        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    fn process_and_deployment_halves_share_one_page() {
+        let name = "api_metrics_unit_test_handler";
+        record(name, Event::Enqueued);
+        observe(name, std::time::Duration::from_millis(3));
+        let out = page(&QueueStats::default(), 0, &no_schedules());
+        has_lines(
+            &out,
+            &[
+                "jobs_enqueued_total{handler=\"api_metrics_unit_test_handler\"} 1",
+                "jobs_processing_seconds_count{handler=\"api_metrics_unit_test_handler\"} 1",
+                "jobs_workers_live 0",
+            ],
+        );
+        assert_eq!(out.matches("# EOF").count(), 1, "{out}");
+        assert!(out.ends_with("# EOF\n"), "{out}");
+    }
 
+    #[test]
+    fn jobs_without_a_live_handler_are_counted_per_name() {
         let mut q = QueueStats::default();
         let since = chrono::DateTime::from_timestamp(1_700_000_000, 0);
         let u = crate::stats::UnhandledStats {
@@ -256,27 +245,17 @@ mod tests {
         };
         q.unhandled.insert("resize".into(), u);
         q.unhandled.insert("handled_again".into(), crate::stats::UnhandledStats::default());
-        let mut out = String::new();
-        write_queue(&mut out, &q, 1);
-        for line in [
-            "# TYPE jobs_backend_unhandled_total counter",
-            "jobs_backend_unhandled_total{handler=\"resize\"} 9",
-            "jobs_backend_unhandled_total{handler=\"handled_again\"} 0",
-            "jobs_unhandled_no_live_worker_since_seconds{handler=\"resize\"} 1700000000",
-        ] {
-            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
-        }
+        let out = page(&q, 1, &no_schedules());
+        has_lines(
+            &out,
+            &[
+                "# TYPE jobs_backend_unhandled counter",
+                "jobs_backend_unhandled_total{handler=\"resize\"} 9",
+                "jobs_backend_unhandled_total{handler=\"handled_again\"} 0",
+                "jobs_unhandled_no_live_worker_since_seconds{handler=\"resize\"} 1700000000",
+            ],
+        );
         assert!(!out.contains("no_live_worker_since_seconds{handler=\"handled_again\"}"), "{out}");
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        let mut out = String::new();
-        let mut handlers = BTreeMap::new();
-        handlers.insert("we\"ird".to_owned(), HandlerMetrics::default());
-        write_process(&mut out, &handlers);
-        assert!(out.lines().any(|l| l == "jobs_enqueued_total{handler=\"we\\\"ird\"} 0"), "{out}");
     }
 
     #[test]
@@ -295,22 +274,24 @@ mod tests {
             restored_tasks: 2,
             tasks: Vec::new(),
         };
-        let mut out = String::new();
-        write_queue(&mut out, &q, 5);
-        write_scheduler(&mut out, &st);
-        for line in [
-            "jobs_queue_pending{priority=\"low\"} 4",
-            "jobs_queue_scheduled 2",
-            "jobs_workers_live 5",
-            "jobs_backend_completed_total 7",
-            "# TYPE jobs_backend_completed_total counter",
-            "jobs_schedules{state=\"enabled\"} 2",
-            "jobs_schedules{state=\"disabled\"} 1",
-            "jobs_scheduler_running 1",
-            "jobs_schedules_lost 1",
-            "jobs_schedules_restored_total 2",
-        ] {
-            assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
-        }
+        let out = page(&q, 5, &st);
+        has_lines(
+            &out,
+            &[
+                "jobs_queue_pending{priority=\"low\"} 4",
+                "jobs_queue_pending{priority=\"critical\"} 0",
+                "# TYPE jobs_queue_pending gauge",
+                "jobs_queue_scheduled 2",
+                "jobs_workers_live 5",
+                "jobs_backend_completed_total 7",
+                "# TYPE jobs_backend_completed counter",
+                "# HELP jobs_backend_completed Jobs completed in the deployment.",
+                "jobs_schedules{state=\"enabled\"} 2",
+                "jobs_schedules{state=\"disabled\"} 1",
+                "jobs_scheduler_running 1",
+                "jobs_schedules_lost 1",
+                "jobs_schedules_restored_total 2",
+            ],
+        );
     }
 }

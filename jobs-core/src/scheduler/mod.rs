@@ -165,6 +165,17 @@ impl Scheduler {
         self.inner.queue.backend()
     }
 
+    /// Fires through the backend (which writes the job itself, not through the queue's
+    /// enqueue) and counts a written job in `jobs_enqueued_total`, as the queue counts its
+    /// own.
+    async fn fire(&self, fire: &ScheduleFire) -> Result<FireOutcome> {
+        let out = self.backend().schedule_fire(fire).await?;
+        if out == FireOutcome::Fired {
+            crate::metrics::record(&fire.job.name, crate::metrics::Event::Enqueued);
+        }
+        Ok(out)
+    }
+
     /// Starts the loop on the current tokio runtime: it first upserts the schedules
     /// declared with the macros, then fires due ticks until [`stop`](Self::stop).
     /// Starting a running scheduler is an error.
@@ -280,7 +291,7 @@ impl Scheduler {
         let id = JobId::new();
         let fire =
             ScheduleFire { name: name.to_owned(), claim: None, job: self.job(&stored.entry, id)? };
-        match self.backend().schedule_fire(&fire).await? {
+        match self.fire(&fire).await? {
             FireOutcome::Fired => Ok(id),
             FireOutcome::NotFound => Err(not_found(name)),
             other => Err(Error::Backend(format!("unexpected outcome of run-now: {other:?}"))),
@@ -584,7 +595,7 @@ async fn fire_tick(
         claim: Some(TickClaim { expected: tick, next, hash: stored.hash.clone(), generation }),
         job: s.job(e, id)?,
     };
-    let out = s.backend().schedule_fire(&fire).await?;
+    let out = s.fire(&fire).await?;
     match out {
         FireOutcome::Fired => tracing::debug!(
             schedule = %Escaped(&e.name),
@@ -599,4 +610,31 @@ async fn fire_tick(
         _ => tracing::trace!(schedule = %Escaped(&e.name), outcome = ?out, "tick not fired here"),
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Event, count};
+
+    #[tokio::test]
+    async fn jobs_the_scheduler_enqueues_are_counted_as_enqueued_by_this_process() {
+        // Ticks and run-now go through `Backend::schedule_fire`, not the queue's enqueue.
+        let job = "scheduler_metrics_unit_test_job";
+        let sched = Scheduler::new(JobQueue::memory(), Arc::default(), SchedulerConfig::default());
+        sched.register(ScheduleSpec::interval("every_second", job, 1)).await.expect("registers");
+        let before = count(job, Event::Enqueued);
+        sched.run_now("every_second").await.expect("runs now");
+        assert_eq!(count(job, Event::Enqueued), before + 1, "run-now is counted");
+
+        sched.start().expect("starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(job, Event::Enqueued) < before + 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sched.stop().await;
+        let fired = sched.get("every_second").await.expect("exists").run_count;
+        assert!(fired >= 2, "a tick fired: run_count {fired}");
+        assert_eq!(count(job, Event::Enqueued), before + fired, "every fired job is counted");
+    }
 }

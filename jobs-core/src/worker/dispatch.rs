@@ -186,6 +186,13 @@ pub(crate) enum Outcome {
 async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let LeasedJob { job, lease } = lj;
     let name = job.name.clone();
+    // Waited for a handler of this process: by the queue it declares (a job whose handler
+    // is missing here is given back, not started).
+    if let Some(h) = inner.registry.handler(&name)
+        && let Some(waited) = crate::metrics::queue_wait(&job)
+    {
+        crate::metrics::observe_wait(h.queue(), job.priority, waited);
+    }
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %Escaped(&job.name),
         job.attempt = lease.attempt, job.priority = %job.priority);
     async move {
@@ -201,6 +208,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                 None => Fate::Running,
             }
         };
+        if fate == Fate::Lost {
+            crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
+        }
         let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
         let took = started.elapsed();
         match outcome {
@@ -220,8 +230,11 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                     Ok(Err(Error::InvalidState { status: JobStatus::Cancelled, .. })) => {
                         tracing::info!("job cancelled; its result was not recorded")
                     }
-                    Ok(Err(Error::StaleLease { .. })) => tracing::warn!(
-                        "job finished after its lease was taken back; its result was not recorded"),
+                    Ok(Err(Error::StaleLease { .. })) => {
+                        crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
+                        tracing::warn!(
+                            "job finished after its lease was taken back; its result was not recorded")
+                    }
                     Ok(Err(e)) => tracing::error!(error = %Escaped(&e),
                         "could not record completion; the job will be redelivered"),
                     Err(_) => tracing::error!("acknowledgement dropped; the job will be redelivered"),
@@ -250,8 +263,11 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                     }
                     Ok(FailOutcome::Cancelled) => tracing::info!("job cancelled"),
                     // `Ok(Stale)` does not come back from the queue; named to complete the match.
-                    Ok(FailOutcome::Stale) | Err(Error::StaleLease { .. }) => tracing::warn!(
-                        error = %Escaped(&error), "job failed after its lease was taken back; not recorded"),
+                    Ok(FailOutcome::Stale) | Err(Error::StaleLease { .. }) => {
+                        crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
+                        tracing::warn!(error = %Escaped(&error),
+                            "job failed after its lease was taken back; not recorded")
+                    }
                     Err(e) => tracing::error!(error = %Escaped(&e),
                         "could not record failure; the job will be redelivered"),
                 }
@@ -267,8 +283,11 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                         "job cancelled; its handler did not return within the cancel grace and was aborted"),
                     Ok(other) => tracing::warn!(outcome = ?other,
                         "aborted a cancelled job's handler, but the backend did not cancel the job"),
-                    Err(Error::StaleLease { .. }) => tracing::warn!(
-                        "aborted a cancelled job's handler after its lease was taken back"),
+                    Err(Error::StaleLease { .. }) => {
+                        crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
+                        tracing::warn!(
+                            "aborted a cancelled job's handler after its lease was taken back")
+                    }
                     Err(e) => tracing::error!(error = %Escaped(&e),
                         "could not record the cancel; the job is cancelled when its lease lapses"),
                 }

@@ -157,6 +157,8 @@ impl JobWorker {
         cfg: WorkerConfig,
     ) -> Result<Self> {
         cfg.validate()?;
+        // Listed on `/metrics` at 0 from the start, so that `rate()` sees the first event.
+        crate::metrics::declare(registry.handlers().map(|h| h.name()));
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(JobWorker {
             inner: Arc::new(Inner {

@@ -86,6 +86,7 @@ pub(super) async fn give_back(inner: &Inner, name: &str, lease: Lease) {
         }
         Ok(GiveBackOutcome::Cancelled) => tracing::info!("job cancelled"),
         Ok(GiveBackOutcome::Stale) => {
+            crate::metrics::record(name, crate::metrics::Event::LeaseLost);
             tracing::warn!("could not give the job back: its lease was taken back")
         }
         Err(e) => tracing::error!(error = %e,

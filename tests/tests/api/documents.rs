@@ -160,10 +160,12 @@ async fn operation_ids_are_unique_and_every_operation_is_tagged() {
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn metrics_are_openmetrics_text() {
     let fx = fixture_with(ApiConfig::default(), true).await;
     let r = &fx.router;
     let id = enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
+    wait_for_job(r, id, |j| j["status"] == "completed").await;
+    let id = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
     wait_for_job(r, id, |j| j["status"] == "completed").await;
     enqueue(r, json!({"name": "api_noargs", "priority": "low", "delay_seconds": 3600})).await;
     fx.service.stop().await.expect("stops");
@@ -176,7 +178,7 @@ async fn metrics_are_prometheus_text() {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(ct.starts_with("application/openmetrics-text; version=1.0.0"), "{ct}");
     let body = res.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8(body.to_vec()).expect("utf-8");
     let value = |prefix: &str| -> f64 {
@@ -187,15 +189,27 @@ async fn metrics_are_prometheus_text() {
     assert!(value("jobs_enqueued_total{handler=\"api_sync\"}") >= 1.0);
     assert!(value("jobs_completed_total{handler=\"api_sync\"}") >= 1.0);
     assert!(value("jobs_processing_seconds_count{handler=\"api_sync\"}") >= 1.0);
-    assert!(value("jobs_processing_seconds_bucket{handler=\"api_sync\",le=\"+Inf\"}") >= 1.0);
+    assert!(value("jobs_processing_seconds_bucket{le=\"+Inf\",handler=\"api_sync\"}") >= 1.0);
+    // `api_sync` is of the default queue, and of high priority.
+    assert!(value("jobs_queue_wait_seconds_count{queue=\"default\",priority=\"high\"}") >= 1.0);
+    // `api_limited` declares `queue = "payments"`.
+    assert!(value("jobs_queue_wait_seconds_count{queue=\"payments\",priority=\"normal\"}") >= 1.0);
     assert_eq!(value("jobs_queue_pending{priority=\"low\"}"), 0.0);
     assert_eq!(value("jobs_queue_scheduled"), 1.0);
     assert_eq!(value("jobs_queue_processing"), 0.0);
     assert_eq!(value("jobs_dead_letter_size"), 0.0);
     assert!(value("jobs_workers_live") >= 0.0);
-    assert_eq!(value("jobs_backend_completed_total"), 1.0);
-    for family in ["jobs_failed_total", "jobs_retried_total", "jobs_dead_lettered_total"] {
+    assert_eq!(value("jobs_backend_completed_total"), 2.0);
+    // Every handler of the process is listed, at 0 before its first event.
+    assert!(value("jobs_unhandled_total{handler=\"api_sync\"}") >= 0.0);
+    assert!(value("jobs_leases_lost_total{handler=\"api_noargs\"}") >= 0.0);
+    // OpenMetrics names a counter's family without its `_total`.
+    for family in
+        ["jobs_failed", "jobs_retried", "jobs_dead_lettered", "jobs_unhandled", "jobs_leases_lost"]
+    {
         assert!(text.contains(&format!("# TYPE {family} counter")), "{family}");
     }
     assert!(text.contains("# TYPE jobs_processing_seconds histogram"));
+    assert!(text.contains("# TYPE jobs_queue_wait_seconds histogram"));
+    assert_eq!(text.lines().last(), Some("# EOF"));
 }

@@ -23,6 +23,7 @@ use tower::ServiceExt;
 mod documents;
 mod hardening;
 mod jobs;
+mod metrics;
 mod schedules;
 mod stats;
 
@@ -68,6 +69,13 @@ async fn api_limited(args: SyncArgs) -> Result<(), JobError> {
 
 #[job_handler("api_noargs")]
 async fn api_noargs() -> Result<(), JobError> {
+    Ok(())
+}
+
+/// Runs for two seconds (long enough to lose its lease from outside).
+#[job_handler("api_slow")]
+async fn api_slow() -> Result<(), JobError> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(())
 }
 

@@ -116,8 +116,11 @@ function pretty(v) {
   return JSON.stringify(v, null, 2);
 }
 
+// The id's last 8 hex digits: a UUIDv7 begins with its timestamp, so jobs created in the
+// same second share their first digits, while its tail is random. The full id stays in the
+// link's target and title.
 function shortId(id) {
-  return String(id).slice(0, 8);
+  return String(id).slice(-8);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1290,6 +1293,6 @@ function start() {
 }
 
 // For the browser tests and the curious: the pure helpers.
-window.jobsDashboard = { cronWords, intervalWords, scheduleWords, bucketsFromSamples, bucketsFromBackend, errorField, api };
+window.jobsDashboard = { shortId, cronWords, intervalWords, scheduleWords, bucketsFromSamples, bucketsFromBackend, errorField, api };
 
 start();
