@@ -5,6 +5,7 @@ use std::any::{Any, TypeId, type_name};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -124,7 +125,12 @@ pub struct JobContext {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) defaults: JobDefaults,
     state: Arc<State>,
+    /// The worker's lease length and grace: what a progress report extends the lease by.
+    lease_terms: (Duration, Duration),
 }
+
+/// The lease terms of a context no worker made (the worker's defaults: 30 s, 5 s grace).
+const DEFAULT_LEASE_TERMS: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(5));
 
 impl JobContext {
     /// The context's own parts; the public constructors ([`JobContext::new`],
@@ -146,6 +152,48 @@ impl JobContext {
             backend,
             defaults,
             state: Arc::new(State::new()),
+            lease_terms: DEFAULT_LEASE_TERMS,
+        }
+    }
+
+    /// The same context under a worker's lease length and grace (progress reports extend
+    /// the lease by them, as heartbeats do).
+    pub(crate) fn with_lease_terms(mut self, lease: Duration, grace: Duration) -> Self {
+        self.lease_terms = (lease, grace);
+        self
+    }
+
+    /// Reports how far the job has come: `percent` (0 to 100) and what it is doing. The
+    /// report is stored with the job (its `progress`, shown by the API, the dashboard and
+    /// the CLI) and counts as a heartbeat of this delivery: its lease is extended.
+    ///
+    /// [`Error::InvalidJob`] for a percentage outside 0..=100 (nothing is stored);
+    /// [`Error::StaleLease`] when this delivery's lease was taken back (the job is no
+    /// longer this attempt's: the handler should stop).
+    ///
+    /// ```
+    /// use jobs_core::prelude::*;
+    ///
+    /// #[job_handler("import_rows")]
+    /// async fn import_rows(ctx: JobContext) -> Result<(), JobError> {
+    ///     for batch in 0..4 {
+    ///         // ... import a batch ...
+    ///         ctx.progress(f64::from(batch + 1) * 25.0, format!("batch {} of 4", batch + 1)).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn progress(&self, percent: f64, message: impl Into<String>) -> crate::Result<()> {
+        let update = crate::backend::ProgressUpdate {
+            lease: crate::backend::Lease { id: self.id, attempt: self.attempt },
+            progress: crate::job::Progress::new(percent, message)?,
+            lease_for: self.lease_terms.0,
+            grace: self.lease_terms.1,
+        };
+        if self.backend.progress(&update).await? {
+            Ok(())
+        } else {
+            Err(crate::Error::StaleLease { id: self.id, attempt: self.attempt })
         }
     }
 

@@ -90,8 +90,8 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, NewJob, RunAt,
-    check_horizon,
+    MAX_DELAY, MAX_PROGRESS_MESSAGE, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MIN_TIMEOUT,
+    NewJob, Progress, RunAt, check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use marks::{Permanent, RetryAfter};

@@ -246,6 +246,7 @@ impl TestQueue {
                 self.queue.clone(),
                 self.state.clone(),
                 CancellationToken::new(),
+                (Duration::from_secs(24 * 3600), Duration::from_secs(60)),
             ) {
                 Err(outcome) => outcome,
                 Ok(call) => {

@@ -414,6 +414,12 @@ impl Backend for HangingHeartbeat {
     async fn wait_for_work(&self, max: Duration) -> jobs_core::Result<()> {
         self.inner.wait_for_work(max).await
     }
+    async fn progress(
+        &self,
+        update: &jobs_core::backend::ProgressUpdate,
+    ) -> jobs_core::Result<bool> {
+        self.inner.progress(update).await
+    }
     async fn heartbeat(&self, beat: &Heartbeat) -> jobs_core::Result<HeartbeatReply> {
         let sent = Instant::now();
         let mut hang = self.hang.subscribe();

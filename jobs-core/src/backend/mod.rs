@@ -62,6 +62,11 @@
 //!   [`FETCH_SKIP_LIMIT`] per call: a call that reaches the bound returns what it has taken
 //!   (possibly nothing) although ready jobs may remain behind them, and the work left keeps
 //!   `wait_for_work` from sleeping, so that the next call goes on at once.
+//! * `progress`: for a job `running` with the lease's attempt: its `progress` becomes the one
+//!   given (kept with the record, shown by `get_job` and listings, through later attempts and
+//!   after it finishes, until the record is purged), and its lease deadline becomes
+//!   `min(now + lease_for, started_at + timeout + grace)`, as a heartbeat would set it;
+//!   `true`. Otherwise (another attempt, not running, unknown) nothing changes; `false`.
 //! * `heartbeat`: for each lease whose job is `running` with the same attempt, the deadline
 //!   becomes `min(now + lease, started_at + timeout + grace)`, and the id is listed in
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
@@ -350,6 +355,19 @@ pub struct Heartbeat {
     pub grace: Duration,
 }
 
+/// A running job's progress report, for [`Backend::progress`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    /// The delivery reporting.
+    pub lease: Lease,
+    /// What it reports.
+    pub progress: crate::job::Progress,
+    /// The lease is extended to this long from now, as a heartbeat extends it.
+    pub lease_for: Duration,
+    /// Grace past the job's timeout (the lease never goes past `started + timeout + grace`).
+    pub grace: Duration,
+}
+
 /// The answer of [`Backend::heartbeat`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatReply {
@@ -465,6 +483,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Extends the leases a worker holds and records the worker as alive.
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply>;
+
+    /// Stores a running job's progress and extends its lease (see the module docs);
+    /// `false` when the lease is no longer the caller's (nothing changes then).
+    async fn progress(&self, update: &ProgressUpdate) -> Result<bool>;
 
     /// Marks deliveries completed with their results, one outcome per item. A job that was
     /// asked to cancel while running is not completed, even if its handler finished: it

@@ -61,9 +61,13 @@ fn json(v: Option<&serde_json::Value>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// `job <id>`.
+/// `job <id>`; a `progress` line only for a job whose handler reported some.
 pub(super) fn job(j: &Job) -> String {
-    fields(&[
+    let progress = j.progress.as_ref().map(|p| {
+        let pct = format!("{}%", (p.percent * 10.0).round() / 10.0);
+        ("progress", if p.message.is_empty() { pct } else { format!("{pct} {}", p.message) })
+    });
+    let mut rows = vec![
         ("id", j.id.to_string()),
         ("name", j.name.clone()),
         ("status", j.status.to_string()),
@@ -79,7 +83,11 @@ pub(super) fn job(j: &Job) -> String {
         ("args", json(Some(&j.args))),
         ("result", json(j.result.as_ref())),
         ("error", j.error.clone().unwrap_or_else(|| "-".into())),
-    ])
+    ];
+    if let Some(p) = progress {
+        rows.insert(9, p);
+    }
+    fields(&rows)
 }
 
 /// `stats`: the queue's states, then the counters.
@@ -200,6 +208,34 @@ pub(super) fn schedules(list: &[crate::ScheduleInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_shows_its_progress_only_when_it_has_some() {
+        let mut j = Job {
+            id: crate::JobId::new(),
+            name: "import".into(),
+            args: serde_json::json!({}),
+            status: crate::JobStatus::Running,
+            priority: crate::JobPriority::Normal,
+            created_at: chrono::Utc::now(),
+            scheduled_at: None,
+            started_at: None,
+            completed_at: None,
+            error: None,
+            result: None,
+            retry_count: 0,
+            max_retries: 3,
+            timeout: std::time::Duration::from_secs(30),
+            user_id: None,
+            attempt: 1,
+            progress: None,
+        };
+        assert!(!job(&j).contains("progress:"));
+        j.progress = Some(crate::Progress { percent: 33.333, message: "rows".into() });
+        let out = job(&j);
+        let line = out.lines().find(|l| l.starts_with("progress:")).unwrap_or_default();
+        assert!(line.ends_with(" 33.3% rows"), "{out}");
+    }
 
     #[test]
     fn fields_align_their_values() {

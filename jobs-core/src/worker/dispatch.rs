@@ -316,6 +316,7 @@ async fn execute(
         inner.queue.clone(),
         inner.state.clone(),
         token.clone(),
+        (inner.cfg.lease, inner.cfg.grace),
     ) {
         Ok(call) => call,
         Err(outcome) => return outcome,
@@ -373,13 +374,17 @@ pub(crate) fn start_handler(
     queue: JobQueue,
     state: Arc<State>,
     token: CancellationToken,
+    (lease, grace): (Duration, Duration),
 ) -> Result<BoxFuture<Result<serde_json::Value, JobError>>, Outcome> {
     let Some(handler) = registry.handler(&job.name).copied() else {
         // Another worker of the deployment may have it (a fleet mid-deploy).
         return Err(Outcome::Unhandled);
     };
     let args = std::mem::take(&mut job.args);
-    let ctx = JobContext::for_job(job, queue).with_cancellation(token).with_state(state);
+    let ctx = JobContext::for_job(job, queue)
+        .with_cancellation(token)
+        .with_state(state)
+        .with_lease_terms(lease, grace);
     Ok(handler.call(args, ctx))
 }
 

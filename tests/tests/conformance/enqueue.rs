@@ -51,6 +51,7 @@ async fn enqueue_writes_every_field(kind: Kind) -> TestResult {
         timeout: Duration::from_secs(45),
         user_id: Some("user-123".into()),
         attempt: 0,
+        progress: None,
     };
     assert_eq!(job, expected);
 

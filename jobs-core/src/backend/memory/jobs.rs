@@ -9,8 +9,8 @@ use super::state::{Place, Record, State, UniqueHold};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, Heartbeat,
-    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ReapOptions, ReapReport,
-    truncate_error,
+    HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE, ProgressUpdate,
+    ReapOptions, ReapReport, truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::flow::{OnConflict, UniqueUntil};
@@ -134,6 +134,7 @@ impl State {
                     generation,
                     retry_base: new.retry_base,
                     retry_cap: new.retry_cap,
+                    progress: None,
                     unique: new.unique.as_ref().map(|u| UniqueHold {
                         key: u.key.clone(),
                         until_started: u.until == UniqueUntil::Started,
@@ -250,31 +251,52 @@ impl State {
 
     pub(super) fn heartbeat(&mut self, beat: &Heartbeat) -> HeartbeatReply {
         let now = self.now();
-        let lease_ms = duration_ms_i64(beat.lease);
-        let grace_ms = duration_ms_i64(beat.grace);
         let mut reply = HeartbeatReply::default();
         for lease in &beat.leases {
-            let Some(rec) = self.jobs.get_mut(&lease.id).filter(|r| r.is_held_by(lease)) else {
-                reply.lost.push(lease.id);
-                continue;
-            };
-            let cap = rec
-                .started
-                .unwrap_or(now)
-                .saturating_add(duration_ms_i64(rec.timeout))
-                .saturating_add(grace_ms);
-            let deadline = now.saturating_add(lease_ms).min(cap);
-            if let Place::Running { deadline: old } = rec.place {
-                self.active.remove(&(old, lease.id));
-            }
-            rec.place = Place::Running { deadline };
-            self.active.insert((deadline, lease.id));
-            if rec.cancel_requested {
-                reply.cancel.push(lease.id);
+            match self.extend(lease, now, beat.lease, beat.grace) {
+                Some(true) => reply.cancel.push(lease.id),
+                Some(false) => {}
+                None => reply.lost.push(lease.id),
             }
         }
         self.workers.insert(beat.worker_id.clone(), (now, beat.info.clone()));
         reply
+    }
+
+    /// Extends `lease` to `min(now + lease_for, started + timeout + grace)` if it is held:
+    /// then whether a cancel was requested; `None` if it is not held.
+    fn extend(
+        &mut self,
+        lease: &Lease,
+        now: i64,
+        lease_for: Duration,
+        grace: Duration,
+    ) -> Option<bool> {
+        let rec = self.jobs.get_mut(&lease.id).filter(|r| r.is_held_by(lease))?;
+        let cap = rec
+            .started
+            .unwrap_or(now)
+            .saturating_add(duration_ms_i64(rec.timeout))
+            .saturating_add(duration_ms_i64(grace));
+        let deadline = now.saturating_add(duration_ms_i64(lease_for)).min(cap);
+        if let Place::Running { deadline: old } = rec.place {
+            self.active.remove(&(old, lease.id));
+        }
+        rec.place = Place::Running { deadline };
+        self.active.insert((deadline, lease.id));
+        Some(rec.cancel_requested)
+    }
+
+    /// A progress report of the current delivery: stored, and its lease extended.
+    pub(super) fn progress(&mut self, u: &ProgressUpdate) -> bool {
+        let now = self.now();
+        if self.extend(&u.lease, now, u.lease_for, u.grace).is_none() {
+            return false;
+        }
+        if let Some(rec) = self.jobs.get_mut(&u.lease.id) {
+            rec.progress = Some(u.progress.clone());
+        }
+        true
     }
 
     pub(super) fn complete(&mut self, items: &[Completion]) -> Vec<AckOutcome> {

@@ -35,8 +35,9 @@ use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
     DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, GiveBack,
-    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, ReapOptions, ReapReport, ScheduleEntry,
-    ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome, WorkerEntry, throughput_buckets,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, ProgressUpdate, ReapOptions, ReapReport,
+    ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome, WorkerEntry,
+    throughput_buckets,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob};
@@ -225,6 +226,10 @@ impl Backend for MemoryBackend {
 
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatReply> {
         Ok(self.with_state(|st| st.heartbeat(beat)))
+    }
+
+    async fn progress(&self, update: &ProgressUpdate) -> Result<bool> {
+        Ok(self.with_state(|st| st.progress(update)))
     }
 
     async fn complete(&self, items: &[Completion]) -> Result<Vec<AckOutcome>> {

@@ -62,6 +62,8 @@ pub(super) struct Record {
     /// The job's own backoff (`retry_base`, `retry_cap`), over the failing worker's policy.
     pub(super) retry_base: Option<Duration>,
     pub(super) retry_cap: Option<Duration>,
+    /// What its handler last reported of its progress.
+    pub(super) progress: Option<crate::job::Progress>,
     /// The uniqueness lock the job took, while its window lasts (Redis: `uq` in the hot
     /// state and the `j<id>` field of `unique`).
     pub(super) unique: Option<UniqueHold>,
@@ -95,6 +97,7 @@ impl Record {
             timeout: self.timeout,
             user_id: self.user_id.clone(),
             attempt: self.attempt,
+            progress: self.progress.clone(),
         }
     }
 

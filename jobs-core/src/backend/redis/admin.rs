@@ -34,12 +34,14 @@ impl RedisBackend {
         let mut pipe = ::redis::pipe();
         pipe.cmd("HMGET").arg(self.keys.jobs()).arg(ids);
         pipe.cmd("HMGET").arg(self.keys.errors()).arg(ids);
+        pipe.cmd("HMGET").arg(self.keys.progress()).arg(ids);
         if with_result {
             pipe.cmd("HMGET").arg(self.keys.results()).arg(ids);
         }
         let mut conn = self.conn.clone();
         let mut cols: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
         let results = if with_result { cols.pop() } else { None };
+        let progress = cols.pop().unwrap_or_default();
         let (recs, errs) = match (cols.first(), cols.get(1)) {
             (Some(a), Some(b)) => (a, b),
             _ => return Err(Error::Backend("short HMGET pipeline reply".into())),
@@ -59,7 +61,15 @@ impl RedisBackend {
             };
             let err = errs.get(i).and_then(|e| e.as_deref()).map(lossy);
             let res = results.as_ref().and_then(|r| r.get(i)).and_then(|r| r.as_deref());
-            out.push(record::to_job(id, rec, res, err));
+            let job = record::to_job(id, rec, res, err).map(|mut job| {
+                // A report that cannot be read is left out rather than failing the job.
+                job.progress = progress
+                    .get(i)
+                    .and_then(|p| p.as_deref())
+                    .and_then(|p| serde_json::from_slice(p).ok());
+                job
+            });
+            out.push(job);
         }
         Ok(out)
     }

@@ -13,7 +13,8 @@ use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CancelOutcome, Completion, DEAD_TRIM_LIMIT, ERR_TIMEOUT,
     ERR_WORKER_LOST, FETCH_SKIP_LIMIT, FailOutcome, Failure, FetchRequest, Fetched, GiveBack,
     GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, LeasedJob, PROMOTE_LIMIT, PURGE_ON_COMPLETE,
-    ReapOptions, ReapReport, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER, truncate_error,
+    ProgressUpdate, ReapOptions, ReapReport, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
+    truncate_error,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, NewJob, RunAt};
@@ -203,6 +204,22 @@ pub(super) async fn heartbeat(backend: &RedisBackend, beat: &Heartbeat) -> Resul
         .await?;
     let parse = |v: Vec<String>| v.iter().map(|s| s.parse()).collect::<Result<Vec<JobId>>>();
     Ok(HeartbeatReply { lost: parse(lost)?, cancel: parse(cancel)? })
+}
+
+/// A progress report: stored, and the lease extended, only for the current delivery. A
+/// resend has the effect of one call (the same write, the same extension from a later now).
+pub(super) async fn progress(backend: &RedisBackend, u: &ProgressUpdate) -> Result<bool> {
+    let json = serde_json::to_string(&u.progress)?;
+    let held: i64 = backend
+        .run_retried(&SCRIPTS.progress, |inv| {
+            inv.arg(u.lease.id.to_string())
+                .arg(u.lease.attempt)
+                .arg(&json)
+                .arg(duration_ms(u.lease_for))
+                .arg(duration_ms(u.grace));
+        })
+        .await?;
+    Ok(held == 1)
 }
 
 pub(super) async fn complete(

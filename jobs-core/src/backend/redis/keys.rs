@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
-const SUFFIXES: [&str; 24] = [
+const SUFFIXES: [&str; 25] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -34,6 +34,7 @@ const SUFFIXES: [&str; 24] = [
     "ghosts",      // HASH id -> list entries a cancel left behind for it (ghosts), while any
     "unique",      // HASH uniqueness key -> "<expiry ms> <holder id>" (the locks held)
     "unique_jobs", // HASH id -> d|s<key>: the lock job id holds, and which transition ends it
+    "progress",    // HASH id -> the progress its handler last reported, JSON
 ];
 
 /// The key names of one namespace.
@@ -165,6 +166,10 @@ impl Keys {
     pub fn unique_jobs(&self) -> &str {
         self.at("unique_jobs")
     }
+    /// HASH id → the job's last progress report, JSON (`{"percent":..,"message":..}`).
+    pub fn progress(&self) -> &str {
+        self.at("progress")
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +179,7 @@ mod tests {
     #[test]
     fn every_key_shares_one_hash_tag() -> Result<()> {
         let k = Keys::new("jobq", "prod")?;
-        assert_eq!(k.all().len(), 24);
+        assert_eq!(k.all().len(), 25);
         assert_eq!(k.unique(), "jobq:{prod}:unique");
         assert!(k.all().iter().all(|s| s.starts_with("jobq:{prod}:")));
         assert_eq!(k.pending(2), "jobq:{prod}:pending:2");

@@ -258,6 +258,7 @@ pub(crate) fn to_job(
         timeout: Duration::from_millis(hot.timeout_ms),
         user_id: meta.u.map(|u| u.into_owned()),
         attempt: hot.attempt,
+        progress: None,
     })
 }
 

@@ -25,7 +25,7 @@
 //!
 //! A call whose reply is lost (a reset, a timeout) is sent again, by the cluster client or
 //! by the backend ([`RedisBackend::run_retried`](super::RedisBackend)), although it may
-//! have run. Each such call carries a request id, passed as the key `KEYS[25]`
+//! have run. Each such call carries a request id, passed as the key `KEYS[26]`
 //! ([`Keys::request`](super::keys::Keys::request), in the namespace's hash slot). The
 //! scripts in [`REPLAYED`] are wrapped by [`with_replay`]: the first run stores its reply
 //! there (`SET PX`, in the same atomic step as its writes), and a run that finds it
@@ -48,14 +48,14 @@ pub(crate) struct Op {
     pub(crate) function: String,
 }
 
-/// `body` run so that a repeat of one call (same request key, `KEYS[25]`) answers what
+/// `body` run so that a repeat of one call (same request key, `KEYS[26]`) answers what
 /// the first run answered and does nothing else. Without the key the body runs as it is.
 /// With it, the last argument (after the body's own) is how long the reply is kept, ms.
 /// The body becomes a function; its replies (tables, numbers, strings, error replies) are
 /// stored with `cmsgpack`, which keeps integers exact.
 fn with_replay(body: &str) -> String {
     format!(
-        "local K_REQ = KEYS[25]\n\
+        "local K_REQ = KEYS[26]\n\
          if K_REQ then\n  \
            local prev = redis.call('GET', K_REQ)\n  \
            if prev then return cmsgpack.unpack(prev) end\n\
@@ -93,6 +93,7 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("enqueue", "enqueue.lua", include_str!("scripts/enqueue.lua")),
     ("fetch", "fetch.lua", include_str!("scripts/fetch.lua")),
     ("heartbeat", "heartbeat.lua", include_str!("scripts/heartbeat.lua")),
+    ("progress", "progress.lua", include_str!("scripts/progress.lua")),
     ("complete", "complete.lua", include_str!("scripts/complete.lua")),
     ("fail", "fail.lua", include_str!("scripts/fail.lua")),
     ("release", "release.lua", include_str!("scripts/release.lua")),
@@ -182,6 +183,6 @@ macro_rules! scripts {
 }
 
 scripts! {
-    enqueue, fetch, heartbeat, complete, fail, release, give_back, reap, cancel, retry_dead,
+    enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel, retry_dead,
     clear_dead, purge, workers, throughput, stats,
 }

@@ -2,14 +2,14 @@
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
 -- most dead entries, ghosts or unreadable records, one call takes out of the lists),
--- KEYS[25] (optional): this call's request key, and then ARGV[7]: how long the leases
+-- KEYS[26] (optional): this call's request key, and then ARGV[7]: how long the leases
 -- handed out are kept for a retry of this call, ms (see scripts.rs)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local skip_limit = tonumber(ARGV[6])
-local K_REQ, replay_ttl = KEYS[25], tonumber(ARGV[7])
+local K_REQ, replay_ttl = KEYS[26], tonumber(ARGV[7])
 local now = now_ms()
 
 -- A retry of a call whose reply was lost (a reset, a timeout) gets the leases that call

@@ -2,10 +2,11 @@
 -- Names the fixed KEYS list, reads the server clock, and holds the transitions that several
 -- scripts share (fail, finish, trim).
 --
--- KEYS (the same 24 for every script, in keys.rs order):
+-- KEYS (the same 25 for every script, in keys.rs order):
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
 --   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts  23 unique  24 unique_jobs
+--   25 progress
 --
 -- A job record (HASH jobs, field = id) is "<hot state><meta JSON>\n<args JSON>"; the args
 -- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
@@ -34,7 +35,7 @@
 local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
-local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS
+local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS, K_PROGRESS
 
 -- One reading of the server clock per script call (now_ms): every decision of one atomic
 -- step uses the same instant.
@@ -46,7 +47,7 @@ local function bind()
   K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
   K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
   K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
-  K_UNIQUE, K_UJOBS = KEYS[23], KEYS[24]
+  K_UNIQUE, K_UJOBS, K_PROGRESS = KEYS[23], KEYS[24], KEYS[25]
   NOW = nil
 end
 
@@ -275,6 +276,7 @@ local function delete_records(ids)
   bulk('HDEL', K_JOBS, ids)
   bulk('HDEL', K_RESULTS, ids)
   bulk('HDEL', K_ERRORS, ids)
+  bulk('HDEL', K_PROGRESS, ids)
 end
 
 -- Removes up to `limit` finished records whose retention ended. Returns how many.
