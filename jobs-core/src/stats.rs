@@ -224,7 +224,7 @@ pub struct HandlerInfo {
     pub timeout: f64,
     /// The named queue its jobs go to.
     pub queue: String,
-    /// The limits it declares (not enforced yet).
+    /// The limits it declares (uniqueness is enforced; rate and concurrency limits not yet).
     pub limits: LimitsInfo,
     /// Where it is defined.
     pub location: String,

@@ -119,8 +119,9 @@ use attrs::Kind;
 ///
 /// Declared on the handler, checked at compile time, registered as `&'static` data
 /// (`jobs_core::FlowControl`, read with `Registry::handler(name).flow()`) and listed by the
-/// API and the runner's `handlers` command. **Not enforced yet**: the backends do not read
-/// these declarations in this version.
+/// API and the runner's `handlers` command. `unique(...)` is enforced by the queue's enqueue
+/// (see `jobs_core::UniqueLock`); `queue`, `rate_limit` and `concurrency` are not enforced
+/// yet in this version.
 ///
 /// * `unique(...)`: while the window of a job with the same key is open, an enqueue creates
 ///   no job. `for = "10m"` (required: the lock's upper bound); `until = "done"` (default:
