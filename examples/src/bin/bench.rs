@@ -28,6 +28,9 @@
 //!   `durable_writes: 1` (each acknowledged after `WAIT 1`) on a master with one replica,
 //!   against `enqueue_single_nowait_*`: the same calls on the same servers without it;
 //!   `enqueue_single_{durable,nowait}_alone_p50_ms`: a tenth as many, one at a time.
+//! * `enqueue_drain_redis_cpu_us_per_job` / `enqueue_drain_unique_redis_cpu_us_per_job`:
+//!   Redis CPU per job of enqueueing (batches of 1,000) and draining (concurrency 50) jobs
+//!   without and with a uniqueness lock each (all keys distinct), runs alternating.
 //! * `bytes_per_job`: `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
@@ -66,6 +69,25 @@ struct Sizes {
 /// The no-op handler the worker scenarios run.
 #[job_handler("bench_noop")]
 async fn bench_noop() -> Result<(), JobError> {
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Numbered {
+    n: usize,
+}
+
+/// The unique-jobs scenario's job without a lock: the same arguments as `bench_unique`.
+#[job_handler("bench_plain")]
+async fn bench_plain(args: Numbered) -> Result<(), JobError> {
+    let _ = args.n;
+    Ok(())
+}
+
+/// The no-op handler of the unique-jobs scenario: unique per `n`.
+#[job_handler("bench_unique", unique(by = [n], for = "10m"))]
+async fn bench_unique(args: Numbered) -> Result<(), JobError> {
+    let _ = args.n;
     Ok(())
 }
 
@@ -279,6 +301,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         v.push(rate(s.worker_drain, elapsed));
     }
     report.insert("drain_two_processes_per_s".into(), json!(median(&mut v)));
+
+    // Unique jobs: the same drain (enqueue in batches, then concurrency 50), of jobs that
+    // each take a uniqueness lock (every key distinct, so that all of them run), against
+    // jobs without one, runs alternating; Redis CPU per job covers enqueue and drain.
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        for (name, cpu_v) in [("bench_plain", &mut off), ("bench_unique", &mut on)] {
+            progress(&format!("enqueue + drain, {name}, {} jobs", s.worker_drain), r);
+            let q = queue(&server, &format!("bench-{name}-{r}")).await?;
+            let cpu0 = redis_cpu_us(&server).await?;
+            let mut left = s.worker_drain;
+            while left > 0 {
+                let k = left.min(s.batch);
+                // The same arguments either way (`bench_plain` has no lock).
+                let jobs: Vec<NewJob> =
+                    (0..k).map(|i| q.new_job(name, json!({ "n": left - i }))).collect();
+                q.enqueue_many(&jobs).await?;
+                left -= k;
+            }
+            let running = worker(&q, 50)?.start();
+            wait_completed(&q, s.worker_drain as u64).await?;
+            let cpu = redis_cpu_us(&server).await? - cpu0;
+            running.stop().await?;
+            if name == "bench_unique" && q.stats().await?.unique_locks != 0 {
+                return Err("locks left behind after the unique drain".into());
+            }
+            cpu_v.push(round1(cpu / s.worker_drain as f64));
+        }
+    }
+    report.insert("enqueue_drain_redis_cpu_us_per_job".into(), json!(median(&mut off)));
+    report.insert("enqueue_drain_unique_redis_cpu_us_per_job".into(), json!(median(&mut on)));
 
     // Latency: an idle worker (blocked on Redis), one job at a time.
     let q = queue(&server, "bench-latency").await?;

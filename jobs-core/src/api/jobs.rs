@@ -107,17 +107,7 @@ pub async fn enqueue(
         e = e.max_retries(n);
     }
     if let Some(t) = req.timeout {
-        let timeout = Duration::try_from_secs_f64(t)
-            .ok()
-            .filter(|t| *t >= MIN_TIMEOUT && *t <= MAX_TIMEOUT)
-            .ok_or_else(|| {
-                ApiError::invalid_request(format!(
-                    "field `timeout`: must be between 0.001 (a millisecond) and {} seconds, \
-                     found {t}",
-                    MAX_TIMEOUT.as_secs()
-                ))
-            })?;
-        e = e.timeout(timeout);
+        e = e.timeout(seconds_between("timeout", t, MIN_TIMEOUT, MAX_TIMEOUT)?);
     }
     if let Some(u) = req.user_id {
         e = e.user_id(u);
@@ -132,17 +122,8 @@ pub async fn enqueue(
         e = e.unique_key(key);
     }
     if let Some(t) = req.unique_for {
-        let window = Duration::try_from_secs_f64(t)
-            .ok()
-            .filter(|w| *w >= Duration::from_millis(1) && *w <= MAX_UNIQUE_WINDOW)
-            .ok_or_else(|| {
-                ApiError::invalid_request(format!(
-                    "field `unique_for`: must be between 0.001 (a millisecond) and {} seconds, \
-                     found {t}",
-                    MAX_UNIQUE_WINDOW.as_secs()
-                ))
-            })?;
-        e = e.unique_for(window);
+        let min = Duration::from_millis(1);
+        e = e.unique_for(seconds_between("unique_for", t, min, MAX_UNIQUE_WINDOW)?);
     }
     let done = e.report().await?;
     let (duplicate, replaced) = match done.outcome {
@@ -151,6 +132,22 @@ pub async fn enqueue(
     };
     let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(EnqueueResponse { job_id: done.id, duplicate, replaced })))
+}
+
+/// `secs` of the body's `field` as a duration within `min..=max` (`min` a millisecond), or
+/// the 400 that names the field and the range.
+fn seconds_between(
+    field: &str,
+    secs: f64,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ApiError> {
+    Duration::try_from_secs_f64(secs).ok().filter(|d| *d >= min && *d <= max).ok_or_else(|| {
+        ApiError::invalid_request(format!(
+            "field `{field}`: must be between 0.001 (a millisecond) and {} seconds, found {secs}",
+            max.as_secs()
+        ))
+    })
 }
 
 /// A job, with every field of [`Job`](crate::Job).
