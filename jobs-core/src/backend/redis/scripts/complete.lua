@@ -8,7 +8,7 @@ local now = now_ms()
 local ids = {}
 for i = 1, k do ids[i] = ARGV[1 + 3 * i] end
 local recs = hmget(K_JOBS, ids)
-local out, upd, res, done, fin = {}, {}, {}, {}, {}
+local out, upd, res, done, fin, held = {}, {}, {}, {}, {}, {}
 local completed, cancelled = 0, 0
 -- The state an earlier item of this batch left (an id acked twice in one batch): later
 -- items must see it, not the record as it was read.
@@ -29,7 +29,7 @@ for i = 1, k do
     h.s = 'x'
     h.fa = now
     h.meta = drop_args(h.meta)
-    unlock(id, h)
+    if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
@@ -42,7 +42,7 @@ for i = 1, k do
     h.s = 'c'
     h.fa = now
     h.meta = drop_args(h.meta)
-    unlock(id, h)
+    if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
@@ -56,6 +56,8 @@ for i = 1, k do
   end
 end
 bulk('HSET', K_JOBS, upd, 2)
+-- Their uniqueness locks, released in the same step (see UNIQUE in lib.lua).
+if #held > 0 then release_locks(held, hmget(K_UJOBS, held)) end
 bulk('HSET', K_RESULTS, res, 2)
 bulk('ZREM', K_ACTIVE, done)
 bulk('ZADD', K_FINISHED, fin, 2)

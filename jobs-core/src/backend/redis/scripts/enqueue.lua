@@ -40,12 +40,24 @@ local gen = nil
 -- The holder of uniqueness key `key`, if a job holds it in its window: { id, h, at } where
 -- `at` is the job's place in `recs` when this batch creates it. Read once per key per call;
 -- `held` then follows the batch's own changes.
-local held = {}
+local held, lockv = {}, {}
+do
+  -- Every key's lock, read in one call (none when the batch has no keys).
+  local keys = {}
+  for i = 0, n - 1 do
+    local key = ARGV[2 + i * G + 8]
+    if key ~= '' then keys[#keys + 1] = key end
+  end
+  if #keys > 0 then
+    local vs = hmget(K_UNIQUE, keys)
+    for i = 1, #keys do lockv[keys[i]] = vs[i] or false end
+  end
+end
 local function holder(key)
   local c = held[key]
   if c ~= nil then return c or nil end
   held[key] = false
-  local v = redis.call('HGET', K_UNIQUE, key)
+  local v = lockv[key]
   if not v then return nil end
   local exp, hid = string.match(v, '^(%d+) (.+)$')
   if not exp or tonumber(exp) <= now then return nil end

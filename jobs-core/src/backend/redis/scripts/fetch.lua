@@ -93,6 +93,17 @@ for p = 1, 4 do
     for i = 1, #es do ids[i], gens[i] = split_entry(es[i]) end
     local recs = hmget(K_JOBS, ids)
     local ghosts = {}
+    -- The uniqueness holds of this chunk, looked up in one call, only if any record has one:
+    -- a window that ends at the start (until = "started") is released below.
+    local locked, holds = {}, {}
+    for i = 1, #ids do
+      if holds_lock(recs[i]) then locked[#locked + 1] = ids[i] end
+    end
+    if #locked > 0 then
+      local vs = hmget(K_UJOBS, locked)
+      for i = 1, #locked do holds[locked[i]] = vs[i] end
+    end
+    local started, started_v = {}, {}
     for i = 1, #ids do
       local h, why = parse(recs[i])
       -- The entry of the record's own enqueue (generations equal), and the job is ready.
@@ -101,7 +112,12 @@ for p = 1, 4 do
         h.att = h.att + 1
         h.st = now
         -- A uniqueness window that ends when the job starts (until = "started").
-        if h.uq == 1 then unlock(ids[i], h, true) end
+        local v = h.uq == 1 and holds[ids[i]]
+        if v and string.sub(v, 1, 1) == 's' then
+          h.uq = 0
+          started[#started + 1] = ids[i]
+          started_v[#started_v + 1] = v
+        end
         local rec = fmt(h)
         upd[#upd + 1] = ids[i]
         upd[#upd + 1] = rec
@@ -124,6 +140,7 @@ for p = 1, 4 do
       end
     end
     ghosts_gone(p, ghosts)
+    release_locks(started, started_v)
   end
 end
 if #again > 0 then

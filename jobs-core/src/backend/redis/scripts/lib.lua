@@ -216,8 +216,8 @@ end
 -- UNIQUE: a job enqueued with a uniqueness key holds its lock: K_UNIQUE[key] = '<expiry ms>
 -- <id>' (who holds it, and until when at most), K_UJOBS[id] = its window's end ('d' done,
 -- 's' started) .. key (what to release), and uq = 1 in its state. Every transition that
--- ends its window calls unlock in the same script: finish (completed, cancelled),
--- dead-lettering, and the start in fetch (`started`: only a window that ends there). The
+-- ends its window releases it in the same script: finish (completed, cancelled),
+-- dead-lettering, complete and, for a window that ends there, the start in fetch. The
 -- lock is removed only if the job still holds it (a lock past its expiry may have been
 -- taken by a later job).
 
@@ -229,13 +229,39 @@ local function release_lock(id, v)
   if held and string.match(held, '^%d+ (.*)$') == id then redis.call('HDEL', K_UNIQUE, key) end
 end
 
--- Ends the hold of job `id` (state `h`), if it has one; with `started`, only a hold whose
--- window ends at the start.
-local function unlock(id, h, started)
+-- Drops the holds of the jobs `ids`, `vs` their K_UJOBS entries (nil: none), in a few bulk
+-- calls however many there are (complete and fetch release a batch at once).
+local function release_locks(ids, vs)
+  local gone, keys, owner = {}, {}, {}
+  for i = 1, #ids do
+    if vs[i] then
+      gone[#gone + 1] = ids[i]
+      local key = string.sub(vs[i], 2)
+      keys[#keys + 1] = key
+      owner[#keys] = ids[i]
+    end
+  end
+  if #gone == 0 then return end
+  bulk('HDEL', K_UJOBS, gone)
+  local held, free = hmget(K_UNIQUE, keys), {}
+  for i = 1, #keys do
+    if held[i] and string.match(held[i], '^%d+ (.*)$') == owner[i] then free[#free + 1] = keys[i] end
+  end
+  bulk('HDEL', K_UNIQUE, free)
+end
+
+-- Whether the record `rec` (as stored) has the uniqueness flag, read off its flags byte
+-- without parsing it: the cheap test that spares a batch the K_UJOBS lookup.
+local function holds_lock(rec)
+  local f = rec and string.byte(rec, 2)
+  return f ~= nil and f < 32 and f >= 16
+end
+
+-- Ends the hold of job `id` (state `h`), if it has one.
+local function unlock(id, h)
   if (h.uq or 0) == 0 then return end
-  local v = redis.call('HGET', K_UJOBS, id)
-  if started and v and string.sub(v, 1, 1) ~= 's' then return end
   h.uq = 0
+  local v = redis.call('HGET', K_UJOBS, id)
   if v then release_lock(id, v) end
 end
 
