@@ -187,12 +187,18 @@ pub(crate) fn queue_wait(job: &Job) -> Option<Duration> {
     Some(waited.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Makes the counters of these handlers exist (at 0), so that a scrape lists them before
-/// their first event and `rate()` sees that first increase.
-pub(crate) fn declare<'a>(handlers: impl IntoIterator<Item = &'a str>) {
+/// Makes the counters and histograms of these handlers (name, queue) exist (at 0), so that
+/// a scrape lists every family before the first event (a process that runs no jobs, such as
+/// an API-only runner, included) and `rate()` sees that first increase.
+pub(crate) fn declare<'a>(handlers: impl IntoIterator<Item = (&'a str, &'a str)>) {
     let m = metrics();
-    for name in handlers {
+    for (name, queue) in handlers {
         let label = m.label(name);
+        drop(m.processing.get_or_create(&label));
+        for p in JobPriority::ALL {
+            let labels = QueueLabels { queue: queue.to_owned(), priority: p.as_str().to_owned() };
+            drop(m.queue_wait.get_or_create(&labels));
+        }
         for event in [
             Event::Enqueued,
             Event::Completed,
@@ -380,10 +386,16 @@ mod tests {
 
     #[test]
     fn declared_handlers_are_listed_at_zero_and_names_past_the_cap_share_a_label() {
-        declare(["metrics_unit_test_declared"]);
+        declare([("metrics_unit_test_declared", "default")]);
         let out = render();
         has_line(&out, "jobs_leases_lost_total{handler=\"metrics_unit_test_declared\"} 0");
         has_line(&out, "jobs_completed_total{handler=\"metrics_unit_test_declared\"} 0");
+        // The histograms too, so that a process that runs no job lists every family.
+        has_line(&out, "jobs_processing_seconds_count{handler=\"metrics_unit_test_declared\"} 0");
+        assert!(
+            out.contains("jobs_queue_wait_seconds_count{") && out.contains("queue=\"default\""),
+            "{out}"
+        );
         let mut names = HashSet::new();
         assert_eq!(capped(&mut names, "a", 2), "a");
         assert_eq!(capped(&mut names, "b", 2), "b");

@@ -41,7 +41,7 @@ pub async fn prometheus(AxumState(s): AxumState<ApiState>) -> Result<Response, A
     let live_workers = svc.worker_stats().await?.len() as u64;
     let scheduler = svc.scheduler().stats().await?;
     // Every handler this process has is listed, at 0 before its first event.
-    crate::metrics::declare(svc.registry().handlers().map(|h| h.name()));
+    crate::metrics::declare(svc.registry().handlers().map(|h| (h.name(), h.queue())));
 
     let mut registry = Registry::default();
     crate::metrics::register(&mut registry);

@@ -237,13 +237,13 @@ pub struct EnqueueRequest {
 pub struct EnqueueResponse {
     /// The new job's id, or the existing job's.
     pub job_id: JobId,
-    /// Present and `true` when no job was created: a job with the same uniqueness key holds
-    /// its lock, and `job_id` is that job.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `true` when no job was created: a job with the same uniqueness key holds its lock,
+    /// and `job_id` is that job (answered 200).
+    #[serde(default)]
     pub duplicate: bool,
-    /// Present and `true` when the existing job (not started yet) took this enqueue's
-    /// arguments (the handler's `unique(on_conflict = "replace")`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `true` when that existing job (not started yet) took this enqueue's arguments (the
+    /// handler's `unique(on_conflict = "replace")`).
+    #[serde(default)]
     pub replaced: bool,
 }
 

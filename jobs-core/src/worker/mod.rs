@@ -158,7 +158,7 @@ impl JobWorker {
     ) -> Result<Self> {
         cfg.validate()?;
         // Listed on `/metrics` at 0 from the start, so that `rate()` sees the first event.
-        crate::metrics::declare(registry.handlers().map(|h| h.name()));
+        crate::metrics::declare(registry.handlers().map(|h| (h.name(), h.queue())));
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(JobWorker {
             inner: Arc::new(Inner {

@@ -143,18 +143,23 @@ async fn a_duplicate_enqueue_answers_200_with_the_existing_job() {
     let id = enqueue(r, body.clone()).await;
     let again = post(r, uri, body).await;
     assert_eq!(again.0, StatusCode::OK, "{}", again.1);
-    assert_eq!(again.1, json!({"job_id": id.to_string(), "duplicate": true}));
+    assert_eq!(again.1, json!({"job_id": id.to_string(), "duplicate": true, "replaced": false}));
     // Another key: a new job, whose reply says nothing of duplicates.
     let other =
         post(r, uri, json!({"name": "api_sync", "args": sync_args(), "unique_key": "k2"})).await;
     assert_eq!(other.0, StatusCode::CREATED, "{}", other.1);
-    assert_eq!(other.1.as_object().map(|o| o.len()), Some(1), "{}", other.1);
+    assert_eq!(
+        (other.1["duplicate"].as_bool(), other.1["replaced"].as_bool()),
+        (Some(false), Some(false)),
+        "{}",
+        other.1
+    );
     // A handler's own declaration (unique by user_id, until started) applies to the API.
     let first = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
     let dup =
         post(r, uri, json!({"name": "api_limited", "args": {"user_id": "user-123", "count": 9}}))
             .await;
-    assert_eq!(dup.1, json!({"job_id": first.to_string(), "duplicate": true}), "{}", dup.1);
+    assert_eq!(dup.1, json!({"job_id": first.to_string(), "duplicate": true, "replaced": false}));
     let (_, stats) = get(r, "/api/v1/jobs/stats").await;
     assert_eq!(stats["queue"]["unique_locks"], 3, "{stats}");
     // Bad uniqueness fields: 400, naming the field, nothing written.
