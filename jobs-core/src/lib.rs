@@ -64,6 +64,8 @@ mod job;
 mod marks;
 mod metrics;
 pub mod options;
+#[cfg(feature = "otel")]
+mod otel;
 mod queue;
 pub mod redis;
 pub mod registry;
@@ -90,8 +92,8 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MIN_TIMEOUT, NewJob, RunAt,
-    check_horizon,
+    MAX_BAGGAGE_LEN, MAX_DELAY, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MAX_TRACEPARENT_LEN,
+    MAX_TRACESTATE_LEN, MIN_TIMEOUT, NewJob, RunAt, TraceContext, check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use marks::{Permanent, RetryAfter};

@@ -366,6 +366,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             user_id: None,
             attempt: 1,
+            trace: None,
         };
         assert_eq!(queue_wait(&job), Some(Duration::from_secs(3)), "from its creation");
         job.scheduled_at = at(60);

@@ -65,6 +65,8 @@ pub(super) struct Record {
     /// The uniqueness lock the job took, while its window lasts (Redis: `uq` in the hot
     /// state and the `j<id>` field of `unique`).
     pub(super) unique: Option<UniqueHold>,
+    /// The trace context of the enqueuing span (Redis: `t` in the record's meta).
+    pub(super) trace: Option<crate::job::TraceContext>,
     pub(super) place: Place,
 }
 
@@ -95,6 +97,7 @@ impl Record {
             timeout: self.timeout,
             user_id: self.user_id.clone(),
             attempt: self.attempt,
+            trace: self.trace.clone(),
         }
     }
 
