@@ -8,13 +8,17 @@
 //! test binary again, running only [`child_worker`]), which writes the spans it exported as
 //! JSON to a file.
 
+#[cfg(feature = "otel")]
 use std::time::Duration;
 
+#[cfg(feature = "otel")]
+use jobs_core::RetryPolicy;
 use jobs_core::backend::BackendConfig;
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::prelude::*;
+#[cfg(feature = "otel")]
 use jobs_core::worker::{JobWorker, WorkerConfig};
-use jobs_core::{JobQueue, NewJob, RetryPolicy, TraceContext};
+use jobs_core::{JobQueue, NewJob, TraceContext};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde_json::json;
@@ -48,6 +52,7 @@ fn collector() -> (SdkTracerProvider, InMemorySpanExporter, impl tracing::Subscr
     (provider, exporter, subscriber)
 }
 
+#[cfg(feature = "otel")]
 fn worker_config() -> WorkerConfig {
     WorkerConfig {
         poll_interval: Duration::from_millis(50),
@@ -59,6 +64,7 @@ fn worker_config() -> WorkerConfig {
     }
 }
 
+#[cfg(feature = "otel")]
 fn worker(queue: &JobQueue, cfg: WorkerConfig) -> JobWorker {
     let registry = std::sync::Arc::new(jobs_core::Registry::global().expect("registry").clone());
     JobWorker::with_registry(
@@ -307,4 +313,88 @@ async fn the_run_span_can_be_a_child_of_the_enqueue_span() {
     assert_eq!(run.parent_span_id, enqueuer.span_id(), "a child of the enqueuing span");
     assert!(run.links.links.is_empty(), "and not linked");
     assert_eq!(run.span_kind, opentelemetry::trace::SpanKind::Consumer);
+}
+
+/// The runner (`jobs_core::runner::main`, here the test-worker binary built with `otel`)
+/// exports its spans over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT`, even with
+/// `RUST_LOG=warn`, and flushes them when it stops: a collector of our own receives the
+/// attempt's span, linked to the span that enqueued the job in this process.
+#[cfg(feature = "otel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_exports_spans_over_otlp() {
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let app = {
+        let bodies = bodies.clone();
+        axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let bodies = bodies.clone();
+                async move {
+                    bodies.lock().unwrap_or_else(|e| e.into_inner()).push(body.to_vec());
+                    ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (_provider, _exporter, subscriber) = collector();
+    let ns = jobs_test_support::unique_namespace("otel-otlp");
+    let queue =
+        JobQueue::new(jobs_test_support::redis_backend(&ns, BackendConfig::default()).await);
+    let (id, enqueuer) = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let span = tracing::info_span!("request");
+        let id = async { queue.enqueue("reliability_sleep", json!({"ms": 1})).await }
+            .instrument(span.clone())
+            .await
+            .expect("enqueue");
+        (id, span.context().span().span_context().clone())
+    };
+    let mut runner = std::process::Command::new(env!("CARGO_BIN_EXE_test-worker"))
+        .args(["run", "--no-scheduler", "--no-api", "--shutdown-grace", "2"])
+        .env("REDIS_URL", jobs_test_support::shared().url())
+        .env("JOBS_NAMESPACE", &ns)
+        .env("TEST_STARTS_KEY", format!("{ns}:starts"))
+        .env("RUST_LOG", "warn")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_SERVICE_NAME", "otel-test-runner")
+        // The exporter's HTTP client honours proxy variables: never for our collector.
+        .env("NO_PROXY", "127.0.0.1")
+        .env_remove("OTEL_SDK_DISABLED")
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("start the test-worker binary");
+    let done = jobs_test_support::wait_for_job(&queue, id, Duration::from_secs(20), |j| {
+        j.status == jobs_core::JobStatus::Completed
+    })
+    .await;
+    jobs_test_support::sigterm(&runner).expect("SIGTERM");
+    let exited =
+        jobs_test_support::wait_until("the runner to exit", Duration::from_secs(15), || {
+            let status = runner.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await;
+    if exited.is_err() {
+        let _ = runner.kill();
+        let _ = runner.wait();
+    }
+    done.unwrap_or_else(|e| panic!("{e}"));
+    let status = exited.unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "the runner failed: {status}");
+    server.abort();
+
+    let all: Vec<u8> = bodies.lock().unwrap_or_else(|e| e.into_inner()).concat();
+    let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(!all.is_empty(), "nothing was exported");
+    assert!(has(b"process default"), "no attempt span in the export");
+    assert!(has(b"otel-test-runner"), "OTEL_SERVICE_NAME is the service's name");
+    assert!(has(id.to_string().as_bytes()), "messaging.message.id is the job's id");
+    assert!(has(&enqueuer.trace_id().to_bytes()), "linked to the enqueuer's trace");
+    assert!(has(&enqueuer.span_id().to_bytes()), "and to its span");
 }

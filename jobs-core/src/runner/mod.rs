@@ -169,13 +169,19 @@ fn init_tracing_with(default: &str) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;
     // With `otel` and an OTLP endpoint in the environment: the same log output, and the
-    // spans exported too (see `otlp`).
+    // spans exported too (see `otlp`): those of level info and above, whatever `RUST_LOG`
+    // keeps of the log (a `RUST_LOG=warn` runner still exports its jobs' spans).
     #[cfg(feature = "otel")]
     if let Some(otel) = otlp::layer() {
+        use tracing_subscriber::Layer;
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-        let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter);
+        let otel = otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
         return;
     }
     let _ = tracing_subscriber::fmt()

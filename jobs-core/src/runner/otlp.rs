@@ -92,9 +92,9 @@ mod tests {
         assert!(!wanted(env(&[("OTEL_SERVICE_NAME", "x")])));
         assert!(wanted(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")])));
         assert!(wanted(env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces")])));
-        let on = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
-        assert!(!wanted(env(&[on, ("OTEL_SDK_DISABLED", "TRUE")])));
-        assert!(!wanted(env(&[on, ("OTEL_TRACES_EXPORTER", "none")])));
-        assert!(wanted(env(&[on, ("OTEL_SDK_DISABLED", "false")])));
+        const ON: (&str, &str) = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        assert!(!wanted(env(&[ON, ("OTEL_SDK_DISABLED", "TRUE")])));
+        assert!(!wanted(env(&[ON, ("OTEL_TRACES_EXPORTER", "none")])));
+        assert!(wanted(env(&[ON, ("OTEL_SDK_DISABLED", "false")])));
     }
 }
