@@ -244,8 +244,8 @@ pub struct Job {
     pub user_id: Option<String>,
     /// How many times the job has been handed to a worker (the lease's fencing token).
     pub attempt: u32,
-    /// The trace context of the span that enqueued it ([`NewJob::trace`]); absent when
-    /// there was none.
+    /// The W3C trace context of the span that enqueued it (`traceparent`, `tracestate`,
+    /// `baggage`); absent when there was none (see `NewJob::trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
 }

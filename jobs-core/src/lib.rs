@@ -43,6 +43,11 @@
 //! sees crates the binary links: a runner names its task crates (`use my_tasks as _;`).
 //! See [`runner`] for a ready-made `main`, [`JobQueue`] for the queue API, and
 //! [`backend`] for the storage contract.
+//!
+//! With the `otel` feature, a job carries the W3C trace context of the span that enqueued
+//! it ([`TraceContext`]), each attempt runs in an OpenTelemetry consumer span linked to it
+//! ([`worker::TraceParent`]), and the runner exports spans over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the README's OpenTelemetry section).
 #![cfg_attr(
     not(feature = "runner"),
     doc = "",
