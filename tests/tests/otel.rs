@@ -145,6 +145,7 @@ fn span_json(s: &opentelemetry_sdk::trace::SpanData) -> serde_json::Value {
         "trace_id": s.span_context.trace_id().to_string(),
         "span_id": s.span_context.span_id().to_string(),
         "parent_span_id": s.parent_span_id.to_string(),
+        "status": format!("{:?}", s.status),
         "links": links,
         "attributes": attributes,
     })
@@ -260,6 +261,13 @@ async fn a_run_span_links_to_the_enqueue_span_across_processes() {
         assert_eq!(a["job.attempt"], attempt, "{a:#}");
         assert!(a["job.queue_wait_ms"].as_str().is_some_and(|w| w.parse::<u64>().is_ok()), "{a:#}");
     }
+    let status = |run: &serde_json::Value| run["status"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        status(runs[0]).starts_with("Error") && status(runs[0]).contains("the first attempt fails"),
+        "a failed attempt's span is an error with its message: {}",
+        status(runs[0])
+    );
+    assert_eq!(status(runs[1]), "Ok", "the attempt that succeeded");
     assert_ne!(runs[0]["span_id"], runs[1]["span_id"], "a retry is a new span");
     assert_ne!(runs[0]["trace_id"], runs[1]["trace_id"], "in a trace of its own");
 

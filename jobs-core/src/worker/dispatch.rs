@@ -212,7 +212,9 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
             messaging.message.id = %job.id,
             job.id = %job.id, job.name = %Escaped(&job.name),
             job.attempt = lease.attempt, job.priority = %job.priority,
-            job.queue_wait_ms = waited.map(|w| w.as_millis() as u64));
+            job.queue_wait_ms = waited.map(|w| w.as_millis() as u64),
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty);
         crate::otel::connect(&span, &job, inner.cfg.trace_parent);
         span
     };
@@ -233,6 +235,19 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
             crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
         }
         let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
+        // The span's status: an error for a failed attempt, with its message.
+        #[cfg(feature = "otel")]
+        match &outcome {
+            Outcome::Success(_) => {
+                tracing::Span::current().record("otel.status_code", "OK");
+            }
+            Outcome::Failure { error, .. } | Outcome::CancelAborted { error } => {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", crate::backend::truncate_error(error));
+            }
+            Outcome::Abandoned | Outcome::Unhandled => {}
+        }
         let took = started.elapsed();
         match outcome {
             Outcome::Success(result) => {
