@@ -250,6 +250,10 @@ pub struct Job {
     /// [`JobContext::progress`]: crate::JobContext::progress
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// The W3C trace context of the span that enqueued it (`traceparent`, `tracestate`,
+    /// `baggage`); `null` when there was none (see `NewJob::trace`).
+    #[serde(default)]
+    pub trace: Option<TraceContext>,
 }
 
 /// How far a running job has come, as its handler reports it ([`JobContext::progress`]).
@@ -286,6 +290,65 @@ impl Progress {
             message.truncate(end);
         }
         Ok(Progress { percent, message })
+    }
+}
+
+/// The W3C trace context a job carries from the span that enqueued it to the spans of
+/// its attempts: the `traceparent` and `tracestate` headers of
+/// [Trace Context](https://www.w3.org/TR/trace-context/) and the `baggage` header of
+/// [Baggage](https://www.w3.org/TR/baggage/), as text.
+///
+/// With the `otel` feature, [`JobQueue`](crate::JobQueue)'s enqueue calls fill it in from
+/// the current span (tracing-opentelemetry's, else OpenTelemetry's current context), and
+/// workers run each attempt in a consumer span linked to it (see
+/// [`WorkerConfig::trace_parent`](crate::worker::WorkerConfig::trace_parent)). Without the feature
+/// nothing fills it in; one set by hand is stored and read back all the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct TraceContext {
+    /// `00-<trace id>-<parent span id>-<flags>`.
+    pub traceparent: String,
+    /// Vendor entries, when the enqueuing context had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+    /// The enqueuing context's baggage, when it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baggage: Option<String>,
+}
+
+/// The longest `traceparent` stored (a version-00 one is 55 bytes; later versions may add).
+pub const MAX_TRACEPARENT_LEN: usize = 256;
+/// The longest `tracestate` stored (W3C: at most 32 entries, 512 characters are enough to
+/// propagate).
+pub const MAX_TRACESTATE_LEN: usize = 512;
+/// The longest `baggage` stored (W3C: at least 8192 bytes must be propagated).
+pub const MAX_BAGGAGE_LEN: usize = 8192;
+
+impl TraceContext {
+    /// Checks sizes and characters: printable ASCII only, within the limits above.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fields = [
+            ("traceparent", Some(self.traceparent.as_str()), MAX_TRACEPARENT_LEN),
+            ("tracestate", self.tracestate.as_deref(), MAX_TRACESTATE_LEN),
+            ("baggage", self.baggage.as_deref(), MAX_BAGGAGE_LEN),
+        ];
+        for (what, value, max) in fields {
+            let Some(v) = value else { continue };
+            if v.len() > max {
+                return Err(Error::InvalidJob {
+                    reason: format!("trace {what} must be at most {max} bytes, found {}", v.len()),
+                });
+            }
+            if !v.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+                return Err(Error::InvalidJob {
+                    reason: format!("trace {what} must be printable ASCII"),
+                });
+            }
+        }
+        if self.traceparent.is_empty() {
+            return Err(Error::InvalidJob { reason: "trace traceparent must not be empty".into() });
+        }
+        Ok(())
     }
 }
 
@@ -346,6 +409,10 @@ pub struct NewJob {
     /// enqueue calls fill it in from the handler's `unique(...)` declaration when the
     /// handler is linked into the process and nothing set it; see [`UniqueLock`].
     pub unique: Option<UniqueLock>,
+    /// The trace context to store with the job (`None`: none). With the `otel` feature,
+    /// [`JobQueue`](crate::JobQueue)'s enqueue calls fill it in from the current span when
+    /// nothing set it; see [`TraceContext`].
+    pub trace: Option<TraceContext>,
 }
 
 impl NewJob {
@@ -365,6 +432,7 @@ impl NewJob {
             retry_cap: None,
             drawn_id: Some(id),
             unique: None,
+            trace: None,
         }
     }
 
@@ -438,6 +506,9 @@ impl NewJob {
         }
         if let Some(lock) = &self.unique {
             lock.validate()?;
+        }
+        if let Some(trace) = &self.trace {
+            trace.validate()?;
         }
         if let (Some(base), Some(cap)) = (self.retry_base, self.retry_cap)
             && base > cap
@@ -608,6 +679,7 @@ mod tests {
             user_id: Some("user-123".into()),
             attempt: 0,
             progress: None,
+            trace: None,
         };
         let v = serde_json::to_value(&job)?;
         for field in [
@@ -632,6 +704,7 @@ mod tests {
         assert_eq!(v["created_at"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v["timeout"], 300);
         assert_eq!(v["status"], "pending");
+        assert!(v.get("trace").is_none(), "no trace field without a trace context");
         let back: Job = serde_json::from_value(v)?;
         assert_eq!(back, job);
         Ok(())
@@ -651,5 +724,25 @@ mod tests {
         assert!(j.validate().is_ok());
         j.timeout = Duration::ZERO;
         assert!(j.validate().is_err());
+    }
+
+    #[test]
+    fn trace_contexts_are_checked() {
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let ok = TraceContext { traceparent: tp.into(), tracestate: None, baggage: None };
+        let job = NewJob { trace: Some(ok.clone()), ..NewJob::new("x", serde_json::Value::Null) };
+        assert!(job.validate().is_ok());
+        for bad in [
+            TraceContext { traceparent: String::new(), ..ok.clone() },
+            TraceContext { traceparent: "00-\n".into(), ..ok.clone() },
+            TraceContext { tracestate: Some("x".repeat(MAX_TRACESTATE_LEN + 1)), ..ok.clone() },
+            TraceContext { baggage: Some("k=\u{e9}".into()), ..ok.clone() },
+        ] {
+            let job = NewJob { trace: Some(bad.clone()), ..job.clone() };
+            assert!(
+                matches!(job.validate(), Err(Error::InvalidJob { .. })),
+                "{bad:?} was accepted"
+            );
+        }
     }
 }

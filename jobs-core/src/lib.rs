@@ -43,6 +43,11 @@
 //! sees crates the binary links: a runner names its task crates (`use my_tasks as _;`).
 //! See [`runner`] for a ready-made `main`, [`JobQueue`] for the queue API, and
 //! [`backend`] for the storage contract.
+//!
+//! With the `otel` feature, a job carries the W3C trace context of the span that enqueued
+//! it ([`TraceContext`]), each attempt runs in an OpenTelemetry consumer span linked to it
+//! ([`worker::TraceParent`]), and the runner exports spans over OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the README's OpenTelemetry section).
 #![cfg_attr(
     not(feature = "runner"),
     doc = "",
@@ -64,6 +69,8 @@ mod job;
 mod marks;
 mod metrics;
 pub mod options;
+#[cfg(feature = "otel")]
+mod otel;
 mod queue;
 pub mod redis;
 pub mod registry;
@@ -90,8 +97,9 @@ pub use handler::{
 };
 pub use job::{
     DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_DELAY, MAX_PROGRESS_MESSAGE, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MIN_TIMEOUT,
-    NewJob, Progress, RunAt, check_horizon,
+    MAX_BAGGAGE_LEN, MAX_DELAY, MAX_PROGRESS_MESSAGE, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT,
+    MAX_TRACEPARENT_LEN, MAX_TRACESTATE_LEN, MIN_TIMEOUT, NewJob, Progress, RunAt, TraceContext,
+    check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use marks::{Permanent, RetryAfter};

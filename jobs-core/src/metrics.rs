@@ -373,6 +373,7 @@ mod tests {
             user_id: None,
             attempt: 1,
             progress: None,
+            trace: None,
         };
         assert_eq!(queue_wait(&job), Some(Duration::from_secs(3)), "from its creation");
         job.scheduled_at = at(60);

@@ -172,6 +172,8 @@ impl JobQueue {
 
     /// [`enqueue_job`](Self::enqueue_job), answering what became of the job.
     pub async fn enqueue_reported(&self, mut job: NewJob) -> Result<Enqueued> {
+        #[cfg(feature = "otel")]
+        crate::otel::fill(&mut job.trace);
         job.validate()?;
         check_linked_args(&job)?;
         if let Some(lock) = declared_unique(&job)? {
@@ -195,6 +197,15 @@ impl JobQueue {
     /// the lock).
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         let mut locked: Option<Vec<NewJob>> = None;
+        #[cfg(feature = "otel")]
+        if let Some(trace) = crate::otel::current()
+            && jobs.iter().any(|j| j.trace.is_none())
+        {
+            let all = locked.get_or_insert_with(|| jobs.to_vec());
+            for j in all.iter_mut().filter(|j| j.trace.is_none()) {
+                j.trace = Some(trace.clone());
+            }
+        }
         for (i, j) in jobs.iter().enumerate() {
             j.validate()?;
             check_linked_args(j)?;

@@ -44,6 +44,8 @@ use crate::worker::WorkerConfig;
 
 mod cli;
 mod operate;
+#[cfg(feature = "otel")]
+mod otlp;
 mod show;
 
 use cli::{ApiArgs, Command, RunArgs};
@@ -124,7 +126,10 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run_with_state(cli, state)) {
+    let outcome = rt.block_on(run_with_state(cli, state));
+    drop(rt);
+    shutdown_tracing();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
@@ -162,11 +167,37 @@ fn init_tracing_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = std::io::stderr().is_terminal() && !no_color;
+    // With `otel` and an OTLP endpoint in the environment: the same log output, and the
+    // spans exported too (see `otlp`): those of level info and above, whatever `RUST_LOG`
+    // keeps of the log (a `RUST_LOG=warn` runner still exports its jobs' spans).
+    #[cfg(feature = "otel")]
+    if let Some(otel) = otlp::layer() {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter);
+        let otel = otel.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+        let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .with_ansi(ansi)
         .try_init();
+}
+
+/// Flushes the spans not exported yet and stops the exporter (features `runner` and
+/// `otel`, when [`init_tracing`] started one: `OTEL_EXPORTER_OTLP_ENDPOINT` was set).
+/// The runner's `main` calls it on its way out; a binary that calls [`init_tracing`] and
+/// has its own `main` calls it last. Without an exporter, it does nothing.
+pub fn shutdown_tracing() {
+    #[cfg(feature = "otel")]
+    otlp::shutdown();
 }
 
 /// A Redis URL (each of a cluster's comma-separated seeds) must name its scheme:

@@ -276,6 +276,8 @@ impl ScheduleEntry {
             // A tick is made once by its id (the schedule, the generation and the instant);
             // it takes no uniqueness lock (`sched_fire.lua` writes none).
             unique: None,
+            // The scheduler fires ticks from its own loop, in no span: a tick starts a trace.
+            trace: None,
         }
     }
 

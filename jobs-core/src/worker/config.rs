@@ -48,6 +48,23 @@ pub struct WorkerConfig {
     /// How long a job given back (no handler here) waits before it is offered again, so
     /// that this worker does not take it straight back (default 1 s).
     pub unhandled_delay: Duration,
+    /// With the `otel` feature: how an attempt's span is tied to the span that enqueued the
+    /// job (default [`TraceParent::Link`]). Without the feature, nothing reads it.
+    pub trace_parent: TraceParent,
+}
+
+/// How the span of a job's attempt is tied to the span that enqueued the job (the `otel`
+/// feature; see [`TraceContext`](crate::TraceContext)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceParent {
+    /// The attempt's span starts a trace of its own and links to the enqueuing span (the
+    /// default, as the messaging conventions advise for work that may run long after it
+    /// was sent: each attempt, a retry too, is one trace linked to the same enqueue).
+    #[default]
+    Link,
+    /// The attempt's span is a child of the enqueuing span: one trace from the request to
+    /// every attempt (which makes traces as long as the job's life, retries included).
+    Child,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +84,7 @@ impl Default for WorkerConfig {
             cancel_grace: Duration::from_secs(5),
             unhandled_dead_after: Duration::from_secs(600),
             unhandled_delay: Duration::from_secs(1),
+            trace_parent: TraceParent::Link,
         }
     }
 }

@@ -188,13 +188,36 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let name = job.name.clone();
     // Waited for a handler of this process: by the queue it declares (a job whose handler
     // is missing here is given back, not started).
-    if let Some(h) = inner.registry.handler(&name)
-        && let Some(waited) = crate::metrics::queue_wait(&job)
-    {
+    let handler = inner.registry.handler(&name);
+    let waited = crate::metrics::queue_wait(&job);
+    if let (Some(h), Some(waited)) = (handler, waited) {
         crate::metrics::observe_wait(h.queue(), job.priority, waited);
     }
+    #[cfg(not(feature = "otel"))]
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %Escaped(&job.name),
         job.attempt = lease.attempt, job.priority = %job.priority);
+    // The same span as an OpenTelemetry consumer span, with the messaging conventions'
+    // attributes, tied to the span that enqueued the job.
+    #[cfg(feature = "otel")]
+    let span = {
+        let queue = handler.map_or(crate::flow::DEFAULT_QUEUE, |h| h.queue());
+        let span = tracing::info_span!("job",
+            otel.name = %format_args!("process {queue}"),
+            otel.kind = "consumer",
+            messaging.system = crate::otel::MESSAGING_SYSTEM,
+            messaging.destination.name = queue,
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.operation = "process",
+            messaging.message.id = %job.id,
+            job.id = %job.id, job.name = %Escaped(&job.name),
+            job.attempt = lease.attempt, job.priority = %job.priority,
+            job.queue_wait_ms = waited.map(|w| w.as_millis() as u64),
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty);
+        crate::otel::connect(&span, &job, inner.cfg.trace_parent);
+        span
+    };
     async move {
         tracing::debug!("job started");
         let started = Instant::now();
@@ -212,6 +235,19 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
             crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
         }
         let outcome = if fate == Fate::Running { outcome } else { Outcome::Abandoned };
+        // The span's status: an error for a failed attempt, with its message.
+        #[cfg(feature = "otel")]
+        match &outcome {
+            Outcome::Success(_) => {
+                tracing::Span::current().record("otel.status_code", "OK");
+            }
+            Outcome::Failure { error, .. } | Outcome::CancelAborted { error } => {
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", crate::backend::truncate_error(error));
+            }
+            Outcome::Abandoned | Outcome::Unhandled => {}
+        }
         let took = started.elapsed();
         match outcome {
             Outcome::Success(result) => {
@@ -323,6 +359,10 @@ async fn execute(
     };
     // Its own task: a panic ends only that task (reported as a JoinError), and the
     // timeout below can abort it.
+    // With `otel`, the handler runs in the attempt's span, so that what it enqueues carries
+    // the trace on.
+    #[cfg(feature = "otel")]
+    let call = tracing::Instrument::in_current_span(call);
     let mut task = tokio::spawn(call);
     {
         let mut map = lock(&inner.in_flight);

@@ -50,7 +50,7 @@ use crate::queue::JobQueue;
 use crate::registry::Registry;
 use crate::stats::{WorkerStats, WorkerStatus};
 
-pub use config::{WorkerConfig, default_worker_id};
+pub use config::{TraceParent, WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
 
 use cancel::cancel_loop;

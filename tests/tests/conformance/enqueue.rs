@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use jobs_core::backend::Lease;
+use jobs_core::backend::{Failure, Lease};
 use jobs_core::{
     EnqueueOutcome, Error, Job, JobPriority, JobStatus, NewJob, QueueCounters, QueueStats,
+    RetryPolicy, RunAt, TraceContext,
 };
 use serde_json::json;
 
@@ -18,6 +19,7 @@ conformance!(
     enqueue_reports_duplicates_and_writes_one_record,
     enqueue_of_a_drawn_id_again_reports_created_and_writes_one,
     enqueue_many_handles_two_thousand_jobs,
+    a_trace_context_is_kept_through_retries_and_completion,
 );
 
 async fn enqueue_writes_every_field(kind: Kind) -> TestResult {
@@ -52,6 +54,7 @@ async fn enqueue_writes_every_field(kind: Kind) -> TestResult {
         user_id: Some("user-123".into()),
         attempt: 0,
         progress: None,
+        trace: None,
     };
     assert_eq!(job, expected);
 
@@ -169,5 +172,49 @@ async fn enqueue_many_handles_two_thousand_jobs(kind: Kind) -> TestResult {
     }
     let expected: Vec<u64> = (0..2000).collect();
     assert_eq!(got, expected, "a batch keeps its order");
+    Ok(())
+}
+
+/// A job's trace context (`NewJob::trace`, set by hand here: the backends store what they
+/// are given) is read back as it was written: on the job, on each delivery (a retry
+/// included, so that every attempt links to the same enqueue), and once completed.
+async fn a_trace_context_is_kept_through_retries_and_completion(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let trace = TraceContext {
+        traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+        tracestate: Some("congo=t61rcWkgMzE".into()),
+        baggage: Some("user=u%201,tenant=acme".into()),
+    };
+    let new = NewJob {
+        trace: Some(trace.clone()),
+        retry_base: Some(Duration::from_millis(1)),
+        retry_cap: Some(Duration::from_millis(1)),
+        ..NewJob::new("traced", json!({"n": 1}))
+    };
+    // Not due for an hour: only the traced job is fetched below.
+    let plain = NewJob {
+        run_at: RunAt::Delay(Duration::from_secs(3600)),
+        ..NewJob::new("plain", json!({}))
+    };
+    env.add_job(new.clone()).await?;
+    env.add_job(plain.clone()).await?;
+    assert_eq!(env.job(new.id).await?.trace.as_ref(), Some(&trace));
+    assert_eq!(env.job(plain.id).await?.trace, None);
+    let first = env.take(new.id, LEASE).await?;
+    assert_eq!(first.job.trace.as_ref(), Some(&trace));
+    let failure = Failure {
+        lease: first.lease,
+        error: "boom".into(),
+        retryable: true,
+        retry: RetryPolicy::default(),
+        retry_after: Some(Duration::ZERO),
+    };
+    env.fail(failure).await?;
+    let second = env.take(new.id, LEASE).await?;
+    assert_eq!(second.lease.attempt, 2);
+    assert_eq!(second.job.trace.as_ref(), Some(&trace));
+    env.complete(second.lease, json!(null)).await?;
+    let done = env.job(new.id).await?;
+    assert_eq!((done.status, done.trace.as_ref()), (JobStatus::Completed, Some(&trace)));
     Ok(())
 }

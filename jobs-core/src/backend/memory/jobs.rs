@@ -139,6 +139,7 @@ impl State {
                         key: u.key.clone(),
                         until_started: u.until == UniqueUntil::Started,
                     }),
+                    trace: new.trace.clone(),
                     place: Place::Unlinked,
                 },
             );

@@ -67,6 +67,8 @@ pub(super) struct Record {
     /// The uniqueness lock the job took, while its window lasts (Redis: `uq` in the hot
     /// state and the `j<id>` field of `unique`).
     pub(super) unique: Option<UniqueHold>,
+    /// The trace context of the enqueuing span (Redis: `t` in the record's meta).
+    pub(super) trace: Option<crate::job::TraceContext>,
     pub(super) place: Place,
 }
 
@@ -98,6 +100,7 @@ impl Record {
             user_id: self.user_id.clone(),
             attempt: self.attempt,
             progress: self.progress.clone(),
+            trace: self.trace.clone(),
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId, JobPriority, JobStatus, NewJob};
+use crate::job::{Job, JobId, JobPriority, JobStatus, NewJob, TraceContext};
 use crate::time::{duration_ms, ms_to_time};
 
 /// The client-written part of a record.
@@ -28,6 +28,9 @@ pub(crate) struct Meta<'a> {
     /// User id.
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     pub u: Option<std::borrow::Cow<'a, str>>,
+    /// The trace context of the enqueuing span ([`NewJob::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t: Option<TraceContext>,
 }
 
 /// The client-written part of a record as `enqueue` and `schedule_fire` encode it (read
@@ -42,6 +45,9 @@ pub(super) struct MetaOut<'a> {
     pub(super) n: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) u: Option<&'a str>,
+    /// The trace context ([`NewJob::trace`]), only for a job that has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) t: Option<&'a TraceContext>,
 }
 
 impl<'a> MetaOut<'a> {
@@ -51,7 +57,7 @@ impl<'a> MetaOut<'a> {
             (None, None) => None,
             (b, c) => Some([b.map(duration_ms), c.map(duration_ms)]),
         };
-        MetaOut { r, n: &job.name, u: job.user_id.as_deref() }
+        MetaOut { r, n: &job.name, u: job.user_id.as_deref(), t: job.trace.as_ref() }
     }
 }
 
@@ -259,6 +265,7 @@ pub(crate) fn to_job(
         user_id: meta.u.map(|u| u.into_owned()),
         attempt: hot.attempt,
         progress: None,
+        trace: meta.t,
     })
 }
 
@@ -315,6 +322,17 @@ mod tests {
         let base = NewJob { retry_base: Some(Duration::from_secs(1)), ..plain };
         let meta = serde_json::to_string(&MetaOut::of(&base))?;
         assert_eq!(meta, r#"{"r":[1000,null],"n":"sync","u":"u-1"}"#);
+        // A trace context goes after the other keys: the backoff stays first.
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let trace = TraceContext { traceparent: tp.into(), tracestate: None, baggage: None };
+        let traced = NewJob { trace: Some(trace.clone()), ..both.clone() };
+        let meta_t = serde_json::to_string(&MetaOut::of(&traced))?;
+        assert_eq!(
+            meta_t,
+            format!(r#"{{"r":[10000,1500],"n":"sync","u":"u-1","t":{{"traceparent":"{tp}"}}}}"#)
+        );
+        let rec = format!("p2:0:0:3:30000:0:0:1:0:0:0|{meta_t}\n{{}}");
+        assert_eq!(to_job(JobId::new(), rec.as_bytes(), None, None)?.trace, Some(trace));
         // And the reader still reads it.
         let rec = format!("p2:0:0:3:30000:0:0:1:0:0:0|{meta}\n{{}}");
         let job = to_job(JobId::new(), rec.as_bytes(), None, None)?;
