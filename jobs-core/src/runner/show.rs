@@ -229,6 +229,7 @@ mod tests {
             user_id: None,
             attempt: 1,
             progress: None,
+            trace: None,
         };
         assert!(!job(&j).contains("progress:"));
         j.progress = Some(crate::Progress { percent: 33.333, message: "rows".into() });
