@@ -167,8 +167,8 @@ impl JobContext {
     /// report is stored with the job (its `progress`, shown by the API, the dashboard and
     /// the CLI) and counts as a heartbeat of this delivery: its lease is extended.
     ///
-    /// [`Error::InvalidJob`] for a percentage outside 0..=100 (nothing is stored);
-    /// [`Error::StaleLease`] when this delivery's lease was taken back (the job is no
+    /// [`Error::InvalidJob`](crate::Error::InvalidJob) for a percentage outside 0..=100 (nothing is stored);
+    /// [`Error::StaleLease`](crate::Error::StaleLease) when this delivery's lease was taken back (the job is no
     /// longer this attempt's: the handler should stop).
     ///
     /// ```
