@@ -7,7 +7,7 @@
 //! with the W3C propagators. The worker side reads it back and either links its span to it
 //! (the default: an attempt is its own trace, as the messaging conventions advise for
 //! work that may run much later, and a retry is one more span linked to the same enqueue)
-//! or makes it the span's parent ([`TraceParent::Child`]).
+//! or makes it the span's parent (the worker's `TraceParent::Child`).
 
 use std::collections::HashMap;
 
@@ -18,7 +18,6 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::job::{Job, TraceContext};
-use crate::worker::TraceParent;
 
 /// `messaging.system` of the spans of job attempts.
 pub(crate) const MESSAGING_SYSTEM: &str = "jobs";
@@ -68,9 +67,10 @@ fn headers(t: &TraceContext) -> HashMap<String, String> {
 }
 
 /// Connects an attempt's `span` (not yet entered) to the span that enqueued `job`: a link
-/// to it, or it as the parent; its baggage either way. A job without a trace context, or
-/// with one that does not parse, is left alone.
-pub(crate) fn connect(span: &tracing::Span, job: &Job, how: TraceParent) {
+/// to it, or (`as_child`, the worker's `TraceParent::Child`) it as the parent; its baggage
+/// either way. A job without a trace context, or with one that does not parse, is left
+/// alone. (A flag rather than the worker's enum: this module sits below the worker.)
+pub(crate) fn connect(span: &tracing::Span, job: &Job, as_child: bool) {
     let Some(t) = &job.trace else { return };
     let map = headers(t);
     let remote = TraceContextPropagator::new().extract(&map);
@@ -80,14 +80,11 @@ pub(crate) fn connect(span: &tracing::Span, job: &Job, how: TraceParent) {
         return;
     }
     // A span whose parent cannot be set has no OpenTelemetry layer under it: nothing to do.
-    let _ = match how {
-        TraceParent::Link => {
-            span.add_link(enqueuer);
-            // A root span of its own, with the enqueuer's baggage.
-            span.set_parent(BaggagePropagator::new().extract_with_context(&Context::new(), &map))
-        }
-        TraceParent::Child => {
-            span.set_parent(BaggagePropagator::new().extract_with_context(&remote, &map))
-        }
+    let _ = if as_child {
+        span.set_parent(BaggagePropagator::new().extract_with_context(&remote, &map))
+    } else {
+        span.add_link(enqueuer);
+        // A root span of its own, with the enqueuer's baggage.
+        span.set_parent(BaggagePropagator::new().extract_with_context(&Context::new(), &map))
     };
 }

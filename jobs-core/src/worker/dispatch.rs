@@ -215,7 +215,11 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
             job.queue_wait_ms = waited.map(|w| w.as_millis() as u64),
             otel.status_code = tracing::field::Empty,
             otel.status_description = tracing::field::Empty);
-        crate::otel::connect(&span, &job, inner.cfg.trace_parent);
+        crate::otel::connect(
+            &span,
+            &job,
+            inner.cfg.trace_parent == crate::worker::TraceParent::Child,
+        );
         span
     };
     async move {

@@ -9,7 +9,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::flow::UniqueLock;
+
+mod progress;
+mod trace;
+mod unique;
+
+pub use progress::{MAX_PROGRESS_MESSAGE, Progress};
+pub use trace::{MAX_BAGGAGE_LEN, MAX_TRACEPARENT_LEN, MAX_TRACESTATE_LEN, TraceContext};
+pub use unique::{MAX_UNIQUE_KEY_LEN, MAX_UNIQUE_WINDOW, OnConflict, UniqueLock, UniqueUntil};
 
 /// A job's identity: a UUID (v7 for jobs created by this crate, so ids sort by creation time).
 ///
@@ -254,102 +261,6 @@ pub struct Job {
     /// `baggage`); `null` when there was none (see `NewJob::trace`).
     #[serde(default)]
     pub trace: Option<TraceContext>,
-}
-
-/// How far a running job has come, as its handler reports it ([`JobContext::progress`]).
-///
-/// [`JobContext::progress`]: crate::JobContext::progress
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
-pub struct Progress {
-    /// Done so far, 0 to 100.
-    pub percent: f64,
-    /// What it is doing (at most [`MAX_PROGRESS_MESSAGE`] bytes; may be empty).
-    pub message: String,
-}
-
-/// The longest progress message kept, in bytes (a longer one is cut at a character
-/// boundary).
-pub const MAX_PROGRESS_MESSAGE: usize = 1000;
-
-impl Progress {
-    /// A progress report: `percent` must be a number from 0 to 100 (else
-    /// [`Error::InvalidJob`]); `message` is cut to [`MAX_PROGRESS_MESSAGE`] bytes.
-    pub fn new(percent: f64, message: impl Into<String>) -> Result<Self, Error> {
-        if !percent.is_finite() || !(0.0..=100.0).contains(&percent) {
-            return Err(Error::InvalidJob {
-                reason: format!("progress must be a percentage from 0 to 100, found {percent}"),
-            });
-        }
-        let mut message = message.into();
-        if message.len() > MAX_PROGRESS_MESSAGE {
-            let mut end = MAX_PROGRESS_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        Ok(Progress { percent, message })
-    }
-}
-
-/// The W3C trace context a job carries from the span that enqueued it to the spans of
-/// its attempts: the `traceparent` and `tracestate` headers of
-/// [Trace Context](https://www.w3.org/TR/trace-context/) and the `baggage` header of
-/// [Baggage](https://www.w3.org/TR/baggage/), as text.
-///
-/// With the `otel` feature, [`JobQueue`](crate::JobQueue)'s enqueue calls fill it in from
-/// the current span (tracing-opentelemetry's, else OpenTelemetry's current context), and
-/// workers run each attempt in a consumer span linked to it (see
-/// [`WorkerConfig::trace_parent`](crate::worker::WorkerConfig::trace_parent)). Without the feature
-/// nothing fills it in; one set by hand is stored and read back all the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
-pub struct TraceContext {
-    /// `00-<trace id>-<parent span id>-<flags>`.
-    pub traceparent: String,
-    /// Vendor entries, when the enqueuing context had any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracestate: Option<String>,
-    /// The enqueuing context's baggage, when it had any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baggage: Option<String>,
-}
-
-/// The longest `traceparent` stored (a version-00 one is 55 bytes; later versions may add).
-pub const MAX_TRACEPARENT_LEN: usize = 256;
-/// The longest `tracestate` stored (W3C: at most 32 entries, 512 characters are enough to
-/// propagate).
-pub const MAX_TRACESTATE_LEN: usize = 512;
-/// The longest `baggage` stored (W3C: at least 8192 bytes must be propagated).
-pub const MAX_BAGGAGE_LEN: usize = 8192;
-
-impl TraceContext {
-    /// Checks sizes and characters: printable ASCII only, within the limits above.
-    pub fn validate(&self) -> Result<(), Error> {
-        let fields = [
-            ("traceparent", Some(self.traceparent.as_str()), MAX_TRACEPARENT_LEN),
-            ("tracestate", self.tracestate.as_deref(), MAX_TRACESTATE_LEN),
-            ("baggage", self.baggage.as_deref(), MAX_BAGGAGE_LEN),
-        ];
-        for (what, value, max) in fields {
-            let Some(v) = value else { continue };
-            if v.len() > max {
-                return Err(Error::InvalidJob {
-                    reason: format!("trace {what} must be at most {max} bytes, found {}", v.len()),
-                });
-            }
-            if !v.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-                return Err(Error::InvalidJob {
-                    reason: format!("trace {what} must be printable ASCII"),
-                });
-            }
-        }
-        if self.traceparent.is_empty() {
-            return Err(Error::InvalidJob { reason: "trace traceparent must not be empty".into() });
-        }
-        Ok(())
-    }
 }
 
 /// Serde for a `Duration` as a number of seconds: an integer when whole (`30`), a
@@ -605,21 +516,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn progress_is_a_percentage_and_a_bounded_message() {
-        assert!(Progress::new(0.0, "").is_ok() && Progress::new(100.0, "x").is_ok());
-        for bad in [-0.1, 100.5, f64::NAN, f64::INFINITY] {
-            assert!(matches!(Progress::new(bad, ""), Err(Error::InvalidJob { .. })), "{bad}");
-        }
-        // Cut at a character boundary: "é" is two bytes.
-        let long = "é".repeat(MAX_PROGRESS_MESSAGE);
-        let p = Progress::new(1.0, long).map(|p| p.message.len());
-        assert_eq!(p.ok(), Some(MAX_PROGRESS_MESSAGE));
-        let odd = format!("a{}", "é".repeat(MAX_PROGRESS_MESSAGE));
-        let p = Progress::new(1.0, odd).map(|p| p.message.len());
-        assert_eq!(p.ok(), Some(MAX_PROGRESS_MESSAGE - 1));
-    }
-
-    #[test]
     fn short_ids_of_ids_drawn_in_the_same_millisecond_differ() {
         // UUIDv7 ids drawn together share their leading (timestamp) digits: the short id
         // must come from the random tail instead.
@@ -704,7 +600,7 @@ mod tests {
         assert_eq!(v["created_at"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v["timeout"], 300);
         assert_eq!(v["status"], "pending");
-        assert!(v.get("trace").is_none(), "no trace field without a trace context");
+        assert_eq!(v["trace"], serde_json::Value::Null, "null without a trace context");
         let back: Job = serde_json::from_value(v)?;
         assert_eq!(back, job);
         Ok(())
