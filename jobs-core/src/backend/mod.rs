@@ -133,6 +133,19 @@
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
+//! * `list_jobs`: reads the index of `req.state` (delayed: `scheduled` by due time;
+//!   retrying: `retry` by due time; running: `active` by lease deadline; failed: the DLQ by
+//!   death time; completed and cancelled: `finished` by retention end, one index for both)
+//!   from the highest score down, ties by larger id first, starting after the cursor's
+//!   (score, id) — whether or not that entry is still there — or at the top without one.
+//!   It examines entries one by one until `limit` (clamped to 1..=[`LIST_SCAN_LIMIT`]) jobs
+//!   matched or [`LIST_SCAN_LIMIT`] entries were examined: an entry matches if its record
+//!   exists and is readable, has the state's status (completed or cancelled: the retention
+//!   index holds both; other indexes are not checked), and has the filter's handler name
+//!   and user id when given. Returned jobs carry their args (if kept) and error, no result.
+//!   The cursor is the position of the last entry examined if an entry follows it, else
+//!   `None`. A running job's `started_at` is when its current attempt started; which worker
+//!   holds it is not recorded (that would cost every fetch a write).
 //! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
 //!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
 //!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged. All
@@ -205,6 +218,7 @@ pub(crate) use crate::stats::throughput_buckets;
 pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 mod delivery;
+mod listing;
 pub mod memory;
 pub mod redis;
 
@@ -212,6 +226,7 @@ pub use delivery::{
     AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, UNHANDLED_GAP,
     UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
 };
+pub use listing::{JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 
 /// Settings both backends apply to every job in their namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,6 +532,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Ready jobs of one priority (or of all, highest first) in the order they will run.
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>>;
+
+    /// One page of the jobs of one state, newest first, optionally of one handler and one
+    /// user, examining at most [`LIST_SCAN_LIMIT`] index entries (see the
+    /// [module docs](self)). Errors: [`Error::InvalidCursor`](crate::Error::InvalidCursor)
+    /// for a cursor of another state.
+    async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage>;
 
     /// Dead-letter jobs, most recently failed first.
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;

@@ -72,6 +72,7 @@ mod enqueue;
 mod fetch;
 mod give_back;
 mod leases;
+mod listing;
 mod retention;
 mod retry_after;
 mod schedules;

@@ -171,7 +171,10 @@ impl State {
                 if entry.key().0 > now {
                     break;
                 }
+                let due = entry.key().0;
                 let id = entry.remove();
+                let by_id = if retry { &mut self.retrying_by_id } else { &mut self.delayed_by_id };
+                by_id.remove(&(due, id));
                 // `scheduled` keeps the due time: the contract shows when the job was due.
                 if let Some(rec) = self.jobs.get_mut(&id) {
                     rec.place = Place::Unlinked;

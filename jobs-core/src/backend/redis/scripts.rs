@@ -105,6 +105,7 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("workers", "workers.lua", include_str!("scripts/workers.lua")),
     ("throughput", "throughput.lua", include_str!("scripts/throughput.lua")),
     ("stats", "stats.lua", include_str!("scripts/stats.lua")),
+    ("list_jobs", "list_jobs.lua", include_str!("scripts/list_jobs.lua")),
     ("sched_upsert", "sched_upsert.lua", include_str!("scripts/sched_upsert.lua")),
     ("sched_enable", "sched_enable.lua", include_str!("scripts/sched_enable.lua")),
     ("sched_remove", "sched_remove.lua", include_str!("scripts/sched_remove.lua")),
@@ -183,5 +184,5 @@ macro_rules! scripts {
 
 scripts! {
     enqueue, fetch, heartbeat, complete, fail, release, give_back, reap, cancel, retry_dead,
-    clear_dead, purge, workers, throughput, stats,
+    clear_dead, purge, workers, throughput, stats, list_jobs,
 }
