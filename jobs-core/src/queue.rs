@@ -239,6 +239,15 @@ impl JobQueue {
         self.backend.list_pending(priority, limit).await
     }
 
+    /// One page of the jobs of one state, newest first, optionally of one handler and one
+    /// user (see [`Backend::list_jobs`]).
+    pub async fn list_jobs(
+        &self,
+        req: &crate::backend::ListRequest,
+    ) -> Result<crate::backend::JobPage> {
+        self.backend.list_jobs(req).await
+    }
+
     /// The most recent `limit` jobs of the dead-letter queue, newest first.
     pub async fn get_dead_letter_jobs(&self, limit: usize) -> Result<Vec<Job>> {
         self.backend.list_dead(0, limit).await

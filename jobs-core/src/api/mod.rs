@@ -212,6 +212,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::job_result))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::pending))
+        .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
         .routes(routes!(schedules::list))
