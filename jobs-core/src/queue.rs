@@ -260,6 +260,20 @@ impl JobQueue {
         self.backend.retry_dead(id).await
     }
 
+    /// Runs a retrying job (waiting for its backoff) or a dead-letter job again now,
+    /// keeping its history: the first goes to the tail of its queue at once
+    /// ([`Backend::retry_now`]), the second as [`retry_dead_letter_job`](Self::retry_dead_letter_job)
+    /// puts it back. [`Error::NotFound`] if no such job exists, [`Error::InvalidState`]
+    /// for any other status.
+    pub async fn retry_job(&self, id: JobId) -> Result<()> {
+        match self.backend.retry_now(id).await {
+            Err(Error::InvalidState { status: JobStatus::Failed, .. }) => {
+                self.backend.retry_dead(id).await
+            }
+            other => other,
+        }
+    }
+
     /// Deletes every job in the dead-letter queue. Returns how many.
     pub async fn clear_dead_letter_queue(&self) -> Result<u64> {
         self.backend.clear_dead().await

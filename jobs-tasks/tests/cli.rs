@@ -278,4 +278,7 @@ fn jobs_lists_a_state_filtered_and_paged() {
     assert!(err.contains("--state `dead`") && err.contains("retrying"), "{err}");
     let err = fails(&ns, &["jobs", "--state", "failed", "--cursor", &cursor]);
     assert!(err.contains("cursor"), "{err}");
+    // A delayed job is neither retrying nor dead: `retry` refuses it, naming its status.
+    let err = fails(&ns, &["retry", &ids[0]]);
+    assert!(err.contains("cannot retry") && err.contains("pending"), "{err}");
 }

@@ -81,6 +81,10 @@ enum Op {
     RetryDead {
         job: usize,
     },
+    /// Run a retrying job now (`retry_now`).
+    RetryNow {
+        job: usize,
+    },
     ClearDead,
     /// Purge finished records past their retention.
     Purge,
@@ -113,6 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..64usize).prop_map(|job| Op::Cancel { job }),
         1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
         1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
+        1 => (0..64usize).prop_map(|job| Op::RetryNow { job }),
         1 => Just(Op::ClearDead),
         1 => Just(Op::Purge),
         1 => (0..64usize).prop_map(|job| Op::Reincarnate { job }),
@@ -245,6 +250,10 @@ async fn apply(
         },
         Op::RetryDead { job } => {
             let r = b.retry_dead(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
+            json!(format!("{r:?}"))
+        }
+        Op::RetryNow { job } => {
+            let r = b.retry_now(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
             json!(format!("{r:?}"))
         }
         Op::ClearDead => json!(format!("{:?}", b.clear_dead().await)),
@@ -383,7 +392,9 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             Op::EnqueueDup { .. } => continue,
             Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::Reincarnate { .. } => continue,
-            Op::Cancel { .. } | Op::RetryDead { .. } if all.is_empty() => continue,
+            Op::Cancel { .. } | Op::RetryDead { .. } | Op::RetryNow { .. } if all.is_empty() => {
+                continue;
+            }
             _ => all.clone(),
         };
         let is_enqueue =

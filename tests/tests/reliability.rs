@@ -465,6 +465,9 @@ impl Backend for HangingHeartbeat {
     async fn list_dead(&self, offset: usize, limit: usize) -> jobs_core::Result<Vec<Job>> {
         self.inner.list_dead(offset, limit).await
     }
+    async fn retry_now(&self, id: JobId) -> jobs_core::Result<()> {
+        self.inner.retry_now(id).await
+    }
     async fn retry_dead(&self, id: JobId) -> jobs_core::Result<()> {
         self.inner.retry_dead(id).await
     }

@@ -228,6 +228,34 @@ pub async fn cancel_job(
     Ok(Json(CancelResponse { job_id: id, outcome }))
 }
 
+/// Runs a retrying job now, or puts a dead one back in its queue.
+///
+/// A `retrying` job (waiting for the backoff of its next attempt) goes to the tail of its
+/// queue at once; a `failed` one (the dead-letter queue) goes back as
+/// `POST /api/v1/jobs/dlq/{job_id}/retry` puts it. Either keeps its history (retries used,
+/// attempts, last error).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/job/{job_id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = RetryResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is neither retrying nor dead", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn retry_job(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<RetryResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    s.service().queue().retry_job(id).await?;
+    Ok(Json(RetryResponse { job_id: id, status: JobStatus::Pending }))
+}
+
 /// Jobs ready to run, in the order they will run.
 #[utoipa::path(
     get, path = "/api/v1/jobs/pending", operation_id = "list_pending_jobs", tag = "jobs",

@@ -211,6 +211,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::job_result))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
         .routes(routes!(jobs::pending))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))

@@ -280,7 +280,7 @@ pub struct JobListResponse {
     pub jobs: Vec<Job>,
 }
 
-/// A dead-letter job put back in its queue.
+/// A job put back in its queue (retried now, or out of the dead-letter queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryResponse {
     /// The job.

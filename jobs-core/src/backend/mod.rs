@@ -130,6 +130,10 @@
 //!   `completed_at = None`, its stall count reset to 0 (so that the poison-pill guard gives
 //!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
 //!   failed → `InvalidState { op: "retry" }`.
+//! * `retry_now`: a `retrying` job → `pending` at the tail of its priority, `scheduled_at =
+//!   now` (when it was made due), out of the retry index; `retry_count`, `attempt`, `error`
+//!   and args kept; no counter. Unknown → `NotFound`; not retrying →
+//!   `InvalidState { op: "retry" }` (a dead job is `retry_dead`'s).
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
@@ -549,6 +553,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
     /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
     async fn retry_dead(&self, id: JobId) -> Result<()>;
+
+    /// Makes a retrying job (waiting for its backoff) ready at once, keeping its history.
+    /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a job that is not retrying.
+    async fn retry_now(&self, id: JobId) -> Result<()>;
 
     /// Empties the dead-letter queue, deleting those jobs. Returns how many.
     async fn clear_dead(&self) -> Result<u64>;

@@ -255,6 +255,11 @@ pub(super) enum Command {
     /// List jobs of one state, newest first: pending, scheduled, retrying, running,
     /// completed, cancelled or failed.
     Jobs(Box<JobsArgs>),
+    /// Run a retrying job now (without waiting for its backoff), or put a dead one back.
+    Retry {
+        /// The job id.
+        id: String,
+    },
     /// Queue statistics.
     Stats,
     /// Handlers linked into this binary.

@@ -32,6 +32,13 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
         Command::Cancel { id } => cancel(&queue, json, &id).await,
         Command::Stats => stats(&queue, json).await,
         Command::Jobs(args) => jobs(&queue, json, *args).await,
+        Command::Retry { id } => {
+            let id: JobId = id.parse()?;
+            queue.retry_job(id).await?;
+            print(json, &serde_json::json!({ "id": id, "retried": true }), || {
+                format!("{id} is pending again")
+            })
+        }
         Command::Dlq { op } => dlq(&queue, json, op).await,
         Command::Schedules { op } => schedules(queue, json, op).await,
         Command::Run(_) | Command::Handlers => Ok(()),

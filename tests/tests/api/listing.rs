@@ -99,3 +99,71 @@ async fn jobs_refuses_a_bad_state_cursor_or_limit_naming_the_field() {
     let (_, doc) = get(r, "/api/v1/jobs/openapi.json").await;
     assert!(doc["paths"]["/api/v1/jobs/jobs"]["get"].is_object(), "documented");
 }
+
+#[tokio::test]
+async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
+    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+    let fx = fixture().await;
+    let r = &fx.router;
+    let b = fx.service.queue().backend().clone();
+    let take = |max_retries: u32| {
+        let b = b.clone();
+        async move {
+            let f = b
+                .fetch(&FetchRequest {
+                    max: 1,
+                    worker_id: "w".into(),
+                    lease: Duration::from_secs(60),
+                    grace: Duration::ZERO,
+                })
+                .await
+                .expect("fetch");
+            let lease = f.jobs[0].lease;
+            let hour = Duration::from_secs(3600);
+            let out = b
+                .fail(&Failure {
+                    lease,
+                    error: "boom".into(),
+                    retryable: true,
+                    retry: RetryPolicy::exponential(hour, hour),
+                    retry_after: None,
+                })
+                .await
+                .expect("fail");
+            assert_eq!(matches!(out, FailOutcome::Dead), max_retries == 0, "{out:?}");
+            lease.id
+        }
+    };
+    let retrying = enqueue(r, json!({"name": "api_noargs", "max_retries": 3})).await;
+    assert_eq!(take(3).await, retrying);
+    let dead = enqueue(r, json!({"name": "api_noargs", "max_retries": 0})).await;
+    assert_eq!(take(0).await, dead);
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=retrying").await.1["count"], 1);
+
+    for id in [retrying, dead] {
+        let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{id}/retry"), None).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        assert_eq!(got.1, json!({"job_id": id.to_string(), "status": "pending"}));
+        let (_, job) = get(r, &format!("/api/v1/jobs/job/{id}")).await;
+        assert_eq!(
+            (job["status"].as_str(), job["error"].as_str()),
+            (Some("pending"), Some("boom"))
+        );
+    }
+    let (_, job) = get(r, &format!("/api/v1/jobs/job/{retrying}")).await;
+    assert_eq!(job["retry_count"], 1, "history kept");
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=pending").await.1["count"], 2);
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=retrying").await.1["count"], 0);
+
+    // Pending now: 409; unknown: 404; not an id: 400.
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{retrying}/retry"), None).await;
+    assert_error(&got, 409, "invalid_state");
+    let got =
+        call(r, Method::POST, &format!("/api/v1/jobs/job/{}/retry", JobId::new()), None).await;
+    assert_error(&got, 404, "job_not_found");
+    assert_error(
+        &call(r, Method::POST, "/api/v1/jobs/job/nope/retry", None).await,
+        400,
+        "invalid_job_id",
+    );
+}

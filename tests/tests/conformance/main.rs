@@ -75,6 +75,7 @@ mod leases;
 mod listing;
 mod retention;
 mod retry_after;
+mod retry_now;
 mod schedules;
 mod stats;
 mod unique;

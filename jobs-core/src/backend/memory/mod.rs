@@ -288,6 +288,10 @@ impl Backend for MemoryBackend {
         Ok(self.with_state(|st| st.list_pending(priority, limit)))
     }
 
+    async fn retry_now(&self, id: JobId) -> Result<()> {
+        self.with_state(|st| st.retry_now(id))
+    }
+
     async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage> {
         self.with_state(|s| s.list_jobs(req))
     }

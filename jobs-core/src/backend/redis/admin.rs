@@ -209,8 +209,17 @@ pub(super) async fn list_jobs(backend: &RedisBackend, req: &ListRequest) -> Resu
 }
 
 pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
+    retry(backend, &SCRIPTS.retry_dead, id).await
+}
+
+pub(super) async fn retry_now(backend: &RedisBackend, id: JobId) -> Result<()> {
+    retry(backend, &SCRIPTS.retry_now, id).await
+}
+
+/// `retry_dead` or `retry_now`, which answer alike.
+async fn retry(backend: &RedisBackend, op: &super::scripts::Op, id: JobId) -> Result<()> {
     let reply: Vec<Value> = backend
-        .run_retried(&SCRIPTS.retry_dead, |inv| {
+        .run_retried(op, |inv| {
             inv.arg(id.to_string());
         })
         .await?;

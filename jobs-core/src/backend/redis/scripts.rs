@@ -79,6 +79,7 @@ const REPLAYED: &[&str] = &[
     "enqueue.lua",
     "cancel.lua",
     "retry_dead.lua",
+    "retry_now.lua",
     "fail.lua",
     "release.lua",
     "clear_dead.lua",
@@ -100,6 +101,7 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("reap", "reap.lua", include_str!("scripts/reap.lua")),
     ("cancel", "cancel.lua", include_str!("scripts/cancel.lua")),
     ("retry_dead", "retry_dead.lua", include_str!("scripts/retry_dead.lua")),
+    ("retry_now", "retry_now.lua", include_str!("scripts/retry_now.lua")),
     ("clear_dead", "clear_dead.lua", include_str!("scripts/clear_dead.lua")),
     ("purge", "purge.lua", include_str!("scripts/purge.lua")),
     ("workers", "workers.lua", include_str!("scripts/workers.lua")),
@@ -184,5 +186,5 @@ macro_rules! scripts {
 
 scripts! {
     enqueue, fetch, heartbeat, complete, fail, release, give_back, reap, cancel, retry_dead,
-    clear_dead, purge, workers, throughput, stats, list_jobs,
+    clear_dead, purge, workers, throughput, stats, list_jobs, retry_now,
 }
