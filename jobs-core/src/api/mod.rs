@@ -546,7 +546,7 @@ mod tests {
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 22, "{paths:?}");
+        assert_eq!(paths.len(), 24, "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/stats/throughput"), "{paths:?}");
     }
 }

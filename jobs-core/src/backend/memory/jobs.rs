@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::state::{Place, Record, State, UniqueHold};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
@@ -315,7 +313,6 @@ impl State {
                     rec.status = JobStatus::Completed;
                     rec.completed = Some(now);
                     rec.result = Some(item.result.clone());
-                    rec.args = Value::Null;
                     rec.place = Place::Finished { expire };
                 }
                 self.finished.insert((expire, id));

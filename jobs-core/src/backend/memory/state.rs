@@ -146,7 +146,7 @@ pub(super) struct State {
     /// [`ManualClock`]: super::ManualClock
     pub(super) source: Option<super::ManualClock>,
     /// When on (for `testing`): every job enqueued, as enqueued (id, name, args), oldest
-    /// first; a finished job's record no longer has its arguments.
+    /// first, whatever happened to the record since (purged, or the id enqueued again).
     pub(super) journal: Option<Vec<(JobId, String, Value)>>,
     /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
     pub(super) wake: bool,
@@ -363,7 +363,6 @@ impl State {
         };
         rec.status = JobStatus::Cancelled;
         rec.completed = Some(now);
-        rec.args = Value::Null;
         rec.place = Place::Finished { expire };
         self.finished.insert((expire, id));
         self.counters.cancelled += 1;
