@@ -169,10 +169,13 @@ pub(super) fn dead_jobs(jobs: &[Job]) -> String {
     table(&["ID", "NAME", "DIED", "RETRIES", "ERROR"], &rows, "the dead-letter queue is empty")
 }
 
+/// Which instant of a job a listing shows.
+type JobTime = fn(&Job) -> Option<DateTime<Utc>>;
+
 /// `jobs --state <state>`: a table whose time column is the one that state is ordered by,
 /// and, when more follow, how to get them.
 pub(super) fn job_page(state: &str, jobs: &[Job], cursor: Option<&str>) -> String {
-    let (label, when): (&str, fn(&Job) -> Option<DateTime<Utc>>) = match state {
+    let (label, when): (&str, JobTime) = match state {
         "scheduled" | "retrying" => ("DUE", |j| j.scheduled_at),
         "running" => ("STARTED", |j| j.started_at),
         "completed" | "cancelled" | "failed" => ("FINISHED", |j| j.completed_at),

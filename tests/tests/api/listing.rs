@@ -56,7 +56,7 @@ async fn jobs_lists_a_state_newest_first_filtered_and_paged() {
 
     // Pending: in the order they will run (api_sync is high priority), filtered.
     let got = get(r, "/api/v1/jobs/jobs?state=pending&name=api_noargs").await;
-    assert_eq!(ids(&got.1), [ready.clone()]);
+    assert_eq!(ids(&got.1), std::slice::from_ref(&ready));
     assert_eq!(get(r, "/api/v1/jobs/jobs?state=pending").await.1["count"], 2);
     assert_eq!(get(r, "/api/v1/jobs/jobs?state=completed").await.1["count"], 0);
 }
