@@ -789,7 +789,7 @@ pages.jobs = {
           }) }, 'Retry now') : ''))),
         page.next_cursor
           ? `No ${filtered ? 'matching ' : ''}jobs among the 1,000 looked at: see the older ones.`
-          : `No ${filtered ? 'matching ' : ''}${st.label.toLowerCase()} jobs.`));
+          : `No ${filtered ? 'matching ' : ''}jobs here (${st.about}).`));
       const pager = [];
       if (params.get('cursor')) pager.push(h('a', { href: jobsHref(params, { cursor: null }), id: 'state-newest' }, '← Newest'), ' ');
       if (page.next_cursor) pager.push(h('a', { href: jobsHref(params, { cursor: page.next_cursor }), id: 'state-older' }, 'Older →'));
