@@ -131,9 +131,8 @@
 //!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
 //!   failed → `InvalidState { op: "retry" }`.
 //! * `retry_now`: a `retrying` job → `pending` at the tail of its priority, `scheduled_at =
-//!   now` (when it was made due), out of the retry index; `retry_count`, `attempt`, `error`
-//!   and args kept; no counter. Unknown → `NotFound`; not retrying →
-//!   `InvalidState { op: "retry" }` (a dead job is `retry_dead`'s).
+//!   now`, history and args kept, no counter. Unknown → `NotFound`; not retrying (a dead
+//!   job is `retry_dead`'s) → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
@@ -235,10 +234,8 @@ pub use listing::{JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 /// Settings both backends apply to every job in their namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendConfig {
-    /// How long completed and cancelled jobs (with their results and their arguments) are
-    /// kept. Default 24 h. In Redis a finished job's record costs about 160 bytes plus its
-    /// arguments' JSON (+16 bytes for 20-byte args, +1.2 KB for 1 KB, measured by
-    /// `tests/tests/args_memory.rs`), plus its result: shorten this for large payloads.
+    /// How long completed and cancelled jobs, their results and args, are kept (24 h). In
+    /// Redis ~160 bytes a job plus its args' JSON and its result (`tests/tests/args_memory.rs`).
     pub result_ttl: Duration,
     /// The most entries the dead-letter queue keeps. Default 10,000.
     pub dead_max: u64,
@@ -540,10 +537,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Ready jobs of one priority (or of all, highest first) in the order they will run.
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>>;
 
-    /// One page of the jobs of one state, newest first, optionally of one handler and one
-    /// user, examining at most [`LIST_SCAN_LIMIT`] index entries (see the
-    /// [module docs](self)). Errors: [`Error::InvalidCursor`](crate::Error::InvalidCursor)
-    /// for a cursor of another state.
+    /// One page of one state's jobs, newest first, filtered, at most [`LIST_SCAN_LIMIT`]
+    /// entries examined ([module docs](self)); a cursor of another state is
+    /// [`Error::InvalidCursor`](crate::Error::InvalidCursor).
     async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage>;
 
     /// Dead-letter jobs, most recently failed first.
