@@ -24,6 +24,8 @@ if cs ~= '' then
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     local e = redis.call('ZREVRANGE', key, mid, mid)[1]
+    -- Lua compares strings with strcoll: for job ids (lowercase hex UUIDs, dashes at fixed
+    -- places) that is their byte order, the ZSET's order of equal scores.
     if e < cm then hi = mid else lo = mid + 1 end
   end
   start = lo
