@@ -84,6 +84,12 @@ pub enum Error {
         /// What is wrong with it (names the schedule and the offending part).
         reason: String,
     },
+    /// A listing cursor that is not one this backend handed out for that listing.
+    #[error("invalid cursor: {reason}")]
+    InvalidCursor {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -250,6 +250,15 @@ impl JobQueue {
         self.backend.list_pending(priority, limit).await
     }
 
+    /// One page of the jobs of one state, newest first, optionally of one handler and one
+    /// user (see [`Backend::list_jobs`]).
+    pub async fn list_jobs(
+        &self,
+        req: &crate::backend::ListRequest,
+    ) -> Result<crate::backend::JobPage> {
+        self.backend.list_jobs(req).await
+    }
+
     /// The most recent `limit` jobs of the dead-letter queue, newest first.
     pub async fn get_dead_letter_jobs(&self, limit: usize) -> Result<Vec<Job>> {
         self.backend.list_dead(0, limit).await
@@ -260,6 +269,20 @@ impl JobQueue {
     /// dead-letter queue.
     pub async fn retry_dead_letter_job(&self, id: JobId) -> Result<()> {
         self.backend.retry_dead(id).await
+    }
+
+    /// Runs a retrying job (waiting for its backoff) or a dead-letter job again now,
+    /// keeping its history: the first goes to the tail of its queue at once
+    /// ([`Backend::retry_now`]), the second as [`retry_dead_letter_job`](Self::retry_dead_letter_job)
+    /// puts it back. [`Error::NotFound`] if no such job exists, [`Error::InvalidState`]
+    /// for any other status.
+    pub async fn retry_job(&self, id: JobId) -> Result<()> {
+        match self.backend.retry_now(id).await {
+            Err(Error::InvalidState { status: JobStatus::Failed, .. }) => {
+                self.backend.retry_dead(id).await
+            }
+            other => other,
+        }
     }
 
     /// Deletes every job in the dead-letter queue. Returns how many.

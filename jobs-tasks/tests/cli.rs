@@ -228,3 +228,57 @@ fn errors_name_the_fix() {
     assert!(!err.contains('\u{1b}'), "no colours on a pipe: {err:?}");
     assert_eq!(pending(&ns), 1);
 }
+
+#[test]
+fn jobs_lists_a_state_filtered_and_paged() {
+    let ns = unique_namespace("cli-jobs");
+    let mut ids = Vec::new();
+    // sync_portfolio is unique per `user_id` of its args: three portfolios, two owners.
+    for (delay, user, portfolio) in
+        [("3600", "u1", "p1"), ("3700", "u2", "p2"), ("3800", "u1", "p3")]
+    {
+        let args = format!(r#"{{"user_id":"{portfolio}"}}"#);
+        let argv = [
+            "enqueue",
+            "sync_portfolio",
+            "--args",
+            &args,
+            "--in",
+            delay,
+            "--user-id",
+            user,
+            "--json",
+        ];
+        ids.push(json(&ns, &argv)["id"].as_str().expect("id").to_owned());
+    }
+    // Human: a table, latest due first, with a DUE column.
+    let out =
+        ok(&ns, &["jobs", "--state", "scheduled", "--name", "sync_portfolio", "--user-id", "u1"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("DUE"), "{out}");
+    assert_eq!(lines.len(), 3, "a header and the two jobs of u1: {out}");
+    assert!(lines[1].starts_with(&ids[2]) && lines[2].starts_with(&ids[0]), "{out}");
+    assert!(!out.contains(&ids[1]), "{out}");
+
+    // JSON, paged by the cursor it prints.
+    let page = json(&ns, &["jobs", "--state", "scheduled", "--limit", "2", "--json"]);
+    let got: Vec<&str> =
+        page["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["id"].as_str()).collect();
+    assert_eq!(got, [ids[2].as_str(), ids[1].as_str()]);
+    let cursor = page["next_cursor"].as_str().expect("more follow").to_owned();
+    let out = ok(&ns, &["jobs", "--state", "scheduled", "--limit", "2"]);
+    assert!(out.contains(&format!("more: add --cursor {cursor}")), "{out}");
+    let rest =
+        json(&ns, &["jobs", "--state", "scheduled", "--limit", "2", "--cursor", &cursor, "--json"]);
+    assert_eq!(rest["jobs"][0]["id"], ids[0].as_str());
+    assert_eq!(rest["next_cursor"], Value::Null);
+
+    assert_eq!(ok(&ns, &["jobs", "--state", "retrying"]).trim(), "no retrying jobs found");
+    let err = fails(&ns, &["jobs", "--state", "dead"]);
+    assert!(err.contains("--state `dead`") && err.contains("retrying"), "{err}");
+    let err = fails(&ns, &["jobs", "--state", "failed", "--cursor", &cursor]);
+    assert!(err.contains("cursor"), "{err}");
+    // A delayed job is neither retrying nor dead: `retry` refuses it, naming its status.
+    let err = fails(&ns, &["retry", &ids[0]]);
+    assert!(err.contains("cannot retry") && err.contains("pending"), "{err}");
+}

@@ -161,6 +161,43 @@ describe('dashboard', () => {
     assert.equal(await page.locator(`#dlq tr[data-job="${jobs.fixable}"]`).count(), 0);
   });
 
+  it('jobs page: a tab per state with its count, each listing its jobs; retry a dead one now', async () => {
+    const rows = page.locator('#state-jobs tbody tr');
+    const count = async (state) => (await page.locator(`[data-state-count="${state}"]`).innerText()).trim();
+    // Two delayed jobs are left (the jobs test cancelled the first), latest due first.
+    await open('jobs?state=scheduled');
+    await waitFor('two scheduled rows', async () => (await rows.count()) === 2);
+    assert.equal(await count('scheduled'), '2');
+    assert.equal(await count('failed'), '1');
+    assert.equal(await count('completed'), '', 'completed jobs are not counted');
+    assert.equal(await page.locator('#state-tabs a[aria-current="page"]').getAttribute('data-state'), 'scheduled');
+    await screenshot(page, 'jobs-scheduled');
+    // Through the tabs: the cancelled one, and the retried one completed with its args kept.
+    await page.locator('#state-tabs a[data-state="cancelled"]').click();
+    await page.locator(`#state-jobs tr[data-job="${jobs.delayed[0]}"]`).waitFor();
+    await page.locator('#state-tabs a[data-state="completed"]').click();
+    const done = page.locator(`#state-jobs tr[data-job="${jobs.fixable}"]`);
+    await done.waitFor();
+    assert.match(await done.innerText(), /"user_id":"user-001"/);
+    // Filtered by handler: none of another handler.
+    await page.getByLabel('Handler').fill('cleanup_data');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL('**/#/jobs?state=completed&name=cleanup_data');
+    await waitFor('the empty listing', async () => /No matching jobs/.test(await page.locator('#state-jobs').innerText()));
+    // The dead one, retried now from its tab: it runs again (and, user `nobody` being
+    // unknown still, dies again).
+    await open('jobs?state=failed');
+    const dead = page.locator(`#state-jobs tr[data-job="${jobs.dead[1]}"]`);
+    await dead.waitFor();
+    const before = (await api('GET', `job/${jobs.dead[1]}`)).attempt;
+    await dead.getByRole('button', { name: /^Retry job .* now$/ }).click();
+    await page.locator('#flash:not([hidden])').waitFor();
+    await waitFor('another attempt, dead again', async () => {
+      const j = await api('GET', `job/${jobs.dead[1]}`);
+      return j.attempt > before && j.status === 'failed';
+    });
+  });
+
   it('schedules: in words; disable by clicking and see it through the API; run now', async (t) => {
     try {
       await api('GET', 'scheduled');

@@ -1,7 +1,7 @@
 //! Differential (model-based) testing: random sequences of queue operations run against the
 //! in-memory backend and the Redis backend side by side; every observable result must be
 //! the same: what each call returns, which jobs are fetched and in which order, the job
-//! records, the pending and dead-letter listings, and the stats.
+//! records, the pending and dead-letter listings, the listings by state, and the stats.
 //!
 //! Time-based transitions are kept deterministic: delayed jobs and retries are due in an hour
 //! (never during a case), and the only expiry is a lease of 1 ms, which a reap (after a
@@ -19,7 +19,7 @@ use std::time::Duration;
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::{
     Backend, BackendConfig, Completion, Failure, FetchRequest, GiveBack, GiveBackOutcome, Lease,
-    ReapOptions,
+    ListRequest, ListState, ReapOptions,
 };
 use jobs_core::{
     Job, JobId, JobPriority, NewJob, OnConflict, RetryPolicy, RunAt, UniqueLock, UniqueUntil,
@@ -81,6 +81,10 @@ enum Op {
     RetryDead {
         job: usize,
     },
+    /// Run a retrying job now (`retry_now`).
+    RetryNow {
+        job: usize,
+    },
     ClearDead,
     /// Purge finished records past their retention.
     Purge,
@@ -113,6 +117,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..64usize).prop_map(|job| Op::Cancel { job }),
         1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
         1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
+        1 => (0..64usize).prop_map(|job| Op::RetryNow { job }),
         1 => Just(Op::ClearDead),
         1 => Just(Op::Purge),
         1 => (0..64usize).prop_map(|job| Op::Reincarnate { job }),
@@ -247,6 +252,10 @@ async fn apply(
             let r = b.retry_dead(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
             json!(format!("{r:?}"))
         }
+        Op::RetryNow { job } => {
+            let r = b.retry_now(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
+            json!(format!("{r:?}"))
+        }
         Op::ClearDead => json!(format!("{:?}", b.clear_dead().await)),
         Op::Purge => json!(format!("{:?}", b.purge(100).await)),
         Op::Reincarnate { .. } => {
@@ -298,7 +307,43 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
                 .collect();
         json!({ "queue": s, "unhandled": unhandled })
     });
-    json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats })
+    json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats, "by_state": by_state(b).await })
+}
+
+/// Every listable state's jobs (`list_jobs`), as sets: the order is by each backend's own
+/// instants (due times, deadlines), which differ between the two, so each listing is
+/// checked here to page in order (pages of two, one after another, are the whole listing)
+/// and only its members are compared.
+async fn by_state(b: &dyn Backend) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for state in ListState::ALL {
+        let whole = match b.list_jobs(&ListRequest::new(state, 1000)).await {
+            Ok(p) if p.cursor.is_none() => p.jobs,
+            other => return json!(format!("{state}: {other:?}")),
+        };
+        let mut paged = Vec::new();
+        let mut req = ListRequest::new(state, 2);
+        for _ in 0..1000 {
+            match b.list_jobs(&req).await {
+                Ok(p) => {
+                    paged.extend(p.jobs.iter().map(|j| j.id));
+                    match p.cursor {
+                        Some(c) => req.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Err(e) => return json!(format!("{state}: {e}")),
+            }
+        }
+        let ids: Vec<JobId> = whole.iter().map(|j| j.id).collect();
+        if paged != ids {
+            return json!(format!("{state}: pages {paged:?} are not the listing {ids:?}"));
+        }
+        let mut shapes: Vec<serde_json::Value> = whole.iter().map(shape).collect();
+        shapes.sort_by_key(|j| j["id"].to_string());
+        out.insert(state.to_string(), json!(shapes));
+    }
+    serde_json::Value::Object(out)
 }
 
 async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError> {
@@ -347,7 +392,9 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             Op::EnqueueDup { .. } => continue,
             Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::Reincarnate { .. } => continue,
-            Op::Cancel { .. } | Op::RetryDead { .. } if all.is_empty() => continue,
+            Op::Cancel { .. } | Op::RetryDead { .. } | Op::RetryNow { .. } if all.is_empty() => {
+                continue;
+            }
             _ => all.clone(),
         };
         let is_enqueue =

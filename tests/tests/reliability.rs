@@ -462,8 +462,17 @@ impl Backend for HangingHeartbeat {
     ) -> jobs_core::Result<Vec<Job>> {
         self.inner.list_pending(priority, limit).await
     }
+    async fn list_jobs(
+        &self,
+        req: &jobs_core::backend::ListRequest,
+    ) -> jobs_core::Result<jobs_core::backend::JobPage> {
+        self.inner.list_jobs(req).await
+    }
     async fn list_dead(&self, offset: usize, limit: usize) -> jobs_core::Result<Vec<Job>> {
         self.inner.list_dead(offset, limit).await
+    }
+    async fn retry_now(&self, id: JobId) -> jobs_core::Result<()> {
+        self.inner.retry_now(id).await
     }
     async fn retry_dead(&self, id: JobId) -> jobs_core::Result<()> {
         self.inner.retry_dead(id).await

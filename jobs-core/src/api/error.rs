@@ -138,6 +138,9 @@ impl From<Error> for ApiError {
             Error::InvalidArgs { .. } => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_args", msg),
             Error::ScheduleNotFound { .. } => Self::new(S::NOT_FOUND, "schedule_not_found", msg),
             Error::InvalidSchedule { .. } => Self::new(S::BAD_REQUEST, "invalid_schedule", msg),
+            Error::InvalidCursor { .. } => {
+                Self::new(S::BAD_REQUEST, "invalid_request", format!("field `cursor`: {msg}"))
+            }
             // An outage: worth retrying, and not the client's doing or a bug. The details
             // (addresses, the server's words) go to the log only.
             Error::Connect { .. } | Error::NotReplicated { .. } => Self::unavailable(&e),

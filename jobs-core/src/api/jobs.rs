@@ -14,8 +14,10 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::{
     CancelResponse, ClearResponse, DEFAULT_LIMIT, EnqueueRequest, EnqueueResponse, JobListResponse,
-    JobResultResponse, LimitQuery, MAX_LIMIT, PendingQuery, RetryResponse,
+    JobPageResponse, JobResultResponse, JobsQuery, LimitQuery, MAX_LIMIT, PendingQuery,
+    RetryResponse, StateCounts,
 };
+use crate::backend::{ListCursor, ListRequest, ListState};
 use crate::error::Error;
 use crate::flow::MAX_UNIQUE_WINDOW;
 use crate::job::{
@@ -223,6 +225,34 @@ pub async fn cancel_job(
     Ok(Json(CancelResponse { job_id: id, outcome }))
 }
 
+/// Runs a retrying job now, or puts a dead one back in its queue.
+///
+/// A `retrying` job (waiting for the backoff of its next attempt) goes to the tail of its
+/// queue at once; a `failed` one (the dead-letter queue) goes back as
+/// `POST /api/v1/jobs/dlq/{job_id}/retry` puts it. Either keeps its history (retries used,
+/// attempts, last error).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/job/{job_id}/retry", operation_id = "retry_job", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = RetryResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is neither retrying nor dead", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn retry_job(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<RetryResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    s.service().queue().retry_job(id).await?;
+    Ok(Json(RetryResponse { job_id: id, status: JobStatus::Pending }))
+}
+
 /// Jobs ready to run, in the order they will run.
 #[utoipa::path(
     get, path = "/api/v1/jobs/pending", operation_id = "list_pending_jobs", tag = "jobs",
@@ -242,6 +272,82 @@ pub async fn pending(
     let n = limit(q.limit)?;
     let jobs = s.service().queue().pending_jobs(q.priority, n).await?;
     Ok(Json(job_list(jobs)))
+}
+
+/// The states `GET /api/v1/jobs/jobs` takes, as the 400 lists them.
+const STATES: &str = "pending, scheduled, retrying, running, completed, cancelled or failed";
+
+/// Jobs of one state, newest first, filtered by handler and user, paged by cursor.
+///
+/// `pending` lists the first `limit` ready jobs in the order they will run (all
+/// priorities, highest first), filtered, without a cursor. Every other state pages through
+/// its index newest first: `scheduled` and `retrying` by due time, `running` by lease
+/// deadline (`started_at` is when the attempt started; the worker is not recorded),
+/// `completed` and `cancelled` by the end of their retention, `failed` by death time. At
+/// most 1,000 jobs are looked at per request, so a filtered page may be short, even empty,
+/// with a `next_cursor` to go on.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/jobs", operation_id = "list_jobs", tag = "jobs",
+    params(JobsQuery),
+    responses(
+        (status = 200, body = JobPageResponse),
+        (status = 400, description = "A missing or unknown state, a cursor this server did not hand out for that state, an invalid limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn list_jobs(
+    AxumState(s): AxumState<ApiState>,
+    ApiQuery(q): ApiQuery<JobsQuery>,
+) -> Result<Json<JobPageResponse>, ApiError> {
+    let state = q.state.as_deref().unwrap_or_default();
+    if state.is_empty() {
+        return Err(ApiError::invalid_request(format!("field `state`: required, one of {STATES}")));
+    }
+    let n = match q.limit {
+        None => DEFAULT_LIMIT as usize,
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid_request(format!(
+                "field `limit`: must be between 1 and {MAX_LIMIT}, found {n}"
+            )));
+        }
+    };
+    let queue = s.service().queue();
+    let (jobs, next) = if state == "pending" {
+        if q.cursor.is_some() {
+            return Err(ApiError::invalid_request(
+                "field `cursor`: pending jobs are listed in the order they will run, without a cursor",
+            ));
+        }
+        let mut jobs = queue.pending_jobs(None, n).await?;
+        jobs.retain(|j| {
+            q.name.as_deref().is_none_or(|x| j.name == x)
+                && q.user_id.as_deref().is_none_or(|u| j.user_id.as_deref() == Some(u))
+        });
+        (jobs, None)
+    } else {
+        let Some(st) = ListState::parse(state) else {
+            let shown: String = state.chars().take(32).collect();
+            return Err(ApiError::invalid_request(format!(
+                "field `state`: unknown state `{shown}`, expected {STATES}"
+            )));
+        };
+        let cursor = q.cursor.as_deref().map(|c| ListCursor::parse(c, st)).transpose()?;
+        let req =
+            ListRequest { name: q.name, user_id: q.user_id, cursor, ..ListRequest::new(st, n) };
+        let page = queue.list_jobs(&req).await?;
+        (page.jobs, page.cursor.map(|c| c.to_string()))
+    };
+    let counts = StateCounts::from(&queue.stats().await?);
+    Ok(Json(JobPageResponse {
+        state: state.to_owned(),
+        count: jobs.len() as u64,
+        jobs,
+        next_cursor: next,
+        counts,
+    }))
 }
 
 fn job_list(jobs: Vec<Job>) -> JobListResponse {

@@ -211,7 +211,9 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::job_result))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
         .routes(routes!(jobs::pending))
+        .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
         .routes(routes!(schedules::list))
@@ -544,7 +546,7 @@ mod tests {
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 22, "{paths:?}");
+        assert_eq!(paths.len(), 24, "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/stats/throughput"), "{paths:?}");
     }
 }

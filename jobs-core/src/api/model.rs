@@ -280,7 +280,7 @@ pub struct JobListResponse {
     pub jobs: Vec<Job>,
 }
 
-/// A dead-letter job put back in its queue.
+/// A job put back in its queue (retried now, or out of the dead-letter queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RetryResponse {
     /// The job.
@@ -310,6 +310,70 @@ pub struct PendingQuery {
     /// At most this many (default 100).
     #[param(minimum = 0, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// Which jobs `GET /api/v1/jobs/jobs` lists.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// The state (required): `pending`, `scheduled` (delayed), `retrying`, `running`,
+    /// `completed`, `cancelled` or `failed` (the dead-letter queue).
+    pub state: Option<String>,
+    /// Only jobs of this handler.
+    pub name: Option<String>,
+    /// Only jobs of this user.
+    pub user_id: Option<String>,
+    /// The `next_cursor` of the previous page (not for `pending`).
+    pub cursor: Option<String>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// One page of the jobs of one state.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobPageResponse {
+    /// The state listed.
+    pub state: String,
+    /// How many are listed.
+    pub count: u64,
+    /// The jobs, newest first (`pending`: in the order they will run). Without results
+    /// (`GET /api/v1/jobs/job/{job_id}/result` has them).
+    pub jobs: Vec<Job>,
+    /// Pass as `cursor` for the next page; `null` at the end. A page may hold fewer than
+    /// `limit` jobs, even none, and still have one: at most 1,000 jobs are looked at per
+    /// request, matching the filters or not.
+    pub next_cursor: Option<String>,
+    /// How many jobs each state holds now (not filtered).
+    pub counts: StateCounts,
+}
+
+/// How many jobs each state holds now. Completed and cancelled jobs are not counted here:
+/// one retention index holds both (the stats' `counters` count them since the start).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StateCounts {
+    /// Ready to run.
+    pub pending: u64,
+    /// Delayed (due later).
+    pub scheduled: u64,
+    /// Waiting for a retry's backoff.
+    pub retrying: u64,
+    /// Running.
+    pub running: u64,
+    /// In the dead-letter queue.
+    pub failed: u64,
+}
+
+impl From<&QueueStats> for StateCounts {
+    fn from(s: &QueueStats) -> Self {
+        StateCounts {
+            pending: s.total_pending,
+            scheduled: s.scheduled.saturating_sub(s.retrying),
+            retrying: s.retrying,
+            running: s.processing,
+            failed: s.dead_letter,
+        }
+    }
 }
 
 /// How many dead-letter jobs to list.

@@ -28,8 +28,8 @@
 //!   `cancelled`. Its worker learns of the flag at once through `watch_cancels`, and
 //!   through `heartbeat` as a backstop. Cancelling a finished job is [`Error::InvalidState`](crate::Error::InvalidState).
 //! * **Retention.** Completed and cancelled records are kept for `result_ttl`, then purged
-//!   (a little at every `complete`, so no timer is needed). Payloads are dropped when a job
-//!   completes or is cancelled. The dead-letter queue keeps at most `dead_max` entries for at
+//!   (a little at every `complete`, so no timer is needed). Payloads are kept with the record
+//!   (a finished job's args for its retention period too). The dead-letter queue keeps at most `dead_max` entries for at
 //!   most `dead_ttl`, oldest dropped first (counted as `dead_dropped`), trimmed at every
 //!   dead-lettering and every `reap`.
 //! * **Unreadable records** (Redis: a record written by hand or by another version, whose
@@ -72,16 +72,16 @@
 //!   `cancel` if a cancel was requested; every other lease is listed in `lost`. Records the
 //!   worker with `last_seen = now` and its `info`.
 //! * `complete`: for a job `running` with the same attempt: if a cancel was requested,
-//!   `Cancelled` (status `cancelled`, `completed_at = now`, no result, args dropped, kept
+//!   `Cancelled` (status `cancelled`, `completed_at = now`, no result, args kept, kept
 //!   `result_ttl`; counter `cancelled` += 1: once a cancel is requested the job never ends
 //!   `completed`); else `Completed` (status `completed`, `completed_at = now`, `result` set,
-//!   args dropped, kept `result_ttl`; counter `completed` += 1). `Already` if it is
+//!   args kept, kept `result_ttl`; counter `completed` += 1). `Already` if it is
 //!   `completed` with the same attempt, `Cancelled` if it is `cancelled` with the same
 //!   attempt (nothing changes); `Stale` otherwise (unknown id included). Then purges up to
 //!   [`PURGE_ON_COMPLETE`] expired finished records.
 //! * `fail` (only for a `running` job with the same attempt, else `Stale`): the error
 //!   (cut by [`truncate_error`]) is stored. If a cancel was requested: `Cancelled`
-//!   (status `cancelled`, `completed_at = now`, args dropped, counter `cancelled`).
+//!   (status `cancelled`, `completed_at = now`, args kept, counter `cancelled`).
 //!   Else if `retryable` and `retry_count < max_retries`: `retry_count += 1`, status
 //!   `retrying`, due `now + retry.delay(retry_count)` (+ jitter) — or `now + retry_after`
 //!   when the failure carries one (no jitter) — `scheduled_at = due`;
@@ -118,7 +118,7 @@
 //!   hold on the reaper's timer even when no job dies. Finally forgets workers silent for
 //!   `worker_ttl`.
 //! * `cancel`: pending (ready or delayed) or retrying → `cancelled`, `completed_at = now`,
-//!   args dropped, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
+//!   args kept, kept `result_ttl`, counter `cancelled` += 1, never fetched (a ready
 //!   job's queue entry stays behind, skipped by `fetch`, so that cancel is O(1); it never
 //!   stands for a later job enqueued under the same id once the record is purged); running →
 //!   flagged, `Requested`; finished → `InvalidState { op: "cancel" }`; unknown → `NotFound`.
@@ -135,9 +135,25 @@
 //!   `completed_at = None`, its stall count reset to 0 (so that the poison-pill guard gives
 //!   it `max_stalls` lost leases again), everything else kept. Unknown → `NotFound`; not
 //!   failed → `InvalidState { op: "retry" }`.
+//! * `retry_now`: a `retrying` job → `pending` at the tail of its priority, `scheduled_at =
+//!   now`, history and args kept, no counter. Unknown → `NotFound`; not retrying (a dead
+//!   job is `retry_dead`'s) → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
 //! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
 //!   with args. `list_dead`: by death time, newest first (ties: larger id first).
+//! * `list_jobs`: reads the index of `req.state` (delayed: `scheduled` by due time;
+//!   retrying: `retry` by due time; running: `active` by lease deadline; failed: the DLQ by
+//!   death time; completed and cancelled: `finished` by retention end, one index for both)
+//!   from the highest score down, ties by larger id first, starting after the cursor's
+//!   (score, id) — whether or not that entry is still there — or at the top without one.
+//!   It examines entries one by one until `limit` (clamped to 1..=[`LIST_SCAN_LIMIT`]) jobs
+//!   matched or [`LIST_SCAN_LIMIT`] entries were examined: an entry matches if its record
+//!   exists and is readable, has the state's status (completed or cancelled: the retention
+//!   index holds both; other indexes are not checked), and has the filter's handler name
+//!   and user id when given. Returned jobs carry their args (if kept) and error, no result.
+//!   The cursor is the position of the last entry examined if an entry follows it, else
+//!   `None`. A running job's `started_at` is when its current attempt started; which worker
+//!   holds it is not recorded (that would cost every fetch a write).
 //! * `stats`: `pending` counts ready jobs per priority (cancelled ones excluded),
 //!   `scheduled` = delayed + retrying, `retrying` = retrying, `processing` = running,
 //!   `dead_letter` = DLQ size; `counters` as above, plus `purged` += records purged. All
@@ -210,6 +226,7 @@ pub(crate) use crate::stats::throughput_buckets;
 pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 mod delivery;
+mod listing;
 pub mod memory;
 pub mod redis;
 
@@ -217,11 +234,13 @@ pub use delivery::{
     AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, UNHANDLED_GAP,
     UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
 };
+pub use listing::{JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 
 /// Settings both backends apply to every job in their namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendConfig {
-    /// How long completed and cancelled jobs (and their results) are kept. Default 24 h.
+    /// How long completed and cancelled jobs, their results and args, are kept (24 h). In
+    /// Redis ~160 bytes a job plus its args' JSON and its result (`tests/tests/args_memory.rs`).
     pub result_ttl: Duration,
     /// The most entries the dead-letter queue keeps. Default 10,000.
     pub dead_max: u64,
@@ -540,6 +559,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Ready jobs of one priority (or of all, highest first) in the order they will run.
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>>;
 
+    /// One page of one state's jobs, newest first, filtered, at most [`LIST_SCAN_LIMIT`]
+    /// entries examined ([module docs](self)); a cursor of another state is
+    /// [`Error::InvalidCursor`](crate::Error::InvalidCursor).
+    async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage>;
+
     /// Dead-letter jobs, most recently failed first.
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>>;
 
@@ -550,6 +574,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
     /// [`Error::InvalidState`](crate::Error::InvalidState) for a job not in the DLQ.
     async fn retry_dead(&self, id: JobId) -> Result<()>;
+
+    /// Makes a retrying job (waiting for its backoff) ready at once, keeping its history.
+    /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a job that is not retrying.
+    async fn retry_now(&self, id: JobId) -> Result<()>;
 
     /// Empties the dead-letter queue, deleting those jobs. Returns how many.
     async fn clear_dead(&self) -> Result<u64>;

@@ -211,9 +211,8 @@ impl FromStr for JobPriority {
 /// A job as stored, with its delivery `attempt`.
 ///
 /// Serialises with these field names; timestamps are RFC 3339 UTC and `timeout` is in
-/// seconds. `args` is `null` once the job has completed or been cancelled: payloads are
-/// dropped when a job finishes so that retained records stay small (a failed job keeps
-/// them, so that a dead-letter retry can run it again).
+/// seconds. `args` are kept as long as the record: a completed or cancelled job's for the
+/// retention period (`result_ttl`), a dead one's while it is in the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct Job {

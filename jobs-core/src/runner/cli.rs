@@ -252,6 +252,14 @@ pub(super) enum Command {
         /// The job id.
         id: String,
     },
+    /// List jobs of one state, newest first: pending, scheduled, retrying, running,
+    /// completed, cancelled or failed.
+    Jobs(Box<JobsArgs>),
+    /// Run a retrying job now (without waiting for its backoff), or put a dead one back.
+    Retry {
+        /// The job id.
+        id: String,
+    },
     /// Queue statistics.
     Stats,
     /// Handlers linked into this binary.
@@ -307,6 +315,26 @@ pub(super) struct EnqueueArgs {
     /// handler's `unique(for = ..)`, else a day).
     #[arg(long, value_name = "DURATION")]
     pub(super) unique_for: Option<String>,
+}
+
+/// `jobs`'s arguments.
+#[derive(Debug, Args)]
+pub(super) struct JobsArgs {
+    /// pending, scheduled, retrying, running, completed, cancelled or failed.
+    #[arg(long)]
+    pub(super) state: String,
+    /// Only jobs of this handler.
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Only jobs of this user.
+    #[arg(long)]
+    pub(super) user_id: Option<String>,
+    /// How many at most (1 to 1000).
+    #[arg(long, default_value_t = 20)]
+    pub(super) limit: usize,
+    /// Go on where the previous page ended (the cursor it printed).
+    #[arg(long)]
+    pub(super) cursor: Option<String>,
 }
 
 /// `schedules …`.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::cli::{Command, DlqOp, EnqueueArgs, ScheduleOp};
+use super::cli::{Command, DlqOp, EnqueueArgs, JobsArgs, ScheduleOp};
 use super::{RunnerEnv, backend, secs, show};
 use crate::context::State;
 use crate::error::{Error, Result};
@@ -31,6 +31,14 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
         }
         Command::Cancel { id } => cancel(&queue, json, &id).await,
         Command::Stats => stats(&queue, json).await,
+        Command::Jobs(args) => jobs(&queue, json, *args).await,
+        Command::Retry { id } => {
+            let id: JobId = id.parse()?;
+            queue.retry_job(id).await?;
+            print(json, &serde_json::json!({ "id": id, "retried": true }), || {
+                format!("{id} is pending again")
+            })
+        }
         Command::Dlq { op } => dlq(&queue, json, op).await,
         Command::Schedules { op } => schedules(queue, json, op).await,
         Command::Run(_) | Command::Handlers => Ok(()),
@@ -162,6 +170,46 @@ async fn cancel(queue: &crate::JobQueue, json: bool, id: &str) -> Result<()> {
         crate::backend::CancelOutcome::Cancelled => format!("cancelled {id}"),
         crate::backend::CancelOutcome::Requested => format!("{id} is running; asked it to stop"),
     })
+}
+
+/// `jobs --state …`: one page, as `GET /api/v1/jobs/jobs` lists it.
+async fn jobs(queue: &crate::JobQueue, json: bool, a: JobsArgs) -> Result<()> {
+    use crate::backend::{LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
+    let states = "pending, scheduled, retrying, running, completed, cancelled or failed";
+    if !(1..=LIST_SCAN_LIMIT).contains(&a.limit) {
+        return Err(Error::InvalidJob {
+            reason: format!("--limit must be between 1 and {LIST_SCAN_LIMIT}, found {}", a.limit),
+        });
+    }
+    let (jobs, cursor) = if a.state == "pending" {
+        if a.cursor.is_some() {
+            return Err(Error::InvalidJob {
+                reason: "pending jobs are listed in the order they will run, without --cursor"
+                    .into(),
+            });
+        }
+        let mut jobs = queue.pending_jobs(None, a.limit).await?;
+        jobs.retain(|j| {
+            a.name.as_deref().is_none_or(|x| j.name == x)
+                && a.user_id.as_deref().is_none_or(|u| j.user_id.as_deref() == Some(u))
+        });
+        (jobs, None)
+    } else {
+        let state = ListState::parse(&a.state).ok_or_else(|| Error::InvalidJob {
+            reason: format!("--state `{}` is not a state; expected {states}", a.state),
+        })?;
+        let cursor = a.cursor.as_deref().map(|c| ListCursor::parse(c, state)).transpose()?;
+        let req = ListRequest {
+            name: a.name.clone(),
+            user_id: a.user_id.clone(),
+            cursor,
+            ..ListRequest::new(state, a.limit)
+        };
+        let page = queue.list_jobs(&req).await?;
+        (page.jobs, page.cursor.map(|c| c.to_string()))
+    };
+    let value = serde_json::json!({ "state": a.state, "jobs": jobs, "next_cursor": cursor });
+    print(json, &value, || show::job_page(&a.state, &jobs, cursor.as_deref()))
 }
 
 async fn stats(queue: &crate::JobQueue, json: bool) -> Result<()> {

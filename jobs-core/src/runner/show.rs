@@ -177,6 +177,45 @@ pub(super) fn dead_jobs(jobs: &[Job]) -> String {
     table(&["ID", "NAME", "DIED", "RETRIES", "ERROR"], &rows, "the dead-letter queue is empty")
 }
 
+/// Which instant of a job a listing shows.
+type JobTime = fn(&Job) -> Option<DateTime<Utc>>;
+
+/// `jobs --state <state>`: a table whose time column is the one that state is ordered by,
+/// and, when more follow, how to get them.
+pub(super) fn job_page(state: &str, jobs: &[Job], cursor: Option<&str>) -> String {
+    let (label, when): (&str, JobTime) = match state {
+        "scheduled" | "retrying" => ("DUE", |j| j.scheduled_at),
+        "running" => ("STARTED", |j| j.started_at),
+        "completed" | "cancelled" | "failed" => ("FINISHED", |j| j.completed_at),
+        _ => ("CREATED", |j| Some(j.created_at)),
+    };
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.name.clone(),
+                j.user_id.clone().unwrap_or_else(|| "-".into()),
+                time(when(j)),
+                j.attempt.to_string(),
+                format!("{}/{}", j.retry_count, j.max_retries),
+                // The first line: a table row is one line.
+                j.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("-").to_owned(),
+            ]
+        })
+        .collect();
+    let empty = match cursor {
+        Some(_) => format!("no matching {state} jobs among the 1,000 looked at"),
+        None => format!("no {state} jobs found"),
+    };
+    let mut out =
+        table(&["ID", "NAME", "USER", label, "ATTEMPT", "RETRIES", "ERROR"], &rows, &empty);
+    if let Some(c) = cursor {
+        out.push_str(&format!("\nmore: add --cursor {c}"));
+    }
+    out
+}
+
 /// `schedules list`.
 pub(super) fn schedules(list: &[crate::ScheduleInfo]) -> String {
     let rows: Vec<Vec<String>> = list

@@ -93,6 +93,8 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/scheduled/{name}/enable", &["post"]),
         ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),
         ("/api/v1/jobs/scheduled/{name}/run", &["post"]),
+        ("/api/v1/jobs/jobs", &["get"]),
+        ("/api/v1/jobs/job/{job_id}/retry", &["post"]),
         ("/api/v1/jobs/openapi.json", &["get"]),
         ("/metrics", &["get"]),
     ] {
@@ -106,7 +108,7 @@ async fn openapi_document_describes_every_endpoint() {
             }
         }
     }
-    assert_eq!(paths.len(), 22);
+    assert_eq!(paths.len(), 24);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -23,6 +23,7 @@ use tower::ServiceExt;
 mod documents;
 mod hardening;
 mod jobs;
+mod listing;
 mod metrics;
 mod schedules;
 mod stats;

@@ -9,7 +9,7 @@ use jobs_core::backend::{
     FETCH_SKIP_LIMIT, FailOutcome, Heartbeat, Lease,
 };
 use jobs_core::{JobId, JobPriority, JobStatus, NewJob, QueueCounters, QueueStats, RunAt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     Env, HOUR, Kind, LEASE, TestResult, assert_invalid_state, assert_not_found, assert_within,
@@ -43,13 +43,14 @@ async fn cancel_removes_waiting_jobs_for_good(kind: Kind) -> TestResult {
     assert_eq!(stats.pending, pending(0, 0, 0, 1));
     assert_eq!((stats.scheduled, stats.retrying, stats.processing), (2, 1, 0));
 
-    for id in [ready, delayed, retrying] {
+    let args = [json!({ "job": "ready" }), json!({}), json!({ "job": "retrying" })];
+    for (id, args) in [ready, delayed, retrying].into_iter().zip(args) {
         let before = Utc::now();
         assert_eq!(env.q.cancel_job(id).await?, CancelOutcome::Cancelled);
         let after = Utc::now();
         let job = env.job(id).await?;
         assert_eq!(job.status, JobStatus::Cancelled);
-        assert_eq!(job.args, Value::Null, "a cancelled job's args are dropped");
+        assert_eq!(job.args, args, "a cancelled job keeps its args for the retention period");
         assert_within("completed_at", job.completed_at.ok_or("completed_at")?, before, after);
     }
     let stats = env.stats().await?;
@@ -99,7 +100,7 @@ async fn cancel_running_job_is_requested_then_cancelled_by_fail(kind: Kind) -> T
     assert_eq!(out, FailOutcome::Cancelled);
     let job = env.job(id).await?;
     assert_eq!(job.status, JobStatus::Cancelled);
-    assert_eq!(job.args, Value::Null);
+    assert_eq!(job.args, json!({ "job": "long" }), "kept");
     assert_eq!(job.retry_count, 0, "a cancelled job is not retried");
     assert_eq!(job.error.as_deref(), Some("stopped: cancelled"));
     assert!(job.completed_at.is_some());
@@ -129,7 +130,7 @@ async fn complete_after_a_cancel_request_cancels(kind: Kind) -> TestResult {
     let after = Utc::now();
     let job = env.job(id).await?;
     assert_eq!((job.status, &job.result), (JobStatus::Cancelled, &None), "{job:?}");
-    assert_eq!(job.args, Value::Null, "a cancelled job's args are dropped");
+    assert_eq!(job.args, json!({ "job": "finishes" }), "a cancelled job keeps its args");
     assert_within("completed_at", job.completed_at.ok_or("completed_at")?, before, after);
     let stats = env.stats().await?;
     assert_eq!(

@@ -6,14 +6,14 @@ use std::time::Duration;
 use chrono::Utc;
 use jobs_core::backend::{FailOutcome, MAX_ERROR_LEN, truncate_error};
 use jobs_core::{JobPriority, JobStatus, QueueCounters, QueueStats, RetryPolicy};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     Env, Kind, LEASE, TestResult, assert_within, failure, ids, late_retry, ms, reap_now, td,
 };
 
 conformance!(
-    completed_job_keeps_its_result_and_drops_its_args,
+    completed_job_keeps_its_result_and_its_args,
     retry_backoff_follows_the_policy_then_dead_letters,
     error_messages_are_cut_to_the_limit,
     handler_retry_backoff_sets_the_fail_delay,
@@ -26,7 +26,7 @@ async fn conformance_quick_retry() -> Result<(), jobs_core::JobError> {
     Ok(())
 }
 
-async fn completed_job_keeps_its_result_and_drops_its_args(kind: Kind) -> TestResult {
+async fn completed_job_keeps_its_result_and_its_args(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;
     let id = env.q.enqueue("report", json!({ "big": "payload" })).await?;
     let l = env.take(id, LEASE).await?;
@@ -37,7 +37,7 @@ async fn completed_job_keeps_its_result_and_drops_its_args(kind: Kind) -> TestRe
     let job = env.job(id).await?;
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(job.result, Some(result));
-    assert_eq!(job.args, Value::Null);
+    assert_eq!(job.args, json!({ "big": "payload" }), "kept for the retention period");
     assert_within("completed_at", job.completed_at.ok_or("completed_at")?, before, after);
     assert_eq!(job.started_at, l.job.started_at);
     assert_eq!((job.attempt, job.retry_count, job.error), (1, 0, None));

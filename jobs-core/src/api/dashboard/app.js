@@ -666,9 +666,39 @@ pages.overview = {
   },
 };
 
+// The states the Jobs page has a tab for (`GET jobs?state=`), with what their time column
+// shows and how a count is read from the queue stats (completed and cancelled jobs are not
+// counted: one retention index holds both).
+const STATES = [
+  { name: 'pending', label: 'Pending', count: (q) => q.total_pending },
+  { name: 'scheduled', label: 'Scheduled', time: ['Due', 'scheduled_at'], count: (q) => q.scheduled - q.retrying, about: 'delayed jobs, latest due first' },
+  { name: 'retrying', label: 'Retries', time: ['Next attempt', 'scheduled_at'], count: (q) => q.retrying, about: 'failed attempts waiting for their backoff, latest due first' },
+  { name: 'running', label: 'Busy', time: ['Started', 'started_at'], count: (q) => q.processing, about: 'leased to a worker, by lease deadline' },
+  { name: 'completed', label: 'Completed', time: ['Finished', 'completed_at'], about: 'within the retention period, newest first' },
+  { name: 'cancelled', label: 'Cancelled', time: ['Finished', 'completed_at'], about: 'within the retention period, newest first' },
+  { name: 'failed', label: 'Dead', time: ['Failed', 'completed_at'], count: (q) => q.dead_letter, about: 'the dead-letter queue, newest first' },
+];
+
+function stateOf(params) {
+  const s = params.get('state');
+  return STATES.find((x) => x.name === s) || STATES[0];
+}
+
+/** `#/jobs?…` with `params` changed by `set` (null removes a key). */
+function jobsHref(params, set) {
+  const p = new URLSearchParams(params);
+  p.delete('id');
+  for (const [k, v] of Object.entries(set)) {
+    if (v === null || v === '') p.delete(k); else p.set(k, v);
+  }
+  const q = p.toString();
+  return q ? `#/jobs?${q}` : '#/jobs';
+}
+
 pages.jobs = {
   title: 'Jobs',
   render(root, params) {
+    const st = stateOf(params);
     const prio = PRIORITIES.includes(params.get('priority')) ? params.get('priority') : '';
     const lookup = h('form', { class: 'inline-form', id: 'lookup', onsubmit: (ev) => {
       ev.preventDefault();
@@ -686,32 +716,96 @@ pages.jobs = {
     h('input', { id: 'lookup-id', name: 'id', type: 'search', placeholder: 'job id (UUID)', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'lookup-error', required: true, class: 'mono wide' }),
     h('button', { type: 'submit', class: 'primary' }, 'Look up'),
     h('p', { id: 'lookup-error', class: 'field-error', hidden: true }));
-    const filter = h('div', { class: 'tabs', role: 'group', 'aria-label': 'Priority' },
-      ['', ...PRIORITIES].map((p) => h('a', {
-        href: p ? `#/jobs?priority=${p}` : '#/jobs',
-        class: p === prio ? 'tab current' : 'tab',
-        'aria-current': p === prio ? 'page' : null,
-        dataset: { priority: p || 'all' },
-      }, p || 'all', h('span', { class: 'count', dataset: { countFor: p || 'all' } }))));
+    const stateTabs = h('nav', { class: 'tabs', id: 'state-tabs', 'aria-label': 'Job state' },
+      STATES.map((x) => h('a', {
+        href: x.name === 'pending' ? '#/jobs' : `#/jobs?state=${x.name}`,
+        class: x === st ? 'tab current' : 'tab',
+        'aria-current': x === st ? 'page' : null,
+        dataset: { state: x.name },
+      }, x.label, h('span', { class: 'count', dataset: { stateCount: x.name } }))));
+    root.append(h('h1', {}, 'Jobs'), lookup, stateTabs);
+    if (st.name === 'pending') {
+      const filter = h('div', { class: 'tabs', role: 'group', 'aria-label': 'Priority' },
+        ['', ...PRIORITIES].map((p) => h('a', {
+          href: p ? `#/jobs?priority=${p}` : '#/jobs',
+          class: p === prio ? 'tab current' : 'tab',
+          'aria-current': p === prio ? 'page' : null,
+          dataset: { priority: p || 'all' },
+        }, p || 'all', h('span', { class: 'count', dataset: { countFor: p || 'all' } }))));
+      root.append(
+        h('section', { 'aria-labelledby': 'p-title' },
+          h('h2', { id: 'p-title' }, 'Pending', prio ? ` (${prio})` : '', h('span', { class: 'muted small' }, ' ready to run, in the order they will run')),
+          filter,
+          h('div', { id: 'pending' }),
+          h('p', { id: 'elsewhere', class: 'muted small' })));
+      return;
+    }
+    const filters = h('form', { class: 'inline-form', id: 'state-filter', onsubmit: (ev) => {
+      ev.preventDefault();
+      location.hash = jobsHref(params, { name: $('#filter-name').value.trim(), user_id: $('#filter-user').value.trim(), cursor: null });
+    } },
+    h('label', { for: 'filter-name' }, 'Handler'),
+    h('input', { id: 'filter-name', name: 'name', type: 'search', value: params.get('name') || '', autocomplete: 'off', spellcheck: 'false' }),
+    h('label', { for: 'filter-user' }, 'User'),
+    h('input', { id: 'filter-user', name: 'user_id', type: 'search', value: params.get('user_id') || '', autocomplete: 'off', spellcheck: 'false' }),
+    h('button', { type: 'submit' }, 'Filter'));
     root.append(
-      h('h1', {}, 'Jobs'),
-      lookup,
-      h('section', { 'aria-labelledby': 'p-title' },
-        h('h2', { id: 'p-title' }, 'Pending', prio ? ` (${prio})` : '', h('span', { class: 'muted small' }, ' ready to run, in the order they will run')),
-        filter,
-        h('div', { id: 'pending' }),
-        h('p', { id: 'elsewhere', class: 'muted small' })));
+      h('section', { 'aria-labelledby': 's-title' },
+        h('h2', { id: 's-title' }, st.label, h('span', { class: 'muted small' }, ` ${st.about}`)),
+        filters,
+        h('div', { id: 'state-jobs' }, h('p', { class: 'muted' }, 'Loading…')),
+        h('p', { id: 'state-pager', class: 'small' })));
   },
   async refresh(root, params) {
+    const st = stateOf(params);
+    const countTabs = (q) => {
+      for (const el of root.querySelectorAll('[data-state-count]')) {
+        const x = STATES.find((y) => y.name === el.dataset.stateCount);
+        el.textContent = x && x.count ? ` ${fmtNum(x.count(q))}` : '';
+      }
+    };
+    if (st.name !== 'pending') {
+      const query = new URLSearchParams({ state: st.name, limit: '100' });
+      for (const k of ['name', 'user_id', 'cursor']) if (params.get(k)) query.set(k, params.get(k));
+      const [stats, page] = await Promise.all([loadStats(), api('GET', `jobs?${query}`)]);
+      countTabs(stats.queue);
+      const [timeLabel, timeField] = st.time;
+      const retryable = st.name === 'retrying' || st.name === 'failed';
+      const filtered = params.get('name') || params.get('user_id');
+      $('#state-jobs', root).replaceChildren(table(`${st.label} jobs`, ['Id', 'Handler', 'User', timeLabel, 'Attempt', 'Retries', 'Error', 'Arguments', ''],
+        page.jobs.map((j) => h('tr', { dataset: { job: j.id } },
+          h('td', {}, jobLink(j.id)),
+          h('td', {}, j.name),
+          h('td', {}, j.user_id || ''),
+          h('td', {}, timeEl(j[timeField])),
+          h('td', { class: 'num' }, String(j.attempt)),
+          h('td', { class: 'num' }, `${j.retry_count} / ${j.max_retries}`),
+          h('td', { class: 'err' }, j.error || ''),
+          h('td', { class: 'mono clip', title: JSON.stringify(j.args) }, JSON.stringify(j.args)),
+          h('td', {}, retryable ? h('button', { type: 'button', class: 'primary', 'aria-label': `Retry job ${j.id} now`, onclick: (ev) => busy(ev.currentTarget, async () => {
+            await api('POST', `job/${encodeURIComponent(j.id)}/retry`);
+            flash('The job is back in its queue: ', 'ok', jobLink(j.id, j.id));
+            await pages.jobs.refresh(root, params);
+          }) }, 'Retry now') : ''))),
+        page.next_cursor
+          ? `No ${filtered ? 'matching ' : ''}jobs among the 1,000 looked at: see the older ones.`
+          : `No ${filtered ? 'matching ' : ''}jobs here (${st.about}).`));
+      const pager = [];
+      if (params.get('cursor')) pager.push(h('a', { href: jobsHref(params, { cursor: null }), id: 'state-newest' }, '← Newest'), ' ');
+      if (page.next_cursor) pager.push(h('a', { href: jobsHref(params, { cursor: page.next_cursor }), id: 'state-older' }, 'Older →'));
+      fill($('#state-pager', root), ...pager);
+      return;
+    }
     const prio = PRIORITIES.includes(params.get('priority')) ? params.get('priority') : '';
     const [stats, list] = await Promise.all([
       loadStats(),
       api('GET', `pending?limit=100${prio ? `&priority=${prio}` : ''}`),
     ]);
+    countTabs(stats.queue);
     const pend = stats.queue.pending;
     const q = stats.queue;
     fill($('#elsewhere', root), `Not listed here: ${fmtNum(q.scheduled)} scheduled for later (${fmtNum(q.retrying)} of them retrying), `,
-      `${fmtNum(q.processing)} running, and `, h('a', { href: '#/dlq' }, `${fmtNum(q.dead_letter)} in the dead-letter queue`), '.');
+      `${fmtNum(q.processing)} running, and `, h('a', { href: '#/dlq' }, `${fmtNum(q.dead_letter)} in the dead-letter queue`), ': see their tabs.');
     for (const el of root.querySelectorAll('[data-count-for]')) {
       const k = el.dataset.countFor;
       el.textContent = ` ${fmtNum(k === 'all' ? stats.queue.total_pending : pend[k])}`;

@@ -66,6 +66,21 @@ impl State {
         Ok(())
     }
 
+    pub(super) fn retry_now(&mut self, id: JobId) -> Result<()> {
+        let now = self.now();
+        let Some(rec) = self.jobs.get_mut(&id) else {
+            return Err(Error::NotFound { id });
+        };
+        if rec.status != JobStatus::Retrying {
+            return Err(Error::InvalidState { id, status: rec.status, op: "retry" });
+        }
+        rec.scheduled = Some(now);
+        self.unlink(id);
+        self.push_ready(id, false);
+        self.wake = true;
+        Ok(())
+    }
+
     pub(super) fn clear_dead(&mut self) -> u64 {
         let dead = std::mem::take(&mut self.dead);
         for (_, id) in &dead {

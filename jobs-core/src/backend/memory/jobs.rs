@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::state::{Place, Record, State, UniqueHold};
 use crate::backend::{
     AckOutcome, CANCEL_LOG_MAX, CANCEL_READ_LIMIT, CancelOutcome, Completion, ERR_TIMEOUT,
@@ -173,7 +171,10 @@ impl State {
                 if entry.key().0 > now {
                     break;
                 }
+                let due = entry.key().0;
                 let id = entry.remove();
+                let by_id = if retry { &mut self.retrying_by_id } else { &mut self.delayed_by_id };
+                by_id.remove(&(due, id));
                 // `scheduled` keeps the due time: the contract shows when the job was due.
                 if let Some(rec) = self.jobs.get_mut(&id) {
                     rec.place = Place::Unlinked;
@@ -335,7 +336,6 @@ impl State {
                     rec.status = JobStatus::Completed;
                     rec.completed = Some(now);
                     rec.result = Some(item.result.clone());
-                    rec.args = Value::Null;
                     rec.place = Place::Finished { expire };
                 }
                 self.finished.insert((expire, id));

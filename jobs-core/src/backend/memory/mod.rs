@@ -16,6 +16,7 @@
 mod admin;
 mod give_back;
 mod jobs;
+mod listing;
 mod schedules;
 mod state;
 #[cfg(test)]
@@ -35,9 +36,9 @@ use self::state::State;
 use super::{
     AckOutcome, Backend, BackendConfig, CancelCursor, CancelNotices, CancelOutcome, Completion,
     DueSchedules, FailOutcome, Failure, FetchRequest, Fetched, FireOutcome, GiveBack,
-    GiveBackOutcome, Heartbeat, HeartbeatReply, Lease, ProgressUpdate, ReapOptions, ReapReport,
-    ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket, UpsertOutcome, WorkerEntry,
-    throughput_buckets,
+    GiveBackOutcome, Heartbeat, HeartbeatReply, JobPage, Lease, ListRequest, ProgressUpdate,
+    ReapOptions, ReapReport, ScheduleEntry, ScheduleFire, StoredSchedule, ThroughputBucket,
+    UpsertOutcome, WorkerEntry, throughput_buckets,
 };
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob};
@@ -289,6 +290,14 @@ impl Backend for MemoryBackend {
 
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>> {
         Ok(self.with_state(|st| st.list_pending(priority, limit)))
+    }
+
+    async fn retry_now(&self, id: JobId) -> Result<()> {
+        self.with_state(|st| st.retry_now(id))
+    }
+
+    async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage> {
+        self.with_state(|s| s.list_jobs(req))
     }
 
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>> {

@@ -123,6 +123,10 @@ pub(super) struct State {
     pub(super) delayed: BTreeMap<(i64, u64), JobId>,
     /// Jobs waiting for a retry, keyed like `delayed`.
     pub(super) retrying: BTreeMap<(i64, u64), JobId>,
+    /// `delayed` and `retrying` again, by (due, id): the Redis ZSETs' order, which
+    /// `list_jobs` pages through (see `listing.rs`).
+    pub(super) delayed_by_id: BTreeSet<(i64, JobId)>,
+    pub(super) retrying_by_id: BTreeSet<(i64, JobId)>,
     /// Running jobs by lease deadline; ties by id, like a Redis ZSET's member order.
     pub(super) active: BTreeSet<(i64, JobId)>,
     /// The DLQ by death time; ties by id (a UUID's byte order equals its text order, so this
@@ -148,7 +152,7 @@ pub(super) struct State {
     /// [`ManualClock`]: super::ManualClock
     pub(super) source: Option<super::ManualClock>,
     /// When on (for `testing`): every job enqueued, as enqueued (id, name, args), oldest
-    /// first; a finished job's record no longer has its arguments.
+    /// first, whatever happened to the record since (purged, or the id enqueued again).
     pub(super) journal: Option<Vec<(JobId, String, Value)>>,
     /// Set by an operation that made work ready (or due earlier); consumed by `with_state`.
     pub(super) wake: bool,
@@ -187,6 +191,8 @@ impl State {
             ghosts: [0; 4],
             delayed: BTreeMap::new(),
             retrying: BTreeMap::new(),
+            delayed_by_id: BTreeSet::new(),
+            retrying_by_id: BTreeSet::new(),
             active: BTreeSet::new(),
             dead: BTreeSet::new(),
             finished: BTreeSet::new(),
@@ -270,9 +276,11 @@ impl State {
             }
             Place::Delayed { due, seq } => {
                 self.delayed.remove(&(due, seq));
+                self.delayed_by_id.remove(&(due, id));
             }
             Place::Retrying { due, seq } => {
                 self.retrying.remove(&(due, seq));
+                self.retrying_by_id.remove(&(due, id));
             }
             Place::Running { deadline } => {
                 self.active.remove(&(deadline, id));
@@ -318,10 +326,12 @@ impl State {
             rec.status = JobStatus::Retrying;
             rec.place = Place::Retrying { due, seq };
             self.retrying.insert((due, seq), id);
+            self.retrying_by_id.insert((due, id));
         } else {
             rec.status = JobStatus::Pending;
             rec.place = Place::Delayed { due, seq };
             self.delayed.insert((due, seq), id);
+            self.delayed_by_id.insert((due, id));
         }
         // A waiter sleeps until the earliest due time it saw; an earlier one must wake it.
         if earliest.is_none_or(|e| due < e) {
@@ -359,7 +369,6 @@ impl State {
         };
         rec.status = JobStatus::Cancelled;
         rec.completed = Some(now);
-        rec.args = Value::Null;
         rec.place = Place::Finished { expire };
         self.finished.insert((expire, id));
         self.counters.cancelled += 1;

@@ -148,7 +148,7 @@ async fn an_expired_lease_is_reaped_and_the_old_delivery_is_stale() -> TestResul
     assert_eq!(b.complete(&[done(new)]).await?, [AckOutcome::Already]);
     let stored = b.get_job(job.id).await?.ok_or("missing")?;
     assert_eq!(stored.status, JobStatus::Completed);
-    assert_eq!(stored.args, Value::Null);
+    assert_eq!(stored.args, job.args, "kept for the retention period");
     assert_eq!(stored.result, Some(json!("ok")));
     assert_eq!(stored.attempt, 2);
     Ok(())
@@ -264,7 +264,7 @@ async fn cancel_pending_and_running() -> TestResult {
     b.enqueue(&jobs).await?;
     assert_eq!(b.cancel(jobs[1].id).await?, CancelOutcome::Cancelled);
     let y = b.get_job(jobs[1].id).await?.ok_or("missing")?;
-    assert_eq!((y.status, y.args.clone()), (JobStatus::Cancelled, Value::Null));
+    assert_eq!((y.status, y.args.clone()), (JobStatus::Cancelled, jobs[1].args.clone()));
     assert!(y.completed_at.is_some());
     assert!(matches!(b.cancel(jobs[1].id).await, Err(Error::InvalidState { op: "cancel", .. })));
     assert!(matches!(b.cancel(JobId::new()).await, Err(Error::NotFound { .. })));

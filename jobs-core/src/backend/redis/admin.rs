@@ -9,7 +9,10 @@ use super::RedisBackend;
 use super::record;
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
-use crate::backend::{THROUGHPUT_MINUTES, ThroughputBucket, WorkerEntry, throughput_buckets};
+use crate::backend::{
+    JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState, THROUGHPUT_MINUTES,
+    ThroughputBucket, WorkerEntry, throughput_buckets,
+};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobPriority};
 use crate::stats::{QueueCounters, QueueStats, UnhandledStats};
@@ -150,9 +153,83 @@ pub(super) async fn list_dead(
     Ok(readable(backend.read_jobs(&ids, None, false).await?))
 }
 
-pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
+pub(super) async fn list_jobs(backend: &RedisBackend, req: &ListRequest) -> Result<JobPage> {
+    // Positions in KEYS (lib.lua) of each state's index, and the status its records need.
+    let (index, status) = match req.state {
+        ListState::Scheduled => (8, ""),
+        ListState::Retrying => (9, ""),
+        ListState::Running => (10, ""),
+        ListState::Failed => (11, ""),
+        ListState::Completed => (12, "c"),
+        ListState::Cancelled => (12, "x"),
+    };
+    if let Some(c) = &req.cursor
+        && c.state() != req.state
+    {
+        return Err(Error::InvalidCursor {
+            reason: format!("a cursor of state {}, not {}", c.state(), req.state),
+        });
+    }
+    // The fragments of the meta JSON (record.rs, MetaOut) that the filters look for,
+    // encoded as the meta is.
+    let fragment = |key: &str, v: &Option<String>| -> Result<String> {
+        Ok(match v {
+            Some(v) => format!("\"{key}\":{}", serde_json::to_string(v)?),
+            None => String::new(),
+        })
+    };
+    let (name, user) = (fragment("n", &req.name)?, fragment("u", &req.user_id)?);
+    let (cs, cm) = match &req.cursor {
+        Some(c) => (c.score().to_string(), c.id().to_string()),
+        None => (String::new(), String::new()),
+    };
     let reply: Vec<Value> = backend
-        .run_retried(&SCRIPTS.retry_dead, |inv| {
+        .run(&SCRIPTS.list_jobs, |inv| {
+            inv.arg(index)
+                .arg(status)
+                .arg(&cs)
+                .arg(&cm)
+                .arg(req.clamped_limit())
+                .arg(LIST_SCAN_LIMIT)
+                .arg(&name)
+                .arg(&user);
+        })
+        .await?;
+    if reply.len() < 2 || !(reply.len() - 2).is_multiple_of(3) {
+        return Err(Error::Backend("malformed list_jobs reply".into()));
+    }
+    let cursor = match text(&reply[1])? {
+        "" => None,
+        id => Some(ListCursor::new(req.state, int(&reply[0])?, id.parse()?)),
+    };
+    let mut jobs = Vec::with_capacity((reply.len() - 2) / 3);
+    for t in reply[2..].chunks_exact(3) {
+        let id: JobId = match text(&t[0]).and_then(str::parse) {
+            Ok(id) => id,
+            Err(e) => {
+                jobs.push(Err(e));
+                continue;
+            }
+        };
+        let err = bytes(&t[2])?;
+        let err = (!err.is_empty()).then(|| lossy(err));
+        jobs.push(record::to_job(id, bytes(&t[1])?, None, err));
+    }
+    Ok(JobPage { jobs: readable(jobs), cursor })
+}
+
+pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
+    retry(backend, &SCRIPTS.retry_dead, id).await
+}
+
+pub(super) async fn retry_now(backend: &RedisBackend, id: JobId) -> Result<()> {
+    retry(backend, &SCRIPTS.retry_now, id).await
+}
+
+/// `retry_dead` or `retry_now`, which answer alike.
+async fn retry(backend: &RedisBackend, op: &super::scripts::Op, id: JobId) -> Result<()> {
+    let reply: Vec<Value> = backend
+        .run_retried(op, |inv| {
             inv.arg(id.to_string());
         })
         .await?;

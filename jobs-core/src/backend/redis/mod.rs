@@ -432,6 +432,14 @@ impl Backend for RedisBackend {
         admin::list_pending(self, priority, limit).await
     }
 
+    async fn retry_now(&self, id: JobId) -> Result<()> {
+        admin::retry_now(self, id).await
+    }
+
+    async fn list_jobs(&self, req: &ListRequest) -> Result<JobPage> {
+        admin::list_jobs(self, req).await
+    }
+
     async fn list_dead(&self, offset: usize, limit: usize) -> Result<Vec<Job>> {
         admin::list_dead(self, offset, limit).await
     }

@@ -1,5 +1,5 @@
 //! The job record as the scripts store it: `<hot state><meta JSON>[\n<args JSON>]` (see
-//! `scripts/lib.lua`; the args are dropped when the job completes or is cancelled).
+//! `scripts/lib.lua`; the args are kept as long as the record).
 //!
 //! The hot state is the part scripts test and change: 40 bytes of fixed-width big-endian
 //! fields and a generation, which Lua reads and writes with one `struct.unpack` / `pack`

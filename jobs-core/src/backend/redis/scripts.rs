@@ -79,6 +79,7 @@ const REPLAYED: &[&str] = &[
     "enqueue.lua",
     "cancel.lua",
     "retry_dead.lua",
+    "retry_now.lua",
     "fail.lua",
     "release.lua",
     "clear_dead.lua",
@@ -101,11 +102,13 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("reap", "reap.lua", include_str!("scripts/reap.lua")),
     ("cancel", "cancel.lua", include_str!("scripts/cancel.lua")),
     ("retry_dead", "retry_dead.lua", include_str!("scripts/retry_dead.lua")),
+    ("retry_now", "retry_now.lua", include_str!("scripts/retry_now.lua")),
     ("clear_dead", "clear_dead.lua", include_str!("scripts/clear_dead.lua")),
     ("purge", "purge.lua", include_str!("scripts/purge.lua")),
     ("workers", "workers.lua", include_str!("scripts/workers.lua")),
     ("throughput", "throughput.lua", include_str!("scripts/throughput.lua")),
     ("stats", "stats.lua", include_str!("scripts/stats.lua")),
+    ("list_jobs", "list_jobs.lua", include_str!("scripts/list_jobs.lua")),
     ("sched_upsert", "sched_upsert.lua", include_str!("scripts/sched_upsert.lua")),
     ("sched_enable", "sched_enable.lua", include_str!("scripts/sched_enable.lua")),
     ("sched_remove", "sched_remove.lua", include_str!("scripts/sched_remove.lua")),
@@ -183,6 +186,6 @@ macro_rules! scripts {
 }
 
 scripts! {
-    enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel, retry_dead,
-    clear_dead, purge, workers, throughput, stats,
+    enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel,
+    retry_dead, clear_dead, purge, workers, throughput, stats, list_jobs, retry_now,
 }

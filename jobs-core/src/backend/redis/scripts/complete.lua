@@ -28,7 +28,6 @@ for i = 1, k do
     -- Asked to cancel: the job ends cancelled, without a result (as `finish` would).
     h.s = 'x'
     h.fa = now
-    h.meta = drop_args(h.meta)
     if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
     latest[id] = h
     upd[#upd + 1] = id
@@ -41,7 +40,6 @@ for i = 1, k do
   else
     h.s = 'c'
     h.fa = now
-    h.meta = drop_args(h.meta)
     if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
     latest[id] = h
     upd[#upd + 1] = id

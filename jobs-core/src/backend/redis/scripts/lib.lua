@@ -9,7 +9,8 @@
 --   25 progress
 --
 -- A job record (HASH jobs, field = id) is "<hot state><meta JSON>\n<args JSON>"; the args
--- part is dropped when the job completes or is cancelled. (Compact JSON never holds a raw
+-- are kept as long as the record, finished or not (an operator looking at a completed or
+-- cancelled job sees what it ran with). (Compact JSON never holds a raw
 -- newline, so the first one splits meta from args. One hash entry per job instead of two
 -- saves about 100 bytes of Redis memory per queued job.) The hot state is what scripts test
 -- and change: fixed-width binary (HOT below), read with one struct.unpack and no JSON
@@ -195,7 +196,7 @@ local function with_args(meta, args)
   return meta .. '\n' .. args
 end
 
--- The meta part without the args: what a finished job keeps.
+-- The meta part without the args.
 local function drop_args(meta)
   local i = string.find(meta, '\n', 1, true)
   if i then return string.sub(meta, 1, i - 1) end
@@ -288,12 +289,11 @@ local function mark_due(due)
   redis.call('ZADD', K_MARKER, 'LT', due, '1')
 end
 
--- completed/cancelled: keep the record until now + ttl, without its args.
+-- completed/cancelled: keep the record, args included, until now + ttl.
 local function finish(id, h, status, now, ttl)
   unlock(id, h)
   h.s = status
   h.fa = now
-  h.meta = drop_args(h.meta)
   redis.call('HSET', K_JOBS, id, fmt(h))
   redis.call('ZADD', K_FINISHED, now + ttl, id)
 end

@@ -1,0 +1,169 @@
+//! `GET /api/v1/jobs/jobs`: jobs by state, filtered, paged by cursor, with counts.
+
+use super::*;
+
+fn ids(v: &Value) -> Vec<String> {
+    v["jobs"].as_array().map_or_else(Vec::new, |a| {
+        a.iter().map(|j| j["id"].as_str().unwrap_or("").to_owned()).collect()
+    })
+}
+
+#[tokio::test]
+async fn jobs_lists_a_state_newest_first_filtered_and_paged() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let mut delayed = Vec::new();
+    for (i, user) in ["u1", "u2", "u1"].iter().enumerate() {
+        let body = json!({"name": "api_noargs", "delay_seconds": 3600 + i * 10, "user_id": user});
+        delayed.push(enqueue(r, body).await.to_string());
+    }
+    let ready = enqueue(r, json!({"name": "api_noargs", "user_id": "u1"})).await.to_string();
+    enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
+
+    let got = get(r, "/api/v1/jobs/jobs?state=scheduled").await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1["state"], "scheduled");
+    assert_eq!(got.1["count"], 3);
+    assert_eq!(
+        ids(&got.1),
+        [delayed[2].clone(), delayed[1].clone(), delayed[0].clone()],
+        "latest due first"
+    );
+    assert_eq!(got.1["next_cursor"], Value::Null);
+    assert_eq!(
+        got.1["counts"],
+        json!({"pending": 2, "scheduled": 3, "retrying": 0, "running": 0, "failed": 0})
+    );
+
+    let got = get(r, "/api/v1/jobs/jobs?state=scheduled&user_id=u1").await;
+    assert_eq!(ids(&got.1), [delayed[2].clone(), delayed[0].clone()]);
+    let got = get(r, "/api/v1/jobs/jobs?state=scheduled&name=api_sync").await;
+    assert_eq!(got.1["count"], 0);
+
+    // Pages of one, each pointing at the next, until the end.
+    let mut paged = Vec::new();
+    let mut uri = "/api/v1/jobs/jobs?state=scheduled&limit=1".to_owned();
+    for _ in 0..5 {
+        let got = get(r, &uri).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        paged.extend(ids(&got.1));
+        match got.1["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/jobs/jobs?state=scheduled&limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, [delayed[2].clone(), delayed[1].clone(), delayed[0].clone()]);
+
+    // Pending: in the order they will run (api_sync is high priority), filtered.
+    let got = get(r, "/api/v1/jobs/jobs?state=pending&name=api_noargs").await;
+    assert_eq!(ids(&got.1), std::slice::from_ref(&ready));
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=pending").await.1["count"], 2);
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=completed").await.1["count"], 0);
+}
+
+#[tokio::test]
+async fn jobs_refuses_a_bad_state_cursor_or_limit_naming_the_field() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    for _ in 0..2 {
+        enqueue(r, json!({"name": "api_noargs", "delay_seconds": 3600})).await;
+    }
+    let msg = assert_error(&get(r, "/api/v1/jobs/jobs").await, 400, "invalid_request");
+    assert!(msg.contains("`state`"), "{msg}");
+    let msg = assert_error(&get(r, "/api/v1/jobs/jobs?state=dead").await, 400, "invalid_request");
+    assert!(msg.contains("`state`") && msg.contains("retrying"), "{msg}");
+    let msg = assert_error(
+        &get(r, "/api/v1/jobs/jobs?state=failed&cursor=nope").await,
+        400,
+        "invalid_request",
+    );
+    assert!(msg.contains("`cursor`"), "{msg}");
+    let page = get(r, "/api/v1/jobs/jobs?state=scheduled&limit=1").await;
+    let cursor = page.1["next_cursor"].as_str().expect("a next page").to_owned();
+    let msg = assert_error(
+        &get(r, &format!("/api/v1/jobs/jobs?state=retrying&cursor={cursor}")).await,
+        400,
+        "invalid_request",
+    );
+    assert!(msg.contains("`cursor`") && msg.contains("scheduled"), "{msg}");
+    let msg = assert_error(
+        &get(r, &format!("/api/v1/jobs/jobs?state=pending&cursor={cursor}")).await,
+        400,
+        "invalid_request",
+    );
+    assert!(msg.contains("`cursor`"), "{msg}");
+    for limit in ["0", "1001", "ten"] {
+        let got = get(r, &format!("/api/v1/jobs/jobs?state=failed&limit={limit}")).await;
+        assert_error(&got, 400, "invalid_request");
+    }
+    let (_, doc) = get(r, "/api/v1/jobs/openapi.json").await;
+    assert!(doc["paths"]["/api/v1/jobs/jobs"]["get"].is_object(), "documented");
+}
+
+#[tokio::test]
+async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
+    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+    let fx = fixture().await;
+    let r = &fx.router;
+    let b = fx.service.queue().backend().clone();
+    let take = |max_retries: u32| {
+        let b = b.clone();
+        async move {
+            let f = b
+                .fetch(&FetchRequest {
+                    max: 1,
+                    worker_id: "w".into(),
+                    lease: Duration::from_secs(60),
+                    grace: Duration::ZERO,
+                })
+                .await
+                .expect("fetch");
+            let lease = f.jobs[0].lease;
+            let hour = Duration::from_secs(3600);
+            let out = b
+                .fail(&Failure {
+                    lease,
+                    error: "boom".into(),
+                    retryable: true,
+                    retry: RetryPolicy::exponential(hour, hour),
+                    retry_after: None,
+                })
+                .await
+                .expect("fail");
+            assert_eq!(matches!(out, FailOutcome::Dead), max_retries == 0, "{out:?}");
+            lease.id
+        }
+    };
+    let retrying = enqueue(r, json!({"name": "api_noargs", "max_retries": 3})).await;
+    assert_eq!(take(3).await, retrying);
+    let dead = enqueue(r, json!({"name": "api_noargs", "max_retries": 0})).await;
+    assert_eq!(take(0).await, dead);
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=retrying").await.1["count"], 1);
+
+    for id in [retrying, dead] {
+        let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{id}/retry"), None).await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        assert_eq!(got.1, json!({"job_id": id.to_string(), "status": "pending"}));
+        let (_, job) = get(r, &format!("/api/v1/jobs/job/{id}")).await;
+        assert_eq!(
+            (job["status"].as_str(), job["error"].as_str()),
+            (Some("pending"), Some("boom"))
+        );
+    }
+    let (_, job) = get(r, &format!("/api/v1/jobs/job/{retrying}")).await;
+    assert_eq!(job["retry_count"], 1, "history kept");
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=pending").await.1["count"], 2);
+    assert_eq!(get(r, "/api/v1/jobs/jobs?state=retrying").await.1["count"], 0);
+
+    // Pending now: 409; unknown: 404; not an id: 400.
+    let got = call(r, Method::POST, &format!("/api/v1/jobs/job/{retrying}/retry"), None).await;
+    assert_error(&got, 409, "invalid_state");
+    let got =
+        call(r, Method::POST, &format!("/api/v1/jobs/job/{}/retry", JobId::new()), None).await;
+    assert_error(&got, 404, "job_not_found");
+    assert_error(
+        &call(r, Method::POST, "/api/v1/jobs/job/nope/retry", None).await,
+        400,
+        "invalid_job_id",
+    );
+}
