@@ -26,7 +26,24 @@ conformance!(
     cancel_finished_or_unknown_jobs_is_an_error,
     ghost_entries_never_meet_a_reused_id,
     ghost_entries_drained_per_fetch_are_bounded,
+    a_ghost_whose_record_was_purged_is_skipped,
 );
+
+/// A cancelled ready job whose record was purged leaves an entry with no record at all:
+/// fetch skips it (a record-less entry once made the uniqueness check of fetch fail).
+async fn a_ghost_whose_record_was_purged_is_skipped(kind: Kind) -> TestResult {
+    let cfg = BackendConfig { result_ttl: Duration::ZERO, ..BackendConfig::default() };
+    let env = Env::with_config(kind, cfg).await;
+    let gone = env.add("gone", JobPriority::Normal).await?;
+    let next = env.add("next", JobPriority::Normal).await?;
+    assert_eq!(env.q.cancel_job(gone).await?, CancelOutcome::Cancelled);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    env.b.purge(10).await?;
+    assert!(env.b.get_job(gone).await?.is_none(), "purged");
+    let f = env.fetch(10).await?;
+    assert_eq!(leased_ids(&f), [next]);
+    Ok(())
+}
 
 async fn cancel_removes_waiting_jobs_for_good(kind: Kind) -> TestResult {
     let env = Env::open(kind).await;

@@ -254,7 +254,9 @@ end
 -- Whether the record `rec` (as stored) has the uniqueness flag, read off its flags byte
 -- without parsing it: the cheap test that spares a batch the K_UJOBS lookup.
 local function holds_lock(rec)
-  local f = rec and string.byte(rec, 2)
+  -- (A missing record is `false` here: HMGET's nil.)
+  if not rec then return false end
+  local f = string.byte(rec, 2)
   return f ~= nil and f < 32 and f >= 16
 end
 
