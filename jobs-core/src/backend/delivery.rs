@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Lease;
 use crate::error::Result;
+use crate::job::JobId;
 use crate::retry::RetryPolicy;
 
 /// One successful finish, for [`Backend::complete`](super::Backend::complete).
@@ -135,4 +136,41 @@ impl GiveBack {
     pub fn dead_error(&self) -> String {
         format!("no live worker has a handler for {:?}", self.name)
     }
+}
+
+/// A worker process's periodic sign of life, for [`Backend::heartbeat`](super::Backend::heartbeat).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// The worker.
+    pub worker_id: String,
+    /// What the worker tells the world about itself (shown by worker stats).
+    pub info: serde_json::Value,
+    /// The deliveries it holds, whose leases are to be extended.
+    pub leases: Vec<Lease>,
+    /// New lease length from now.
+    pub lease: Duration,
+    /// Grace past a job's timeout (leases never extend beyond `started + timeout + grace`).
+    pub grace: Duration,
+}
+
+/// A running job's progress report, for [`Backend::progress`](super::Backend::progress).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressUpdate {
+    /// The delivery reporting.
+    pub lease: Lease,
+    /// What it reports.
+    pub progress: crate::job::Progress,
+    /// The lease is extended to this long from now, as a heartbeat extends it.
+    pub lease_for: Duration,
+    /// Grace past the job's timeout (the lease never goes past `started + timeout + grace`).
+    pub grace: Duration,
+}
+
+/// The answer of [`Backend::heartbeat`](super::Backend::heartbeat).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Deliveries the worker no longer holds (taken back, or finished elsewhere): stop them.
+    pub lost: Vec<JobId>,
+    /// Deliveries still held whose job has been asked to cancel.
+    pub cancel: Vec<JobId>,
 }

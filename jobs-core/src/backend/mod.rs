@@ -231,8 +231,8 @@ pub mod memory;
 pub mod redis;
 
 pub use delivery::{
-    AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, UNHANDLED_GAP,
-    UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
+    AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, Heartbeat,
+    HeartbeatReply, ProgressUpdate, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
 };
 pub use listing::{JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 
@@ -357,43 +357,6 @@ pub struct CancelNotices {
     pub leases: Vec<Lease>,
     /// Where the next call goes on from.
     pub cursor: CancelCursor,
-}
-
-/// A worker process's periodic sign of life, for [`Backend::heartbeat`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Heartbeat {
-    /// The worker.
-    pub worker_id: String,
-    /// What the worker tells the world about itself (shown by worker stats).
-    pub info: serde_json::Value,
-    /// The deliveries it holds, whose leases are to be extended.
-    pub leases: Vec<Lease>,
-    /// New lease length from now.
-    pub lease: Duration,
-    /// Grace past a job's timeout (leases never extend beyond `started + timeout + grace`).
-    pub grace: Duration,
-}
-
-/// A running job's progress report, for [`Backend::progress`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProgressUpdate {
-    /// The delivery reporting.
-    pub lease: Lease,
-    /// What it reports.
-    pub progress: crate::job::Progress,
-    /// The lease is extended to this long from now, as a heartbeat extends it.
-    pub lease_for: Duration,
-    /// Grace past the job's timeout (the lease never goes past `started + timeout + grace`).
-    pub grace: Duration,
-}
-
-/// The answer of [`Backend::heartbeat`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeartbeatReply {
-    /// Deliveries the worker no longer holds (taken back, or finished elsewhere): stop them.
-    pub lost: Vec<JobId>,
-    /// Deliveries still held whose job has been asked to cancel.
-    pub cancel: Vec<JobId>,
 }
 
 /// A live worker as seen through the backend.
