@@ -45,7 +45,9 @@ from jobs_api_client.api.jobs import (
     enqueue_job,
     get_job,
     get_job_result,
+    list_jobs,
     list_pending_jobs,
+    retry_job,
 )
 from jobs_api_client.api.meta import get_metrics, get_openapi_document
 from jobs_api_client.api.scheduler import (
@@ -83,6 +85,7 @@ from jobs_api_client.models import (
     HandlersResponse,
     Job,
     JobListResponse,
+    JobPageResponse,
     JobPriority,
     JobResultResponse,
     JobStatus,
@@ -272,6 +275,15 @@ def phase1(api, state):
     check(pending.count == len(pending.jobs), f"count {pending.count}")
     ours = [i for i in ids(pending.jobs) if i in (low, high, delayed, doomed)]
     check(ours == [doomed, high, low], f"pending order {ours}")
+    # Jobs by state: the delayed one is listed as scheduled, filtered by handler and user.
+    scheduled = api.call(list_jobs, 200, JobPageResponse, state="scheduled",
+                         name="sync_portfolio", limit=100)
+    check(delayed in ids(scheduled.jobs) and low not in ids(scheduled.jobs),
+          f"scheduled listing {ids(scheduled.jobs)}")
+    check(scheduled.counts.scheduled >= 1, f"counts {scheduled.counts}")
+    api.error(list_jobs, 400, "invalid_request", state="nonsense")
+    # Retry now is for a retrying or dead job: a pending one is a conflict.
+    api.error(retry_job, 409, "invalid_state", job_id=uuid.UUID(low))
     only_high = api.call(list_pending_jobs, 200, JobListResponse, priority=JobPriority.HIGH)
     check(high in ids(only_high.jobs) and low not in ids(only_high.jobs), "priority filter")
     queue = api.call(get_queue_stats, 200, QueueStatsView)
