@@ -318,6 +318,10 @@ pub struct PendingQuery {
 pub struct JobsQuery {
     /// The state (required): `pending`, `scheduled` (delayed), `retrying`, `running`,
     /// `completed`, `cancelled` or `failed` (the dead-letter queue).
+    #[param(
+        required = true,
+        pattern = "^(pending|scheduled|retrying|running|completed|cancelled|failed)$"
+    )]
     pub state: Option<String>,
     /// Only jobs of this handler.
     pub name: Option<String>,
