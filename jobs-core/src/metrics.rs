@@ -73,6 +73,19 @@ pub(crate) enum Event {
     LeaseLost,
 }
 
+impl Event {
+    /// Every event, in the order of the families.
+    pub(crate) const ALL: [Event; 7] = [
+        Event::Enqueued,
+        Event::Completed,
+        Event::Failed,
+        Event::Retried,
+        Event::DeadLettered,
+        Event::Unhandled,
+        Event::LeaseLost,
+    ];
+}
+
 /// The label of the per-handler families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandlerLabel {
@@ -199,15 +212,7 @@ pub(crate) fn declare<'a>(handlers: impl IntoIterator<Item = (&'a str, &'a str)>
             let labels = QueueLabels { queue: queue.to_owned(), priority: p.as_str().to_owned() };
             drop(m.queue_wait.get_or_create(&labels));
         }
-        for event in [
-            Event::Enqueued,
-            Event::Completed,
-            Event::Failed,
-            Event::Retried,
-            Event::DeadLettered,
-            Event::Unhandled,
-            Event::LeaseLost,
-        ] {
+        for event in Event::ALL {
             drop(m.counters(event).get_or_create(&label));
         }
     }
@@ -296,15 +301,7 @@ mod tests {
     #[test]
     fn events_and_run_times_are_counted_per_handler() {
         let name = "metrics_unit_test_handler";
-        for event in [
-            Event::Enqueued,
-            Event::Completed,
-            Event::Failed,
-            Event::Retried,
-            Event::DeadLettered,
-            Event::Unhandled,
-            Event::LeaseLost,
-        ] {
+        for event in Event::ALL {
             record(name, event);
             assert_eq!(count(name, event), 1, "{event:?}");
         }

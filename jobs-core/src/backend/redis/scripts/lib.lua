@@ -222,14 +222,6 @@ end
 -- lock is removed only if the job still holds it (a lock past its expiry may have been
 -- taken by a later job).
 
--- Drops job `id`'s hold, `v` its K_UJOBS entry.
-local function release_lock(id, v)
-  redis.call('HDEL', K_UJOBS, id)
-  local key = string.sub(v, 2)
-  local held = redis.call('HGET', K_UNIQUE, key)
-  if held and string.match(held, '^%d+ (.*)$') == id then redis.call('HDEL', K_UNIQUE, key) end
-end
-
 -- Drops the holds of the jobs `ids`, `vs` their K_UJOBS entries (nil: none), in a few bulk
 -- calls however many there are (complete and fetch release a batch at once).
 local function release_locks(ids, vs)
@@ -264,8 +256,7 @@ end
 local function unlock(id, h)
   if (h.uq or 0) == 0 then return end
   h.uq = 0
-  local v = redis.call('HGET', K_UJOBS, id)
-  if v then release_lock(id, v) end
+  release_locks({ id }, { redis.call('HGET', K_UJOBS, id) })
 end
 
 -- A record this version cannot read (written by hand, or by a newer version) must neither
@@ -274,8 +265,7 @@ end
 -- out of the index it was found in.
 local function dead_letter_unreadable(id, why, now)
   -- Its state cannot be read, so whether it holds a lock is looked up by its id.
-  local v = redis.call('HGET', K_UJOBS, id)
-  if v then release_lock(id, v) end
+  release_locks({ id }, { redis.call('HGET', K_UJOBS, id) })
   redis.call('ZADD', K_DEAD, now, id)
   redis.call('HSET', K_ERRORS, id, why)
   incr('dead', 1)
