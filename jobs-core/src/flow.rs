@@ -43,11 +43,9 @@ use crate::error::Error;
 /// [`NewJob::unique`](crate::NewJob::unique) holds one).
 pub use crate::job::{MAX_UNIQUE_KEY_LEN, MAX_UNIQUE_WINDOW, OnConflict, UniqueLock, UniqueUntil};
 
-/// The queue of a handler that names none.
-pub const DEFAULT_QUEUE: &str = "default";
-
-/// The longest queue name, in bytes.
-pub const MAX_QUEUE_NAME_LEN: usize = 64;
+/// The default queue, the longest queue name and the rule names are held to, defined with
+/// the job (whose [`NewJob::queue`](crate::NewJob::queue) names one).
+pub use crate::job::{DEFAULT_QUEUE, MAX_QUEUE_NAME_LEN, check_queue_name};
 
 /// Everything a handler declares about how its jobs flow: its queue and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,24 +339,6 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// Checks a queue name: 1 to [`MAX_QUEUE_NAME_LEN`] bytes of ASCII letters, digits, `_`,
-/// `.` and `-` (the rule `queue = "..."` is held to at compile time).
-///
-/// ```
-/// assert!(jobs_core::flow::check_queue_name("payments.eu-1").is_ok());
-/// assert!(jobs_core::flow::check_queue_name("pay ments").is_err());
-/// ```
-pub fn check_queue_name(name: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::Config(format!("invalid queue name `{name}`: {why}")));
-    if name.is_empty() || name.len() > MAX_QUEUE_NAME_LEN {
-        return bad("must be 1 to 64 bytes long");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-        return bad("only ASCII letters, digits, `_`, `.` and `-` are allowed");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -115,9 +115,10 @@ pub use schedule::{
 };
 pub use scheduler::{Scheduler, SchedulerConfig};
 pub use stats::{
-    FullStats, HandlerInfo, PendingByPriority, QueueCounters, QueueStats, SchedulerStats,
-    UnhandledStats, WorkerStats, WorkerStatus,
+    FullStats, HandlerInfo, PendingByPriority, QueueCounters, QueueInfo, QueueStats,
+    SchedulerStats, UnhandledStats, WorkerStats, WorkerStatus,
 };
+pub use worker::QueueSelection;
 
 /// What handler code needs, in one import: `use jobs_core::prelude::*;`.
 ///

@@ -371,6 +371,7 @@ mod tests {
             attempt: 1,
             progress: None,
             trace: None,
+            queue: "default".into(),
         };
         assert_eq!(queue_wait(&job), Some(Duration::from_secs(3)), "from its creation");
         job.scheduled_at = at(60);

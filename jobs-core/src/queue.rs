@@ -180,6 +180,9 @@ impl JobQueue {
             lock.validate()?;
             job.unique = Some(lock);
         }
+        if job.queue.is_none() {
+            job.queue = declared_queue(&job);
+        }
         let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
         let outcome = out
             .first()
@@ -213,6 +216,12 @@ impl JobQueue {
                 lock.validate()?;
                 let all = locked.get_or_insert_with(|| jobs.to_vec());
                 all[i].unique = Some(lock);
+            }
+            if j.queue.is_none()
+                && let Some(q) = declared_queue(j)
+            {
+                let all = locked.get_or_insert_with(|| jobs.to_vec());
+                all[i].queue = Some(q);
             }
         }
         let jobs = locked.as_deref().unwrap_or(jobs);
@@ -463,6 +472,14 @@ impl Enqueue<'_> {
         self
     }
 
+    /// Puts the job in the named queue `name` instead of its handler's (`queue = ..`, or
+    /// [`DEFAULT_QUEUE`](crate::flow::DEFAULT_QUEUE)). A name that is not 1 to 64 ASCII
+    /// letters, digits, `_`, `.` or `-` is refused when the job is enqueued.
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.job.queue = Some(name.into());
+        self
+    }
+
     /// Makes the job unique under `key` within its handler's jobs: while a job enqueued
     /// with the same key is queued, running or waiting for a retry (for at most
     /// [`unique_for`](Self::unique_for), by default the handler's `unique(for = ..)` or
@@ -582,6 +599,13 @@ fn declared_unique(job: &NewJob) -> Result<Option<UniqueLock>> {
         Some(spec) => UniqueLock::declared(&spec, &job.name, &job.args).map(Some),
         None => Ok(None),
     }
+}
+
+/// The queue a linked handler's `queue = ..` names for `job` (`None`: the default queue,
+/// or no such handler linked here).
+fn declared_queue(job: &NewJob) -> Option<String> {
+    let q = linked_handler(&job.name)?.flow().queue;
+    (q != crate::flow::DEFAULT_QUEUE).then(|| q.to_owned())
 }
 
 /// The arguments must fit the handler when one of that name is linked into this process;

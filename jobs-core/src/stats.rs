@@ -50,6 +50,21 @@ impl PendingByPriority {
     }
 }
 
+/// One named queue ([`Backend::queues`](crate::backend::Backend::queues)): the
+/// `GET /api/v1/jobs/queues` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
+pub struct QueueInfo {
+    /// The queue's name.
+    pub name: String,
+    /// Whether it is paused: its ready jobs wait, no worker takes them.
+    pub paused: bool,
+    /// Its jobs ready to run, per priority.
+    pub pending: PendingByPriority,
+    /// Sum of `pending`.
+    pub total_pending: u64,
+}
+
 /// Monotonic counters since the namespace was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]

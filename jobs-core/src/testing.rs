@@ -217,6 +217,7 @@ impl TestQueue {
     pub async fn drain(&self) -> Result<Drained, DrainError> {
         let mut drained = Drained::default();
         let req = FetchRequest {
+            queues: Vec::new(),
             max: 1,
             worker_id: "testing".into(),
             lease: Duration::from_secs(24 * 3600),

@@ -174,6 +174,7 @@ async fn typed_enqueue_round_trips_through_the_memory_backend()
 
     let fetched = queue
         .fetch(&FetchRequest {
+            queues: Vec::new(),
             max: 1,
             worker_id: "w1".into(),
             lease: Duration::from_secs(30),

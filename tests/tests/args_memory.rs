@@ -22,6 +22,7 @@ async fn usage_after_completing(
         b.enqueue(&batch).await?;
     }
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 500,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),

@@ -131,6 +131,7 @@ async fn a_bad_priority_at_promotion_strands_no_batch() {
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),
@@ -161,7 +162,13 @@ async fn a_bad_priority_at_reap_or_release_strands_no_batch() {
     let jobs: Vec<NewJob> =
         (0..4).map(|i| NewJob::new("corrupt_test_ok", json!({ "i": i }))).collect();
     backend.enqueue(&jobs).await.expect("enqueue");
-    let req = |lease| FetchRequest { max: 2, worker_id: "w".into(), lease, grace: Duration::ZERO };
+    let req = |lease| FetchRequest {
+        queues: Vec::new(),
+        max: 2,
+        worker_id: "w".into(),
+        lease,
+        grace: Duration::ZERO,
+    };
     let lost = backend.fetch(&req(Duration::from_millis(1))).await.expect("fetch");
     let held = backend.fetch(&req(Duration::from_secs(60))).await.expect("fetch");
     assert_eq!((lost.jobs.len(), held.jobs.len()), (2, 2));

@@ -162,6 +162,7 @@ async fn apply(
         }
         Op::Fetch { n, short_lease } => {
             let req = FetchRequest {
+                queues: Vec::new(),
                 max: *n,
                 worker_id: "diff".into(),
                 lease: if *short_lease {

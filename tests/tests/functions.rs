@@ -21,6 +21,7 @@ async fn one_job_through(b: &RedisBackend) {
     let job = NewJob::new("fn_job", json!({"n": 1}));
     b.enqueue(std::slice::from_ref(&job)).await.unwrap_or_else(|e| panic!("enqueue: {e}"));
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 1,
         worker_id: "w".into(),
         lease: Duration::from_secs(30),
@@ -151,6 +152,7 @@ async fn a_wait_and_fetch_whose_library_vanished_still_leases_the_job() {
     // The enqueue's wake-up is taken by a wait of its own: the next wait blocks.
     b.wait_for_work(Duration::from_millis(200)).await.unwrap_or_else(|e| panic!("wait: {e}"));
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 4,
         worker_id: "w".into(),
         lease: Duration::from_secs(30),

@@ -126,6 +126,7 @@ impl Pair {
 
 fn req(max: usize) -> FetchRequest {
     FetchRequest {
+        queues: Vec::new(),
         max,
         worker_id: "w".into(),
         lease: Duration::from_secs(30),

@@ -107,6 +107,7 @@ async fn the_scripts_write_the_binary_form_and_refuse_a_bad_one() {
         .query(&mut c)
         .expect("write by hand");
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),
@@ -134,6 +135,7 @@ async fn a_job_an_older_version_dead_lettered_can_be_retried() {
     let job = NewJob::new("record_format_ok", json!({ "i": 9 }));
     backend.enqueue(std::slice::from_ref(&job)).await.expect("enqueue");
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 1,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),
@@ -202,6 +204,7 @@ async fn an_unreadable_lock_holder_leaves_no_lock_behind() {
         .query(&mut c)
         .expect("zadd");
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),

@@ -347,6 +347,7 @@ async fn ten_thousand_mixed_jobs(queue: JobQueue) {
     // And nothing is left to fetch.
     let left = queue
         .fetch(&FetchRequest {
+            queues: Vec::new(),
             max: 10,
             worker_id: "check".into(),
             lease: Duration::from_secs(1),
@@ -411,8 +412,8 @@ impl Backend for HangingHeartbeat {
     async fn fetch(&self, req: &FetchRequest) -> jobs_core::Result<Fetched> {
         self.inner.fetch(req).await
     }
-    async fn wait_for_work(&self, max: Duration) -> jobs_core::Result<()> {
-        self.inner.wait_for_work(max).await
+    async fn wait_for(&self, max: Duration, queues: &[String]) -> jobs_core::Result<()> {
+        self.inner.wait_for(max, queues).await
     }
     async fn progress(
         &self,
@@ -482,6 +483,12 @@ impl Backend for HangingHeartbeat {
     }
     async fn stats(&self) -> jobs_core::Result<QueueStats> {
         self.inner.stats().await
+    }
+    async fn queues(&self) -> jobs_core::Result<Vec<jobs_core::QueueInfo>> {
+        self.inner.queues().await
+    }
+    async fn pause_queue(&self, name: &str, paused: bool) -> jobs_core::Result<bool> {
+        self.inner.pause_queue(name, paused).await
     }
     async fn purge(&self, limit: usize) -> jobs_core::Result<u64> {
         self.inner.purge(limit).await

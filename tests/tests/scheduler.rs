@@ -703,6 +703,7 @@ async fn a_schedules_jobs_carry_their_handlers_retry_backoff() -> TestResult {
 
     let q = svc.queue();
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),

@@ -32,6 +32,7 @@ async fn typed_transfer(args: Transfer, ctx: JobContext) -> Result<Receipt, JobE
 
 fn req() -> FetchRequest {
     FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "typed-test".into(),
         lease: Duration::from_secs(30),

@@ -116,6 +116,7 @@ async fn a_stopped_wait_returns_what_its_fetch_leased() {
     backend.wait_for_work(Duration::from_millis(200)).await.expect("wait");
     let stop = tokio_util::sync::CancellationToken::new();
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 4,
         worker_id: "w".into(),
         lease: Duration::from_secs(60),

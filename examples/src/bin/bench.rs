@@ -494,6 +494,7 @@ async fn drain(q: &JobQueue, drainers: usize) -> jobs_core::Result<usize> {
         let backend = q.backend().clone();
         tasks.spawn(async move {
             let req = FetchRequest {
+                queues: Vec::new(),
                 max: 64,
                 worker_id: format!("bench-{d}"),
                 lease: Duration::from_secs(30),

@@ -30,6 +30,7 @@ async fn main() -> jobs_core::Result<()> {
 
     // What a worker does: lease the job, run it, acknowledge it with a result.
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 10,
         worker_id: "quickstart".into(),
         lease: Duration::from_secs(30),

@@ -221,8 +221,8 @@ pub use crate::schedule::{
     DueSchedules, FireOutcome, ScheduleEntry, ScheduleFire, ScheduleState, StoredJobOptions,
     StoredSchedule, TickClaim, UpsertOutcome,
 };
-use crate::stats::QueueStats;
 pub(crate) use crate::stats::throughput_buckets;
+use crate::stats::{QueueInfo, QueueStats};
 pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 mod delivery;
@@ -278,6 +278,9 @@ pub struct FetchRequest {
     pub lease: Duration,
     /// Extra time past a job's timeout before its lease is allowed to lapse.
     pub grace: Duration,
+    /// The queues to take jobs from, in order, paused ones skipped (empty: the default
+    /// queue; [`QueueSelection`](crate::QueueSelection)). Due jobs go to their own queue.
+    pub queues: Vec<String>,
 }
 
 /// A job handed to a worker, with the lease that fences every later call about it.
@@ -298,7 +301,7 @@ pub(crate) async fn wait_then_fetch_apart<B: Backend + ?Sized>(
     stop: &tokio_util::sync::CancellationToken,
 ) -> Result<(Fetched, std::time::Instant)> {
     tokio::select! {
-        r = backend.wait_for_work(max) => r?,
+        r = backend.wait_for(max, &req.queues) => r?,
         _ = stop.cancelled() => return Ok((Fetched::default(), std::time::Instant::now())),
     }
     let sent = std::time::Instant::now();
@@ -443,10 +446,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Promotes due delayed and retrying jobs, then leases up to `req.max` ready jobs.
     async fn fetch(&self, req: &FetchRequest) -> Result<Fetched>;
 
-    /// Waits until work may be ready (a job enqueued, promoted, released or due), or `max`
-    /// has passed. Spurious wake-ups are allowed; missed ones are not: work that became
-    /// ready after the last `fetch` ends the wait at once.
-    async fn wait_for_work(&self, max: Duration) -> Result<()>;
+    /// [`wait_for`](Self::wait_for) work in the default queue.
+    async fn wait_for_work(&self, max: Duration) -> Result<()> {
+        self.wait_for(max, &[]).await
+    }
+
+    /// Waits until work may be ready in one of `queues` (empty: the default queue), a job of
+    /// any queue is due, or `max` has passed. Spurious wake-ups are allowed, missed ones not.
+    async fn wait_for(&self, max: Duration, queues: &[String]) -> Result<()>;
 
     /// [`wait_for_work`](Self::wait_for_work), then [`fetch`](Self::fetch) — or the wait
     /// ended early by `stop`, then nothing. A backend may send the two at once, so that the
@@ -546,8 +553,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Empties the dead-letter queue, deleting those jobs. Returns how many.
     async fn clear_dead(&self) -> Result<u64>;
 
-    /// Counts, in O(priorities).
+    /// Counts, in O(priorities × queues); `pending` sums every queue's.
     async fn stats(&self) -> Result<QueueStats>;
+
+    /// Every queue by name (the default one, each a job went to or was paused): its ready jobs.
+    async fn queues(&self) -> Result<Vec<QueueInfo>>;
+
+    /// Pauses or resumes queue `name` for every process: no fetch takes a paused queue's
+    /// jobs; enqueues into it go on. Whether this call changed it; a bad name is an error.
+    async fn pause_queue(&self, name: &str, paused: bool) -> Result<bool>;
 
     /// Removes up to `limit` finished records past their retention. Returns how many.
     async fn purge(&self, limit: usize) -> Result<u64>;

@@ -5,16 +5,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::Error;
 
+mod duration_secs;
 mod progress;
+mod queue_name;
 mod trace;
 mod unique;
 
 pub use progress::{MAX_PROGRESS_MESSAGE, Progress};
+pub use queue_name::{DEFAULT_QUEUE, MAX_QUEUE_NAME_LEN, check_queue_name};
 pub use trace::{MAX_BAGGAGE_LEN, MAX_TRACEPARENT_LEN, MAX_TRACESTATE_LEN, TraceContext};
 pub use unique::{MAX_UNIQUE_KEY_LEN, MAX_UNIQUE_WINDOW, OnConflict, UniqueLock, UniqueUntil};
 
@@ -260,25 +263,14 @@ pub struct Job {
     /// `baggage`); `null` when there was none (see `NewJob::trace`).
     #[serde(default)]
     pub trace: Option<TraceContext>,
+    /// The named queue it is in ([`DEFAULT_QUEUE`](DEFAULT_QUEUE) unless its
+    /// handler or its enqueue named another).
+    #[serde(default = "default_queue")]
+    pub queue: String,
 }
 
-/// Serde for a `Duration` as a number of seconds: an integer when whole (`30`), a
-/// fraction otherwise (`0.25`).
-pub(crate) mod duration_secs {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if d.subsec_nanos() == 0 {
-            s.serialize_u64(d.as_secs())
-        } else {
-            s.serialize_f64(d.as_secs_f64())
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
 }
 
 /// Everything the backend needs to create a job. Built by [`JobQueue`](crate::JobQueue)'s
@@ -323,6 +315,11 @@ pub struct NewJob {
     /// [`JobQueue`](crate::JobQueue)'s enqueue calls fill it in from the current span when
     /// nothing set it; see [`TraceContext`].
     pub trace: Option<TraceContext>,
+    /// The named queue to put it in (`None`: its handler's `queue = ..` when the handler
+    /// is linked into the enqueuing process, else
+    /// [`DEFAULT_QUEUE`](DEFAULT_QUEUE)). [`JobQueue`](crate::JobQueue)'s
+    /// enqueue calls fill it in; a backend reads `None` as the default queue.
+    pub queue: Option<String>,
 }
 
 impl NewJob {
@@ -343,7 +340,13 @@ impl NewJob {
             drawn_id: Some(id),
             unique: None,
             trace: None,
+            queue: None,
         }
+    }
+
+    /// The queue a backend puts it in: [`NewJob::queue`], or the default queue.
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
     }
 
     /// Whether `id` is the one [`NewJob::new`] drew (see [`NewJob::drawn_id`]).
@@ -416,6 +419,9 @@ impl NewJob {
         }
         if let Some(lock) = &self.unique {
             lock.validate()?;
+        }
+        if let Some(q) = &self.queue {
+            check_queue_name(q).map_err(|e| Error::InvalidJob { reason: e.to_string() })?;
         }
         if let Some(trace) = &self.trace {
             trace.validate()?;
@@ -575,6 +581,7 @@ mod tests {
             attempt: 0,
             progress: None,
             trace: None,
+            queue: "default".into(),
         };
         let v = serde_json::to_value(&job)?;
         for field in [

@@ -250,6 +250,16 @@ impl Registry {
         self.handlers.values()
     }
 
+    /// The queues its handlers name (`queue = ..`), each once, by name: what a worker
+    /// serves by default, each weighing 1 ([`WorkerConfig::queues`](crate::WorkerConfig)).
+    /// Just the default queue when none names one.
+    pub fn queue_selection(&self) -> crate::QueueSelection {
+        let mut names: Vec<&str> = self.handlers().map(|h| h.flow().queue).collect();
+        names.sort_unstable();
+        names.dedup();
+        crate::QueueSelection::weighted(names.into_iter().map(|n| (n, 1))).unwrap_or_default()
+    }
+
     /// The schedule registered under `name`.
     pub fn schedule(&self, name: &str) -> Option<&ScheduleDef> {
         self.schedules.get(name)

@@ -269,6 +269,7 @@ mod tests {
             attempt: 1,
             progress: None,
             trace: None,
+            queue: "default".into(),
         };
         assert!(!job(&j).contains("progress:"));
         j.progress = Some(crate::Progress { percent: 33.333, message: "rows".into() });

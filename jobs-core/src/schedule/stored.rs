@@ -278,6 +278,8 @@ impl ScheduleEntry {
             unique: None,
             // The scheduler fires ticks from its own loop, in no span: a tick starts a trace.
             trace: None,
+            // The scheduler sets its handler's queue (it knows the registry).
+            queue: None,
         }
     }
 

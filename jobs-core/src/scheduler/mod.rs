@@ -426,7 +426,13 @@ impl Scheduler {
 
     /// The job this process enqueues for the schedule, under `id`, checked.
     fn job(&self, e: &ScheduleEntry, id: JobId) -> Result<NewJob> {
-        let job = e.job(id, self.options(e));
+        let mut job = e.job(id, self.options(e));
+        // Into the queue its handler names, when this process links it.
+        if let Some(h) = self.inner.registry.handler(&e.job_name)
+            && h.flow().queue != crate::flow::DEFAULT_QUEUE
+        {
+            job.queue = Some(h.flow().queue.to_owned());
+        }
         job.validate()?;
         Ok(job)
     }

@@ -7,6 +7,8 @@ use crate::backend::ReapOptions;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 
+use super::queues::QueueSelection;
+
 /// How a worker behaves. Defaults: 1 job at a time, leases of 30 s renewed
 /// every 10 s, reaping every 5 s, 30 s of grace at shutdown, 5 s for a cancelled handler
 /// to return.
@@ -51,6 +53,10 @@ pub struct WorkerConfig {
     /// With the `otel` feature: how an attempt's span is tied to the span that enqueued the
     /// job (default [`TraceParent::Link`]). Without the feature, nothing reads it.
     pub trace_parent: TraceParent,
+    /// The named queues it takes jobs from (`JOBS_QUEUES`, `--queues`). `None` (the
+    /// default): every queue a handler of its registry names, each weighing 1, so that
+    /// none starves (just the default queue when no handler names one).
+    pub queues: Option<QueueSelection>,
 }
 
 /// How the span of a job's attempt is tied to the span that enqueued the job (the `otel`
@@ -85,6 +91,7 @@ impl Default for WorkerConfig {
             unhandled_dead_after: Duration::from_secs(600),
             unhandled_delay: Duration::from_secs(1),
             trace_parent: TraceParent::Link,
+            queues: None,
         }
     }
 }

@@ -36,6 +36,10 @@ impl JobWorker {
         let mut batch_wait_over = false;
         // What a wait-and-fetch leased, with when its reply came: started next.
         let mut ready: Option<(crate::backend::Fetched, Instant)> = None;
+        // The queues served, and whose turn it is to come first (weighted selections).
+        let selection =
+            inner.cfg.queues.clone().unwrap_or_else(|| inner.registry.queue_selection());
+        let mut turns = super::queues::QueueTurns::new(&selection);
         loop {
             while jobs.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
@@ -70,6 +74,7 @@ impl JobWorker {
                 worker_id: inner.cfg.worker_id.clone(),
                 lease: inner.cfg.lease,
                 grace: inner.cfg.grace,
+                queues: turns.next(&selection),
             };
             let (fetched, sent) = match ready.take() {
                 Some(r) => r,

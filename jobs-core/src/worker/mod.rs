@@ -30,6 +30,7 @@ mod fence;
 mod loops;
 mod machinery;
 mod pool;
+mod queues;
 mod unhandled;
 
 use std::collections::HashMap;
@@ -52,6 +53,7 @@ use crate::stats::{WorkerStats, WorkerStatus};
 
 pub use config::{TraceParent, WorkerConfig, default_worker_id};
 pub use pool::{RunningPool, WorkerPool};
+pub use queues::{MAX_QUEUE_WEIGHT, QueueSelection};
 
 use cancel::cancel_loop;
 use config::hostname;

@@ -111,6 +111,7 @@ async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
         async move {
             let f = b
                 .fetch(&FetchRequest {
+                    queues: Vec::new(),
                     max: 1,
                     worker_id: "w".into(),
                     lease: Duration::from_secs(60),

@@ -209,6 +209,7 @@ async fn jobs_no_live_worker_handles_are_counted_per_name_in_stats_metrics_and_s
     enqueue(&fx.router, json!({"name": "api_noargs"})).await;
     let backend = fx.service.queue().backend().clone();
     let req = FetchRequest {
+        queues: Vec::new(),
         max: 1,
         worker_id: "old-build".into(),
         lease: Duration::from_secs(30),

@@ -55,6 +55,7 @@ async fn enqueue_writes_every_field(kind: Kind) -> TestResult {
         attempt: 0,
         progress: None,
         trace: None,
+        queue: "default".into(),
     };
     assert_eq!(job, expected);
 

@@ -242,7 +242,11 @@ async fn two_fetchers_never_get_the_same_job(kind: Kind) -> TestResult {
     for w in 0..2 {
         let backend = env.peer().await;
         tasks.push(tokio::spawn(async move {
-            let req = FetchRequest { worker_id: format!("racer-{w}"), ..fetch_req(25, LEASE) };
+            let req = FetchRequest {
+                queues: Vec::new(),
+                worker_id: format!("racer-{w}"),
+                ..fetch_req(25, LEASE)
+            };
             let deadline = Instant::now() + Duration::from_secs(30);
             let mut got = Vec::new();
             for _ in 0..2000 {

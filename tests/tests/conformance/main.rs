@@ -74,6 +74,7 @@ mod give_back;
 mod leases;
 mod listing;
 mod progress;
+mod queues;
 mod retention;
 mod retry_after;
 mod retry_now;
@@ -165,7 +166,13 @@ fn new_job(name: &str, priority: JobPriority) -> NewJob {
 }
 
 fn fetch_req(max: usize, lease: Duration) -> FetchRequest {
-    FetchRequest { max, worker_id: "worker-1".into(), lease, grace: Duration::ZERO }
+    FetchRequest {
+        queues: Vec::new(),
+        max,
+        worker_id: "worker-1".into(),
+        lease,
+        grace: Duration::ZERO,
+    }
 }
 
 fn reap_now() -> ReapOptions {

@@ -7,7 +7,7 @@ use super::state::State;
 use crate::backend::{DEAD_TRIM_LIMIT, WorkerEntry};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobPriority, JobStatus};
-use crate::stats::{PendingByPriority, QueueStats, UnhandledStats};
+use crate::stats::{PendingByPriority, QueueInfo, QueueStats, UnhandledStats};
 use crate::time::{duration_ms_i64, ms_to_time};
 
 impl State {
@@ -96,11 +96,40 @@ impl State {
         };
         queues
             .iter()
-            .flat_map(|p| self.ready[p.index()].iter())
+            .flat_map(|p| self.lists.values().flat_map(move |l| l.ready[p.index()].iter()))
             .filter(|e| self.is_live(e))
             .filter_map(|(id, _)| self.jobs.get(id).map(|r| r.to_job(*id)))
             .take(limit)
             .collect()
+    }
+
+    /// Every queue, by name ([`Backend::queues`](crate::backend::Backend::queues)).
+    pub(super) fn queues(&self) -> Vec<QueueInfo> {
+        self.lists
+            .iter()
+            .map(|(name, l)| {
+                let pending = l.pending();
+                QueueInfo {
+                    name: name.clone(),
+                    paused: l.paused,
+                    total_pending: pending.total(),
+                    pending,
+                }
+            })
+            .collect()
+    }
+
+    /// Pauses or resumes queue `name`; whether that changed it. A resume wakes waiters.
+    pub(super) fn pause_queue(&mut self, name: &str, paused: bool) -> bool {
+        let l = self.lists_mut(name);
+        if l.paused == paused {
+            return false;
+        }
+        l.paused = paused;
+        if !paused {
+            self.wake = true;
+        }
+        true
     }
 
     pub(super) fn list_dead(&self, offset: usize, limit: usize) -> Vec<Job> {
@@ -115,9 +144,11 @@ impl State {
 
     pub(super) fn stats(&self) -> QueueStats {
         let mut pending = PendingByPriority::default();
-        for p in JobPriority::ALL {
-            let q = p.index();
-            pending.set(p, (self.ready[q].len() as u64).saturating_sub(self.ghosts[q]));
+        for l in self.lists.values() {
+            let one = l.pending();
+            for p in JobPriority::ALL {
+                pending.set(p, pending.get(p) + one.get(p));
+            }
         }
         QueueStats {
             pending,
@@ -154,5 +185,17 @@ impl State {
                 info: info.clone(),
             })
             .collect()
+    }
+}
+
+impl super::state::Lists {
+    /// Its live ready jobs per priority (entries less ghosts).
+    pub(super) fn pending(&self) -> PendingByPriority {
+        let mut out = PendingByPriority::default();
+        for p in JobPriority::ALL {
+            let q = p.index();
+            out.set(p, (self.ready[q].len() as u64).saturating_sub(self.ghosts[q]));
+        }
+        out
     }
 }

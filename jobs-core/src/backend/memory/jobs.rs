@@ -106,6 +106,8 @@ impl State {
                 RunAt::Delay(d) => Some(now.saturating_add(duration_ms_i64(d))),
             };
             let generation = self.next_seq();
+            // A named queue is listed from its first job on, as Redis's `queues` hash.
+            self.lists_mut(new.queue_name());
             if let Some(journal) = &mut self.journal {
                 journal.push((new.id, new.name.clone(), new.args.clone()));
             }
@@ -138,6 +140,7 @@ impl State {
                         until_started: u.until == UniqueUntil::Started,
                     }),
                     trace: new.trace.clone(),
+                    queue: new.queue_name().to_owned(),
                     place: Place::Unlinked,
                 },
             );
@@ -193,16 +196,23 @@ impl State {
         let grace_ms = duration_ms_i64(req.grace);
         let mut jobs = Vec::new();
         let mut skipped = 0;
-        for q in 0..self.ready.len() {
+        let served: Vec<String> =
+            super::state::served(&req.queues).into_iter().map(str::to_owned).collect();
+        for (queue, q) in served.iter().flat_map(|s| (0..4).map(move |p| (s, p))) {
+            if self.lists.get(queue).is_none_or(|l| l.paused) {
+                continue;
+            }
             // As Redis: at most FETCH_SKIP_LIMIT ghosts per call; the rest waits for the next.
             while jobs.len() < req.max && skipped < FETCH_SKIP_LIMIT {
-                let Some(entry) = self.ready[q].pop_front() else {
+                let lists = self.lists_mut(queue);
+                let Some(entry) = lists.ready[q].pop_front() else {
                     break;
                 };
                 if !self.is_live(&entry) {
                     // Left behind by a cancel (the record may be gone, or be a later job
                     // enqueued under the same id).
-                    self.ghosts[q] = self.ghosts[q].saturating_sub(1);
+                    let lists = self.lists_mut(queue);
+                    lists.ghosts[q] = lists.ghosts[q].saturating_sub(1);
                     skipped += 1;
                     continue;
                 }
@@ -240,9 +250,9 @@ impl State {
     }
 
     /// How long `wait_for_work` may sleep: zero if work is ready or due now.
-    pub(super) fn time_until_work(&mut self, max: Duration) -> Duration {
+    pub(super) fn time_until_work(&mut self, max: Duration, queues: &[String]) -> Duration {
         let now = self.now();
-        if self.has_ready() {
+        if self.has_ready_in(queues) {
             return Duration::ZERO;
         }
         match self.earliest_due() {
@@ -366,7 +376,7 @@ impl State {
 
     pub(super) fn release(&mut self, leases: &[Lease]) -> u64 {
         let now = self.now();
-        let mut heads: [Vec<JobId>; 4] = Default::default();
+        let mut heads: std::collections::BTreeMap<(String, usize), Vec<JobId>> = Default::default();
         let mut n = 0u64;
         for lease in leases {
             let Some(rec) = self.jobs.get(&lease.id).filter(|r| r.is_held_by(lease)) else {
@@ -379,16 +389,16 @@ impl State {
             }
             // Marked pending at once so that a lease given twice is stale the second time.
             self.unlink(lease.id);
-            if let Some(q) = self.mark_ready(lease.id) {
-                heads[q].push(lease.id);
+            if let Some(at) = self.mark_ready(lease.id) {
+                heads.entry(at).or_default().push(lease.id);
             }
         }
-        for (q, ids) in heads.iter().enumerate() {
+        for ((queue, q), ids) in &heads {
             // Pushing in reverse keeps the given order at the head: the first given is
             // fetched first.
             for &id in ids.iter().rev() {
                 let generation = self.jobs.get(&id).map_or(0, |r| r.generation);
-                self.ready[q].push_front((id, generation));
+                self.lists_mut(queue).ready[*q].push_front((id, generation));
                 self.wake = true;
             }
         }

@@ -204,20 +204,31 @@ impl Backend for MemoryBackend {
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
+        // As Redis: a bad queue name fails the call before anything is written.
+        for q in jobs.iter().filter_map(|j| j.queue.as_deref()) {
+            crate::flow::check_queue_name(q)
+                .map_err(|e| crate::error::Error::InvalidJob { reason: e.to_string() })?;
+        }
         Ok(self.with_state(|st| st.enqueue(jobs)))
     }
 
     async fn fetch(&self, req: &FetchRequest) -> Result<Fetched> {
+        for q in &req.queues {
+            crate::flow::check_queue_name(q)?;
+        }
         Ok(self.with_state(|st| st.fetch(req)))
     }
 
-    async fn wait_for_work(&self, max: Duration) -> Result<()> {
+    async fn wait_for(&self, max: Duration, queues: &[String]) -> Result<()> {
+        for q in queues {
+            crate::flow::check_queue_name(q)?;
+        }
         // Register interest before looking at the state: a change made after the look is
         // then followed by a `notify_waiters` that this future is already entitled to, and a
         // change made before it is seen by the look. Either way no wake-up is missed.
         let mut notified = std::pin::pin!(self.work.notified());
         notified.as_mut().enable();
-        let wait = self.with_state(|st| st.time_until_work(max));
+        let wait = self.with_state(|st| st.time_until_work(max, queues));
         if !wait.is_zero() {
             // Elapsing is as good an answer as a notification: the caller fetches either way.
             let _ = tokio::time::timeout(wait, notified).await;
@@ -314,6 +325,15 @@ impl Backend for MemoryBackend {
 
     async fn stats(&self) -> Result<QueueStats> {
         Ok(self.with_state(|st| st.stats()))
+    }
+
+    async fn queues(&self) -> Result<Vec<crate::stats::QueueInfo>> {
+        Ok(self.with_state(|st| st.queues()))
+    }
+
+    async fn pause_queue(&self, name: &str, paused: bool) -> Result<bool> {
+        crate::flow::check_queue_name(name)?;
+        Ok(self.with_state(|st| st.pause_queue(name, paused)))
     }
 
     async fn purge(&self, limit: usize) -> Result<u64> {

@@ -69,6 +69,8 @@ pub(super) struct Record {
     pub(super) unique: Option<UniqueHold>,
     /// The trace context of the enqueuing span (Redis: `t` in the record's meta).
     pub(super) trace: Option<crate::job::TraceContext>,
+    /// Its named queue (`"default"` for the default one).
+    pub(super) queue: String,
     pub(super) place: Place,
 }
 
@@ -101,6 +103,7 @@ impl Record {
             attempt: self.attempt,
             progress: self.progress.clone(),
             trace: self.trace.clone(),
+            queue: self.queue.clone(),
         }
     }
 
@@ -113,12 +116,9 @@ impl Record {
 pub(super) struct State {
     pub(super) config: BackendConfig,
     pub(super) jobs: HashMap<JobId, Record>,
-    /// Ready jobs per priority (index = `JobPriority::index`), in fetch order, with the
-    /// generation of the record they were queued for. A cancel leaves the entry in place (a
-    /// "ghost", as in Redis, where removing it would be O(n)); fetch skips it.
-    pub(super) ready: [VecDeque<(JobId, u64)>; 4],
-    /// How many entries of each ready queue are ghosts.
-    pub(super) ghosts: [u64; 4],
+    /// Each named queue's ready lists, by name (the default queue always there): Redis's
+    /// `pending` lists and `queues` hash.
+    pub(super) lists: BTreeMap<String, Lists>,
     /// Delayed jobs by (due, insertion seq): promotion order is due time, then insertion.
     pub(super) delayed: BTreeMap<(i64, u64), JobId>,
     /// Jobs waiting for a retry, keyed like `delayed`.
@@ -182,13 +182,34 @@ pub(super) struct Unhandled {
     pub(super) run: Option<(i64, i64)>,
 }
 
+/// One queue's ready lists.
+#[derive(Debug, Default)]
+pub(super) struct Lists {
+    /// Ready jobs per priority (index = `JobPriority::index`), in fetch order, with the
+    /// generation of the record they were queued for. A cancel leaves the entry in place (a
+    /// "ghost", as in Redis, where removing it would be O(n)); fetch skips it.
+    pub(super) ready: [VecDeque<(JobId, u64)>; 4],
+    /// How many entries of each ready list are ghosts.
+    pub(super) ghosts: [u64; 4],
+    /// Paused: no fetch takes its jobs.
+    pub(super) paused: bool,
+}
+
+/// The queues a call serves (empty: the default queue).
+pub(super) fn served(queues: &[String]) -> Vec<&str> {
+    if queues.is_empty() {
+        vec![crate::flow::DEFAULT_QUEUE]
+    } else {
+        queues.iter().map(String::as_str).collect()
+    }
+}
+
 impl State {
     pub(super) fn new(config: BackendConfig) -> Self {
         State {
             config,
             jobs: HashMap::new(),
-            ready: Default::default(),
-            ghosts: [0; 4],
+            lists: BTreeMap::from([(crate::flow::DEFAULT_QUEUE.to_owned(), Lists::default())]),
             delayed: BTreeMap::new(),
             retrying: BTreeMap::new(),
             delayed_by_id: BTreeSet::new(),
@@ -252,7 +273,20 @@ impl State {
     /// Whether any ready queue has an entry (live or not: like Redis's list lengths, which
     /// is what wakes a Redis waiter).
     pub(super) fn has_ready(&self) -> bool {
-        self.ready.iter().any(|q| !q.is_empty())
+        self.lists.values().any(|l| l.ready.iter().any(|q| !q.is_empty()))
+    }
+
+    /// [`has_ready`](Self::has_ready) in the queues `queues` that are not paused (empty:
+    /// the default queue).
+    pub(super) fn has_ready_in(&self, queues: &[String]) -> bool {
+        served(queues).iter().any(|q| {
+            self.lists.get(*q).is_some_and(|l| !l.paused && l.ready.iter().any(|r| !r.is_empty()))
+        })
+    }
+
+    /// Queue `q`'s lists, created on first use.
+    pub(super) fn lists_mut(&mut self, q: &str) -> &mut Lists {
+        self.lists.entry(q.to_owned()).or_default()
     }
 
     /// Whether a ready-queue entry stands for a job that can be fetched.
@@ -272,7 +306,8 @@ impl State {
             Place::Unlinked => {}
             Place::Ready => {
                 // The entry stays, as a ghost (only cancel takes a ready job out).
-                self.ghosts[rec.priority.index()] += 1;
+                let (q, p) = (rec.queue.clone(), rec.priority.index());
+                self.lists_mut(&q).ghosts[p] += 1;
             }
             Place::Delayed { due, seq } => {
                 self.delayed.remove(&(due, seq));
@@ -296,20 +331,21 @@ impl State {
 
     /// Makes an unlinked job `pending` in its ready queue, without pushing it yet; returns
     /// the queue's index. Split from the push so that `release` can order a batch.
-    pub(super) fn mark_ready(&mut self, id: JobId) -> Option<usize> {
+    pub(super) fn mark_ready(&mut self, id: JobId) -> Option<(String, usize)> {
         let rec = self.jobs.get_mut(&id)?;
         rec.status = JobStatus::Pending;
         rec.place = Place::Ready;
-        Some(rec.priority.index())
+        Some((rec.queue.clone(), rec.priority.index()))
     }
 
     pub(super) fn push_ready(&mut self, id: JobId, at_head: bool) {
-        if let Some(q) = self.mark_ready(id) {
+        if let Some((q, p)) = self.mark_ready(id) {
             let entry = (id, self.jobs.get(&id).map_or(0, |r| r.generation));
+            let ready = &mut self.lists_mut(&q).ready[p];
             if at_head {
-                self.ready[q].push_front(entry);
+                ready.push_front(entry);
             } else {
-                self.ready[q].push_back(entry);
+                ready.push_back(entry);
             }
         }
     }

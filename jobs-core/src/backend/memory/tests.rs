@@ -21,7 +21,7 @@ fn new_job(name: &str, priority: JobPriority) -> NewJob {
 }
 
 fn req(max: usize, lease: Duration) -> FetchRequest {
-    FetchRequest { max, worker_id: "w1".into(), lease, grace: Duration::ZERO }
+    FetchRequest { queues: Vec::new(), max, worker_id: "w1".into(), lease, grace: Duration::ZERO }
 }
 
 fn names(jobs: &[LeasedJob]) -> Vec<&str> {

@@ -15,7 +15,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId, JobPriority};
-use crate::stats::{QueueCounters, QueueStats, UnhandledStats};
+use crate::stats::{PendingByPriority, QueueCounters, QueueInfo, QueueStats, UnhandledStats};
 use crate::time::{duration_ms, ms_to_time};
 
 /// Most dead-letter records one `clear_dead` script call deletes (the client loops).
@@ -257,6 +257,39 @@ pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
             return Ok(total);
         }
     }
+}
+
+/// Every queue: `queues.lua`'s groups of name, state and four counts.
+pub(super) async fn queues(backend: &RedisBackend) -> Result<Vec<QueueInfo>> {
+    let reply: Vec<Value> = backend.run(&SCRIPTS.queues, |_| {}).await?;
+    if !reply.len().is_multiple_of(6) {
+        return Err(Error::Backend("malformed queues reply".into()));
+    }
+    let mut out = Vec::with_capacity(reply.len() / 6);
+    for q in reply.chunks_exact(6) {
+        let mut pending = PendingByPriority::default();
+        for p in JobPriority::ALL {
+            pending.set(p, int(&q[2 + p.index()])?.max(0) as u64);
+        }
+        out.push(QueueInfo {
+            name: text(&q[0])?.to_owned(),
+            paused: text(&q[1])? == "p",
+            total_pending: pending.total(),
+            pending,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub(super) async fn pause_queue(backend: &RedisBackend, name: &str, paused: bool) -> Result<bool> {
+    crate::flow::check_queue_name(name)?;
+    let changed: i64 = backend
+        .run_retried(&SCRIPTS.queue_pause, |a| {
+            a.arg(super::keys::script_name(name)).arg(if paused { "1" } else { "0" });
+        })
+        .await?;
+    Ok(changed == 1)
 }
 
 pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {

@@ -68,7 +68,7 @@ pub(super) async fn functions_available(
 }
 
 impl RedisBackend {
-    /// Sends one call of `op` with the namespace's keys, `request` as `KEYS[26]` if given,
+    /// Sends one call of `op` with the namespace's keys, `request` as `KEYS[28]` if given,
     /// and `args`. A node that does not have the library (restarted, failed over to a
     /// server that never had it) gets it loaded, and the call is sent once more: it did not
     /// run.

@@ -50,6 +50,10 @@ pub(super) async fn enqueue(
     // anything reaches Redis.
     let mut enc = Vec::with_capacity(jobs.len());
     for j in jobs {
+        if let Some(q) = &j.queue {
+            crate::flow::check_queue_name(q)
+                .map_err(|e| Error::InvalidJob { reason: e.to_string() })?;
+        }
         let meta = serde_json::to_string(&MetaOut::of(j))?;
         let payload = serde_json::to_string(&j.args)?;
         let (run_at, delay) = match j.run_at {
@@ -88,6 +92,7 @@ pub(super) async fn enqueue(
                         .arg(unique_mode(lock)),
                     None => inv.arg("").arg(0).arg(""),
                 };
+                inv.arg(super::keys::script_name(j.queue_name()));
             }
         })
         .await?;
@@ -139,6 +144,14 @@ pub(super) fn fetch_args(a: &mut Args, req: &FetchRequest) {
         .arg(duration_ms(req.grace))
         .arg(PROMOTE_LIMIT)
         .arg(FETCH_SKIP_LIMIT);
+    if req.queues.is_empty() {
+        a.arg(1).arg("");
+    } else {
+        a.arg(req.queues.len());
+        for q in &req.queues {
+            a.arg(super::keys::script_name(q));
+        }
+    }
 }
 
 /// Reads the reply of `fetch.lua`; records it cannot read are dead-lettered.

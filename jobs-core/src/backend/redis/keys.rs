@@ -4,12 +4,15 @@
 //! keys of one namespace hash to one slot, so every script can touch any of them, on a
 //! single server and on a cluster alike. Scripts never build key names; every script gets
 //! the same fixed list ([`Keys::all`]) and refers to its entries by position, so the set of
-//! keys a script may touch is always declared.
+//! keys a script may touch is always declared — but for a named queue's own keys (its
+//! four pending lists and its marker, [`Keys::queue_pending`], [`Keys::queue_marker`]),
+//! which `lib.lua` builds from the same base, so in the same hash slot: their names come
+//! from the jobs' records and the worker's call, not from a fixed list.
 
 use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
-const SUFFIXES: [&str; 25] = [
+const SUFFIXES: [&str; 27] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -35,6 +38,8 @@ const SUFFIXES: [&str; 25] = [
     "unique",      // HASH uniqueness key -> "<expiry ms> <holder id>" (the locks held)
     "unique_jobs", // HASH id -> d|s<key>: the lock job id holds, and which transition ends it
     "progress",    // HASH id -> the progress its handler last reported, JSON
+    "due",         // ZSET "1" -> earliest due ms of a delayed or retrying job; BZPOPMIN target
+    "queues",      // HASH queue name -> 'a' | 'p' (paused): the named queues, and pauses
 ];
 
 /// The key names of one namespace.
@@ -170,6 +175,41 @@ impl Keys {
     pub fn progress(&self) -> &str {
         self.at("progress")
     }
+    /// ZSET, the due-time marker every worker blocks on besides its queues' markers.
+    pub fn due(&self) -> &str {
+        self.at("due")
+    }
+    /// HASH queue name → `a` or `p` (paused): every named queue, and which are paused.
+    pub fn queues(&self) -> &str {
+        self.at("queues")
+    }
+    /// LIST of ready ids of queue `queue`, priority `p` ([`pending`](Self::pending) for
+    /// the default queue, `""` or `"default"`). The name must have passed
+    /// [`check_queue_name`](crate::flow::check_queue_name).
+    pub fn queue_pending(&self, queue: &str, p: usize) -> String {
+        if is_default(queue) {
+            return self.pending(p).to_owned();
+        }
+        format!("{}q:{queue}:pending:{}", self.base, p.min(3))
+    }
+    /// ZSET, the wake-up marker of queue `queue`'s workers ([`marker`](Self::marker) for
+    /// the default queue).
+    pub fn queue_marker(&self, queue: &str) -> String {
+        if is_default(queue) {
+            return self.marker().to_owned();
+        }
+        format!("{}q:{queue}:marker", self.base)
+    }
+}
+
+/// Whether `queue` names the default queue (`""` is how scripts spell it).
+pub(crate) fn is_default(queue: &str) -> bool {
+    queue.is_empty() || queue == crate::flow::DEFAULT_QUEUE
+}
+
+/// How scripts spell queue `queue`: `""` for the default one.
+pub(crate) fn script_name(queue: &str) -> &str {
+    if is_default(queue) { "" } else { queue }
 }
 
 #[cfg(test)]
@@ -179,7 +219,11 @@ mod tests {
     #[test]
     fn every_key_shares_one_hash_tag() -> Result<()> {
         let k = Keys::new("jobq", "prod")?;
-        assert_eq!(k.all().len(), 25);
+        assert_eq!(k.all().len(), 27);
+        assert_eq!(k.queue_pending("pay", 1), "jobq:{prod}:q:pay:pending:1");
+        assert_eq!(k.queue_pending("default", 1), "jobq:{prod}:pending:1");
+        assert_eq!(k.queue_marker("pay"), "jobq:{prod}:q:pay:marker");
+        assert_eq!(k.queue_marker(""), k.marker());
         assert_eq!(k.unique(), "jobq:{prod}:unique");
         assert!(k.all().iter().all(|s| s.starts_with("jobq:{prod}:")));
         assert_eq!(k.pending(2), "jobq:{prod}:pending:2");

@@ -191,7 +191,7 @@ impl RedisBackend {
     }
 
     /// Runs a script that changes state under a new request id (its key after the
-    /// namespace's, `KEYS[26]`, and [`Self::reply_ttl`] as the last argument), and sends
+    /// namespace's, `KEYS[28]`, and [`Self::reply_ttl`] as the last argument), and sends
     /// it again with the same id, up to [`LOST_REPLY_RETRIES`] times, when its reply is lost
     /// (an I/O error: reset, timeout): the call may have run, and the script answers a
     /// repeat with the first run's reply (see `scripts.rs`). The cluster client also
@@ -232,7 +232,7 @@ impl RedisBackend {
         (request, a)
     }
 
-    /// The key of a new request id (`KEYS[26]`, see [`Self::run_retried`]).
+    /// The key of a new request id (`KEYS[28]`, see [`Self::run_retried`]).
     fn new_request_key(&self) -> String {
         self.keys.request(&uuid::Uuid::new_v4().simple().to_string())
     }
@@ -371,8 +371,8 @@ impl Backend for RedisBackend {
         jobs::fetch(self, req).await
     }
 
-    async fn wait_for_work(&self, max: Duration) -> Result<()> {
-        wait::wait_for_work(self, max).await
+    async fn wait_for(&self, max: Duration, queues: &[String]) -> Result<()> {
+        wait::wait_for_work(self, max, queues).await
     }
 
     async fn wait_then_fetch(
@@ -454,6 +454,14 @@ impl Backend for RedisBackend {
 
     async fn stats(&self) -> Result<QueueStats> {
         admin::stats(self).await
+    }
+
+    async fn queues(&self) -> Result<Vec<crate::stats::QueueInfo>> {
+        admin::queues(self).await
+    }
+
+    async fn pause_queue(&self, name: &str, paused: bool) -> Result<bool> {
+        admin::pause_queue(self, name, paused).await
     }
 
     async fn purge(&self, limit: usize) -> Result<u64> {

@@ -62,7 +62,7 @@ impl<'a> MetaOut<'a> {
 }
 
 /// The hot state of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hot {
     pub status: JobStatus,
     pub priority: JobPriority,
@@ -74,6 +74,8 @@ pub(crate) struct Hot {
     pub scheduled: i64,
     pub started: i64,
     pub finished: i64,
+    /// Its named queue, empty for the default queue.
+    pub queue: String,
 }
 
 pub(crate) fn status_from_letter(c: u8) -> Option<JobStatus> {
@@ -112,7 +114,7 @@ fn split_hot(rec: &[u8]) -> std::result::Result<(Hot, &[u8], &[u8]), &'static st
     let status =
         status_from_letter(*rec.first().ok_or("state too short")?).ok_or("unknown status")?;
     match rec.get(1) {
-        Some(&b) if b >= b'0' => split_text(status, rec),
+        Some(&b) if (b'0'..64).contains(&b) => split_text(status, rec),
         Some(&b) => split_binary(status, b, rec),
         None => Err("state too short"),
     }
@@ -126,7 +128,10 @@ fn split_binary(
     if rec.len() < HOT_LEN {
         return Err("state too short");
     }
-    // 16 is the uniqueness lock's flag (lib.lua), which the client does not read.
+    // 16 is the uniqueness lock's flag (lib.lua), which the client does not read; 64 says
+    // a queue name follows the generation.
+    let named = flags >= 64;
+    let flags = if named { flags - 64 } else { flags };
     if flags >= 32 {
         return Err("unknown state flags");
     }
@@ -147,6 +152,7 @@ fn split_binary(
         scheduled: ms_at(22),
         started: ms_at(28),
         finished: ms_at(34),
+        queue: String::new(),
     };
     let (generation, end) = if flags & 8 == 0 {
         (&rec[..0], HOT_LEN)
@@ -157,6 +163,19 @@ fn split_binary(
             return Err("generation");
         }
         (g, end)
+    };
+    let mut hot = hot;
+    let end = if named {
+        let len = usize::from(rec.get(end).copied().ok_or("queue name")?);
+        let q = rec.get(end + 1..end + 1 + len).ok_or("queue name")?;
+        let q = std::str::from_utf8(q).map_err(|_| "queue name")?;
+        if crate::flow::check_queue_name(q).is_err() {
+            return Err("queue name");
+        }
+        hot.queue = q.to_owned();
+        end + 1 + len
+    } else {
+        end
     };
     Ok((hot, generation, &rec[end..]))
 }
@@ -213,6 +232,7 @@ fn split_text(
         scheduled,
         started,
         finished,
+        queue: String::new(),
     };
     Ok((hot, generation, rest))
 }
@@ -266,6 +286,7 @@ pub(crate) fn to_job(
         attempt: hot.attempt,
         progress: None,
         trace: meta.t,
+        queue: if hot.queue.is_empty() { crate::flow::DEFAULT_QUEUE.to_owned() } else { hot.queue },
     })
 }
 

@@ -138,7 +138,8 @@ pub(super) async fn schedule_fire(
                 .arg(job.max_retries)
                 .arg(duration_ms(job.timeout))
                 .arg(&meta)
-                .arg(&payload);
+                .arg(&payload)
+                .arg(super::keys::script_name(job.queue_name()));
         })
         .await?;
     let time = |v: Option<&Value>| -> Result<DateTime<Utc>> {

@@ -25,7 +25,7 @@
 //!
 //! A call whose reply is lost (a reset, a timeout) is sent again, by the cluster client or
 //! by the backend ([`RedisBackend::run_retried`](super::RedisBackend)), although it may
-//! have run. Each such call carries a request id, passed as the key `KEYS[26]`
+//! have run. Each such call carries a request id, passed as the key `KEYS[28]`
 //! ([`Keys::request`](super::keys::Keys::request), in the namespace's hash slot). The
 //! scripts in [`REPLAYED`] are wrapped by [`with_replay`]: the first run stores its reply
 //! there (`SET PX`, in the same atomic step as its writes), and a run that finds it
@@ -48,14 +48,14 @@ pub(crate) struct Op {
     pub(crate) function: String,
 }
 
-/// `body` run so that a repeat of one call (same request key, `KEYS[26]`) answers what
+/// `body` run so that a repeat of one call (same request key, `KEYS[28]`) answers what
 /// the first run answered and does nothing else. Without the key the body runs as it is.
 /// With it, the last argument (after the body's own) is how long the reply is kept, ms.
 /// The body becomes a function; its replies (tables, numbers, strings, error replies) are
 /// stored with `cmsgpack`, which keeps integers exact.
 fn with_replay(body: &str) -> String {
     format!(
-        "local K_REQ = KEYS[26]\n\
+        "local K_REQ = KEYS[28]\n\
          if K_REQ then\n  \
            local prev = redis.call('GET', K_REQ)\n  \
            if prev then return cmsgpack.unpack(prev) end\n\
@@ -83,6 +83,7 @@ const REPLAYED: &[&str] = &[
     "fail.lua",
     "release.lua",
     "clear_dead.lua",
+    "queue_pause.lua",
     "sched_upsert.lua",
     "sched_enable.lua",
     "sched_remove.lua",
@@ -108,6 +109,8 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("workers", "workers.lua", include_str!("scripts/workers.lua")),
     ("throughput", "throughput.lua", include_str!("scripts/throughput.lua")),
     ("stats", "stats.lua", include_str!("scripts/stats.lua")),
+    ("queues", "queues.lua", include_str!("scripts/queues.lua")),
+    ("queue_pause", "queue_pause.lua", include_str!("scripts/queue_pause.lua")),
     ("list_jobs", "list_jobs.lua", include_str!("scripts/list_jobs.lua")),
     ("sched_upsert", "sched_upsert.lua", include_str!("scripts/sched_upsert.lua")),
     ("sched_enable", "sched_enable.lua", include_str!("scripts/sched_enable.lua")),
@@ -187,5 +190,6 @@ macro_rules! scripts {
 
 scripts! {
     enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel,
-    retry_dead, clear_dead, purge, workers, throughput, stats, list_jobs, retry_now,
+    retry_dead, clear_dead, purge, workers, throughput, stats, list_jobs, retry_now, queues,
+    queue_pause,
 }

@@ -51,7 +51,28 @@ impl RedisBackend {
     }
 }
 
-pub(super) async fn wait_for_work(backend: &RedisBackend, max: Duration) -> Result<()> {
+/// The `BZPOPMIN` of a wait for work in `queues` (empty: the default queue): their markers
+/// in order, then the due-time marker, with the server-side timeout `t`.
+fn pop_cmd(backend: &RedisBackend, queues: &[String], t: Duration) -> ::redis::Cmd {
+    let mut cmd = ::redis::cmd("BZPOPMIN");
+    if queues.is_empty() {
+        cmd.arg(backend.keys.marker());
+    }
+    for q in queues {
+        cmd.arg(backend.keys.queue_marker(q));
+    }
+    cmd.arg(backend.keys.due()).arg((t + UNBLOCK_SLACK).as_secs_f64());
+    cmd
+}
+
+pub(super) async fn wait_for_work(
+    backend: &RedisBackend,
+    max: Duration,
+    queues: &[String],
+) -> Result<()> {
+    for q in queues {
+        crate::flow::check_queue_name(q)?;
+    }
     let t = max.min(MAX_BLOCK);
     if t.is_zero() {
         return Ok(());
@@ -61,8 +82,7 @@ pub(super) async fn wait_for_work(backend: &RedisBackend, max: Duration) -> Resu
     // delayed job start up to 100 ms late. So the server-side timeout is only a backstop:
     // our own timer ends the wait on time, through CLIENT UNBLOCK from the shared
     // connection. (Never a zero timeout: BZPOPMIN 0 blocks forever.)
-    let mut cmd = ::redis::cmd("BZPOPMIN");
-    cmd.arg(backend.keys.marker()).arg((t + UNBLOCK_SLACK).as_secs_f64());
+    let cmd = pop_cmd(backend, queues, t);
     let mut conn = b.conn.clone();
     let pop = cmd.query_async::<Value>(&mut conn);
     tokio::pin!(pop);
@@ -118,7 +138,7 @@ pub(super) async fn wait_then_fetch(
     args.arg(duration_ms(backend.reply_ttl() + MAX_BLOCK + UNBLOCK_SLACK));
     let op = &SCRIPTS.fetch;
     let mut pipe = ::redis::pipe();
-    pipe.cmd("BZPOPMIN").arg(backend.keys.marker()).arg((t + UNBLOCK_SLACK).as_secs_f64());
+    pipe.add_command(pop_cmd(backend, &req.queues, t));
     backend.add_call(&mut pipe, op, Some(&request), &args);
     let mut conn = b.conn.clone();
     let sent = Instant::now();

@@ -9,7 +9,7 @@ if h.s == 'p' then
   -- A delayed job leaves its ZSET in O(log n). A ready one stays in its list as a ghost
   -- (O(1) instead of LREM's O(n)); fetch skips it and the ghost counts keep stats exact.
   if redis.call('ZREM', K_SCHED, id) == 0 then
-    incr(GHOST[h.p + 1], 1)
+    incr(ghost_field(h.q, h.p + 1), 1)
     redis.call('HINCRBY', K_GHOSTS, id, 1)
   end
 elseif h.s == 'y' then

@@ -2,12 +2,13 @@
 -- ARGV[1]: n; then n groups of 11: id, priority 0..3, run_at ms (0: none), delay ms (0: none),
 --          max_retries, timeout ms, meta JSON, payload JSON, uniqueness key ('' for none),
 --          its window ms, its mode: 'd' (held until done) or 's' (until started), then 'k'
---          (a duplicate is kept out) or 'r' (a duplicate's args replace the holder's)
+--          (a duplicate is kept out) or 'r' (a duplicate's args replace the holder's),
+--          its named queue ('' for the default queue)
 -- Returns: one reply per job: 1 created, 0 duplicate (id exists, or repeats in the batch),
 -- or, for a job whose uniqueness key is held, the holder's id prefixed 'u' (kept out) or 'r'
 -- (the holder, not started yet, took its args).
 local n = tonumber(ARGV[1])
-local G = 11
+local G = 12
 local now = now_ms()
 -- Check every argument before the first write: a script that errors half-way would leave
 -- half a batch behind (Redis does not roll scripts back).
@@ -23,7 +24,8 @@ for i = 0, n - 1 do
   local p = tonumber(ARGV[b + 1])
   if not p or p < 0 or p > 3 or not tonumber(ARGV[b + 2]) or not tonumber(ARGV[b + 3])
       or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]))
-      or (ARGV[b + 8] ~= '' and not (window_ok(ARGV[b + 9]) and MODES[ARGV[b + 10]])) then
+      or (ARGV[b + 8] ~= '' and not (window_ok(ARGV[b + 9]) and MODES[ARGV[b + 10]]))
+      or (ARGV[b + 11] ~= '' and not valid_queue(ARGV[b + 11])) then
     return redis.error_reply('ERR enqueue: malformed arguments for job ' .. tostring(i))
   end
 end
@@ -75,7 +77,9 @@ end
 local out, seen = {}, {}
 local recs, sched, locks, holds = {}, {}, {}, {}
 local replaced = {}
-local ready = { {}, {}, {} , {} }
+local named = {}
+-- ready[q][p]: the entries going to queue q's list of priority p.
+local ready = {}
 local created, earliest = 0, nil
 for i = 0, n - 1 do
   local b = 2 + i * G
@@ -115,9 +119,11 @@ for i = 0, n - 1 do
     end
     local uq = 0
     if key ~= '' then uq = 1 end
+    local q = ARGV[b + 11]
     local h = { s = 'p', p = p, att = 0, rc = 0, mr = tonumber(ARGV[b + 4]),
       to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0, g = g,
-      uq = uq, meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
+      uq = uq, q = q, meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
+    if q ~= '' then named[q] = true end
     recs[#recs + 1] = id
     recs[#recs + 1] = fmt(h)
     if key ~= '' then
@@ -132,7 +138,12 @@ for i = 0, n - 1 do
       sched[#sched + 1] = id
       if not earliest or due < earliest then earliest = due end
     else
-      local r = ready[p + 1]
+      local rq = ready[q]
+      if not rq then
+        rq = { {}, {}, {}, {} }
+        ready[q] = rq
+      end
+      local r = rq[p + 1]
       r[#r + 1] = entry(id, h)
     end
   end
@@ -143,14 +154,14 @@ bulk('HSET', K_JOBS, recs, 2)
 bulk('HSET', K_UNIQUE, locks, 2)
 bulk('HSET', K_UJOBS, holds, 2)
 bulk('ZADD', K_SCHED, sched, 2)
-local any_ready = false
-for p = 1, 4 do
-  if #ready[p] > 0 then
-    bulk('RPUSH', K_PENDING[p], ready[p])
-    any_ready = true
+for q, rq in pairs(ready) do
+  for p = 1, 4 do
+    if #rq[p] > 0 then bulk('RPUSH', pending_of(q, p), rq[p]) end
   end
+  mark_ready(q)
 end
-if any_ready then mark_ready() end
+-- Every named queue a job went to is listed (K_QUEUES), active unless paused already.
+for q in pairs(named) do redis.call('HSETNX', K_QUEUES, q, 'a') end
 if earliest then mark_due(earliest) end
 incr('enqueued', created)
 return out

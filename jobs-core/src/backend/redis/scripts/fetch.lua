@@ -1,15 +1,26 @@
--- fetch: promotes due delayed/retrying jobs, then leases up to n ready jobs.
+-- fetch: promotes due delayed/retrying jobs (of every queue, each into its own), then
+-- leases up to n ready jobs of the queues served, in their order, skipping paused ones.
 -- ARGV[1]: n, ARGV[2]: worker id (unused by the record; kept for the call's log),
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
 -- most dead entries, ghosts or unreadable records, one call takes out of the lists),
--- KEYS[26] (optional): this call's request key, and then ARGV[7]: how long the leases
+-- ARGV[7]: m, the number of queues served, ARGV[8..7+m]: their names ('' the default),
+-- KEYS[28] (optional): this call's request key, and then ARGV[8+m]: how long the leases
 -- handed out are kept for a retry of this call, ms (see scripts.rs)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
 local n = tonumber(ARGV[1])
 local lease, grace, limit = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local skip_limit = tonumber(ARGV[6])
-local K_REQ, replay_ttl = KEYS[26], tonumber(ARGV[7])
+local m = tonumber(ARGV[7]) or 0
+local served = {}
+for i = 1, m do
+  local q = ARGV[7 + i]
+  if not q or (q ~= '' and not valid_queue(q)) then
+    return redis.error_reply('ERR fetch: invalid queue name')
+  end
+  served[i] = q
+end
+local K_REQ, replay_ttl = KEYS[28], tonumber(ARGV[8 + m])
 local now = now_ms()
 
 -- A retry of a call whose reply was lost (a reset, a timeout) gets the leases that call
@@ -45,7 +56,8 @@ if K_REQ then
 end
 
 -- 1. Promote, at most `limit` in all: delayed jobs first, then retries, each in due order,
--- to the tail of their priority.
+-- to the tail of their queue's list of their priority; each queue that got any is woken.
+local woken = {}
 for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
   local due = {}
   if limit > 0 then
@@ -55,7 +67,8 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
   if #due > 0 then
     bulk('ZREM', zkey, due)
     local recs = hmget(K_JOBS, due)
-    local upd, ready = {}, { {}, {}, {}, {} }
+    -- ready[q][p]: the entries going to queue q's list of priority p.
+    local upd, ready = {}, {}
     for i = 1, #due do
       local h, why = parse(recs[i])
       -- Only a waiting job is promoted; anything else was an index entry left behind.
@@ -63,84 +76,108 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
         h.s = 'p'
         upd[#upd + 1] = due[i]
         upd[#upd + 1] = fmt(h)
-        local r = ready[h.p + 1]
+        local rq = ready[h.q]
+        if not rq then
+          rq = { {}, {}, {}, {} }
+          ready[h.q] = rq
+        end
+        local r = rq[h.p + 1]
         r[#r + 1] = entry(due[i], h)
       elseif why then
         dead_letter_unreadable(due[i], why, now)
       end
     end
     bulk('HSET', K_JOBS, upd, 2)
-    for p = 1, 4 do
-      if #ready[p] > 0 then
-        bulk('RPUSH', K_PENDING[p], ready[p])
+    for q, rq in pairs(ready) do
+      for p = 1, 4 do
+        if #rq[p] > 0 then
+          bulk('RPUSH', pending_of(q, p), rq[p])
+        end
       end
+      woken[q] = true
     end
   end
 end
 
--- 2. Pop in strict priority order until n live jobs are leased, or skip_limit dead entries
--- have been skipped (a mass cancel must not make one call drain every ghost: the rest is
--- left to the next call, and step 3 tells the workers there is more). Never more is popped
+-- The queues served that are not paused, in order (one HMGET for all of them).
+local open = {}
+do
+  local fields = {}
+  for i = 1, m do fields[i] = queue_field(served[i]) end
+  local states = {}
+  if m > 0 then states = redis.call('HMGET', K_QUEUES, unpack(fields)) end
+  for i = 1, m do
+    if states[i] ~= 'p' then open[#open + 1] = served[i] end
+  end
+end
+
+-- 2. Pop queue by queue, each in strict priority order, until n live jobs are leased, or
+-- skip_limit dead entries have been skipped (a mass cancel must not make one call drain
+-- every ghost: the rest is left to the next call, and step 3 tells the workers there is
+-- more). Never more is popped
 -- than both budgets allow, so every entry popped is dealt with.
 local out = { now, -1 }
 local taken, skipped = 0, 0
 local upd, act, again = {}, {}, {}
-for p = 1, 4 do
-  while taken < n and skipped < skip_limit do
-    local es = redis.call('LPOP', K_PENDING[p], math.min(n - taken, skip_limit - skipped))
-    if not es then break end
-    local ids, gens = {}, {}
-    for i = 1, #es do ids[i], gens[i] = split_entry(es[i]) end
-    local recs = hmget(K_JOBS, ids)
-    local ghosts = {}
-    -- The uniqueness holds of this chunk, looked up in one call, only if any record has one:
-    -- a window that ends at the start (until = "started") is released below.
-    local locked, holds = {}, {}
-    for i = 1, #ids do
-      if holds_lock(recs[i]) then locked[#locked + 1] = ids[i] end
-    end
-    if #locked > 0 then
-      local vs = hmget(K_UJOBS, locked)
-      for i = 1, #locked do holds[locked[i]] = vs[i] end
-    end
-    local started, started_v = {}, {}
-    for i = 1, #ids do
-      local h, why = parse(recs[i])
-      -- The entry of the record's own enqueue (generations equal), and the job is ready.
-      if h and h.s == 'p' and h.g == gens[i] then
-        h.s = 'r'
-        h.att = h.att + 1
-        h.st = now
-        -- A uniqueness window that ends when the job starts (until = "started").
-        local v = h.uq == 1 and holds[ids[i]]
-        if v and string.sub(v, 1, 1) == 's' then
-          h.uq = 0
-          started[#started + 1] = ids[i]
-          started_v[#started_v + 1] = v
-        end
-        local rec = fmt(h)
-        upd[#upd + 1] = ids[i]
-        upd[#upd + 1] = rec
-        act[#act + 1] = math.min(now + lease, now + h.to + grace)
-        act[#act + 1] = ids[i]
-        out[#out + 1] = ids[i]
-        out[#out + 1] = h.att
-        out[#out + 1] = rec
-        out[#out + 1] = false
-        -- Only a job that ran before can have an error to show its handler.
-        if h.att > 1 then again[#again + 1] = #out end
-        taken = taken + 1
-      elseif why then
-        dead_letter_unreadable(ids[i], why, now)
-        skipped = skipped + 1
-      else
-        -- Cancelled while queued (purged since, or its id enqueued again): a ghost.
-        ghosts[#ghosts + 1] = ids[i]
-        skipped = skipped + 1
+for qi = 1, #open do
+  local q = open[qi]
+  for p = 1, 4 do
+    while taken < n and skipped < skip_limit do
+      local es = redis.call('LPOP', pending_of(q, p), math.min(n - taken, skip_limit - skipped))
+      if not es then break end
+      local ids, gens = {}, {}
+      for i = 1, #es do ids[i], gens[i] = split_entry(es[i]) end
+      local recs = hmget(K_JOBS, ids)
+      local ghosts = {}
+      -- The uniqueness holds of this chunk, looked up in one call, only if any record has one:
+      -- a window that ends at the start (until = "started") is released below.
+      local locked, holds = {}, {}
+      for i = 1, #ids do
+        if holds_lock(recs[i]) then locked[#locked + 1] = ids[i] end
       end
+      if #locked > 0 then
+        local vs = hmget(K_UJOBS, locked)
+        for i = 1, #locked do holds[locked[i]] = vs[i] end
+      end
+      local started, started_v = {}, {}
+      for i = 1, #ids do
+        local h, why = parse(recs[i])
+        -- The entry of the record's own enqueue (generations equal), and the job is ready.
+        if h and h.s == 'p' and h.g == gens[i] then
+          h.s = 'r'
+          h.att = h.att + 1
+          h.st = now
+          -- A uniqueness window that ends when the job starts (until = "started").
+          local v = h.uq == 1 and holds[ids[i]]
+          if v and string.sub(v, 1, 1) == 's' then
+            h.uq = 0
+            started[#started + 1] = ids[i]
+            started_v[#started_v + 1] = v
+          end
+          local rec = fmt(h)
+          upd[#upd + 1] = ids[i]
+          upd[#upd + 1] = rec
+          act[#act + 1] = math.min(now + lease, now + h.to + grace)
+          act[#act + 1] = ids[i]
+          out[#out + 1] = ids[i]
+          out[#out + 1] = h.att
+          out[#out + 1] = rec
+          out[#out + 1] = false
+          -- Only a job that ran before can have an error to show its handler.
+          if h.att > 1 then again[#again + 1] = #out end
+          taken = taken + 1
+        elseif why then
+          dead_letter_unreadable(ids[i], why, now)
+          skipped = skipped + 1
+        else
+          -- Cancelled while queued (purged since, or its id enqueued again): a ghost.
+          ghosts[#ghosts + 1] = ids[i]
+          skipped = skipped + 1
+        end
+      end
+      ghosts_gone(q, p, ghosts)
+      release_locks(started, started_v)
     end
-    ghosts_gone(p, ghosts)
-    release_locks(started, started_v)
   end
 end
 if #again > 0 then
@@ -152,13 +189,20 @@ end
 bulk('HSET', K_JOBS, upd, 2)
 bulk('ZADD', K_ACTIVE, act, 2)
 
--- 3. Work left: wake the next worker (a burst wakes processes one after another).
-for p = 1, 4 do
-  if redis.call('LLEN', K_PENDING[p]) > 0 then
-    mark_ready()
-    break
+-- 3. Work left in a queue served: wake its next worker (a burst wakes processes one after
+-- another); and every queue that got promoted jobs.
+for qi = 1, #open do
+  local q = open[qi]
+  if not woken[q] then
+    for p = 1, 4 do
+      if redis.call('LLEN', pending_of(q, p)) > 0 then
+        woken[q] = true
+        break
+      end
+    end
   end
 end
+for q in pairs(woken) do mark_ready(q) end
 local d = next_due()
 if d then out[2] = math.max(d - now, 0) end
 -- 4. For a retry of this call: the leases handed out (a call that leased nothing leaves

@@ -6,7 +6,10 @@
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
 --   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts  23 unique  24 unique_jobs
---   25 progress
+--   25 progress  26 due  27 queues
+--
+-- A named queue's own keys (QUEUES below) are the only ones built here, from the same
+-- base, so in the same hash slot: keys.rs builds the same names for the client.
 --
 -- A job record (HASH jobs, field = id) is "<hot state><meta JSON>\n<args JSON>"; the args
 -- are kept as long as the record, finished or not (an operator looking at a completed or
@@ -23,7 +26,7 @@
 --   ca/sa/st/fa  created / scheduled / started / finished, ms (0 = unset)
 --   g   the enqueue's generation, only when its id still has ghosts (see GHOST below)
 --   uq  1 while it holds a uniqueness lock (see UNIQUE below), else 0
---       (see UNIQUE below)
+--   q   its named queue, '' for the default queue (see QUEUES below)
 -- The meta JSON is written by the client and never decoded here (but for the one prefix
 -- backoff() reads: a job's own retry backoff).
 --
@@ -37,6 +40,7 @@ local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
 local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS, K_PROGRESS
+local K_DUE, K_QUEUES, BASE
 
 -- One reading of the server clock per script call (now_ms): every decision of one atomic
 -- step uses the same instant.
@@ -49,6 +53,9 @@ local function bind()
   K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
   K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
   K_UNIQUE, K_UJOBS, K_PROGRESS = KEYS[23], KEYS[24], KEYS[25]
+  K_DUE, K_QUEUES = KEYS[26], KEYS[27]
+  -- '<prefix>:{<namespace>}:', the start of every key (K_JOBS is BASE .. 'jobs').
+  BASE = string.sub(K_JOBS, 1, #K_JOBS - 4)
   NOW = nil
 end
 
@@ -90,15 +97,45 @@ local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
 local U32 = 4294967295
 
 -- The hot state's fixed-width binary form (struct, big-endian), 40 bytes: the status letter;
--- a flags byte, priority + 4 * cx + 8 if there is a generation + 16 * uq (so always < 32:
--- 32 and up are unknown, and from 48 on the text form has a digit there); att (u32), rc, mr (u16: at most 1,000 by validation), to (u32 ms:
--- at most 7 days), stl (u16, saturating), ca, sa, st, fa (u48 ms); then, with the flag, the
--- generation's length (u8) and its bytes. Read and written in C (struct.unpack/pack),
+-- a flags byte, priority + 4 * cx + 8 if there is a generation + 16 * uq + 64 if it is in a
+-- named queue (so below 32, or 64 to 95; the text form has a digit, 48 to 51, there, and
+-- anything else is unknown); att (u32), rc, mr (u16: at most 1,000 by validation), to
+-- (u32 ms: at most 7 days), stl (u16, saturating), ca, sa, st, fa (u48 ms); then, with
+-- their flags, the generation's length (u8) and its bytes, and the queue name's length
+-- (u8) and its bytes. Read and written in C (struct.unpack/pack),
 -- where the 14-capture pattern and string.format of the text form cost about three times
 -- as much per transition (BENCHMARKS.md), in as many bytes as that form took for a new job.
 local HOT = '>c1BI4I2I2I4I2I6I6I6I6'
 local HOT_LEN = 40
 local U16 = 65535
+
+-- QUEUES: a job is in the default queue (q = '', its lists K_PENDING, its marker K_MARKER)
+-- or in a named one, whose four lists and marker are BASE .. 'q:<name>:pending:<0..3>' and
+-- BASE .. 'q:<name>:marker' (keys.rs). K_QUEUES lists every named queue a job was enqueued
+-- into: name -> 'a' (active) or 'p' (paused); the default queue's field is 'default'.
+-- Names are 1 to 64 of [A-Za-z0-9_.-] (the client checks; scripts check again before any
+-- key is built from one).
+local function valid_queue(q)
+  return #q <= 64 and string.find(q, '^[%w_%.%-]+$') ~= nil
+end
+
+-- The pending list of queue q ('' default), priority p (1..4).
+local function pending_of(q, p)
+  if q == '' then return K_PENDING[p] end
+  return BASE .. 'q:' .. q .. ':pending:' .. (p - 1)
+end
+
+-- The wake-up marker of queue q ('' default).
+local function marker_of(q)
+  if q == '' then return K_MARKER end
+  return BASE .. 'q:' .. q .. ':marker'
+end
+
+-- The field of queue q in K_QUEUES.
+local function queue_field(q)
+  if q == '' then return 'default' end
+  return q
+end
 
 -- The text form of earlier versions, '<s><p>:<att>:...:<fa>[:<g>]|': still read, so that a
 -- queue written by them keeps working after an upgrade; written back in the binary form.
@@ -131,22 +168,33 @@ local function parse(rec)
   if not rec then return nil end
   -- The second byte: the flags (< 32) in the binary form, the priority digit in the text one.
   local f = string.byte(rec, 2)
-  if f and f >= 48 then return parse_text(rec) end
+  if f and f >= 48 and f < 64 then return parse_text(rec) end
   if #rec < HOT_LEN then return nil, 'corrupt record: its state cannot be read' end
   local s, _, att, rc, mr, to, stl, ca, sa, st, fa, j = struct.unpack(HOT, rec)
   if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
+  local named = f >= 64
+  if named then f = f - 64 end
   if f >= 32 then return nil, 'corrupt record: unknown state flags' end
   local uq = math.floor(f / 16)
-  local g = ''
+  local g, q = '', ''
   if f % 16 >= 8 then
     local gl = string.byte(rec, j) or 0
     g = string.sub(rec, j + 1, j + gl)
     if gl == 0 or #g ~= gl then return nil, 'corrupt record: its state cannot be read' end
     j = j + 1 + gl
   end
+  if named then
+    local ql = string.byte(rec, j) or 0
+    q = string.sub(rec, j + 1, j + ql)
+    if ql == 0 or #q ~= ql or not valid_queue(q) then
+      return nil, 'corrupt record: its queue name cannot be read'
+    end
+    j = j + 1 + ql
+  end
   return {
     s = s, p = f % 4, att = att, rc = rc, mr = mr, to = to, cx = math.floor(f / 4) % 2,
-    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, uq = uq, meta = string.sub(rec, j),
+    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, uq = uq, q = q,
+    meta = string.sub(rec, j),
   }
 end
 
@@ -158,13 +206,17 @@ end
 
 -- The record of state `h`, always in the binary form.
 local function fmt(h)
-  local f, g = h.p + 4 * h.cx + 16 * (h.uq or 0), ''
+  local f, g, q = h.p + 4 * h.cx + 16 * (h.uq or 0), '', ''
   if h.g ~= '' then
     f = f + 8
     g = string.char(#h.g) .. h.g
   end
+  if (h.q or '') ~= '' then
+    f = f + 64
+    q = string.char(#h.q) .. h.q
+  end
   return struct.pack(HOT, h.s, f, h.att, math.min(h.rc, U16), math.min(h.mr, U16), h.to,
-    math.min(h.stl, U16), h.ca, h.sa, h.st, h.fa) .. g .. h.meta
+    math.min(h.stl, U16), h.ca, h.sa, h.st, h.fa) .. g .. q .. h.meta
 end
 
 -- The pending list entry of job `id` whose record is `h` (see the format above).
@@ -249,6 +301,7 @@ local function holds_lock(rec)
   -- (A missing record is `false` here: HMGET's nil.)
   if not rec then return false end
   local f = string.byte(rec, 2)
+  if f and f >= 64 then f = f - 64 end
   return f ~= nil and f < 32 and f >= 16
 end
 
@@ -271,14 +324,15 @@ local function dead_letter_unreadable(id, why, now)
   incr('dead', 1)
 end
 
--- Wakes one blocked worker: there is work to fetch now.
-local function mark_ready()
-  redis.call('ZADD', K_MARKER, 0, '0')
+-- Wakes one blocked worker of queue q: there is work to fetch now.
+local function mark_ready(q)
+  redis.call('ZADD', marker_of(q), 0, '0')
 end
 
--- Tells blocked workers about a due time (kept only if it is the earliest known).
+-- Tells blocked workers (of every queue: fetch promotes due jobs of all of them) about a
+-- due time, kept only if it is the earliest known.
 local function mark_due(due)
-  redis.call('ZADD', K_MARKER, 'LT', due, '1')
+  redis.call('ZADD', K_DUE, 'LT', due, '1')
 end
 
 -- completed/cancelled: keep the record, args included, until now + ttl.
@@ -389,9 +443,15 @@ end
 -- (nearly every one) gets none: its entries stay bare ids and its record has no `g`.
 local GHOST = { 'ghost0', 'ghost1', 'ghost2', 'ghost3' }
 
--- Called when fetch skips the ghosts `ids` of priority list p.
-local function ghosts_gone(p, ids)
-  incr(GHOST[p], -#ids)
+-- The counter of ghosts in queue q's list of priority p (1..4).
+local function ghost_field(q, p)
+  if q == '' then return GHOST[p] end
+  return 'ghost:' .. q .. ':' .. (p - 1)
+end
+
+-- Called when fetch skips the ghosts `ids` of queue q's priority list p.
+local function ghosts_gone(q, p, ids)
+  incr(ghost_field(q, p), -#ids)
   for i = 1, #ids do
     if redis.call('HINCRBY', K_GHOSTS, ids[i], -1) <= 0 then
       redis.call('HDEL', K_GHOSTS, ids[i])

@@ -24,7 +24,7 @@ end
 local requeued, failed, cancelled = 0, 0, 0
 local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now - grace, 'LIMIT', 0, limit)
 local recs = hmget(K_JOBS, ids)
-local any = false
+local woken = {}
 for i = 1, #ids do
   local id = ids[i]
   local h, why = parse(recs[i])
@@ -51,13 +51,13 @@ for i = 1, #ids do
     else
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', K_PENDING[h.p + 1], entry(id, h))
+      redis.call('LPUSH', pending_of(h.q, h.p + 1), entry(id, h))
       requeued = requeued + 1
-      any = true
+      woken[h.q] = true
     end
   end
 end
-if any then mark_ready() end
+for q in pairs(woken) do mark_ready(q) end
 
 -- The DLQ's limits hold even when no job dies: the reaper's timer trims it (bounded).
 trim_dead(now, o.dead_max, o.dead_ttl, o.trim)

@@ -6,7 +6,7 @@ local now = now_ms()
 local ids = {}
 for i = 1, k do ids[i] = ARGV[1 + 2 * i] end
 local recs = hmget(K_JOBS, ids)
-local n, any = 0, false
+local n, woken = 0, {}
 -- Walk backwards and push each to the head: the first lease given ends up first in line.
 for i = k, 1, -1 do
   local id = ids[i]
@@ -22,13 +22,13 @@ for i = k, 1, -1 do
     else
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', K_PENDING[h.p + 1], entry(id, h))
-      any = true
+      redis.call('LPUSH', pending_of(h.q, h.p + 1), entry(id, h))
+      woken[h.q] = true
     end
     -- A repeated id in the same call must not be released twice.
     for j = 1, i - 1 do if ids[j] == id then recs[j] = nil end end
     n = n + 1
   end
 end
-if any then mark_ready() end
+for q in pairs(woken) do mark_ready(q) end
 return n

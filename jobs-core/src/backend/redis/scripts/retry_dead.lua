@@ -20,6 +20,6 @@ h.fa = 0
 -- the attempt the operator asked for.
 h.stl = 0
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[h.p + 1], entry(id, h))
-mark_ready()
+redis.call('RPUSH', pending_of(h.q, h.p + 1), entry(id, h))
+mark_ready(h.q)
 return { 'OK' }

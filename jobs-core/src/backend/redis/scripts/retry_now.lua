@@ -9,6 +9,6 @@ if h.s ~= 'y' or redis.call('ZREM', K_RETRY, id) == 0 then return { 'STATE', h.s
 h.s = 'p'
 h.sa = now_ms()
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[h.p + 1], entry(id, h))
-mark_ready()
+redis.call('RPUSH', pending_of(h.q, h.p + 1), entry(id, h))
+mark_ready(h.q)
 return { 'OK' }

@@ -5,16 +5,18 @@
 --          tick, ms ('' = none: the schedule is done), ARGV[4]: definition hash the caller
 --          computed the next run from, ARGV[5]: generation the caller read with the tick
 --          (and derived the job id from; '' with no claim),
--- ARGV[6..11]: the job: id, priority 0..3, max_retries, timeout ms, meta JSON, payload JSON
+-- ARGV[6..11]: the job: id, priority 0..3, max_retries, timeout ms, meta JSON, payload JSON,
+-- ARGV[12] (optional): its named queue ('' or none: the default queue)
 -- Returns: {'FIRED', now} | {'DUP', now} | {'STALE', current next run ms or -1} |
 --          {'NOTDUE', now} | {'NOTFOUND'}
 local now = now_ms()
 local name, hash = ARGV[1], ARGV[4]
 local tick, nxt, gen = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
 local id, p, mr, to = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local meta, payload = ARGV[10], ARGV[11]
+local meta, payload, q = ARGV[10], ARGV[11], ARGV[12] or ''
 -- Check every argument before the first write (scripts are not rolled back).
-if not p or p < 0 or p > 3 or not fits_hot(mr, to) or not meta or not payload then
+if not p or p < 0 or p > 3 or not fits_hot(mr, to) or not meta or not payload
+    or (q ~= '' and not valid_queue(q)) then
   return redis.error_reply('ERR sched_fire: malformed job arguments')
 end
 if tick and not gen then
@@ -49,10 +51,11 @@ if redis.call('HEXISTS', K_JOBS, id) == 1 then return { 'DUP', now } end
 local g = ''
 if redis.call('HEXISTS', K_GHOSTS, id) == 1 then g = new_generation() end
 local h = { s = 'p', p = p, att = 0, rc = 0, mr = mr, to = to, cx = 0, stl = 0, ca = now,
-  sa = tick or 0, st = 0, fa = 0, g = g, meta = with_args(meta, payload) }
+  sa = tick or 0, st = 0, fa = 0, g = g, q = q, meta = with_args(meta, payload) }
 redis.call('HSET', K_JOBS, id, fmt(h))
-redis.call('RPUSH', K_PENDING[p + 1], entry(id, h))
-mark_ready()
+redis.call('RPUSH', pending_of(q, p + 1), entry(id, h))
+if q ~= '' then redis.call('HSETNX', K_QUEUES, q, 'a') end
+mark_ready(q)
 incr('enqueued', 1)
 
 c.runs = c.runs + 1
