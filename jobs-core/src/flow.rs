@@ -29,8 +29,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Uniqueness is enforced by the backends' enqueue ([`UniqueLock`]); named queues and the
-//! rate and concurrency limits are declared and listed but not enforced yet.
+//! Uniqueness is enforced by the backends' enqueue ([`UniqueLock`]), named queues by their
+//! fetch (a worker's [`QueueSelection`](crate::QueueSelection)); the rate and concurrency
+//! limits are declared and listed but not enforced yet.
 
 use std::fmt;
 use std::time::Duration;

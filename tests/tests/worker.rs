@@ -242,7 +242,40 @@ both!(
     cancel_reaches_a_watching_handler_at_once,
     cancel_aborts_a_handler_that_ignores_it,
     cancel_wins_over_a_handler_that_returns_ok,
+    a_worker_serves_only_its_queues,
 );
+
+#[job_handler("test_settle", queue = "payments")]
+async fn settle(args: Echo) -> Result<serde_json::Value, JobError> {
+    Ok(json!({ "settled": args.n }))
+}
+
+// A worker of `payments` alone runs the jobs of the handler that names it (the queue comes
+// from its declaration) and of an enqueue that names it, and leaves the default queue's
+// jobs where they are; a worker with the default selection serves every linked queue.
+async fn a_worker_serves_only_its_queues(queue: JobQueue) {
+    let only = WorkerConfig {
+        queues: Some(jobs_core::QueueSelection::strict(["payments"]).expect("valid")),
+        ..config(2)
+    };
+    let running = worker(&queue, only).start();
+    let settled = queue.enqueue("test_settle", json!({ "n": 1 })).await.expect("enqueue");
+    let named =
+        queue.enqueue("test_echo", json!({ "n": 2 })).queue("payments").await.expect("enqueue");
+    let plain = queue.enqueue("test_echo", json!({ "n": 3 })).await.expect("enqueue");
+    for id in [settled, named] {
+        let job = wait_for(&queue, id, |j| j.status == JobStatus::Completed).await;
+        assert_eq!(job.queue, "payments");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let job = queue.get_job(plain).await.expect("get").expect("exists");
+    assert_eq!((job.status, job.queue.as_str()), (JobStatus::Pending, "default"));
+    running.stop().await.expect("stop");
+    // The default selection: every queue the registry's handlers name (here both).
+    let all = worker(&queue, config(2)).start();
+    wait_for(&queue, plain, |j| j.status == JobStatus::Completed).await;
+    all.stop().await.expect("stop");
+}
 
 async fn runs_jobs_and_records_results(queue: JobQueue) {
     let w = worker(&queue, config(4));

@@ -386,6 +386,11 @@ pub(super) struct RunArgs {
     /// Jobs each worker runs at once.
     #[arg(long, env = "JOBS_CONCURRENCY", default_value_t = 10)]
     pub(super) concurrency: usize,
+    /// The named queues to take jobs from: `payments,default` (strict: in that order) or
+    /// `payments:3,default:1` (weighted: each comes first in proportion to its weight).
+    /// Default: every queue this binary's handlers name, each weighing 1.
+    #[arg(long, env = "JOBS_QUEUES", value_name = "QUEUES")]
+    pub(super) queues: Option<String>,
     /// Lease length in seconds (a killed runner's jobs come back after about this long).
     #[arg(long, env = "JOBS_LEASE", default_value_t = 30.0)]
     pub(super) lease: f64,

@@ -306,6 +306,14 @@ fn service_config(backend: BackendChoice, args: &RunArgs) -> Result<ServiceConfi
             })?,
             retry: retry_policy(args)?,
             unhandled_dead_after: secs(args.unhandled_dead_after, "--unhandled-dead-after")?,
+            queues: args
+                .queues
+                .as_deref()
+                .map(|q| {
+                    q.parse::<crate::QueueSelection>()
+                        .map_err(|e| Error::Config(format!("--queues (JOBS_QUEUES): {e}")))
+                })
+                .transpose()?,
             ..WorkerConfig::default()
         },
         ..ServiceConfig::default()
@@ -442,6 +450,24 @@ mod tests {
             Command::Run(args) => service_config(BackendChoice::Memory, &args),
             other => Err(Error::Config(format!("not `run`: {other:?}"))),
         }
+    }
+
+    #[test]
+    fn queues_come_from_the_flag_strict_or_weighted_and_a_bad_list_is_refused() -> Result<()> {
+        assert_eq!(config_of(&["jobs-runner", "run"])?.worker.queues, None);
+        let cfg = config_of(&["jobs-runner", "run", "--queues", "payments,default"])?;
+        assert_eq!(
+            cfg.worker.queues,
+            Some(crate::QueueSelection::strict(["payments", "default"])?)
+        );
+        let cfg = config_of(&["jobs-runner", "run", "--queues", "payments:3,default:1"])?;
+        let want = crate::QueueSelection::weighted([("payments", 3), ("default", 1)])?;
+        assert_eq!(cfg.worker.queues, Some(want));
+        for bad in ["pay ments", "a:0", ","] {
+            let err = config_of(&["jobs-runner", "run", "--queues", bad]).expect_err(bad);
+            assert!(err.to_string().contains("--queues"), "{bad}: {err}");
+        }
+        Ok(())
     }
 
     // regression: `runner::main()` always used the default backoff (2 minutes before the
