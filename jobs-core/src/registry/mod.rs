@@ -251,7 +251,7 @@ impl Registry {
     }
 
     /// The queues its handlers name (`queue = ..`), each once, by name: what a worker
-    /// serves by default, each weighing 1 ([`WorkerConfig::queues`](crate::WorkerConfig)).
+    /// serves by default, each weighing 1 ([`WorkerConfig::queues`](crate::worker::WorkerConfig::queues)).
     /// Just the default queue when none names one.
     pub fn queue_selection(&self) -> crate::QueueSelection {
         let mut names: Vec<&str> = self.handlers().map(|h| h.flow().queue).collect();
