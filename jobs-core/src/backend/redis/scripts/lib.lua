@@ -151,7 +151,7 @@ local function parse_text(rec)
   local h = {
     s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
-    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, uq = 0,
+    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, uq = 0, q = '',
     meta = string.sub(rec, j),
   }
   if h.att >= U32 or h.rc > U32 or h.mr > U32 or h.to > U32 then
