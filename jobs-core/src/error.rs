@@ -53,6 +53,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A string that is not a queue name (1 to 64 bytes of ASCII letters, digits, `_`, `.`
+    /// and `-`).
+    #[error("invalid queue name `{name}`: {reason}")]
+    InvalidQueue {
+        /// What was given (cut to 64 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// No handler is registered under this name. The message names the closest
     /// registered names (`did you mean `sync_portfolio`?`).
     #[error("no handler registered for job `{name}`{}", did_you_mean(suggestions))]

@@ -20,7 +20,7 @@ use crate::flow::UniqueLock;
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt};
 use crate::options::{JobDefaults, JobOptions, resolve};
 use crate::registry::linked_handler;
-use crate::stats::QueueStats;
+use crate::stats::{QueueInfo, QueueStats};
 
 /// The queue: enqueue jobs, look them up, cancel them, operate the dead-letter queue, read
 /// statistics. Cheap to clone; every clone talks to the same backend.
@@ -302,6 +302,26 @@ impl JobQueue {
     /// Queue statistics: the counts per state and the counters.
     pub async fn stats(&self) -> Result<QueueStats> {
         self.backend.stats().await
+    }
+
+    /// Every named queue: its ready jobs per priority and whether it is paused (see
+    /// [`Backend::queues`]).
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
+        self.backend.queues().await
+    }
+
+    /// Pauses queue `name` for every process: its jobs stay, in order, until it is resumed;
+    /// enqueues into it go on. Whether this call changed it (`false`: it was paused
+    /// already). A queue no job has used yet is created paused.
+    /// [`Error::InvalidQueue`] for a bad name.
+    pub async fn pause_queue(&self, name: &str) -> Result<bool> {
+        self.backend.pause_queue(name, true).await
+    }
+
+    /// Resumes queue `name`: its workers take its jobs again (they are woken at once).
+    /// Whether this call changed it. [`Error::InvalidQueue`] for a bad name.
+    pub async fn resume_queue(&self, name: &str) -> Result<bool> {
+        self.backend.pause_queue(name, false).await
     }
 
     /// Leases up to `req.max` ready jobs (see [`Backend::fetch`]).

@@ -9,6 +9,10 @@
 //! for no time at all (`result_ttl` zero), so that a purge can free an id for `EnqueueDup`
 //! to use again: a cancelled job's leftover queue entry then meets a new job with its id.
 //!
+//! Jobs go to the default queue or to one of two named ones; fetches serve one or several
+//! queues in order, and queues are paused and resumed in between (`PauseQueue`), so that the
+//! listing of queues (`queues`) and the job's queue are compared too.
+//!
 //! Uniqueness locks (`EnqueueUnique`) use three keys in every mode, so that the holders of
 //! a key meet every transition that ends a window, and the locks held are in the stats.
 //!
@@ -30,14 +34,17 @@ use serde_json::json;
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// Into queue `QUEUES[queue]` (`None`: the default one).
     Enqueue {
         prio: usize,
         delayed: bool,
         max_retries: u32,
+        queue: usize,
     },
     EnqueueMany {
         n: usize,
         prio: usize,
+        queue: usize,
     },
     /// Re-enqueue an existing id: must be a duplicate.
     EnqueueDup {
@@ -50,9 +57,16 @@ enum Op {
         mode: usize,
         twice: bool,
     },
+    /// Serving the queues `SELECTIONS[queues]`.
     Fetch {
         n: usize,
         short_lease: bool,
+        queues: usize,
+    },
+    /// Pause or resume queue `QUEUES[queue]` (the default one for `None`).
+    PauseQueue {
+        queue: usize,
+        paused: bool,
     },
     Complete {
         lease: usize,
@@ -97,16 +111,25 @@ enum Op {
     Reap,
 }
 
+/// The queues jobs go to: the default one (named or not) and two named ones.
+const QUEUES: [Option<&str>; 4] = [None, None, Some("a"), Some("b")];
+
+/// What a fetch serves: the default queue, one named queue, or several in order.
+const SELECTIONS: [&[&str]; 5] = [&[], &[], &["a"], &["a", "default"], &["b", "default", "a"]];
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..4usize, proptest::bool::weighted(0.2), 0..3u32)
-            .prop_map(|(prio, delayed, max_retries)| Op::Enqueue { prio, delayed, max_retries }),
-        1 => (1..5usize, 0..4usize).prop_map(|(n, prio)| Op::EnqueueMany { n, prio }),
+        4 => (0..4usize, proptest::bool::weighted(0.2), 0..3u32, 0..QUEUES.len())
+            .prop_map(|(prio, delayed, max_retries, queue)| Op::Enqueue { prio, delayed, max_retries, queue }),
+        1 => (1..5usize, 0..4usize, 0..QUEUES.len())
+            .prop_map(|(n, prio, queue)| Op::EnqueueMany { n, prio, queue }),
         1 => (0..64usize).prop_map(|job| Op::EnqueueDup { job }),
         2 => (0..3usize, 0..4usize, any::<bool>())
             .prop_map(|(key, mode, twice)| Op::EnqueueUnique { key, mode, twice }),
-        3 => (1..4usize, proptest::bool::weighted(0.25))
-            .prop_map(|(n, short_lease)| Op::Fetch { n, short_lease }),
+        3 => (1..4usize, proptest::bool::weighted(0.25), 0..SELECTIONS.len())
+            .prop_map(|(n, short_lease, queues)| Op::Fetch { n, short_lease, queues }),
+        1 => (1..QUEUES.len(), proptest::bool::weighted(0.6))
+            .prop_map(|(queue, paused)| Op::PauseQueue { queue, paused }),
         2 => (0..64usize).prop_map(|lease| Op::Complete { lease }),
         2 => (0..64usize, proptest::bool::weighted(0.7))
             .prop_map(|(lease, retryable)| Op::Fail { lease, retryable }),
@@ -132,7 +155,7 @@ fn shape(j: &Job) -> serde_json::Value {
         "scheduled": j.scheduled_at.is_some(), "started": j.started_at.is_some(),
         "completed": j.completed_at.is_some(), "error": j.error, "result": j.result,
         "retry_count": j.retry_count, "max_retries": j.max_retries, "attempt": j.attempt,
-        "timeout_ms": j.timeout.as_millis() as u64, "user_id": j.user_id,
+        "timeout_ms": j.timeout.as_millis() as u64, "user_id": j.user_id, "queue": j.queue,
     })
 }
 
@@ -160,9 +183,9 @@ async fn apply(
             // `jobs` holds the batch prepared by the caller (same ids for both backends).
             json!(format!("{:?}", b.enqueue(jobs).await))
         }
-        Op::Fetch { n, short_lease } => {
+        Op::Fetch { n, short_lease, queues } => {
             let req = FetchRequest {
-                queues: Vec::new(),
+                queues: SELECTIONS[*queues].iter().map(|q| (*q).to_owned()).collect(),
                 max: *n,
                 worker_id: "diff".into(),
                 lease: if *short_lease {
@@ -257,6 +280,10 @@ async fn apply(
             let r = b.retry_now(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
             json!(format!("{r:?}"))
         }
+        Op::PauseQueue { queue, paused } => {
+            let name = QUEUES[*queue].unwrap_or("default");
+            json!(format!("{:?}", b.pause_queue(name, *paused).await))
+        }
         Op::ClearDead => json!(format!("{:?}", b.clear_dead().await)),
         Op::Purge => json!(format!("{:?}", b.purge(100).await)),
         Op::Reincarnate { .. } => {
@@ -308,7 +335,11 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
                 .collect();
         json!({ "queue": s, "unhandled": unhandled })
     });
-    json!({ "jobs": jobs, "pending": pending, "dead": dead, "stats": stats, "by_state": by_state(b).await })
+    let queues = b.queues().await.map_or(json!("queues failed"), |q| json!(q));
+    json!({
+        "jobs": jobs, "pending": pending, "dead": dead, "stats": stats, "queues": queues,
+        "by_state": by_state(b).await,
+    })
 }
 
 /// Every listable state's jobs (`list_jobs`), as sets: the order is by each backend's own
@@ -359,8 +390,9 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
     let (mut mem_leases, mut red_leases) = (Vec::new(), Vec::new());
     for (step, op) in ops.iter().enumerate() {
         // Prepare the batch once, so that both backends get the same ids.
-        let mk = |p: usize, delayed: bool, mr: u32| {
+        let mk = |p: usize, delayed: bool, mr: u32, q: usize| {
             let mut j = NewJob::new("diff_job", json!({ "p": p }));
+            j.queue = QUEUES[q].map(str::to_owned);
             j.priority = prio(p);
             j.max_retries = mr;
             if delayed {
@@ -369,11 +401,15 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             j
         };
         let batch: Vec<NewJob> = match op {
-            Op::Enqueue { prio, delayed, max_retries } => vec![mk(*prio, *delayed, *max_retries)],
-            Op::EnqueueMany { n, prio } => (0..*n).map(|_| mk(*prio, false, 1)).collect(),
+            Op::Enqueue { prio, delayed, max_retries, queue } => {
+                vec![mk(*prio, *delayed, *max_retries, *queue)]
+            }
+            Op::EnqueueMany { n, prio, queue } => {
+                (0..*n).map(|_| mk(*prio, false, 1, *queue)).collect()
+            }
             Op::EnqueueUnique { key, mode, twice } => {
                 let locked = || {
-                    let mut j = mk(2, false, 1);
+                    let mut j = mk(2, false, 1, 0);
                     j.unique = Some(UniqueLock {
                         key: format!("k{key}"),
                         window: Duration::from_secs(3600),

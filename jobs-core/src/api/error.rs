@@ -134,6 +134,7 @@ impl From<Error> for ApiError {
             Error::InvalidJobId { .. } => Self::new(S::BAD_REQUEST, "invalid_job_id", msg),
             Error::InvalidPriority { .. } => Self::new(S::BAD_REQUEST, "invalid_priority", msg),
             Error::InvalidJob { .. } => Self::new(S::BAD_REQUEST, "invalid_request", msg),
+            Error::InvalidQueue { .. } => Self::new(S::BAD_REQUEST, "invalid_queue", msg),
             Error::UnknownHandler { .. } => Self::new(S::NOT_FOUND, "handler_not_found", msg),
             Error::InvalidArgs { .. } => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_args", msg),
             Error::ScheduleNotFound { .. } => Self::new(S::NOT_FOUND, "schedule_not_found", msg),
@@ -197,6 +198,7 @@ mod tests {
             ),
             (Error::InvalidJobId { id: "x".into() }, 400, "invalid_job_id"),
             (Error::unknown_handler("x", ["y"]), 404, "handler_not_found"),
+            (Error::InvalidQueue { name: "a b".into(), reason: "r" }, 400, "invalid_queue"),
             (Error::InvalidArgs { name: "x".into(), message: "m".into() }, 422, "invalid_args"),
             (Error::Backend("secret detail".into()), 500, "internal_error"),
         ];

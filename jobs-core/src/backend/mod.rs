@@ -139,8 +139,9 @@
 //!   now`, history and args kept, no counter. Unknown → `NotFound`; not retrying (a dead
 //!   job is `retry_dead`'s) → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
-//! * `list_pending`: ready jobs in fetch order (critical first with `None`), at most `limit`,
-//!   with args. `list_dead`: by death time, newest first (ties: larger id first).
+//! * `list_pending`: ready jobs of every queue, priority by priority (critical first with
+//!   `None`), within one queue by queue in name order, each in fetch order; at most
+//!   `limit`, with args. `list_dead`: by death time, newest first (ties: larger id first).
 //! * `list_jobs`: reads the index of `req.state` (delayed: `scheduled` by due time;
 //!   retrying: `retry` by due time; running: `active` by lease deadline; failed: the DLQ by
 //!   death time; completed and cancelled: `finished` by retention end, one index for both)
@@ -526,7 +527,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Reads one job, with its result.
     async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
 
-    /// Ready jobs of one priority (or of all, highest first) in the order they will run.
+    /// Ready jobs of one priority (or of all, highest first), every queue's: within a
+    /// priority, queue by queue in name order, each in the order its workers take them.
     async fn list_pending(&self, priority: Option<JobPriority>, limit: usize) -> Result<Vec<Job>>;
 
     /// One page of one state's jobs, newest first, filtered, at most [`LIST_SCAN_LIMIT`]

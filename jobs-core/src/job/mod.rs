@@ -421,7 +421,7 @@ impl NewJob {
             lock.validate()?;
         }
         if let Some(q) = &self.queue {
-            check_queue_name(q).map_err(|e| Error::InvalidJob { reason: e.to_string() })?;
+            check_queue_name(q)?;
         }
         if let Some(trace) = &self.trace {
             trace.validate()?;

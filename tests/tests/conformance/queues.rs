@@ -18,6 +18,7 @@ conformance!(
     due_and_given_back_jobs_return_to_their_own_queue,
     queues_are_listed_with_their_ready_jobs_and_stats_sum_them,
     a_bad_queue_name_is_refused_and_nothing_is_written,
+    the_pending_listing_shows_every_queue_priority_by_priority,
 );
 
 fn in_queue(name: &str, queue: &str, priority: JobPriority) -> NewJob {
@@ -148,10 +149,32 @@ async fn a_bad_queue_name_is_refused_and_nothing_is_written(kind: Kind) -> TestR
     let env = Env::open(kind).await;
     for bad in ["", "pay ments", "a:b", "x{y}"] {
         let job = in_queue("j", bad, JobPriority::Normal);
-        assert!(env.b.enqueue(&[job]).await.is_err(), "{bad:?} refused");
-        assert!(env.b.pause_queue(bad, true).await.is_err(), "{bad:?} refused");
+        let refused = |r: &jobs_core::Error| matches!(r, jobs_core::Error::InvalidQueue { .. });
+        let e = env.b.enqueue(&[job]).await.expect_err("a bad name is refused");
+        assert!(refused(&e), "{bad:?}: {e}");
+        let e = env.b.pause_queue(bad, true).await.expect_err("a bad name is refused");
+        assert!(refused(&e), "{bad:?}: {e}");
     }
     assert_eq!(env.stats().await?.counters.enqueued, 0);
     assert_eq!(env.b.queues().await?.len(), 1);
+    Ok(())
+}
+
+async fn the_pending_listing_shows_every_queue_priority_by_priority(kind: Kind) -> TestResult {
+    let env = Env::open(kind).await;
+    let d_low = env.add("d_low", JobPriority::Low).await?;
+    let p_high = env.add_job(in_queue("p_high", "payments", JobPriority::High)).await?;
+    let d_high = env.add("d_high", JobPriority::High).await?;
+    let a_high = env.add_job(in_queue("a_high", "audit", JobPriority::High)).await?;
+    let p_low = env.add_job(in_queue("p_low", "payments", JobPriority::Low)).await?;
+    let ids = |v: Vec<jobs_core::Job>| v.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    // Priority first; within one, queue by name (audit, default, payments).
+    let all = ids(env.b.list_pending(None, 100).await?);
+    assert_eq!(all, [a_high, d_high, p_high, d_low, p_low]);
+    assert_eq!(ids(env.b.list_pending(Some(JobPriority::Low), 100).await?), [d_low, p_low]);
+    assert_eq!(ids(env.b.list_pending(None, 2).await?), [a_high, d_high]);
+    // A paused queue's jobs are still listed: they are waiting, not gone.
+    env.b.pause_queue("payments", true).await?;
+    assert_eq!(ids(env.b.list_pending(None, 100).await?), all);
     Ok(())
 }

@@ -120,7 +120,11 @@ impl State {
     }
 
     /// Pauses or resumes queue `name`; whether that changed it. A resume wakes waiters.
+    /// Resuming a queue never seen changes nothing (as Redis: it is not listed after).
     pub(super) fn pause_queue(&mut self, name: &str, paused: bool) -> bool {
+        if !paused && !self.lists.contains_key(name) {
+            return false;
+        }
         let l = self.lists_mut(name);
         if l.paused == paused {
             return false;

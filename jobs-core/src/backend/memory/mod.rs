@@ -206,8 +206,7 @@ impl Backend for MemoryBackend {
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
         // As Redis: a bad queue name fails the call before anything is written.
         for q in jobs.iter().filter_map(|j| j.queue.as_deref()) {
-            crate::flow::check_queue_name(q)
-                .map_err(|e| crate::error::Error::InvalidJob { reason: e.to_string() })?;
+            crate::flow::check_queue_name(q)?;
         }
         Ok(self.with_state(|st| st.enqueue(jobs)))
     }

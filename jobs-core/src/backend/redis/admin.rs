@@ -6,9 +6,9 @@ use std::time::Duration;
 use ::redis::Value;
 
 use super::RedisBackend;
-use super::record;
 use super::reply::{bytes, int, lossy, status_letter, text};
 use super::scripts::SCRIPTS;
+use super::{keys, record};
 use crate::backend::{
     JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState, THROUGHPUT_MINUTES,
     ThroughputBucket, WorkerEntry, throughput_buckets,
@@ -104,26 +104,42 @@ pub(super) async fn list_pending(
     };
     let mut out = Vec::new();
     let mut conn = backend.conn.clone();
+    // Every queue, by name (as the in-memory backend orders them): within a priority, the
+    // jobs of each queue in the order that queue's workers take them.
+    let mut names: Vec<String> =
+        ::redis::cmd("HKEYS").arg(backend.keys.queues()).query_async(&mut conn).await?;
+    names.retain(|q| !keys::is_default(q) && crate::flow::check_queue_name(q).is_ok());
+    names.push(crate::flow::DEFAULT_QUEUE.to_owned());
+    names.sort();
+    let mut fields = Vec::with_capacity(prios.len() * names.len());
+    let mut lists = Vec::with_capacity(prios.len() * names.len());
+    for p in &prios {
+        for q in &names {
+            let i = p.index();
+            fields.push(if keys::is_default(q) {
+                format!("ghost{i}")
+            } else {
+                format!("ghost:{q}:{i}")
+            });
+            lists.push(backend.keys.queue_pending(q, i));
+        }
+    }
     let ghosts: Vec<Option<i64>> = ::redis::cmd("HMGET")
         .arg(backend.keys.counters())
-        .arg(&["ghost0", "ghost1", "ghost2", "ghost3"])
+        .arg(&fields)
         .query_async(&mut conn)
         .await?;
-    for p in prios {
+    for (list, g) in lists.into_iter().zip(ghosts) {
         if out.len() >= limit {
             break;
         }
         // Reading `want + ghosts` entries is enough to find `want` live ones: at most
         // `ghosts` entries of the list are cancelled leftovers.
         let want = limit - out.len();
-        let g = ghosts.get(p.index()).copied().flatten().unwrap_or(0).max(0) as usize;
+        let g = g.unwrap_or(0).max(0) as usize;
         let stop = (want + g).saturating_sub(1);
-        let entries: Vec<String> = ::redis::cmd("LRANGE")
-            .arg(backend.keys.pending(p.index()))
-            .arg(0)
-            .arg(stop)
-            .query_async(&mut conn)
-            .await?;
+        let entries: Vec<String> =
+            ::redis::cmd("LRANGE").arg(list).arg(0).arg(stop).query_async(&mut conn).await?;
         let (ids, gens): (Vec<&str>, Vec<&str>) =
             entries.iter().map(|e| record::split_entry(e)).unzip();
         let jobs = readable(backend.read_jobs(&ids, Some(&gens), false).await?);

@@ -51,8 +51,7 @@ pub(super) async fn enqueue(
     let mut enc = Vec::with_capacity(jobs.len());
     for j in jobs {
         if let Some(q) = &j.queue {
-            crate::flow::check_queue_name(q)
-                .map_err(|e| Error::InvalidJob { reason: e.to_string() })?;
+            crate::flow::check_queue_name(q)?;
         }
         let meta = serde_json::to_string(&MetaOut::of(j))?;
         let payload = serde_json::to_string(&j.args)?;

@@ -449,6 +449,18 @@ local function ghost_field(q, p)
   return 'ghost:' .. q .. ':' .. (p - 1)
 end
 
+-- Queue q's ready jobs per priority (1..4): its list lengths less their ghosts (read only).
+local function ready_counts(q)
+  local fields = {}
+  for p = 1, 4 do fields[p] = ghost_field(q, p) end
+  local ghosts = redis.call('HMGET', K_COUNTERS, unpack(fields))
+  local out = {}
+  for p = 1, 4 do
+    out[p] = math.max(redis.call('LLEN', pending_of(q, p)) - (tonumber(ghosts[p]) or 0), 0)
+  end
+  return out
+end
+
 -- Called when fetch skips the ghosts `ids` of queue q's priority list p.
 local function ghosts_gone(q, p, ids)
   incr(ghost_field(q, p), -#ids)

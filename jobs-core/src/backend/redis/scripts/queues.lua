@@ -6,12 +6,8 @@ local out = {}
 local function add(q, state)
   out[#out + 1] = queue_field(q)
   out[#out + 1] = state or 'a'
-  local fields = {}
-  for p = 1, 4 do fields[p] = ghost_field(q, p) end
-  local ghosts = redis.call('HMGET', K_COUNTERS, unpack(fields))
-  for p = 1, 4 do
-    out[#out + 1] = math.max(redis.call('LLEN', pending_of(q, p)) - (tonumber(ghosts[p]) or 0), 0)
-  end
+  local ready = ready_counts(q)
+  for p = 1, 4 do out[#out + 1] = ready[p] end
 end
 add('', redis.call('HGET', K_QUEUES, 'default'))
 local all = redis.call('HGETALL', K_QUEUES)

@@ -10,12 +10,8 @@ local named = redis.call('HKEYS', K_QUEUES)
 for i = 1, #named do
   local q = named[i]
   if q ~= 'default' and valid_queue(q) then
-    local fields = {}
-    for p = 1, 4 do fields[p] = ghost_field(q, p) end
-    local ghosts = redis.call('HMGET', K_COUNTERS, unpack(fields))
-    for p = 1, 4 do
-      out[p] = out[p] + math.max(redis.call('LLEN', pending_of(q, p)) - (tonumber(ghosts[p]) or 0), 0)
-    end
+    local ready = ready_counts(q)
+    for p = 1, 4 do out[p] = out[p] + ready[p] end
   end
 end
 out[5] = redis.call('ZCARD', K_SCHED)
