@@ -50,6 +50,7 @@ from jobs_api_client.api.jobs import (
     retry_job,
 )
 from jobs_api_client.api.meta import get_metrics, get_openapi_document
+from jobs_api_client.api.queues import list_queues, pause_queue, resume_queue
 from jobs_api_client.api.scheduler import (
     delete_schedule,
     delete_schedule_named_register,
@@ -90,7 +91,9 @@ from jobs_api_client.models import (
     JobResultResponse,
     JobStatus,
     NestedRegisterRequest,
+    QueuePauseResponse,
     QueueStatsView,
+    QueuesResponse,
     RetryResponse,
     RunResponse,
     ScheduleInfo,
@@ -290,6 +293,28 @@ def phase1(api, state):
     check(queue.scheduled >= 1 and queue.pending.critical >= 1 and queue.pending.low >= 1,
           f"{queue}")
 
+    # Named queues: a job sent to one is listed there; pausing and resuming it is seen by all.
+    listed = api.call(list_queues, 200, QueuesResponse)
+    check("default" in [q.name for q in listed.queues], f"queues {listed}")
+    parked = enqueue(api, name="sync_portfolio", args={"user_id": "user-003"}, queue="ci_flows",
+                     priority=JobPriority.NORMAL)
+    check(job(api, parked).queue == "ci_flows", f"{job(api, parked)}")
+    p = api.call(pause_queue, 200, QueuePauseResponse, name="ci_flows")
+    check(p.paused and p.changed and p.name == "ci_flows", f"{p}")
+    listed = api.call(list_queues, 200, QueuesResponse)
+    mine = next((q for q in listed.queues if q.name == "ci_flows"), None)
+    check(listed.count == len(listed.queues), f"{listed}")
+    check(mine is not None and mine.paused and mine.total_pending == 1
+          and mine.pending.normal == 1, f"ci_flows in {listed}")
+    r = api.call(resume_queue, 200, QueuePauseResponse, name="ci_flows")
+    check(not r.paused and r.changed, f"{r}")
+    again = api.call(resume_queue, 200, QueuePauseResponse, name="ci_flows")
+    check(not again.changed, f"{again}")
+    api.error(pause_queue, 400, "invalid_queue", name="a:b")
+    api.error(enqueue_job, 400, "invalid_queue",
+              body=EnqueueRequest(name="sync_portfolio", args={"user_id": "u"}, queue="a b"))
+    api.call(cancel_job, 200, CancelResponse, job_id=uuid.UUID(parked))
+
     c = api.call(cancel_job, 200, CancelResponse, job_id=uuid.UUID(delayed))
     check(c.outcome == CancelOutcome.CANCELLED and str(c.job_id) == delayed, f"{c}")
     check(job(api, delayed).status == JobStatus.CANCELLED, "the cancelled job")
@@ -424,6 +449,7 @@ METRIC_FAMILIES = {
     "jobs_unhandled": "counter", "jobs_leases_lost": "counter",
     "jobs_processing_seconds": "histogram", "jobs_queue_wait_seconds": "histogram",
     "jobs_queue_pending": "gauge", "jobs_queue_scheduled": "gauge",
+    "jobs_queue_ready": "gauge", "jobs_queue_paused": "gauge",
     "jobs_queue_retrying": "gauge", "jobs_queue_processing": "gauge",
     "jobs_dead_letter_size": "gauge", "jobs_workers_live": "gauge",
     "jobs_backend_enqueued": "counter", "jobs_backend_completed": "counter",
@@ -459,6 +485,8 @@ def check_metrics(api, dead_before):
     check(dead_before <= dead <= dead_after, f"jobs_dead_letter_size {dead}, the API says "
           f"{dead_before} before and {dead_after} after")
     check(sample("jobs_workers_live") >= 1, "live workers")
+    check(sample("jobs_queue_paused", queue="default") == 0, "the default queue is not paused")
+    check(sample("jobs_queue_ready", queue="default", priority="low") >= 0, "ready by queue")
     check(sample("jobs_scheduler_running") == 1, "the scheduler runs")
     print(f"/metrics: {len(families)} families parsed by prometheus_client")
 

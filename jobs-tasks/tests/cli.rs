@@ -282,3 +282,39 @@ fn jobs_lists_a_state_filtered_and_paged() {
     let err = fails(&ns, &["retry", &ids[0]]);
     assert!(err.contains("cannot retry") && err.contains("pending"), "{err}");
 }
+
+#[test]
+fn queues_are_listed_paused_and_resumed_and_enqueue_takes_a_queue() {
+    let ns = unique_namespace("cli-queues");
+    let args = r#"{"user_id":"user-1"}"#;
+    let id = json(&ns, &["enqueue", "sync_portfolio", "--args", args, "--queue", "bulk", "--json"]);
+    let id = id["id"].as_str().expect("an id").to_owned();
+    assert_eq!(json(&ns, &["job", &id, "--json"])["queue"], "bulk");
+    assert!(ok(&ns, &["job", &id]).lines().any(|l| l.starts_with("queue:") && l.ends_with("bulk")));
+
+    let table = ok(&ns, &["queues"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("QUEUE") && lines[0].contains("READY"), "{table}");
+    let bulk = lines.iter().find(|l| l.starts_with("bulk")).expect("bulk listed");
+    let cells: Vec<&str> = bulk.split_whitespace().collect();
+    assert_eq!(cells, ["bulk", "active", "1", "0", "0", "1", "0"], "{table}");
+
+    assert_eq!(ok(&ns, &["queues", "pause", "bulk"]).trim(), "bulk paused");
+    assert_eq!(ok(&ns, &["queues", "pause", "bulk"]).trim(), "bulk was paused already");
+    let listed = json(&ns, &["queues", "list", "--json"]);
+    let all = listed.as_array().expect("a list");
+    let q = all.iter().find(|q| q["name"] == "bulk").expect("bulk listed");
+    assert_eq!((q["paused"].as_bool(), q["total_pending"].as_u64()), (Some(true), Some(1)));
+    let resumed = json(&ns, &["queues", "resume", "bulk", "--json"]);
+    assert_eq!(resumed, serde_json::json!({"name": "bulk", "paused": false, "changed": true}));
+
+    // A bad name is an error saying what a name may hold, and nothing is written.
+    for argv in [
+        &["queues", "pause", "a:b"][..],
+        &["enqueue", "sync_portfolio", "--args", args, "--queue", "a b"],
+    ] {
+        let err = fails(&ns, argv);
+        assert!(err.contains("invalid queue name") && err.contains("ASCII letters"), "{err}");
+    }
+    assert_eq!(pending(&ns), 1);
+}

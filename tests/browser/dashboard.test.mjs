@@ -395,6 +395,30 @@ describe('dashboard', () => {
     });
   });
 
+  it('queues: pause the default queue by clicking, its job waits; resume and it runs', async () => {
+    await open('queues');
+    const row = (name) => page.locator(`#queues tr[data-queue="${name}"]`);
+    await row('default').locator('[data-paused="false"]').waitFor();
+    await row('default').getByRole('button', { name: 'Pause queue default' }).click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await page.locator('#confirm-yes').click();
+    await row('default').locator('[data-paused="true"]').waitFor();
+    const listed = (await api('GET', 'queues')).queues.find((q) => q.name === 'default');
+    assert.equal(listed.paused, true);
+
+    // A job enqueued now stays pending while the queue is paused, for every worker.
+    const { job_id: id } = await api('POST', 'enqueue', { name: 'cleanup_data', args: {}, priority: 'high' });
+    await page.waitForTimeout(1500);
+    assert.equal((await api('GET', `job/${id}`)).status, 'pending');
+    await open('queues');
+    await row('default').locator('td[data-total="1"]').waitFor();
+    await screenshot(page, 'queues');
+
+    await row('default').getByRole('button', { name: 'Resume queue default' }).click();
+    await row('default').locator('[data-paused="false"]').waitFor();
+    await waitFor('the job to run once resumed', async () => (await api('GET', `job/${id}`)).status === 'completed');
+  });
+
   it('raised no script error on any page', () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -123,6 +123,9 @@ pub async fn enqueue(
         }
         e = e.unique_key(key);
     }
+    if let Some(q) = req.queue {
+        e = e.queue(q);
+    }
     if let Some(t) = req.unique_for {
         let min = Duration::from_millis(1);
         e = e.unique_for(seconds_between("unique_for", t, min, MAX_UNIQUE_WINDOW)?);

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
-use crate::stats::{QueueStats, SchedulerStats};
+use crate::stats::{QueueInfo, QueueStats, SchedulerStats};
 
 /// The content type of the OpenMetrics text format.
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -38,6 +38,7 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub async fn prometheus(AxumState(s): AxumState<ApiState>) -> Result<Response, ApiError> {
     let svc = s.service();
     let queue = svc.queue().stats().await?;
+    let queues = svc.queue().queues().await?;
     let live_workers = svc.worker_stats().await?.len() as u64;
     let scheduler = svc.scheduler().stats().await?;
     // Every handler this process has is listed, at 0 before its first event.
@@ -46,6 +47,7 @@ pub async fn prometheus(AxumState(s): AxumState<ApiState>) -> Result<Response, A
     let mut registry = Registry::default();
     crate::metrics::register(&mut registry);
     register_queue(&mut registry, &queue, live_workers);
+    register_named_queues(&mut registry, &queues);
     register_scheduler(&mut registry, &scheduler);
     let out = encode(&registry).map_err(|e| ApiError::internal(&e))?;
 
@@ -76,6 +78,21 @@ fn gauges<'a>(
         family.get_or_create(&vec![(key, label.to_owned())]).set(v);
     }
     family
+}
+
+/// Each named queue's ready jobs by priority, and whether it is paused (1) or not (0).
+fn register_named_queues(reg: &mut Registry, queues: &[QueueInfo]) {
+    let ready = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    let paused = Family::<Vec<(&'static str, String)>, Gauge>::default();
+    for q in queues {
+        for p in crate::job::JobPriority::ALL {
+            let labels = vec![("queue", q.name.clone()), ("priority", p.to_string())];
+            ready.get_or_create(&labels).set(int(q.pending.get(p)));
+        }
+        paused.get_or_create(&vec![("queue", q.name.clone())]).set(i64::from(q.paused));
+    }
+    reg.register("jobs_queue_ready", "Jobs ready to run in each named queue, by priority", ready);
+    reg.register("jobs_queue_paused", "Whether each named queue is paused (1) or not (0)", paused);
 }
 
 /// The deployment's queue depths, live workers and the backend's monotonic counters.
@@ -232,6 +249,31 @@ mod tests {
         );
         assert_eq!(out.matches("# EOF").count(), 1, "{out}");
         assert!(out.ends_with("# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn named_queues_have_their_depth_by_priority_and_paused_flag() {
+        let pending = crate::stats::PendingByPriority { high: 3, ..Default::default() };
+        let q = |name: &str, paused| QueueInfo {
+            name: name.into(),
+            paused,
+            pending,
+            total_pending: pending.total(),
+        };
+        let mut registry = Registry::default();
+        register_named_queues(&mut registry, &[q("default", false), q("payments", true)]);
+        let out = encode(&registry).expect("encodes");
+        has_lines(
+            &out,
+            &[
+                "# TYPE jobs_queue_ready gauge",
+                "jobs_queue_ready{queue=\"payments\",priority=\"high\"} 3",
+                "jobs_queue_ready{queue=\"default\",priority=\"low\"} 0",
+                "# TYPE jobs_queue_paused gauge",
+                "jobs_queue_paused{queue=\"payments\"} 1",
+                "jobs_queue_paused{queue=\"default\"} 0",
+            ],
+        );
     }
 
     #[test]

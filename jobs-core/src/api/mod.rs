@@ -32,6 +32,7 @@ mod jobs;
 mod metrics;
 mod model;
 mod openapi;
+mod queues;
 mod register;
 mod schedules;
 mod stats;
@@ -216,6 +217,9 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::register, schedules::unregister_named_register))
         .routes(routes!(schedules::unregister))
@@ -546,7 +550,8 @@ mod tests {
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 24, "{paths:?}");
+        assert_eq!(paths.len(), 27, "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/stats/throughput"), "{paths:?}");
+        assert!(paths.contains(&"/api/v1/jobs/queues/{name}/resume"), "{paths:?}");
     }
 }

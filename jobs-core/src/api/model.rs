@@ -14,7 +14,9 @@ use crate::backend::{CancelOutcome, ThroughputBucket};
 use crate::flow::LimitsInfo;
 use crate::job::{Job, JobId, JobPriority, JobStatus};
 use crate::schedule::ScheduleInfo;
-use crate::stats::{HandlerInfo, PendingByPriority, QueueStats, SchedulerStats, WorkerStats};
+use crate::stats::{
+    HandlerInfo, PendingByPriority, QueueInfo, QueueStats, SchedulerStats, WorkerStats,
+};
 
 /// Seconds as JSON: an integer when whole (`30`), a fraction otherwise (`0.25`), as the
 /// crate serialises durations.
@@ -223,6 +225,10 @@ pub struct EnqueueRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256)]
     pub unique_key: Option<String>,
+    /// The named queue (default: the handler's `queue = ..`, else `default`).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    pub queue: Option<String>,
     /// How long at most the uniqueness lock holds, in seconds (default: the handler's
     /// `unique(for = ..)`, else a day). Needs a `unique_key` or a handler that declares
     /// `unique(...)`.
@@ -424,4 +430,24 @@ pub struct UnregisterResponse {
     pub name: String,
     /// Always true.
     pub removed: bool,
+}
+
+/// Every named queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueuesResponse {
+    /// How many.
+    pub count: u64,
+    /// Each, by name (`default` among them).
+    pub queues: Vec<QueueInfo>,
+}
+
+/// A queue paused or resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueuePauseResponse {
+    /// The queue.
+    pub name: String,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// Whether this call changed it (`false`: it was so already).
+    pub changed: bool,
 }

@@ -17,7 +17,7 @@ use super::error::ErrorBody;
     info(
         title = "jobs admin API",
         description = "Operate background jobs: enqueue, inspect and cancel jobs, the \
-            dead-letter queue, schedules and statistics. Every error is \
+            dead-letter queue, named queues (pause, resume), schedules and statistics. Every error is \
             `{\"error\": {\"code\": \"...\", \"message\": \"...\"}}`. When the server has a \
             token (`JOBS_API_TOKEN`), every endpoint but `health` requires \
             `Authorization: Bearer <token>`.",
@@ -27,6 +27,7 @@ use super::error::ErrorBody;
         (name = "stats", description = "Queue, worker and handler statistics"),
         (name = "jobs", description = "Enqueue, inspect and cancel jobs"),
         (name = "dlq", description = "The dead-letter queue"),
+        (name = "queues", description = "Named queues: their depth, pausing and resuming"),
         (name = "scheduler", description = "Interval, cron and one-time schedules"),
         (name = "meta", description = "This document and Prometheus metrics"),
     ),

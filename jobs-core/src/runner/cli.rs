@@ -262,6 +262,11 @@ pub(super) enum Command {
     },
     /// Queue statistics.
     Stats,
+    /// Named queues: list them (the default), pause or resume one for every process.
+    Queues {
+        #[command(subcommand)]
+        op: Option<QueueOp>,
+    },
     /// Handlers linked into this binary.
     Handlers,
     /// The dead-letter queue.
@@ -307,6 +312,9 @@ pub(super) struct EnqueueArgs {
     /// The user the job acts for.
     #[arg(long)]
     pub(super) user_id: Option<String>,
+    /// The named queue (default: the handler's `queue = ..`, else `default`).
+    #[arg(long)]
+    pub(super) queue: Option<String>,
     /// A uniqueness key: while a job of this handler enqueued with the same key is queued,
     /// running or retrying, no job is created and the existing one is printed.
     #[arg(long, value_name = "KEY")]
@@ -355,6 +363,23 @@ pub(super) enum ScheduleOp {
     /// Enqueue one job of the schedule now (its next run does not move).
     Run {
         /// The schedule's name.
+        name: String,
+    },
+}
+
+/// `queues …`.
+#[derive(Debug, Subcommand)]
+pub(super) enum QueueOp {
+    /// Each queue's ready jobs per priority, and whether it is paused.
+    List,
+    /// Pause a queue for every process: its jobs wait, in order; enqueues go on.
+    Pause {
+        /// The queue's name.
+        name: String,
+    },
+    /// Resume a paused queue: its workers take its jobs again.
+    Resume {
+        /// The queue's name.
         name: String,
     },
 }

@@ -1,10 +1,10 @@
 //! The operator subcommands: `handlers` (this binary's), and against a deployment's Redis
-//! `enqueue`, `job`, `cancel`, `stats`, `dlq …` and `schedules …`. Each prints a human line
+//! `enqueue`, `job`, `cancel`, `stats`, `queues …`, `dlq …` and `schedules …`. Each prints a human line
 //! per item, or one JSON document with `--json`.
 
 use serde::Serialize;
 
-use super::cli::{Command, DlqOp, EnqueueArgs, JobsArgs, ScheduleOp};
+use super::cli::{Command, DlqOp, EnqueueArgs, JobsArgs, QueueOp, ScheduleOp};
 use super::{RunnerEnv, backend, secs, show};
 use crate::context::State;
 use crate::error::{Error, Result};
@@ -31,6 +31,7 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
         }
         Command::Cancel { id } => cancel(&queue, json, &id).await,
         Command::Stats => stats(&queue, json).await,
+        Command::Queues { op } => queues(&queue, json, op.unwrap_or(QueueOp::List)).await,
         Command::Jobs(args) => jobs(&queue, json, *args).await,
         Command::Retry { id } => {
             let id: JobId = id.parse()?;
@@ -97,6 +98,9 @@ async fn enqueue(queue: &crate::JobQueue, json: bool, a: EnqueueArgs) -> Result<
     }
     if let Some(user) = a.user_id {
         e = e.user_id(user);
+    }
+    if let Some(q) = a.queue {
+        e = e.queue(q);
     }
     if let Some(key) = a.unique_key {
         e = e.unique_key(key);
@@ -215,6 +219,26 @@ async fn jobs(queue: &crate::JobQueue, json: bool, a: JobsArgs) -> Result<()> {
 async fn stats(queue: &crate::JobQueue, json: bool) -> Result<()> {
     let s = queue.stats().await?;
     print(json, &s, || show::stats(&s))
+}
+
+async fn queues(queue: &crate::JobQueue, json: bool, op: QueueOp) -> Result<()> {
+    let (name, paused) = match op {
+        QueueOp::List => {
+            let qs = queue.queues().await?;
+            return print(json, &qs, || show::queues(&qs));
+        }
+        QueueOp::Pause { name } => (name, true),
+        QueueOp::Resume { name } => (name, false),
+    };
+    let changed =
+        if paused { queue.pause_queue(&name).await? } else { queue.resume_queue(&name).await? };
+    let value = serde_json::json!({ "name": name, "paused": paused, "changed": changed });
+    print(json, &value, || match (paused, changed) {
+        (true, true) => format!("{name} paused"),
+        (true, false) => format!("{name} was paused already"),
+        (false, true) => format!("{name} resumed"),
+        (false, false) => format!("{name} was not paused"),
+    })
 }
 
 async fn dlq(queue: &crate::JobQueue, json: bool, op: DlqOp) -> Result<()> {

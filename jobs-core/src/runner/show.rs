@@ -5,7 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::job::Job;
-use crate::stats::{HandlerInfo, QueueStats};
+use crate::stats::{HandlerInfo, QueueInfo, QueueStats};
 
 /// `label: value` lines, the values aligned in one column.
 pub(super) fn fields(rows: &[(&str, String)]) -> String {
@@ -72,6 +72,7 @@ pub(super) fn job(j: &Job) -> String {
         ("name", j.name.clone()),
         ("status", j.status.to_string()),
         ("priority", j.priority.to_string()),
+        ("queue", j.queue.clone()),
         ("user", j.user_id.clone().unwrap_or_else(|| "-".into())),
         ("created", time(Some(j.created_at))),
         ("scheduled", time(j.scheduled_at)),
@@ -85,9 +86,27 @@ pub(super) fn job(j: &Job) -> String {
         ("error", j.error.clone().unwrap_or_else(|| "-".into())),
     ];
     if let Some(p) = progress {
-        rows.insert(9, p);
+        rows.insert(10, p);
     }
     fields(&rows)
+}
+
+/// `queues`: each queue's ready jobs per priority, and whether it is paused.
+pub(super) fn queues(qs: &[QueueInfo]) -> String {
+    let rows: Vec<Vec<String>> = qs
+        .iter()
+        .map(|q| {
+            let p = &q.pending;
+            let state = if q.paused { "paused" } else { "active" };
+            [q.name.clone(), state.into()]
+                .into_iter()
+                .chain(
+                    [q.total_pending, p.critical, p.high, p.normal, p.low].map(|n| n.to_string()),
+                )
+                .collect()
+        })
+        .collect();
+    table(&["QUEUE", "STATE", "READY", "CRITICAL", "HIGH", "NORMAL", "LOW"], &rows, "no queues")
 }
 
 /// `stats`: the queue's states, then the counters.
@@ -276,6 +295,23 @@ mod tests {
         let out = job(&j);
         let line = out.lines().find(|l| l.starts_with("progress:")).unwrap_or_default();
         assert!(line.ends_with(" 33.3% rows"), "{out}");
+    }
+
+    #[test]
+    fn queues_show_their_state_and_depth_per_priority() {
+        let pending = crate::stats::PendingByPriority { high: 2, low: 1, ..Default::default() };
+        let q = |name: &str, paused| QueueInfo {
+            name: name.into(),
+            paused,
+            total_pending: pending.total(),
+            pending,
+        };
+        let out = queues(&[q("default", false), q("payments", true)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(cells(lines[2]), ["payments", "paused", "3", "0", "2", "0", "1"], "{out}");
+        assert_eq!(cells(lines[1])[1], "active", "{out}");
     }
 
     #[test]

@@ -95,6 +95,9 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/scheduled/{name}/run", &["post"]),
         ("/api/v1/jobs/jobs", &["get"]),
         ("/api/v1/jobs/job/{job_id}/retry", &["post"]),
+        ("/api/v1/jobs/queues", &["get"]),
+        ("/api/v1/jobs/queues/{name}/pause", &["post"]),
+        ("/api/v1/jobs/queues/{name}/resume", &["post"]),
         ("/api/v1/jobs/openapi.json", &["get"]),
         ("/metrics", &["get"]),
     ] {
@@ -108,7 +111,7 @@ async fn openapi_document_describes_every_endpoint() {
             }
         }
     }
-    assert_eq!(paths.len(), 24);
+    assert_eq!(paths.len(), 27);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

@@ -25,6 +25,7 @@ mod hardening;
 mod jobs;
 mod listing;
 mod metrics;
+mod queues;
 mod schedules;
 mod stats;
 

@@ -877,6 +877,7 @@ pages.job = {
         field('name', job.name),
         field('status', job.status),
         field('priority', job.priority),
+        field('queue', job.queue ?? 'default'),
         field('attempt', fmtNum(job.attempt)),
         field('retries', `${job.retry_count} of ${job.max_retries}`),
         field('timeout', fmtSeconds(Number(job.timeout))),
@@ -940,6 +941,40 @@ pages.schedules = {
               : action('Enable', '', `scheduled/${n}/enable`, () => flash(`Schedule ${t.name} enabled.`)),
             action('Run now', 'primary', `scheduled/${n}/run`, (r) => flash(`Schedule ${t.name} enqueued a job: `, 'ok', jobLink(r.job_id, r.job_id))))));
       }), 'No schedules registered.'));
+  },
+};
+
+pages.queues = {
+  title: 'Queues',
+  render(root) {
+    root.append(
+      h('h1', {}, 'Queues'),
+      h('p', { class: 'muted' }, 'Ready jobs per queue and priority. A paused queue keeps its jobs, in order, and takes enqueues; no worker of any runner takes its jobs until it is resumed.'),
+      h('div', { id: 'queues' }, h('p', { class: 'muted' }, 'Loading…')));
+  },
+  async refresh(root) {
+    const data = await api('GET', 'queues');
+    const toggle = (q) => {
+      const n = encodeURIComponent(q.name);
+      const label = q.paused ? 'Resume' : 'Pause…';
+      return h('button', { type: 'button', class: q.paused ? 'primary' : '', 'aria-label': `${q.paused ? 'Resume' : 'Pause'} queue ${q.name}`, onclick: async (ev) => {
+        const btn = ev.currentTarget;
+        if (!q.paused && !(await confirmDialog(`Pause queue ${q.name}? No worker takes its jobs until it is resumed.`, 'Pause'))) return;
+        await busy(btn, async () => {
+          const r = await api('POST', `queues/${n}/${q.paused ? 'resume' : 'pause'}`);
+          flash(`Queue ${r.name} ${r.paused ? 'paused' : 'resumed'}${r.changed ? '' : ' (it was already)'}.`);
+          await pages.queues.refresh(root);
+        });
+      } }, label);
+    };
+    $('#queues', root).replaceChildren(table('Queues', ['Queue', 'State', 'Ready', ...PRIORITIES.map((p) => p[0].toUpperCase() + p.slice(1)), ''],
+      (data.queues || []).map((q) => h('tr', { dataset: { queue: q.name } },
+        h('th', { scope: 'row' }, q.name),
+        h('td', {}, h('span', { class: `pill ${q.paused ? 'off' : 'on'}`, dataset: { paused: String(q.paused) } }, q.paused ? 'paused' : 'active')),
+        h('td', { class: 'num', dataset: { total: String(q.total_pending) } }, fmtNum(q.total_pending)),
+        ...PRIORITIES.map((p) => h('td', { class: 'num' }, fmtNum(q.pending[p]))),
+        h('td', {}, h('div', { class: 'actions' }, toggle(q))))),
+      'No queues.'));
   },
 };
 
@@ -1101,6 +1136,7 @@ function readArgsForm(form) {
 function errorField(e, requestFields) {
   const msg = e.message || '';
   if (e.code === 'handler_not_found') return 'name';
+  if (e.code === 'invalid_queue') return 'queue';
   const argsPrefix = /invalid arguments for job/.test(msg) || e.code === 'invalid_args';
   let m = msg.match(/field `([^`]+)`/);
   if (!m) return argsPrefix ? 'args' : null;
@@ -1197,12 +1233,14 @@ pages.enqueue = {
         'Defaults: priority ', h('strong', {}, current.priority),
         `, ${current.max_retries} retries, timeout ${fmtSeconds(Number(current.timeout))}. Arguments: `,
         h('code', {}, current.args_type), current.location ? h('span', { class: 'muted' }, ` — ${current.location}`) : null);
+      queueInput.placeholder = `handler's (${current.queue || 'default'})`;
       priority.replaceChildren(h('option', { value: '' }, `default (${current.priority})`),
         ...PRIORITIES.map((p) => h('option', { value: p }, p)));
       showArgs({});
       clearErrors();
     };
 
+    const queueInput = h('input', { id: 'f-queue', name: 'queue', type: 'text', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'f-queue-error' });
     const form = h('form', { id: 'enqueue-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); submit(ev.submitter); } },
       fieldBox('name', 'Handler', select),
       info,
@@ -1211,7 +1249,8 @@ pages.enqueue = {
         fieldBox('priority', 'Priority', priority),
         fieldBox('delay_seconds', 'Delay (seconds)', h('input', { id: 'f-delay', name: 'delay_seconds', type: 'number', min: '0', step: 'any', inputmode: 'decimal', placeholder: '0 = now', 'aria-describedby': 'f-delay-error f-delay-help' }), 'Run after this many seconds.'),
         fieldBox('max_retries', 'Max retries', h('input', { id: 'f-retries', name: 'max_retries', type: 'number', min: '0', step: '1', placeholder: 'handler default', 'aria-describedby': 'f-retries-error' })),
-        fieldBox('user_id', 'User id', h('input', { id: 'f-user', name: 'user_id', type: 'text', placeholder: 'optional', 'aria-describedby': 'f-user-error' }))),
+        fieldBox('user_id', 'User id', h('input', { id: 'f-user', name: 'user_id', type: 'text', placeholder: 'optional', 'aria-describedby': 'f-user-error' })),
+        fieldBox('queue', 'Queue', queueInput)),
       h('p', { class: 'field-error', id: 'form-error', role: 'alert', hidden: true }),
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'enqueue-submit' }, 'Enqueue')),
       result);
@@ -1277,6 +1316,8 @@ pages.enqueue = {
       }
       const user = $('#f-user', form).value.trim();
       if (user) body.user_id = user;
+      const queueName = queueInput.value.trim();
+      if (queueName) body.queue = queueName;
       await busy(btn || $('#enqueue-submit', form), async () => {
         try {
           const r = await api('POST', 'enqueue', body);
@@ -1290,7 +1331,7 @@ pages.enqueue = {
           flash(said, 'ok', jobLink(r.job_id, r.job_id));
         } catch (e) {
           if (e.status === 400 || e.status === 404 || e.status === 413 || e.status === 422) {
-            const key = errorField(e, ['name', 'args', 'priority', 'delay_seconds', 'max_retries', 'user_id', 'timeout', 'scheduled_at']);
+            const key = errorField(e, ['name', 'args', 'priority', 'delay_seconds', 'max_retries', 'user_id', 'queue', 'timeout', 'scheduled_at']);
             const msg = e.message.replace(/^invalid arguments for job `[^`]*`: /, '');
             showError(key && (key === 'args' || key.startsWith('args.')) && mode === 'json' ? 'args' : key, msg);
           } else {

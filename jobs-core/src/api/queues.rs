@@ -1,0 +1,70 @@
+//! The queue endpoints: every named queue with its ready jobs, and pausing or resuming one
+//! for every process of the deployment. Each is annotated with `#[utoipa::path]` (see
+//! [`routes`](super::routes)).
+
+use axum::Json;
+use axum::extract::State as AxumState;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
+use super::model::{QueuePauseResponse, QueuesResponse};
+
+/// Every named queue: its ready jobs per priority, and whether it is paused.
+///
+/// The default queue is always listed; a named one once a job went to it or it was paused.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/queues", operation_id = "list_queues", tag = "queues",
+    responses(
+        (status = 200, body = QueuesResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn list(AxumState(s): AxumState<ApiState>) -> Result<Json<QueuesResponse>, ApiError> {
+    let queues = s.service().queue().queues().await?;
+    Ok(Json(QueuesResponse { count: queues.len() as u64, queues }))
+}
+
+/// Pauses a queue for every process: no worker takes its jobs until it is resumed; they
+/// stay in order, and enqueues into it go on. A queue no job has used yet is created
+/// paused.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/queues/{name}/pause", operation_id = "pause_queue", tag = "queues",
+    params(("name" = String, Path, description = "The queue's name (1 to 64 of `A-Z a-z 0-9 _ . -`)", pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)),
+    responses(
+        (status = 200, body = QueuePauseResponse),
+        (status = 400, description = "Not a queue name (`invalid_queue`)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<QueuePauseResponse>, ApiError> {
+    let changed = s.service().queue().pause_queue(&name).await?;
+    Ok(Json(QueuePauseResponse { name, paused: true, changed }))
+}
+
+/// Resumes a paused queue: its workers are woken and take its jobs again.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/queues/{name}/resume", operation_id = "resume_queue", tag = "queues",
+    params(("name" = String, Path, description = "The queue's name (1 to 64 of `A-Z a-z 0-9 _ . -`)", pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)),
+    responses(
+        (status = 200, body = QueuePauseResponse),
+        (status = 400, description = "Not a queue name (`invalid_queue`)", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<QueuePauseResponse>, ApiError> {
+    let changed = s.service().queue().resume_queue(&name).await?;
+    Ok(Json(QueuePauseResponse { name, paused: false, changed }))
+}

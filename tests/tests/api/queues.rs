@@ -1,0 +1,100 @@
+//! The queue endpoints: listing, pause and resume, the enqueue body's `queue`, bad names.
+
+use super::*;
+
+fn names(v: &Value) -> Vec<&str> {
+    v["queues"].as_array().expect("queues").iter().filter_map(|q| q["name"].as_str()).collect()
+}
+
+fn queue<'a>(v: &'a Value, name: &str) -> &'a Value {
+    let all = v["queues"].as_array().expect("queues");
+    all.iter().find(|q| q["name"] == name).unwrap_or_else(|| panic!("{name} listed: {v}"))
+}
+
+#[tokio::test]
+async fn queues_are_listed_with_their_depth_and_paused_and_resumed() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let got = get(r, "/api/v1/jobs/queues").await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!((got.1["count"].as_u64(), names(&got.1)), (Some(1), vec!["default"]));
+
+    // The handler's queue, one named in the body, and the default one.
+    let paid = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
+    let bulk = enqueue(
+        r,
+        json!({"name": "api_sync", "args": sync_args(), "queue": "bulk", "priority": "low"}),
+    )
+    .await;
+    enqueue(r, json!({"name": "api_sync", "args": sync_args()})).await;
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{paid}")).await.1["queue"], "payments");
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{bulk}")).await.1["queue"], "bulk");
+
+    let got = get(r, "/api/v1/jobs/queues").await;
+    assert_eq!(names(&got.1), ["bulk", "default", "payments"]);
+    let b = queue(&got.1, "bulk");
+    assert_eq!((b["paused"].as_bool(), b["total_pending"].as_u64()), (Some(false), Some(1)));
+    assert_eq!((b["pending"]["low"].as_u64(), b["pending"]["high"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(queue(&got.1, "default")["pending"]["high"], 1);
+    assert_eq!(queue(&got.1, "payments")["total_pending"], 1);
+
+    let pause = "/api/v1/jobs/queues/payments/pause";
+    let got = post(r, pause, json!({})).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1, json!({"name": "payments", "paused": true, "changed": true}));
+    assert_eq!(post(r, pause, json!({})).await.1["changed"], false);
+    let listed = get(r, "/api/v1/jobs/queues").await.1;
+    assert_eq!(queue(&listed, "payments")["paused"], true);
+    assert_eq!(queue(&listed, "payments")["total_pending"], 1, "its job stays");
+
+    let resume = "/api/v1/jobs/queues/payments/resume";
+    assert_eq!(
+        post(r, resume, json!({})).await.1,
+        json!({"name": "payments", "paused": false, "changed": true})
+    );
+    assert_eq!(post(r, resume, json!({})).await.1["changed"], false);
+    assert_eq!(queue(&get(r, "/api/v1/jobs/queues").await.1, "payments")["paused"], false);
+
+    // A queue no job used yet is created paused; resuming one never seen lists nothing.
+    assert_eq!(post(r, "/api/v1/jobs/queues/later/pause", json!({})).await.1["changed"], true);
+    assert_eq!(post(r, "/api/v1/jobs/queues/never/resume", json!({})).await.1["changed"], false);
+    let listed = get(r, "/api/v1/jobs/queues").await.1;
+    assert_eq!(names(&listed), ["bulk", "default", "later", "payments"]);
+    assert_eq!(queue(&listed, "later")["paused"], true);
+}
+
+#[tokio::test]
+async fn bad_queue_names_are_refused_and_nothing_is_enqueued() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let long = "q".repeat(65);
+    for bad in ["a:b", "x{y}", "", long.as_str()] {
+        let body = json!({"name": "api_sync", "args": sync_args(), "queue": bad});
+        let msg = assert_error(&post(r, "/api/v1/jobs/enqueue", body).await, 400, "invalid_queue");
+        assert!(msg.contains("queue"), "{msg}");
+    }
+    for bad in ["a%20b", "a:b", long.as_str()] {
+        for op in ["pause", "resume"] {
+            let got = post(r, &format!("/api/v1/jobs/queues/{bad}/{op}"), json!({})).await;
+            let msg = assert_error(&got, 400, "invalid_queue");
+            assert!(msg.len() < 200, "the name is cut in the message: {msg}");
+        }
+    }
+    let (_, stats) = get(r, "/api/v1/jobs/queue/stats").await;
+    assert_eq!(stats["total_pending"], 0, "{stats}");
+    assert_eq!(names(&get(r, "/api/v1/jobs/queues").await.1), ["default"]);
+}
+
+#[tokio::test]
+async fn a_paused_queue_keeps_its_job_from_the_workers_until_resumed() {
+    let fx = fixture_with(ApiConfig::default(), true).await;
+    let r = &fx.router;
+    assert_eq!(post(r, "/api/v1/jobs/queues/default/pause", json!({})).await.1["changed"], true);
+    let id = enqueue(r, json!({"name": "api_noargs"})).await;
+    // The workers were woken by the enqueue and passed the queue by; the job waits.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{id}")).await.1["status"], "pending");
+    assert_eq!(post(r, "/api/v1/jobs/queues/default/resume", json!({})).await.1["changed"], true);
+    wait_for_job(r, id, |j| j["status"] == "completed").await;
+    fx.service.stop().await.expect("service stops");
+}
