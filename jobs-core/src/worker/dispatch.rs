@@ -191,12 +191,13 @@ pub(crate) enum Outcome {
 async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     let LeasedJob { job, lease } = lj;
     let name = job.name.clone();
-    // Waited for a handler of this process: by the queue it declares (a job whose handler
-    // is missing here is given back, not started).
+    // Waited for a handler of this process (a job whose handler is missing here is given
+    // back, not started), by the queue the job is in: one this worker serves, so the
+    // label's values are bounded by its configuration.
     let handler = inner.registry.handler(&name);
     let waited = crate::metrics::queue_wait(&job);
-    if let (Some(h), Some(waited)) = (handler, waited) {
-        crate::metrics::observe_wait(h.queue(), job.priority, waited);
+    if let (Some(_), Some(waited)) = (handler, waited) {
+        crate::metrics::observe_wait(&job.queue, job.priority, waited);
     }
     #[cfg(not(feature = "otel"))]
     let span = tracing::info_span!("job", job.id = %job.id, job.name = %Escaped(&job.name),
@@ -205,7 +206,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
     // attributes, tied to the span that enqueued the job.
     #[cfg(feature = "otel")]
     let span = {
-        let queue = handler.map_or(crate::flow::DEFAULT_QUEUE, |h| h.queue());
+        let queue = job.queue.as_str();
         let span = tracing::info_span!("job",
             otel.name = %format_args!("process {queue}"),
             otel.kind = "consumer",
