@@ -294,6 +294,13 @@ impl JobQueue {
         }
     }
 
+    /// Deletes a finished job (completed, cancelled or dead) for good: its record, result
+    /// and error. [`Error::NotFound`] for an unknown id, [`Error::InvalidState`] for a job
+    /// that may still run (cancel it first).
+    pub async fn delete_job(&self, id: JobId) -> Result<()> {
+        self.backend.delete(id).await
+    }
+
     /// Deletes every job in the dead-letter queue. Returns how many.
     pub async fn clear_dead_letter_queue(&self) -> Result<u64> {
         self.backend.clear_dead().await

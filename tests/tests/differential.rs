@@ -89,6 +89,10 @@ enum Op {
     Cancel {
         job: usize,
     },
+    /// Delete a job (refused unless it is finished).
+    Delete {
+        job: usize,
+    },
     Release {
         lease: usize,
     },
@@ -138,6 +142,7 @@ fn op() -> impl Strategy<Value = Op> {
             Op::GiveBack { lease, handled_elsewhere, dead_now }
         }),
         1 => (0..64usize).prop_map(|job| Op::Cancel { job }),
+        1 => (0..64usize).prop_map(|job| Op::Delete { job }),
         1 => (0..64usize).prop_map(|lease| Op::Release { lease }),
         1 => (0..64usize).prop_map(|job| Op::RetryDead { job }),
         1 => (0..64usize).prop_map(|job| Op::RetryNow { job }),
@@ -266,6 +271,10 @@ async fn apply(
         },
         Op::Cancel { job } => {
             let r = b.cancel(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
+            json!(format!("{r:?}"))
+        }
+        Op::Delete { job } => {
+            let r = b.delete(jobs[*job % jobs.len()].id).await.map_err(|e| e.to_string());
             json!(format!("{r:?}"))
         }
         Op::Release { lease } => match pick(leases, *lease) {
@@ -429,7 +438,9 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             Op::EnqueueDup { .. } => continue,
             Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::Reincarnate { .. } => continue,
-            Op::Cancel { .. } | Op::RetryDead { .. } | Op::RetryNow { .. } if all.is_empty() => {
+            Op::Cancel { .. } | Op::Delete { .. } | Op::RetryDead { .. } | Op::RetryNow { .. }
+                if all.is_empty() =>
+            {
                 continue;
             }
             _ => all.clone(),

@@ -481,6 +481,9 @@ impl Backend for HangingHeartbeat {
     async fn clear_dead(&self) -> jobs_core::Result<u64> {
         self.inner.clear_dead().await
     }
+    async fn delete(&self, id: JobId) -> jobs_core::Result<()> {
+        self.inner.delete(id).await
+    }
     async fn stats(&self) -> jobs_core::Result<QueueStats> {
         self.inner.stats().await
     }

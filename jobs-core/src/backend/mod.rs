@@ -139,6 +139,9 @@
 //!   now`, history and args kept, no counter. Unknown → `NotFound`; not retrying (a dead
 //!   job is `retry_dead`'s) → `InvalidState { op: "retry" }`.
 //! * `clear_dead`: deletes every DLQ job's record.
+//! * `delete`: deletes one finished job's record (completed, cancelled, dead), taking it
+//!   out of its index, no counter. Unknown → `NotFound`; any other state →
+//!   `InvalidState { op: "delete" }`.
 //! * `list_pending`: ready jobs of every queue, priority by priority (critical first with
 //!   `None`), within one queue by queue in name order, each in fetch order; at most
 //!   `limit`, with args. `list_dead`: by death time, newest first (ties: larger id first).
@@ -226,11 +229,13 @@ pub(crate) use crate::stats::throughput_buckets;
 use crate::stats::{QueueInfo, QueueStats};
 pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
+mod cancel;
 mod delivery;
 mod listing;
 pub mod memory;
 pub mod redis;
 
+pub use cancel::{CancelCursor, CancelNotices};
 pub use delivery::{
     AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, Heartbeat,
     HeartbeatReply, ProgressUpdate, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
@@ -334,33 +339,6 @@ pub enum CancelOutcome {
     /// cancelled at once, it has the worker's `cancel_grace` to return before its task is
     /// aborted, and the job ends `cancelled` whatever the handler returns.
     Requested,
-}
-
-/// Where a reader of the cancel notices stands ([`Backend::watch_cancels`]). Opaque: only
-/// the backend that handed it out can read it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct CancelCursor(String);
-
-impl CancelCursor {
-    /// A cursor with this backend-specific text.
-    pub fn new(text: impl Into<String>) -> Self {
-        CancelCursor(text.into())
-    }
-
-    /// The backend-specific text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The answer of [`Backend::watch_cancels`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CancelNotices {
-    /// Deliveries whose job was asked to cancel while they ran, in the order asked (a
-    /// delivery asked twice is listed twice).
-    pub leases: Vec<Lease>,
-    /// Where the next call goes on from.
-    pub cursor: CancelCursor,
 }
 
 /// A live worker as seen through the backend.
@@ -554,6 +532,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Empties the dead-letter queue, deleting those jobs. Returns how many.
     async fn clear_dead(&self) -> Result<u64>;
+
+    /// Deletes a finished job (completed, cancelled or dead) for good: its record, result
+    /// and error; its id is free again.
+    /// Errors: [`Error::NotFound`](crate::Error::NotFound) for an unknown id,
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a job that may still run
+    /// (cancel it first).
+    async fn delete(&self, id: JobId) -> Result<()>;
 
     /// Counts, in O(priorities × queues); `pending` sums every queue's.
     async fn stats(&self) -> Result<QueueStats>;

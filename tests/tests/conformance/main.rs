@@ -68,6 +68,7 @@ macro_rules! conformance {
 mod cancel;
 mod complete_fail;
 mod dead_letter;
+mod delete;
 mod enqueue;
 mod fetch;
 mod give_back;

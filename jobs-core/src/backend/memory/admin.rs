@@ -81,6 +81,19 @@ impl State {
         Ok(())
     }
 
+    /// Removes a finished job (completed, cancelled or dead) for good.
+    pub(super) fn delete(&mut self, id: JobId) -> Result<()> {
+        let Some(rec) = self.jobs.get(&id) else {
+            return Err(Error::NotFound { id });
+        };
+        if !matches!(rec.status, JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed) {
+            return Err(Error::InvalidState { id, status: rec.status, op: "delete" });
+        }
+        self.unlink(id);
+        self.jobs.remove(&id);
+        Ok(())
+    }
+
     pub(super) fn clear_dead(&mut self) -> u64 {
         let dead = std::mem::take(&mut self.dead);
         for (_, id) in &dead {

@@ -322,6 +322,10 @@ impl Backend for MemoryBackend {
         Ok(self.with_state(State::clear_dead))
     }
 
+    async fn delete(&self, id: JobId) -> Result<()> {
+        self.with_state(|st| st.delete(id))
+    }
+
     async fn stats(&self) -> Result<QueueStats> {
         Ok(self.with_state(|st| st.stats()))
     }

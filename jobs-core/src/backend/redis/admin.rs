@@ -259,6 +259,22 @@ async fn retry(backend: &RedisBackend, op: &super::scripts::Op, id: JobId) -> Re
     }
 }
 
+pub(super) async fn delete(backend: &RedisBackend, id: JobId) -> Result<()> {
+    let reply: Vec<Value> = backend
+        .run_retried(&SCRIPTS.delete, |inv| {
+            inv.arg(id.to_string());
+        })
+        .await?;
+    match reply.first().map(text).transpose()? {
+        Some("OK") => Ok(()),
+        Some("NOTFOUND") => Err(Error::NotFound { id }),
+        Some("STATE") => {
+            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "delete" })
+        }
+        other => Err(Error::Backend(format!("unexpected delete reply {other:?}"))),
+    }
+}
+
 pub(super) async fn clear_dead(backend: &RedisBackend) -> Result<u64> {
     let mut total = 0;
     // Bounded script calls keep Redis responsive while a large DLQ is cleared.

@@ -452,6 +452,10 @@ impl Backend for RedisBackend {
         admin::clear_dead(self).await
     }
 
+    async fn delete(&self, id: JobId) -> Result<()> {
+        admin::delete(self, id).await
+    }
+
     async fn stats(&self) -> Result<QueueStats> {
         admin::stats(self).await
     }

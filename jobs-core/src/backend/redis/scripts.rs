@@ -83,6 +83,7 @@ const REPLAYED: &[&str] = &[
     "fail.lua",
     "release.lua",
     "clear_dead.lua",
+    "delete.lua",
     "queue_pause.lua",
     "sched_upsert.lua",
     "sched_enable.lua",
@@ -105,6 +106,7 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("retry_dead", "retry_dead.lua", include_str!("scripts/retry_dead.lua")),
     ("retry_now", "retry_now.lua", include_str!("scripts/retry_now.lua")),
     ("clear_dead", "clear_dead.lua", include_str!("scripts/clear_dead.lua")),
+    ("delete", "delete.lua", include_str!("scripts/delete.lua")),
     ("purge", "purge.lua", include_str!("scripts/purge.lua")),
     ("workers", "workers.lua", include_str!("scripts/workers.lua")),
     ("throughput", "throughput.lua", include_str!("scripts/throughput.lua")),
@@ -191,5 +193,5 @@ macro_rules! scripts {
 scripts! {
     enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel,
     retry_dead, clear_dead, purge, workers, throughput, stats, list_jobs, retry_now, queues,
-    queue_pause,
+    queue_pause, delete,
 }
