@@ -41,7 +41,9 @@ from jobs_api_client.api.dlq import (
 )
 from jobs_api_client.api.health import get_health
 from jobs_api_client.api.jobs import (
+    bulk_jobs,
     cancel_job,
+    delete_job,
     enqueue_job,
     get_job,
     get_job_result,
@@ -69,9 +71,13 @@ from jobs_api_client.api.stats import (
     list_handlers,
 )
 from jobs_api_client.models import (
+    BulkAction,
+    BulkReport,
+    BulkRequest,
     CancelOutcome,
     CancelResponse,
     ClearResponse,
+    DeleteResponse,
     EnqueueRequest,
     EnqueueResponse,
     ErrorBody,
@@ -319,6 +325,23 @@ def phase1(api, state):
     check(c.outcome == CancelOutcome.CANCELLED and str(c.job_id) == delayed, f"{c}")
     check(job(api, delayed).status == JobStatus.CANCELLED, "the cancelled job")
     api.error(cancel_job, 409, "invalid_state", job_id=uuid.UUID(delayed))
+    gone = api.call(delete_job, 200, DeleteResponse, job_id=uuid.UUID(delayed))
+    check(gone.deleted and str(gone.job_id) == delayed, f"{gone}")
+    api.error(get_job, 404, "job_not_found", job_id=uuid.UUID(delayed))
+    api.error(delete_job, 409, "invalid_state", job_id=uuid.UUID(low))
+
+    # Bulk: cancel one user's delayed jobs, then delete them, one page each.
+    for n in range(3):
+        enqueue(api, name="sync_portfolio", args={"user_id": f"bulk-{n}"}, user_id="ci-bulk",
+                delay_seconds=3600.0)
+    done = api.call(bulk_jobs, 200, BulkReport, body=BulkRequest(
+        action=BulkAction.CANCEL, state="scheduled", user_id="ci-bulk", limit=1000))
+    check(done.matched == 3 and done.succeeded == 3 and not done.failures, f"{done}")
+    done = api.call(bulk_jobs, 200, BulkReport, body=BulkRequest(
+        action=BulkAction.DELETE, state="cancelled", user_id="ci-bulk"))
+    check(done.matched == 3 and done.succeeded == 3, f"{done}")
+    api.error(bulk_jobs, 400, "invalid_request",
+              body=BulkRequest(action=BulkAction.DELETE, state="pending"))
     api.error(get_job, 404, "job_not_found", job_id=uuid.uuid4())
 
     # Schedules, in each form: flat interval, nested cron, flat once; and one named

@@ -60,6 +60,7 @@ extern crate self as jobs_core;
 #[cfg(feature = "api")]
 pub mod api;
 pub mod backend;
+pub mod bulk;
 mod context;
 mod error;
 pub mod escape;

@@ -318,3 +318,43 @@ fn queues_are_listed_paused_and_resumed_and_enqueue_takes_a_queue() {
     }
     assert_eq!(pending(&ns), 1);
 }
+
+#[test]
+fn bulk_acts_on_a_filtered_page_and_delete_removes_a_finished_job() {
+    let ns = unique_namespace("cli-bulk");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let args = format!(r#"{{"user_id":"u{n}"}}"#);
+        let flags = ["--in", "3600", "--user-id", "bulk-user", "--json"];
+        let mut argv = vec!["enqueue", "sync_portfolio", "--args", &args];
+        argv.extend(flags);
+        ids.push(json(&ns, &argv)["id"].as_str().expect("an id").to_owned());
+    }
+    let out = ok(
+        &ns,
+        &["bulk", "cancel", "--state", "scheduled", "--user-id", "bulk-user", "--limit", "2"],
+    );
+    let first = out.lines().next().unwrap_or_default();
+    assert_eq!(first, "cancel: 2 of 2 matching scheduled jobs", "{out}");
+    let cursor =
+        out.lines().find_map(|l| l.strip_prefix("next page: --cursor ")).expect("a cursor");
+    let report =
+        json(&ns, &["bulk", "cancel", "--state", "scheduled", "--cursor", cursor, "--json"]);
+    assert_eq!((report["matched"].as_u64(), report["succeeded"].as_u64()), (Some(1), Some(1)));
+    assert!(report["next_cursor"].is_null(), "{report}");
+
+    assert_eq!(ok(&ns, &["delete", &ids[0]]).trim(), format!("deleted {}", ids[0]));
+    let err = fails(&ns, &["job", &ids[0]]);
+    assert!(err.contains("not found"), "{err}");
+    let report = json(&ns, &["bulk", "delete", "--state", "cancelled", "--limit", "100", "--json"]);
+    assert_eq!(report["succeeded"], 2, "{report}");
+
+    // What does not fit is an error naming the fix, and nothing is done.
+    let err = fails(&ns, &["bulk", "delete", "--state", "pending"]);
+    assert!(err.contains("delete applies to completed, cancelled, failed jobs"), "{err}");
+    let err = fails(&ns, &["bulk", "purge", "--state", "failed"]);
+    assert!(err.contains("retry, cancel or delete"), "{err}");
+    let live = json(&ns, &["enqueue", "sync_portfolio", "--args", r#"{"user_id":"z"}"#, "--json"]);
+    let err = fails(&ns, &["delete", live["id"].as_str().expect("an id")]);
+    assert!(err.contains("cannot delete") && err.contains("pending"), "{err}");
+}

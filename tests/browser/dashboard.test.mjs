@@ -419,6 +419,31 @@ describe('dashboard', () => {
     await waitFor('the job to run once resumed', async () => (await api('GET', `job/${id}`)).status === 'completed');
   });
 
+  it('jobs page: bulk actions on the jobs shown, asking first', async () => {
+    const rows = page.locator('#state-jobs tbody tr');
+    // The delayed jobs still waiting: cancel them all from their tab.
+    await open('jobs?state=scheduled&name=cleanup_data');
+    await waitFor('scheduled rows', async () => (await rows.count()) > 0);
+    const n = await rows.count();
+    await page.locator('#bulk-actions [data-bulk="cancel"]').click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await page.locator('#confirm-yes').click();
+    await waitFor('the flash', async () => (await page.locator('#flash').innerText()).includes(`Cancel: ${n} of ${n} jobs.`));
+    await waitFor('no scheduled rows', async () => (await rows.count()) === 0);
+    for (const id of jobs.delayed) assert.equal((await api('GET', `job/${id}`)).status, 'cancelled');
+
+    // Then delete the cancelled ones: gone for good.
+    await open('jobs?state=cancelled&name=cleanup_data');
+    await waitFor('cancelled rows', async () => (await rows.count()) >= jobs.delayed.length);
+    await page.locator('#bulk-actions [data-bulk="delete"]').click();
+    await page.locator('#confirm-dialog[open]').waitFor();
+    await page.locator('#confirm-yes').click();
+    await waitFor('no cancelled rows', async () => (await rows.count()) === 0);
+    for (const id of jobs.delayed) {
+      await assert.rejects(api('GET', `job/${id}`), (e) => e.status === 404);
+    }
+  });
+
   it('raised no script error on any page', () => {
     assert.deepEqual(pageErrors, []);
   });

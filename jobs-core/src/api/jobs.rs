@@ -13,11 +13,11 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::{
-    CancelResponse, ClearResponse, DEFAULT_LIMIT, EnqueueRequest, EnqueueResponse, JobListResponse,
-    JobPageResponse, JobResultResponse, JobsQuery, LimitQuery, MAX_LIMIT, PendingQuery,
-    RetryResponse, StateCounts,
+    BulkRequest, CancelResponse, ClearResponse, DEFAULT_LIMIT, DeleteResponse, EnqueueRequest,
+    EnqueueResponse, JobListResponse, JobPageResponse, JobResultResponse, JobsQuery, LimitQuery,
+    MAX_LIMIT, PendingQuery, RetryResponse, StateCounts,
 };
-use crate::backend::{ListCursor, ListRequest, ListState};
+use crate::bulk::{BulkReport, SELECTION_STATES, Selection, SelectionError};
 use crate::error::Error;
 use crate::flow::MAX_UNIQUE_WINDOW;
 use crate::job::{
@@ -228,6 +228,75 @@ pub async fn cancel_job(
     Ok(Json(CancelResponse { job_id: id, outcome }))
 }
 
+/// Deletes a finished job (completed, cancelled or dead) for good: its record, result and
+/// error. A job that may still run is a conflict: cancel it first.
+#[utoipa::path(
+    delete, path = "/api/v1/jobs/job/{job_id}", operation_id = "delete_job", tag = "jobs",
+    params(("job_id" = Uuid, Path, description = "The job's id")),
+    responses(
+        (status = 200, body = DeleteResponse),
+        (status = 400, description = "Not a job id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job may still run (pending, delayed, retrying, running)", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn delete_job(
+    AxumState(s): AxumState<ApiState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let id = job_id(&raw)?;
+    s.service().queue().delete_job(id).await?;
+    Ok(Json(DeleteResponse { job_id: id, deleted: true }))
+}
+
+/// Retries, cancels or deletes each job of one page of a state's jobs.
+///
+/// The page is the one `GET /api/v1/jobs/jobs` would list for the same state, filters,
+/// cursor and limit (at most 1,000 jobs looked at); each job is acted on in its own atomic
+/// step, and one that changed state since it was listed is reported in `failures`, not
+/// acted on. Call again with `next_cursor` until it is `null` (for `pending`, while
+/// `matched` is not 0).
+#[utoipa::path(
+    post, path = "/api/v1/jobs/jobs/bulk", operation_id = "bulk_jobs", tag = "jobs",
+    request_body = BulkRequest,
+    responses(
+        (status = 200, body = BulkReport),
+        (status = 400, description = "An action that does not apply to the state, an unknown state, a cursor this server did not hand out for that state, an invalid limit", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn bulk_jobs(
+    AxumState(s): AxumState<ApiState>,
+    ApiJson(req): ApiJson<BulkRequest>,
+) -> Result<Json<BulkReport>, ApiError> {
+    let n = match req.limit {
+        None => DEFAULT_LIMIT as usize,
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid_request(format!(
+                "field `limit`: must be between 1 and {MAX_LIMIT}, found {n}"
+            )));
+        }
+    };
+    let sel = selection(&req.state, req.name, req.user_id, req.cursor.as_deref(), n)?;
+    if !req.action.states().contains(&sel.state()) {
+        return Err(ApiError::invalid_request(format!(
+            "field `action`: {} applies to {} jobs, not {}",
+            req.action.as_str(),
+            req.action.states().join(", "),
+            sel.state()
+        )));
+    }
+    Ok(Json(s.service().queue().bulk(req.action, &sel).await?))
+}
+
 /// Runs a retrying job now, or puts a dead one back in its queue.
 ///
 /// A `retrying` job (waiting for the backoff of its next attempt) goes to the tail of its
@@ -277,9 +346,6 @@ pub async fn pending(
     Ok(Json(job_list(jobs)))
 }
 
-/// The states `GET /api/v1/jobs/jobs` takes, as the 400 lists them.
-const STATES: &str = "pending, scheduled, retrying, running, completed, cancelled or failed";
-
 /// Jobs of one state, newest first, filtered by handler and user, paged by cursor.
 ///
 /// `pending` lists the first `limit` ready jobs in the order they will run (all
@@ -306,7 +372,9 @@ pub async fn list_jobs(
 ) -> Result<Json<JobPageResponse>, ApiError> {
     let state = q.state.as_deref().unwrap_or_default();
     if state.is_empty() {
-        return Err(ApiError::invalid_request(format!("field `state`: required, one of {STATES}")));
+        return Err(ApiError::invalid_request(format!(
+            "field `state`: required, one of {SELECTION_STATES}"
+        )));
     }
     let n = match q.limit {
         None => DEFAULT_LIMIT as usize,
@@ -318,31 +386,8 @@ pub async fn list_jobs(
         }
     };
     let queue = s.service().queue();
-    let (jobs, next) = if state == "pending" {
-        if q.cursor.is_some() {
-            return Err(ApiError::invalid_request(
-                "field `cursor`: pending jobs are listed in the order they will run, without a cursor",
-            ));
-        }
-        let mut jobs = queue.pending_jobs(None, n).await?;
-        jobs.retain(|j| {
-            q.name.as_deref().is_none_or(|x| j.name == x)
-                && q.user_id.as_deref().is_none_or(|u| j.user_id.as_deref() == Some(u))
-        });
-        (jobs, None)
-    } else {
-        let Some(st) = ListState::parse(state) else {
-            let shown: String = state.chars().take(32).collect();
-            return Err(ApiError::invalid_request(format!(
-                "field `state`: unknown state `{shown}`, expected {STATES}"
-            )));
-        };
-        let cursor = q.cursor.as_deref().map(|c| ListCursor::parse(c, st)).transpose()?;
-        let req =
-            ListRequest { name: q.name, user_id: q.user_id, cursor, ..ListRequest::new(st, n) };
-        let page = queue.list_jobs(&req).await?;
-        (page.jobs, page.cursor.map(|c| c.to_string()))
-    };
+    let sel = selection(state, q.name, q.user_id, q.cursor.as_deref(), n)?;
+    let (jobs, next) = queue.select(&sel).await?;
     let counts = StateCounts::from(&queue.stats().await?);
     Ok(Json(JobPageResponse {
         state: state.to_owned(),
@@ -351,6 +396,26 @@ pub async fn list_jobs(
         next_cursor: next,
         counts,
     }))
+}
+
+/// The selection of a request's `state`, filters, `cursor` and `limit`, or the 400 that
+/// names the field.
+fn selection(
+    state: &str,
+    name: Option<String>,
+    user_id: Option<String>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Selection, ApiError> {
+    Selection::parse(state, name, user_id, cursor, limit).map_err(|e| match e {
+        SelectionError::UnknownState(shown) => ApiError::invalid_request(format!(
+            "field `state`: unknown state `{shown}`, expected {SELECTION_STATES}"
+        )),
+        SelectionError::CursorForPending => ApiError::invalid_request(
+            "field `cursor`: pending jobs are listed in the order they will run, without a cursor",
+        ),
+        SelectionError::Cursor(e) => e.into(),
+    })
 }
 
 fn job_list(jobs: Vec<Job>) -> JobListResponse {

@@ -209,12 +209,13 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(schedules::stats))
         .routes(routes!(stats::handlers))
         .routes(routes!(jobs::enqueue))
-        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(jobs::job_result))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_job))
         .routes(routes!(jobs::pending))
         .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::bulk_jobs))
         .routes(routes!(jobs::list_dlq, jobs::clear_dlq))
         .routes(routes!(jobs::retry_dlq))
         .routes(routes!(queues::list))
@@ -550,7 +551,7 @@ mod tests {
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 27, "{paths:?}");
+        assert_eq!(paths.len(), 28, "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/stats/throughput"), "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/queues/{name}/resume"), "{paths:?}");
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::backend::{CancelOutcome, ThroughputBucket};
+use crate::bulk::BulkAction;
 use crate::flow::LimitsInfo;
 use crate::job::{Job, JobId, JobPriority, JobStatus};
 use crate::schedule::ScheduleInfo;
@@ -450,4 +451,38 @@ pub struct QueuePauseResponse {
     pub paused: bool,
     /// Whether this call changed it (`false`: it was so already).
     pub changed: bool,
+}
+
+/// A job deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    /// The job.
+    pub job_id: JobId,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// One action on each job of one page of a state's jobs (`POST /api/v1/jobs/jobs/bulk`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// `retry` (for `retrying` and `failed`), `cancel` (`pending`, `scheduled`, `retrying`,
+    /// `running`) or `delete` (`completed`, `cancelled`, `failed`).
+    pub action: BulkAction,
+    /// The state whose jobs are acted on, as `GET /api/v1/jobs/jobs` lists them.
+    #[schema(pattern = "^(pending|scheduled|retrying|running|completed|cancelled|failed)$")]
+    pub state: String,
+    /// Only jobs of this handler.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Only jobs of this user.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Where to start: the `next_cursor` of the previous call (not for `pending`).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// At most this many jobs (default 100).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }

@@ -252,9 +252,17 @@ pub(super) enum Command {
         /// The job id.
         id: String,
     },
+    /// Delete a finished job (completed, cancelled or dead) for good.
+    Delete {
+        /// The job id.
+        id: String,
+    },
     /// List jobs of one state, newest first: pending, scheduled, retrying, running,
     /// completed, cancelled or failed.
     Jobs(Box<JobsArgs>),
+    /// Retry, cancel or delete each job of one page of a state's jobs (filtered as `jobs`
+    /// filters them); prints the cursor of the next page.
+    Bulk(Box<BulkArgs>),
     /// Run a retrying job now (without waiting for its backoff), or put a dead one back.
     Retry {
         /// The job id.
@@ -343,6 +351,17 @@ pub(super) struct JobsArgs {
     /// Go on where the previous page ended (the cursor it printed).
     #[arg(long)]
     pub(super) cursor: Option<String>,
+}
+
+/// `bulk`'s arguments.
+#[derive(Debug, Args)]
+pub(super) struct BulkArgs {
+    /// retry (retrying, failed), cancel (pending, scheduled, retrying, running) or delete
+    /// (completed, cancelled, failed).
+    pub(super) action: String,
+    /// Which jobs.
+    #[command(flatten)]
+    pub(super) jobs: JobsArgs,
 }
 
 /// `schedules …`.

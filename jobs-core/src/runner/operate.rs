@@ -1,11 +1,13 @@
 //! The operator subcommands: `handlers` (this binary's), and against a deployment's Redis
-//! `enqueue`, `job`, `cancel`, `stats`, `queues …`, `dlq …` and `schedules …`. Each prints a human line
+//! `enqueue`, `job`, `cancel`, `delete`, `jobs`, `bulk`, `stats`, `queues …`, `dlq …` and
+//! `schedules …`. Each prints a human line
 //! per item, or one JSON document with `--json`.
 
 use serde::Serialize;
 
-use super::cli::{Command, DlqOp, EnqueueArgs, JobsArgs, QueueOp, ScheduleOp};
+use super::cli::{BulkArgs, Command, DlqOp, EnqueueArgs, JobsArgs, QueueOp, ScheduleOp};
 use super::{RunnerEnv, backend, secs, show};
+use crate::bulk::{BulkAction, SELECTION_STATES, Selection, SelectionError};
 use crate::context::State;
 use crate::error::{Error, Result};
 use crate::job::{EnqueueOutcome, JobId, JobPriority};
@@ -30,6 +32,14 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
             print(json, &job, || show::job(&job))
         }
         Command::Cancel { id } => cancel(&queue, json, &id).await,
+        Command::Delete { id } => {
+            let id: JobId = id.parse()?;
+            queue.delete_job(id).await?;
+            print(json, &serde_json::json!({ "id": id, "deleted": true }), || {
+                format!("deleted {id}")
+            })
+        }
+        Command::Bulk(args) => bulk(&queue, json, *args).await,
         Command::Stats => stats(&queue, json).await,
         Command::Queues { op } => queues(&queue, json, op.unwrap_or(QueueOp::List)).await,
         Command::Jobs(args) => jobs(&queue, json, *args).await,
@@ -178,42 +188,47 @@ async fn cancel(queue: &crate::JobQueue, json: bool, id: &str) -> Result<()> {
 
 /// `jobs --state …`: one page, as `GET /api/v1/jobs/jobs` lists it.
 async fn jobs(queue: &crate::JobQueue, json: bool, a: JobsArgs) -> Result<()> {
-    use crate::backend::{LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
-    let states = "pending, scheduled, retrying, running, completed, cancelled or failed";
-    if !(1..=LIST_SCAN_LIMIT).contains(&a.limit) {
-        return Err(Error::InvalidJob {
-            reason: format!("--limit must be between 1 and {LIST_SCAN_LIMIT}, found {}", a.limit),
-        });
-    }
-    let (jobs, cursor) = if a.state == "pending" {
-        if a.cursor.is_some() {
-            return Err(Error::InvalidJob {
-                reason: "pending jobs are listed in the order they will run, without --cursor"
-                    .into(),
-            });
-        }
-        let mut jobs = queue.pending_jobs(None, a.limit).await?;
-        jobs.retain(|j| {
-            a.name.as_deref().is_none_or(|x| j.name == x)
-                && a.user_id.as_deref().is_none_or(|u| j.user_id.as_deref() == Some(u))
-        });
-        (jobs, None)
-    } else {
-        let state = ListState::parse(&a.state).ok_or_else(|| Error::InvalidJob {
-            reason: format!("--state `{}` is not a state; expected {states}", a.state),
-        })?;
-        let cursor = a.cursor.as_deref().map(|c| ListCursor::parse(c, state)).transpose()?;
-        let req = ListRequest {
-            name: a.name.clone(),
-            user_id: a.user_id.clone(),
-            cursor,
-            ..ListRequest::new(state, a.limit)
-        };
-        let page = queue.list_jobs(&req).await?;
-        (page.jobs, page.cursor.map(|c| c.to_string()))
-    };
+    let sel = selection(&a.state, a.name, a.user_id, a.cursor.as_deref(), a.limit)?;
+    let (jobs, cursor) = queue.select(&sel).await?;
     let value = serde_json::json!({ "state": a.state, "jobs": jobs, "next_cursor": cursor });
     print(json, &value, || show::job_page(&a.state, &jobs, cursor.as_deref()))
+}
+
+/// The selection of `--state`, `--name`, `--user-id`, `--cursor` and `--limit`, or an
+/// error naming the flag.
+fn selection(
+    state: &str,
+    name: Option<String>,
+    user_id: Option<String>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Selection> {
+    use crate::backend::LIST_SCAN_LIMIT;
+    if !(1..=LIST_SCAN_LIMIT).contains(&limit) {
+        return Err(Error::InvalidJob {
+            reason: format!("--limit must be between 1 and {LIST_SCAN_LIMIT}, found {limit}"),
+        });
+    }
+    Selection::parse(state, name, user_id, cursor, limit).map_err(|e| match e {
+        SelectionError::UnknownState(shown) => Error::InvalidJob {
+            reason: format!("--state `{shown}` is not a state; expected {SELECTION_STATES}"),
+        },
+        SelectionError::CursorForPending => Error::InvalidJob {
+            reason: "pending jobs are listed in the order they will run, without --cursor".into(),
+        },
+        SelectionError::Cursor(e) => e,
+    })
+}
+
+/// `bulk <action> --state …`: the action on each job of one page of the selection.
+async fn bulk(queue: &crate::JobQueue, json: bool, a: BulkArgs) -> Result<()> {
+    let action = BulkAction::parse(&a.action).ok_or_else(|| Error::InvalidJob {
+        reason: format!("`{}` is not a bulk action; expected retry, cancel or delete", a.action),
+    })?;
+    let j = a.jobs;
+    let sel = selection(&j.state, j.name, j.user_id, j.cursor.as_deref(), j.limit)?;
+    let report = queue.bulk(action, &sel).await?;
+    print(json, &report, || show::bulk(&report))
 }
 
 async fn stats(queue: &crate::JobQueue, json: bool) -> Result<()> {

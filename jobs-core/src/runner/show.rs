@@ -91,6 +91,24 @@ pub(super) fn job(j: &Job) -> String {
     fields(&rows)
 }
 
+/// `bulk`: what was done, each job not acted on, and where the next page starts.
+pub(super) fn bulk(r: &crate::bulk::BulkReport) -> String {
+    let mut out = format!(
+        "{}: {} of {} matching {} jobs",
+        r.action.as_str(),
+        r.succeeded,
+        r.matched,
+        r.state
+    );
+    for f in &r.failures {
+        out.push_str(&format!("\n  {}: {}", f.job_id, f.error));
+    }
+    if let Some(c) = &r.next_cursor {
+        out.push_str(&format!("\nnext page: --cursor {c}"));
+    }
+    out
+}
+
 /// `queues`: each queue's ready jobs per priority, and whether it is paused.
 pub(super) fn queues(qs: &[QueueInfo]) -> String {
     let rows: Vec<Vec<String>> = qs

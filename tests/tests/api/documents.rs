@@ -81,7 +81,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/scheduler/stats", &["get"]),
         ("/api/v1/jobs/handlers", &["get"]),
         ("/api/v1/jobs/enqueue", &["post"]),
-        ("/api/v1/jobs/job/{job_id}", &["get"]),
+        ("/api/v1/jobs/job/{job_id}", &["get", "delete"]),
         ("/api/v1/jobs/job/{job_id}/result", &["get"]),
         ("/api/v1/jobs/job/{job_id}/cancel", &["post"]),
         ("/api/v1/jobs/pending", &["get"]),
@@ -94,6 +94,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/scheduled/{name}/disable", &["post"]),
         ("/api/v1/jobs/scheduled/{name}/run", &["post"]),
         ("/api/v1/jobs/jobs", &["get"]),
+        ("/api/v1/jobs/jobs/bulk", &["post"]),
         ("/api/v1/jobs/job/{job_id}/retry", &["post"]),
         ("/api/v1/jobs/queues", &["get"]),
         ("/api/v1/jobs/queues/{name}/pause", &["post"]),
@@ -111,7 +112,7 @@ async fn openapi_document_describes_every_endpoint() {
             }
         }
     }
-    assert_eq!(paths.len(), 27);
+    assert_eq!(paths.len(), 28);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

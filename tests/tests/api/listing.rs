@@ -168,3 +168,103 @@ async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
         "invalid_job_id",
     );
 }
+
+/// Fails the next ready job for good (no retries left): it is dead.
+async fn kill_next(fx: &Fixture) -> JobId {
+    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+    let b = fx.service.queue().backend().clone();
+    let req = FetchRequest {
+        queues: Vec::new(),
+        max: 1,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(60),
+        grace: Duration::ZERO,
+    };
+    let lease = b.fetch(&req).await.expect("fetch").jobs[0].lease;
+    let f = Failure {
+        lease,
+        error: "boom".into(),
+        retryable: false,
+        retry: RetryPolicy::default(),
+        retry_after: None,
+    };
+    assert_eq!(b.fail(&f).await.expect("fail"), FailOutcome::Dead);
+    lease.id
+}
+
+#[tokio::test]
+async fn bulk_actions_act_on_one_filtered_page_and_say_where_the_next_starts() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        enqueue(r, json!({"name": "api_noargs", "max_retries": 0})).await;
+        dead.push(kill_next(&fx).await);
+    }
+    enqueue(r, json!({"name": "api_sync", "args": sync_args(), "max_retries": 0})).await;
+    let other = kill_next(&fx).await;
+    let bulk = "/api/v1/jobs/jobs/bulk";
+
+    // Retry the dead api_noargs jobs, two per call: the handler filter leaves the other.
+    let body = json!({"action": "retry", "state": "failed", "name": "api_noargs", "limit": 2});
+    let got = post(r, bulk, body.clone()).await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!((got.1["matched"].as_u64(), got.1["succeeded"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(got.1["failures"], json!([]));
+    let cursor = got.1["next_cursor"].as_str().expect("more to go").to_owned();
+    let mut next = body.clone();
+    next["cursor"] = json!(cursor);
+    let got = post(r, bulk, next).await;
+    assert_eq!((got.1["matched"].as_u64(), got.1["next_cursor"].is_null()), (Some(1), true));
+    for id in &dead {
+        assert_eq!(get(r, &format!("/api/v1/jobs/job/{id}")).await.1["status"], "pending");
+    }
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{other}")).await.1["status"], "failed");
+
+    // Cancel the pending ones of the user of none of them: nothing; then all three.
+    let got = post(r, bulk, json!({"action": "cancel", "state": "pending", "user_id": "x"})).await;
+    assert_eq!(got.1["matched"], 0, "{}", got.1);
+    let got = post(r, bulk, json!({"action": "cancel", "state": "pending"})).await;
+    assert_eq!((got.1["matched"].as_u64(), got.1["succeeded"].as_u64()), (Some(3), Some(3)));
+    // Delete the cancelled ones, and the dead one by id.
+    let got = post(r, bulk, json!({"action": "delete", "state": "cancelled"})).await;
+    assert_eq!(got.1["succeeded"], 3, "{}", got.1);
+    for id in &dead {
+        assert_error(&get(r, &format!("/api/v1/jobs/job/{id}")).await, 404, "job_not_found");
+    }
+    let got = call(r, Method::DELETE, &format!("/api/v1/jobs/job/{other}"), None).await;
+    assert_eq!(got, (StatusCode::OK, json!({"job_id": other.to_string(), "deleted": true})));
+    let got = call(r, Method::DELETE, &format!("/api/v1/jobs/job/{other}"), None).await;
+    assert_error(&got, 404, "job_not_found");
+    let stats = get(r, "/api/v1/jobs/queue/stats").await.1;
+    assert_eq!(
+        (stats["dead_letter"].as_u64(), stats["total_pending"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    // A job that may still run is not deleted; an action that does not fit the state, an
+    // unknown state or action, and a limit out of range are 400s naming the field.
+    let waiting = enqueue(r, json!({"name": "api_noargs"})).await;
+    let got = call(r, Method::DELETE, &format!("/api/v1/jobs/job/{waiting}"), None).await;
+    assert_error(&got, 409, "invalid_state");
+    let msg = assert_error(
+        &post(r, bulk, json!({"action": "delete", "state": "pending"})).await,
+        400,
+        "invalid_request",
+    );
+    assert!(msg.contains("`action`") && msg.contains("completed"), "{msg}");
+    let msg = assert_error(
+        &post(r, bulk, json!({"action": "retry", "state": "dead"})).await,
+        400,
+        "invalid_request",
+    );
+    assert!(msg.contains("`state`"), "{msg}");
+    assert_error(
+        &post(r, bulk, json!({"action": "purge", "state": "failed"})).await,
+        400,
+        "invalid_request",
+    );
+    let body = json!({"action": "retry", "state": "failed", "limit": 0});
+    assert_error(&post(r, bulk, body).await, 400, "invalid_request");
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{waiting}")).await.1["status"], "pending");
+}

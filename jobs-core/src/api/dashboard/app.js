@@ -753,6 +753,7 @@ pages.jobs = {
       h('section', { 'aria-labelledby': 's-title' },
         h('h2', { id: 's-title' }, st.label, h('span', { class: 'muted small' }, ` ${st.about}`)),
         filters,
+        h('div', { id: 'bulk-actions', class: 'actions' }),
         h('div', { id: 'state-jobs' }, h('p', { class: 'muted' }, 'Loading…')),
         h('p', { id: 'state-pager', class: 'small' })));
   },
@@ -790,6 +791,28 @@ pages.jobs = {
         page.next_cursor
           ? `No ${filtered ? 'matching ' : ''}jobs among the 1,000 looked at: see the older ones.`
           : `No ${filtered ? 'matching ' : ''}jobs here (${st.about}).`));
+      // One action on every job of this page (the same state, filters and cursor), each
+      // in its own step on the server; a job that moved on meanwhile is reported.
+      const bulk = (action, label, cls) => h('button', { type: 'button', class: cls, dataset: { bulk: action }, onclick: async (ev) => {
+        const btn = ev.currentTarget;
+        const n = page.jobs.length;
+        if (!(await confirmDialog(`${label} the ${fmtNum(n)} ${st.label.toLowerCase()} job${n === 1 ? '' : 's'} shown?${action === 'delete' ? ' This cannot be undone.' : ''}`, label))) return;
+        await busy(btn, async () => {
+          const body = { action, state: st.name, limit: 100 };
+          for (const k of ['name', 'user_id', 'cursor']) if (params.get(k)) body[k] = params.get(k);
+          const r = await api('POST', 'jobs/bulk', body);
+          const missed = r.failures.length ? ` ${fmtNum(r.failures.length)} had moved on: ${r.failures[0].error}` : '';
+          flash(`${label}: ${fmtNum(r.succeeded)} of ${fmtNum(r.matched)} jobs.${missed}`, r.failures.length ? 'bad' : 'ok');
+          await pages.jobs.refresh(root, params);
+        });
+      } }, `${label} ${fmtNum(page.jobs.length)} shown`);
+      const actions = [];
+      if (page.jobs.length) {
+        if (retryable) actions.push(bulk('retry', 'Retry', 'primary'));
+        if (['scheduled', 'retrying', 'running'].includes(st.name)) actions.push(bulk('cancel', 'Cancel', ''));
+        if (['completed', 'cancelled', 'failed'].includes(st.name)) actions.push(bulk('delete', 'Delete', 'danger'));
+      }
+      $('#bulk-actions', root).replaceChildren(...actions);
       const pager = [];
       if (params.get('cursor')) pager.push(h('a', { href: jobsHref(params, { cursor: null }), id: 'state-newest' }, '← Newest'), ' ');
       if (page.next_cursor) pager.push(h('a', { href: jobsHref(params, { cursor: page.next_cursor }), id: 'state-older' }, 'Older →'));
