@@ -179,3 +179,36 @@ async fn a_wait_and_fetch_whose_library_vanished_still_leases_the_job() {
     assert_eq!(ids, [job.id], "the job that woke the wait is leased");
     assert_eq!(libraries(&server).len(), 1, "the library is loaded again");
 }
+
+/// The library keeps the key names it built for the last call's namespace: calls that
+/// alternate between two namespaces, one by one, each see only their own jobs and counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_alternating_between_namespaces_each_touch_only_their_own_keys() {
+    let server = RedisServer::start();
+    let open = |ns: &'static str| {
+        let cfg = RedisConfig::new(&server.url()).namespace(ns);
+        async move { RedisBackend::connect(cfg).await.unwrap_or_else(|e| panic!("{ns}: {e}")) }
+    };
+    let (a, b) = (open("alt-a").await, open("alt-b").await);
+    let req = FetchRequest {
+        queues: Vec::new(),
+        max: 10,
+        worker_id: "w".into(),
+        lease: Duration::from_secs(30),
+        grace: Duration::from_secs(5),
+    };
+    for round in 0..5 {
+        let ja = NewJob::new("in_a", json!({ "round": round }));
+        a.enqueue(std::slice::from_ref(&ja)).await.expect("enqueue a");
+        for _ in 0..2 {
+            b.enqueue(&[NewJob::new("in_b", json!({ "round": round }))]).await.expect("enqueue b");
+        }
+        let got = a.fetch(&req).await.expect("fetch a");
+        let names: Vec<&str> = got.jobs.iter().map(|j| j.job.name.as_str()).collect();
+        assert_eq!(names, ["in_a"], "round {round}");
+        assert_eq!(got.jobs[0].job.id, ja.id);
+    }
+    let (sa, sb) = (a.stats().await.expect("stats a"), b.stats().await.expect("stats b"));
+    assert_eq!((sa.counters.enqueued, sa.processing, sa.total_pending), (5, 5, 0));
+    assert_eq!((sb.counters.enqueued, sb.processing, sb.total_pending), (10, 0, 10));
+}

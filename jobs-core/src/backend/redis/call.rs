@@ -68,7 +68,7 @@ pub(super) async fn functions_available(
 }
 
 impl RedisBackend {
-    /// Sends one call of `op` with the namespace's keys, `request` as `KEYS[28]` if given,
+    /// Sends one call of `op` with the namespace's jobs key, `request` as `KEYS[2]` if given,
     /// and `args`. A node that does not have the library (restarted, failed over to a
     /// server that never had it) gets it loaded, and the call is sent once more: it did not
     /// run.
@@ -103,7 +103,7 @@ impl RedisBackend {
         }
     }
 
-    /// The `EVALSHA` of `op`'s script with the namespace's keys, `request` and `args`.
+    /// The `EVALSHA` of `op`'s script with the namespace's jobs key, `request` and `args`.
     fn invocation<'a>(
         &self,
         op: &'a Op,
@@ -111,9 +111,7 @@ impl RedisBackend {
         args: &Args,
     ) -> ::redis::ScriptInvocation<'a> {
         let mut inv = op.script.prepare_invoke();
-        for k in self.keys.all() {
-            inv.key(k);
-        }
+        inv.key(self.keys.jobs());
         if let Some(request) = request {
             inv.key(request);
         }
@@ -123,14 +121,10 @@ impl RedisBackend {
         inv
     }
 
-    /// The `FCALL` of `op` with the namespace's keys, `request` and `args`.
+    /// The `FCALL` of `op` with the namespace's jobs key, `request` and `args`.
     fn fcall(&self, op: &Op, request: Option<&str>, args: &Args) -> Cmd {
-        let keys = self.keys.all();
         let mut cmd: Cmd = ::redis::cmd("FCALL");
-        cmd.arg(&op.function).arg(keys.len() + usize::from(request.is_some()));
-        for k in keys {
-            cmd.arg(k);
-        }
+        cmd.arg(&op.function).arg(1 + usize::from(request.is_some())).arg(self.keys.jobs());
         if let Some(request) = request {
             cmd.arg(request);
         }

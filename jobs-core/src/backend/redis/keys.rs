@@ -2,17 +2,18 @@
 //!
 //! Keys are `<prefix>:{<namespace>}:<suffix>`. The braces are a Redis Cluster hash tag: all
 //! keys of one namespace hash to one slot, so every script can touch any of them, on a
-//! single server and on a cluster alike. Scripts never build key names; every script gets
-//! the same fixed list ([`Keys::all`]) and refers to its entries by position, so the set of
-//! keys a script may touch is always declared — but for a named queue's own keys (its
-//! four pending lists and its marker, [`Keys::queue_pending`], [`Keys::queue_marker`]),
-//! which `lib.lua` builds from the same base, so in the same hash slot: their names come
-//! from the jobs' records and the worker's call, not from a fixed list.
+//! single server and on a cluster alike. A script call declares one key, the jobs hash
+//! ([`Keys::jobs`]: the slot it runs in), and a request key when it may be retried;
+//! `lib.lua` builds the others from the same base and [`SUFFIXES`], in this order ([`Keys::all`]
+//! lists the same names for the client), and a named queue's own keys (its four pending
+//! lists and its marker, [`Keys::queue_pending`], [`Keys::queue_marker`]) from the names in
+//! the jobs' records and the worker's call.
 
 use crate::error::{Error, Result};
 
-/// Position of each key in [`Keys::all`]; `lib.lua` names them in the same order.
-const SUFFIXES: [&str; 27] = [
+/// Position of each key in [`Keys::all`]; `lib.lua` builds them in this order (`KK`), from
+/// this list (the scripts' source is prefixed with it).
+pub(super) const SUFFIXES: [&str; 27] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -154,7 +155,7 @@ impl Keys {
     }
     /// STRING, the stored reply of one state-changing call (`req:<request id>`), kept a
     /// short while so that a retry of the call answers what the call did (see `scripts.rs`).
-    /// The only key not in [`Keys::all`]: a call that has one passes it after those.
+    /// Not in [`Keys::all`]: a call that has one passes it as `KEYS[2]`, after the jobs key.
     pub fn request(&self, request_id: &str) -> String {
         format!("{}req:{request_id}", self.base)
     }

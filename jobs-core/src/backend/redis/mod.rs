@@ -191,7 +191,7 @@ impl RedisBackend {
     }
 
     /// Runs a script that changes state under a new request id (its key after the
-    /// namespace's, `KEYS[28]`, and [`Self::reply_ttl`] as the last argument), and sends
+    /// namespace's, `KEYS[2]`, and [`Self::reply_ttl`] as the last argument), and sends
     /// it again with the same id, up to [`LOST_REPLY_RETRIES`] times, when its reply is lost
     /// (an I/O error: reset, timeout): the call may have run, and the script answers a
     /// repeat with the first run's reply (see `scripts.rs`). The cluster client also
@@ -232,7 +232,7 @@ impl RedisBackend {
         (request, a)
     }
 
-    /// The key of a new request id (`KEYS[28]`, see [`Self::run_retried`]).
+    /// The key of a new request id (`KEYS[2]`, see [`Self::run_retried`]).
     fn new_request_key(&self) -> String {
         self.keys.request(&uuid::Uuid::new_v4().simple().to_string())
     }

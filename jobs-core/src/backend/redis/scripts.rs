@@ -25,7 +25,7 @@
 //!
 //! A call whose reply is lost (a reset, a timeout) is sent again, by the cluster client or
 //! by the backend ([`RedisBackend::run_retried`](super::RedisBackend)), although it may
-//! have run. Each such call carries a request id, passed as the key `KEYS[28]`
+//! have run. Each such call carries a request id, passed as the key `KEYS[2]`
 //! ([`Keys::request`](super::keys::Keys::request), in the namespace's hash slot). The
 //! scripts in [`REPLAYED`] are wrapped by [`with_replay`]: the first run stores its reply
 //! there (`SET PX`, in the same atomic step as its writes), and a run that finds it
@@ -48,14 +48,14 @@ pub(crate) struct Op {
     pub(crate) function: String,
 }
 
-/// `body` run so that a repeat of one call (same request key, `KEYS[28]`) answers what
+/// `body` run so that a repeat of one call (same request key, `KEYS[2]`) answers what
 /// the first run answered and does nothing else. Without the key the body runs as it is.
 /// With it, the last argument (after the body's own) is how long the reply is kept, ms.
 /// The body becomes a function; its replies (tables, numbers, strings, error replies) are
 /// stored with `cmsgpack`, which keeps integers exact.
 fn with_replay(body: &str) -> String {
     format!(
-        "local K_REQ = KEYS[28]\n\
+        "local K_REQ = KEYS[2]\n\
          if K_REQ then\n  \
            local prev = redis.call('GET', K_REQ)\n  \
            if prev then return cmsgpack.unpack(prev) end\n\
@@ -127,6 +127,13 @@ fn code(file: &str, body: &str) -> String {
     if REPLAYED.contains(&file) { with_replay(body) } else { body.to_owned() }
 }
 
+/// `local SUFFIXES = {...}`: the namespace's key suffixes in [`Keys`](super::keys::Keys)'
+/// order, which `lib.lua`'s `bind()` builds the key names from.
+fn suffixes() -> String {
+    let list: Vec<String> = super::keys::SUFFIXES.iter().map(|s| format!("'{s}'")).collect();
+    format!("local SUFFIXES = {{ {} }}\n", list.join(", "))
+}
+
 /// The library: its name and its source (for `FUNCTION LOAD`).
 pub(crate) struct Library {
     pub(crate) name: String,
@@ -135,7 +142,7 @@ pub(crate) struct Library {
 
 /// The one library of every script (see the module docs).
 pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
-    let mut defs = format!("local KEYS, ARGV\n{LIB}\n{SCHED_LIB}\n");
+    let mut defs = format!("local KEYS, ARGV\n{}{LIB}\n{SCHED_LIB}\n", suffixes());
     for (name, file, body) in SOURCES {
         defs.push_str(&format!("local function op_{name}()\n{}\nend\n", code(file, body)));
     }
@@ -153,8 +160,8 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
 
 fn op(name: &str) -> Op {
     let (_, file, body) = SOURCES.iter().find(|(n, _, _)| *n == name).expect("a listed script");
-    let prelude =
-        if name.starts_with("sched_") { format!("{LIB}\n{SCHED_LIB}") } else { LIB.to_owned() };
+    let lib = format!("{}{LIB}", suffixes());
+    let prelude = if name.starts_with("sched_") { format!("{lib}\n{SCHED_LIB}") } else { lib };
     Op {
         script: Script::new(&format!("{prelude}\nbind()\n{}", code(file, body))),
         function: format!("{}_{name}", LIBRARY.name),

@@ -4,7 +4,7 @@
 -- ARGV[3]: lease ms, ARGV[4]: grace ms, ARGV[5]: promote limit, ARGV[6]: skip limit (the
 -- most dead entries, ghosts or unreadable records, one call takes out of the lists),
 -- ARGV[7]: m, the number of queues served, ARGV[8..7+m]: their names ('' the default),
--- KEYS[28] (optional): this call's request key, and then ARGV[8+m]: how long the leases
+-- KEYS[2] (optional): this call's request key, and then ARGV[8+m]: how long the leases
 -- handed out are kept for a retry of this call, ms (see scripts.rs)
 -- Returns: { now, next_due_in ms or -1, then per job: id, attempt, record (with args),
 --          last error or false }
@@ -20,7 +20,7 @@ for i = 1, m do
   end
   served[i] = q
 end
-local K_REQ, replay_ttl = KEYS[28], tonumber(ARGV[8 + m])
+local K_REQ, replay_ttl = KEYS[2], tonumber(ARGV[8 + m])
 local now = now_ms()
 
 -- A retry of a call whose reply was lost (a reset, a timeout) gets the leases that call

@@ -33,29 +33,43 @@
 -- A pending list entry is the job's id, or "<id>/<g>" for a record that has a generation:
 -- an entry belongs to the record only if their generations are equal.
 
--- The key names, set from KEYS by bind() at the start of every call (scripts.rs: an EVAL
--- script calls it after this prelude; in the function library, which defines all this once,
--- each function calls it first, which is safe because Redis runs one call at a time).
+-- The key names, set by bind() at the start of every call (scripts.rs: an EVAL script
+-- calls it after this prelude; in the function library, which defines all this once, each
+-- function calls it first, which is safe because Redis runs one call at a time). A call
+-- declares one key, KEYS[1], the namespace's jobs hash (for its hash slot; and KEYS[2], a
+-- request key, for a call that may be retried); every other name is BASE .. suffix, in the
+-- order of SUFFIXES (keys.rs, which the library's source is prefixed with). Every key of a
+-- namespace has its hash tag, so all are in the slot of the declared one.
 local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
 local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS, K_PROGRESS
 local K_DUE, K_QUEUES, BASE
+-- KK[i]: the i-th key of SUFFIXES. BOUND: the jobs key they were built for: in the function
+-- library these locals live on between calls, so a call for the namespace of the last one
+-- builds no name (passing the 27 names as KEYS cost each call about 2 us of server time).
+local KK, BOUND = {}, nil
 
 -- One reading of the server clock per script call (now_ms): every decision of one atomic
 -- step uses the same instant.
 local NOW = nil
 
 local function bind()
-  K_JOBS, K_RESULTS, K_ERRORS = KEYS[1], KEYS[2], KEYS[3]
-  K_PENDING = { KEYS[4], KEYS[5], KEYS[6], KEYS[7] } -- index = priority + 1
-  K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-  K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
-  K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KEYS[18], KEYS[19], KEYS[20], KEYS[21], KEYS[22]
-  K_UNIQUE, K_UJOBS, K_PROGRESS = KEYS[23], KEYS[24], KEYS[25]
-  K_DUE, K_QUEUES = KEYS[26], KEYS[27]
-  -- '<prefix>:{<namespace>}:', the start of every key (K_JOBS is BASE .. 'jobs').
-  BASE = string.sub(K_JOBS, 1, #K_JOBS - 4)
+  local jobs = KEYS[1]
+  if jobs ~= BOUND then
+    -- '<prefix>:{<namespace>}:', the start of every key (K_JOBS is BASE .. 'jobs').
+    BASE = string.sub(jobs, 1, #jobs - 4)
+    KK = {}
+    for i = 1, #SUFFIXES do KK[i] = BASE .. SUFFIXES[i] end
+    K_JOBS, K_RESULTS, K_ERRORS = KK[1], KK[2], KK[3]
+    K_PENDING = { KK[4], KK[5], KK[6], KK[7] } -- index = priority + 1
+    K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED = KK[8], KK[9], KK[10], KK[11], KK[12]
+    K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK = KK[13], KK[14], KK[15], KK[16], KK[17]
+    K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KK[18], KK[19], KK[20], KK[21], KK[22]
+    K_UNIQUE, K_UJOBS, K_PROGRESS = KK[23], KK[24], KK[25]
+    K_DUE, K_QUEUES = KK[26], KK[27]
+    BOUND = jobs
+  end
   NOW = nil
 end
 

@@ -1,5 +1,5 @@
 -- list_jobs: one page of one index, newest first (read only; see Backend::list_jobs).
--- ARGV[1]: the index's position in KEYS (8 scheduled, 9 retry, 10 active, 11 dead,
+-- ARGV[1]: the index's position in the key list (KK, lib.lua: 8 scheduled, 9 retry, 10 active, 11 dead,
 --          12 finished), ARGV[2]: the status letter a record must have ('' for any),
 -- ARGV[3], ARGV[4]: the cursor's score and id ('' for the top),
 -- ARGV[5]: limit (jobs returned), ARGV[6]: most entries examined,
@@ -8,7 +8,8 @@
 --          are these two values, so a plain find cannot match inside another field)
 -- Returns: { cursor score, cursor id ('' '' at the end), then id, record, error ('' for
 --          none) per job }
-local key = KEYS[tonumber(ARGV[1])]
+local key = KK[tonumber(ARGV[1])]
+if not key then return redis.error_reply('ERR list_jobs: no such index') end
 local want, cs, cm = ARGV[2], ARGV[3], ARGV[4]
 local limit, scan = tonumber(ARGV[5]), tonumber(ARGV[6])
 local fname, fuser = ARGV[7], ARGV[8]
