@@ -137,7 +137,8 @@ fn human_output_is_aligned_fields_and_tables() {
     // The values start in one column.
     let col = |l: &str| l.find(':').map(|i| i + l[i + 1..].find(|c| c != ' ').unwrap_or(0));
     assert_eq!(col(line("id")), col(line("priority")), "{job}");
-    assert_eq!(job.lines().count(), 15, "{job}");
+    assert_eq!(job.lines().count(), 16, "{job}");
+    assert!(line("queue").ends_with(" default"), "{job}");
 
     let stats = ok(&ns, &["stats"]);
     let lines: Vec<&str> = stats.lines().collect();
