@@ -4,7 +4,7 @@
 //! keys of one namespace hash to one slot, so every script can touch any of them, on a
 //! single server and on a cluster alike. A script call declares one key, the jobs hash
 //! ([`Keys::jobs`]: the slot it runs in), and a request key when it may be retried;
-//! `lib.lua` builds the others from the same base and [`SUFFIXES`], in this order ([`Keys::all`]
+//! `lib.lua` builds the others from the same base and `SUFFIXES`, in this order ([`Keys::all`]
 //! lists the same names for the client), and a named queue's own keys (its four pending
 //! lists and its marker, [`Keys::queue_pending`], [`Keys::queue_marker`]) from the names in
 //! the jobs' records and the worker's call.
