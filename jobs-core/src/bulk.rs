@@ -7,12 +7,16 @@
 //! the next page starts. A job that changed state between the listing and its step is
 //! reported, not acted on.
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobId};
 use crate::queue::JobQueue;
+
+/// How many of a bulk action's calls are in flight at once.
+const BULK_IN_FLIGHT: usize = 32;
 
 /// The states a selection takes, as errors list them.
 pub const SELECTION_STATES: &str =
@@ -114,6 +118,15 @@ impl BulkAction {
         Self::ALL.into_iter().find(|a| a.as_str() == text)
     }
 
+    /// Whether this action applies to jobs of `state`; if not, why, naming the states it
+    /// applies to.
+    pub fn check(self, state: &str) -> std::result::Result<(), String> {
+        if self.states().contains(&state) {
+            return Ok(());
+        }
+        Err(format!("{} applies to {} jobs, not {state}", self.as_str(), self.states().join(", ")))
+    }
+
     /// The states whose jobs this action applies to.
     pub fn states(self) -> &'static [&'static str] {
         match self {
@@ -177,15 +190,7 @@ impl JobQueue {
     /// [`Error::InvalidJob`] (nothing done) when the action does not apply to the state.
     pub async fn bulk(&self, action: BulkAction, sel: &Selection) -> Result<BulkReport> {
         let state = sel.state();
-        if !action.states().contains(&state) {
-            return Err(Error::InvalidJob {
-                reason: format!(
-                    "{} applies to {} jobs, not {state}",
-                    action.as_str(),
-                    action.states().join(", ")
-                ),
-            });
-        }
+        action.check(state).map_err(|reason| Error::InvalidJob { reason })?;
         let (jobs, next_cursor) = self.select(sel).await?;
         let mut report = BulkReport {
             action,
@@ -195,19 +200,28 @@ impl JobQueue {
             failures: Vec::new(),
             next_cursor,
         };
-        for job in jobs {
-            let done = match action {
-                BulkAction::Retry => self.retry_job(job.id).await,
-                BulkAction::Cancel => self.cancel_job(job.id).await.map(drop),
-                BulkAction::Delete => self.delete_job(job.id).await,
-            };
+        // One call per job, BULK_IN_FLIGHT of them in flight at once (pipelined on the
+        // connection), their answers taken in the page's order.
+        let done: Vec<(JobId, Result<()>)> = futures::stream::iter(jobs)
+            .map(|job| async move {
+                let r = match action {
+                    BulkAction::Retry => self.retry_job(job.id).await,
+                    BulkAction::Cancel => self.cancel_job(job.id).await.map(drop),
+                    BulkAction::Delete => self.delete_job(job.id).await,
+                };
+                (job.id, r)
+            })
+            .buffered(BULK_IN_FLIGHT)
+            .collect()
+            .await;
+        for (id, done) in done {
             match done {
                 Ok(()) => report.succeeded += 1,
                 // The job moved on since it was listed (or is gone): say so, go on.
                 Err(e @ (Error::InvalidState { .. } | Error::NotFound { .. })) => {
-                    report.failures.push(BulkFailure { job_id: job.id, error: e.to_string() });
+                    report.failures.push(BulkFailure { job_id: id, error: e.to_string() });
                 }
-                // The backend failed: stop; what was done is done, each step atomic.
+                // The backend failed: say so; what was done is done, each step atomic.
                 Err(e) => return Err(e),
             }
         }

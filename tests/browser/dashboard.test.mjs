@@ -28,7 +28,9 @@ async function cardValue(key) {
 
 before(async () => {
   redis = await startRedis();
-  runner = await startRunner(redis, { namespace: NS });
+  // The default queue and one more (`probe`), so that a paused default queue can be seen
+  // passed by: a probe job enqueued after a paused one runs, and the paused one waits.
+  runner = await startRunner(redis, { namespace: NS, extraArgs: ['--queues', 'default,probe'] });
   api = client(runner);
   browser = await launchBrowser();
   page = await browser.context.newPage();
@@ -408,7 +410,8 @@ describe('dashboard', () => {
 
     // A job enqueued now stays pending while the queue is paused, for every worker.
     const { job_id: id } = await api('POST', 'enqueue', { name: 'cleanup_data', args: {}, priority: 'high' });
-    await page.waitForTimeout(1500);
+    const { job_id: probe } = await api('POST', 'enqueue', { name: 'cleanup_data', args: {}, queue: 'probe' });
+    await waitFor('the probe job to run', async () => (await api('GET', `job/${probe}`)).status === 'completed');
     assert.equal((await api('GET', `job/${id}`)).status, 'pending');
     await open('queues');
     await row('default').locator('td[data-total="1"]').waitFor();

@@ -286,14 +286,9 @@ pub async fn bulk_jobs(
         }
     };
     let sel = selection(&req.state, req.name, req.user_id, req.cursor.as_deref(), n)?;
-    if !req.action.states().contains(&sel.state()) {
-        return Err(ApiError::invalid_request(format!(
-            "field `action`: {} applies to {} jobs, not {}",
-            req.action.as_str(),
-            req.action.states().join(", "),
-            sel.state()
-        )));
-    }
+    req.action
+        .check(sel.state())
+        .map_err(|why| ApiError::invalid_request(format!("field `action`: {why}")))?;
     Ok(Json(s.service().queue().bulk(req.action, &sel).await?))
 }
 

@@ -45,8 +45,7 @@ pub async fn pause(
     AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<QueuePauseResponse>, ApiError> {
-    let changed = s.service().queue().pause_queue(&name).await?;
-    Ok(Json(QueuePauseResponse { name, paused: true, changed }))
+    set_paused(&s, name, true).await
 }
 
 /// Resumes a paused queue: its workers are woken and take its jobs again.
@@ -65,6 +64,14 @@ pub async fn resume(
     AxumState(s): AxumState<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<QueuePauseResponse>, ApiError> {
-    let changed = s.service().queue().resume_queue(&name).await?;
-    Ok(Json(QueuePauseResponse { name, paused: false, changed }))
+    set_paused(&s, name, false).await
+}
+
+async fn set_paused(
+    s: &ApiState,
+    name: String,
+    paused: bool,
+) -> Result<Json<QueuePauseResponse>, ApiError> {
+    let changed = s.service().queue().backend().pause_queue(&name, paused).await?;
+    Ok(Json(QueuePauseResponse { name, paused, changed }))
 }

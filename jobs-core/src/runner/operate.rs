@@ -245,8 +245,7 @@ async fn queues(queue: &crate::JobQueue, json: bool, op: QueueOp) -> Result<()> 
         QueueOp::Pause { name } => (name, true),
         QueueOp::Resume { name } => (name, false),
     };
-    let changed =
-        if paused { queue.pause_queue(&name).await? } else { queue.resume_queue(&name).await? };
+    let changed = queue.backend().pause_queue(&name, paused).await?;
     let value = serde_json::json!({ "name": name, "paused": paused, "changed": changed });
     print(json, &value, || match (paused, changed) {
         (true, true) => format!("{name} paused"),

@@ -102,37 +102,16 @@ async fn jobs_refuses_a_bad_state_cursor_or_limit_naming_the_field() {
 
 #[tokio::test]
 async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
-    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+    use jobs_core::backend::FailOutcome;
     let fx = fixture().await;
     let r = &fx.router;
-    let b = fx.service.queue().backend().clone();
+    let hour = Duration::from_secs(3600);
     let take = |max_retries: u32| {
-        let b = b.clone();
+        let fx = &fx;
         async move {
-            let f = b
-                .fetch(&FetchRequest {
-                    queues: Vec::new(),
-                    max: 1,
-                    worker_id: "w".into(),
-                    lease: Duration::from_secs(60),
-                    grace: Duration::ZERO,
-                })
-                .await
-                .expect("fetch");
-            let lease = f.jobs[0].lease;
-            let hour = Duration::from_secs(3600);
-            let out = b
-                .fail(&Failure {
-                    lease,
-                    error: "boom".into(),
-                    retryable: true,
-                    retry: RetryPolicy::exponential(hour, hour),
-                    retry_after: None,
-                })
-                .await
-                .expect("fail");
+            let (id, out) = fail_next(fx, true, RetryPolicy::exponential(hour, hour)).await;
             assert_eq!(matches!(out, FailOutcome::Dead), max_retries == 0, "{out:?}");
-            lease.id
+            id
         }
     };
     let retrying = enqueue(r, json!({"name": "api_noargs", "max_retries": 3})).await;
@@ -169,9 +148,14 @@ async fn retry_runs_a_retrying_job_now_and_puts_a_dead_one_back() {
     );
 }
 
-/// Fails the next ready job for good (no retries left): it is dead.
-async fn kill_next(fx: &Fixture) -> JobId {
-    use jobs_core::backend::{FailOutcome, Failure, FetchRequest};
+/// Leases the next ready job and fails it (`retryable`, with `retry`); its id and what
+/// became of it.
+async fn fail_next(
+    fx: &Fixture,
+    retryable: bool,
+    retry: RetryPolicy,
+) -> (JobId, jobs_core::backend::FailOutcome) {
+    use jobs_core::backend::{Failure, FetchRequest};
     let b = fx.service.queue().backend().clone();
     let req = FetchRequest {
         queues: Vec::new(),
@@ -181,15 +165,15 @@ async fn kill_next(fx: &Fixture) -> JobId {
         grace: Duration::ZERO,
     };
     let lease = b.fetch(&req).await.expect("fetch").jobs[0].lease;
-    let f = Failure {
-        lease,
-        error: "boom".into(),
-        retryable: false,
-        retry: RetryPolicy::default(),
-        retry_after: None,
-    };
-    assert_eq!(b.fail(&f).await.expect("fail"), FailOutcome::Dead);
-    lease.id
+    let f = Failure { lease, error: "boom".into(), retryable, retry, retry_after: None };
+    (lease.id, b.fail(&f).await.expect("fail"))
+}
+
+/// Fails the next ready job for good (not retryable): it is dead.
+async fn kill_next(fx: &Fixture) -> JobId {
+    let (id, out) = fail_next(fx, false, RetryPolicy::default()).await;
+    assert_eq!(out, jobs_core::backend::FailOutcome::Dead);
+    id
 }
 
 #[tokio::test]

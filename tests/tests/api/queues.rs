@@ -91,8 +91,10 @@ async fn a_paused_queue_keeps_its_job_from_the_workers_until_resumed() {
     let r = &fx.router;
     assert_eq!(post(r, "/api/v1/jobs/queues/default/pause", json!({})).await.1["changed"], true);
     let id = enqueue(r, json!({"name": "api_noargs"})).await;
-    // The workers were woken by the enqueue and passed the queue by; the job waits.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A job of the other queue the workers serve (api_limited's), enqueued after: once it
+    // has run, a fetch has passed the paused queue by, and its job still waits.
+    let paid = enqueue(r, json!({"name": "api_limited", "args": sync_args()})).await;
+    wait_for_job(r, paid, |j| j["status"] == "completed").await;
     assert_eq!(get(r, &format!("/api/v1/jobs/job/{id}")).await.1["status"], "pending");
     assert_eq!(post(r, "/api/v1/jobs/queues/default/resume", json!({})).await.1["changed"], true);
     wait_for_job(r, id, |j| j["status"] == "completed").await;

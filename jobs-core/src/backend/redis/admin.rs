@@ -235,15 +235,25 @@ pub(super) async fn list_jobs(backend: &RedisBackend, req: &ListRequest) -> Resu
 }
 
 pub(super) async fn retry_dead(backend: &RedisBackend, id: JobId) -> Result<()> {
-    retry(backend, &SCRIPTS.retry_dead, id).await
+    one_job(backend, &SCRIPTS.retry_dead, id, "retry").await
 }
 
 pub(super) async fn retry_now(backend: &RedisBackend, id: JobId) -> Result<()> {
-    retry(backend, &SCRIPTS.retry_now, id).await
+    one_job(backend, &SCRIPTS.retry_now, id, "retry").await
 }
 
-/// `retry_dead` or `retry_now`, which answer alike.
-async fn retry(backend: &RedisBackend, op: &super::scripts::Op, id: JobId) -> Result<()> {
+pub(super) async fn delete(backend: &RedisBackend, id: JobId) -> Result<()> {
+    one_job(backend, &SCRIPTS.delete, id, "delete").await
+}
+
+/// A transition of one job by id (`retry_dead`, `retry_now`, `delete`), which all answer
+/// `{'OK'}`, `{'NOTFOUND'}` or `{'STATE', status letter}`; `what` names it in the errors.
+async fn one_job(
+    backend: &RedisBackend,
+    op: &super::scripts::Op,
+    id: JobId,
+    what: &'static str,
+) -> Result<()> {
     let reply: Vec<Value> = backend
         .run_retried(op, |inv| {
             inv.arg(id.to_string());
@@ -253,25 +263,9 @@ async fn retry(backend: &RedisBackend, op: &super::scripts::Op, id: JobId) -> Re
         Some("OK") => Ok(()),
         Some("NOTFOUND") => Err(Error::NotFound { id }),
         Some("STATE") => {
-            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "retry" })
+            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: what })
         }
-        other => Err(Error::Backend(format!("unexpected retry reply {other:?}"))),
-    }
-}
-
-pub(super) async fn delete(backend: &RedisBackend, id: JobId) -> Result<()> {
-    let reply: Vec<Value> = backend
-        .run_retried(&SCRIPTS.delete, |inv| {
-            inv.arg(id.to_string());
-        })
-        .await?;
-    match reply.first().map(text).transpose()? {
-        Some("OK") => Ok(()),
-        Some("NOTFOUND") => Err(Error::NotFound { id }),
-        Some("STATE") => {
-            Err(Error::InvalidState { id, status: status_letter(reply.get(1)), op: "delete" })
-        }
-        other => Err(Error::Backend(format!("unexpected delete reply {other:?}"))),
+        other => Err(Error::Backend(format!("unexpected {what} reply {other:?}"))),
     }
 }
 
