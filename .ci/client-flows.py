@@ -52,7 +52,7 @@ from jobs_api_client.api.jobs import (
     retry_job,
 )
 from jobs_api_client.api.meta import get_metrics, get_openapi_document
-from jobs_api_client.api.queues import list_queues, pause_queue, resume_queue
+from jobs_api_client.api.queues import list_limits, list_queues, pause_queue, resume_queue
 from jobs_api_client.api.scheduler import (
     delete_schedule,
     delete_schedule_named_register,
@@ -96,6 +96,7 @@ from jobs_api_client.models import (
     JobPriority,
     JobResultResponse,
     JobStatus,
+    LimitsResponse,
     NestedRegisterRequest,
     QueuePauseResponse,
     QueueStatsView,
@@ -320,6 +321,12 @@ def phase1(api, state):
     api.error(enqueue_job, 400, "invalid_queue",
               body=EnqueueRequest(name="sync_portfolio", args={"user_id": "u"}, queue="a b"))
     api.call(cancel_job, 200, CancelResponse, job_id=uuid.UUID(parked))
+
+    # Limits: the limiters in use, each with its bound; a count that matches the list.
+    limits = api.call(list_limits, 200, LimitsResponse)
+    check(limits.count == len(limits.limiters) and limits.parked >= 0, f"{limits}")
+    for lim in limits.limiters:
+        check(lim.max >= 1 and lim.name.endswith(lim.key), f"{lim}")
 
     c = api.call(cancel_job, 200, CancelResponse, job_id=uuid.UUID(delayed))
     check(c.outcome == CancelOutcome.CANCELLED and str(c.job_id) == delayed, f"{c}")

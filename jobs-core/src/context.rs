@@ -119,6 +119,8 @@ pub struct JobContext {
     name: Arc<str>,
     attempt: u32,
     user_id: Option<Arc<str>>,
+    /// When this delivery started, by the backend's clock (`None` for a context no fetch made).
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
     cancel: CancellationToken,
     /// The queue's parts ([`JobContext::queue`] rebuilds it): the context sits below the
     /// queue in the module graph, so it holds what the queue is made of, not the queue.
@@ -148,6 +150,7 @@ impl JobContext {
             name,
             attempt,
             user_id,
+            started_at: None,
             cancel: CancellationToken::new(),
             backend,
             defaults,
@@ -230,6 +233,18 @@ impl JobContext {
         self.attempt
     }
 
+    /// When this delivery started, by the backend's clock (the fetch's instant: the time a
+    /// rate limit counts), or `None` for a context no fetch made.
+    pub fn started_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.started_at
+    }
+
+    /// The same context with the delivery's start (set by [`for_job`](Self::for_job)).
+    pub(crate) fn with_started_at(mut self, t: Option<chrono::DateTime<chrono::Utc>>) -> Self {
+        self.started_at = t;
+        self
+    }
+
     /// The user the job acts for, if any.
     pub fn user_id(&self) -> Option<&str> {
         self.user_id.as_deref()
@@ -241,6 +256,16 @@ impl JobContext {
     /// before its task is aborted, and the job ends `cancelled` whatever it returns.
     pub fn cancellation_token(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Sends the job back because what it calls refused it (an HTTP 429, say): return the
+    /// error this makes, `return Err(ctx.rate_limited(retry_after))`. The job goes back
+    /// without using a retry, and its handler's rate limiters (`rate_limit(...)`) stay
+    /// closed for `delay` for every job of their keys, across every process; a handler
+    /// without a rate limit gets the job back after `delay`. See
+    /// [`JobError::rate_limited`](crate::JobError::rate_limited).
+    pub fn rate_limited(&self, delay: std::time::Duration) -> crate::JobError {
+        crate::JobError::rate_limited(delay)
     }
 
     /// Whether the job has been asked to stop.

@@ -30,8 +30,10 @@
 //! ```
 //!
 //! Uniqueness is enforced by the backends' enqueue ([`UniqueLock`]), named queues by their
-//! fetch (a worker's [`QueueSelection`](crate::QueueSelection)); the rate and concurrency
-//! limits are declared and listed but not enforced yet.
+//! fetch (a worker's [`QueueSelection`](crate::QueueSelection)), and the rate and
+//! concurrency limits by their fetch too: an enqueue computes each job's limiter keys
+//! ([`JobLimits::declared`]) and a job over a limit is parked until its limiter has a slot
+//! (the contract: [`backend::limits`](crate::backend::limits)).
 
 use std::fmt;
 use std::time::Duration;
@@ -47,6 +49,13 @@ pub use crate::job::{MAX_UNIQUE_KEY_LEN, MAX_UNIQUE_WINDOW, OnConflict, UniqueLo
 /// The default queue, the longest queue name and the rule names are held to, defined with
 /// the job (whose [`NewJob::queue`](crate::NewJob::queue) names one).
 pub use crate::job::{DEFAULT_QUEUE, MAX_QUEUE_NAME_LEN, check_queue_name};
+
+/// The limits one job is held to and what a backend shows of a limiter in use, defined
+/// with the job (whose [`NewJob::limits`](crate::NewJob::limits) holds them).
+pub use crate::job::{
+    JobLimits, Limiter, LimiterKind, LimiterUsage, MAX_CONCURRENCY, MAX_RATE, MAX_RATE_LIMITS,
+    MAX_RATE_PERIOD,
+};
 
 /// Everything a handler declares about how its jobs flow: its queue and its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,8 +160,8 @@ impl ConcurrencyLimit {
     }
 }
 
-/// A handler's limits as the stats, the API and the CLI list them (declared; the backends
-/// do not enforce them yet).
+/// A handler's limits as the stats, the API and the CLI list them, as declared (the
+/// limiters in use are [`LimiterUsage`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "api", derive(utoipa::ToSchema))]
 pub struct LimitsInfo {

@@ -65,6 +65,8 @@ pub struct JobError {
     error: Box<dyn StdError + Send + Sync + 'static>,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// Sent back by [`rate_limited`](Self::rate_limited): `retry_after` is the delay.
+    rate_limited: bool,
 }
 
 impl JobError {
@@ -77,12 +79,51 @@ impl JobError {
     /// `error` with what its chain's marks and `outer` (the marks found around it) say.
     fn from_boxed(error: Box<dyn StdError + Send + Sync + 'static>, outer: Marks) -> Self {
         let marks = outer.or(scan(&*error));
-        JobError { error, retryable: !marks.permanent, retry_after: marks.retry_after }
+        JobError {
+            error,
+            retryable: !marks.permanent,
+            retry_after: marks.retry_after,
+            rate_limited: false,
+        }
     }
 
     /// A retryable error with a message.
     pub fn msg(message: impl fmt::Display) -> Self {
-        JobError { error: message.to_string().into(), retryable: true, retry_after: None }
+        JobError {
+            error: message.to_string().into(),
+            retryable: true,
+            retry_after: None,
+            rate_limited: false,
+        }
+    }
+
+    /// The job was refused by what it calls (an HTTP 429 from an exchange, say): it goes
+    /// back without using a retry, and the rate limiters it is held to
+    /// (`rate_limit(...)`) stay closed for `delay`, for every job of their keys; a job
+    /// without a rate limit comes back after `delay`. The attempt is not a failure (no
+    /// error stored, no retry used). [`JobContext::rate_limited`](crate::JobContext::rate_limited)
+    /// makes the same.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use jobs_core::JobError;
+    ///
+    /// let e = JobError::rate_limited(Duration::from_secs(2));
+    /// assert!(e.is_rate_limited());
+    /// assert_eq!(e.retry_delay(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn rate_limited(delay: Duration) -> Self {
+        JobError {
+            error: format!("rate limited for {delay:?}").into(),
+            retryable: true,
+            retry_after: Some(delay),
+            rate_limited: true,
+        }
+    }
+
+    /// Whether the handler sent the job back as [`rate_limited`](Self::rate_limited).
+    pub fn is_rate_limited(&self) -> bool {
+        self.rate_limited
     }
 
     /// `error`, asking for the job's next attempt after `delay` instead of the retry
@@ -124,7 +165,12 @@ impl JobError {
 
     /// A [permanent](Self::permanent) error with a message.
     pub fn permanent_msg(message: impl fmt::Display) -> Self {
-        JobError { error: message.to_string().into(), retryable: false, retry_after: None }
+        JobError {
+            error: message.to_string().into(),
+            retryable: false,
+            retry_after: None,
+            rate_limited: false,
+        }
     }
 
     /// Whether the job may be retried after this error.
@@ -188,6 +234,7 @@ impl fmt::Debug for JobError {
             .field("error", &self.error)
             .field("retryable", &self.retryable)
             .field("retry_after", &self.retry_after)
+            .field("rate_limited", &self.rate_limited)
             .finish()
     }
 }

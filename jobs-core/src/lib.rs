@@ -62,6 +62,7 @@ pub mod api;
 pub mod backend;
 pub mod bulk;
 mod context;
+mod declared;
 mod error;
 pub mod escape;
 pub mod flow;
@@ -97,10 +98,10 @@ pub use handler::{
     BoxFuture, HandlerFn, IntoJobError, IntoJobResult, JobArgs, JobDefinition, JobError, JobOutput,
 };
 pub use job::{
-    DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobPriority, JobStatus,
-    MAX_BAGGAGE_LEN, MAX_DELAY, MAX_PROGRESS_MESSAGE, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT,
-    MAX_TRACEPARENT_LEN, MAX_TRACESTATE_LEN, MIN_TIMEOUT, NewJob, Progress, RunAt, TraceContext,
-    check_horizon,
+    DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, EnqueueOutcome, Job, JobId, JobLimits, JobPriority,
+    JobStatus, Limiter, LimiterKind, LimiterUsage, MAX_BAGGAGE_LEN, MAX_DELAY,
+    MAX_PROGRESS_MESSAGE, MAX_RETRIES, MAX_RETRY_DELAY, MAX_TIMEOUT, MAX_TRACEPARENT_LEN,
+    MAX_TRACESTATE_LEN, MIN_TIMEOUT, NewJob, Progress, RunAt, TraceContext, check_horizon,
 };
 pub use jobs_macros::{cron, daily_at, every_minutes, every_seconds, job_handler};
 pub use marks::{Permanent, RetryAfter};

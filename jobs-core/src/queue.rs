@@ -15,6 +15,7 @@ use crate::backend::{
     FetchRequest, Fetched, Lease,
 };
 use crate::context::JobContext;
+use crate::declared::{check_linked_args, declared_limits, declared_queue, declared_unique};
 use crate::error::{Error, Result};
 use crate::flow::UniqueLock;
 use crate::job::{EnqueueOutcome, Job, JobId, JobPriority, JobStatus, NewJob, RunAt};
@@ -183,6 +184,9 @@ impl JobQueue {
         if job.queue.is_none() {
             job.queue = declared_queue(&job);
         }
+        if job.limits.is_none() {
+            job.limits = declared_limits(&job)?;
+        }
         let out = self.backend.enqueue(std::slice::from_ref(&job)).await?;
         let outcome = out
             .first()
@@ -222,6 +226,12 @@ impl JobQueue {
             {
                 let all = locked.get_or_insert_with(|| jobs.to_vec());
                 all[i].queue = Some(q);
+            }
+            if j.limits.is_none()
+                && let Some(limits) = declared_limits(j)?
+            {
+                let all = locked.get_or_insert_with(|| jobs.to_vec());
+                all[i].limits = Some(limits);
             }
         }
         let jobs = locked.as_deref().unwrap_or(jobs);
@@ -404,6 +414,7 @@ impl JobContext {
             queue.backend,
             queue.defaults,
         )
+        .with_started_at(job.started_at)
     }
 
     /// The queue, to enqueue follow-up jobs (a cheap handle on the worker's backend, with
@@ -615,31 +626,4 @@ fn apply(job: &mut NewJob, o: JobDefaults) {
     job.timeout = o.timeout;
     job.retry_base = o.retry_base;
     job.retry_cap = o.retry_cap;
-}
-
-/// The lock a linked handler's `unique(...)` gives `job`, when nothing set one.
-fn declared_unique(job: &NewJob) -> Result<Option<UniqueLock>> {
-    if job.unique.is_some() {
-        return Ok(None);
-    }
-    match linked_handler(&job.name).and_then(|h| h.flow().unique) {
-        Some(spec) => UniqueLock::declared(&spec, &job.name, &job.args).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The queue a linked handler's `queue = ..` names for `job` (`None`: the default queue,
-/// or no such handler linked here).
-fn declared_queue(job: &NewJob) -> Option<String> {
-    let q = linked_handler(&job.name)?.flow().queue;
-    (q != crate::flow::DEFAULT_QUEUE).then(|| q.to_owned())
-}
-
-/// The arguments must fit the handler when one of that name is linked into this process;
-/// unknown names pass (another process may handle them).
-fn check_linked_args(job: &NewJob) -> Result<()> {
-    match linked_handler(&job.name) {
-        Some(h) => h.check_args(&job.args),
-        None => Ok(()),
-    }
 }

@@ -87,6 +87,9 @@ pub struct QueueCounters {
     pub dead_dropped: u64,
     /// Finished records removed after their retention.
     pub purged: u64,
+    /// Deliveries a handler sent back with `ctx.rate_limited` (no retry used).
+    #[serde(default)]
+    pub throttled: u64,
 }
 
 /// The give-backs of one job name whose handler a worker lacked
@@ -144,6 +147,10 @@ pub struct QueueStats {
     /// not ended its window yet.
     #[serde(default)]
     pub unique_locks: u64,
+    /// Jobs parked on a rate or concurrency limiter: ready, but waiting for one of its
+    /// slots (not in `pending`).
+    #[serde(default)]
+    pub parked: u64,
     /// Monotonic counters.
     pub counters: QueueCounters,
     /// Per job name, the deliveries given back because their worker lacked the handler

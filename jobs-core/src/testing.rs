@@ -59,7 +59,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::backend::memory::ManualClock;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, BackendConfig, Completion, FailOutcome, Failure, FetchRequest};
+use crate::backend::{
+    Backend, BackendConfig, Completion, FailOutcome, Failure, FetchRequest, ThrottleOutcome,
+};
 use crate::context::State;
 use crate::error::Error;
 use crate::handler::JobDefinition;
@@ -278,6 +280,15 @@ impl TestQueue {
                     self.fail(lease, error, retryable, retry_after).await?
                 }
                 Outcome::CancelAborted { error } => self.fail(lease, error, true, None).await?,
+                Outcome::Throttled { delay } => {
+                    match self.queue.backend().throttle(&lease, delay).await? {
+                        ThrottleOutcome::Parked { until } => RunOutcome::RateLimited { until },
+                        ThrottleOutcome::Delayed { at } => RunOutcome::RateLimited { until: at },
+                        ThrottleOutcome::Cancelled | ThrottleOutcome::Stale => {
+                            RunOutcome::Cancelled
+                        }
+                    }
+                }
                 // No other process runs handlers here: the attempt fails, as it is.
                 Outcome::Unhandled => {
                     let error = format!("no handler registered for job `{name}`");
@@ -444,6 +455,12 @@ pub enum RunOutcome {
     },
     /// The job was cancelled while it ran.
     Cancelled,
+    /// The handler sent it back with `ctx.rate_limited`: it runs again from `until`
+    /// (virtual time), without having used a retry.
+    RateLimited {
+        /// When it (and its rate limiters) may start again.
+        until: DateTime<Utc>,
+    },
 }
 
 /// Why a [`TestQueue::drain`] stopped before the queue was empty.

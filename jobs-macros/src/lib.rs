@@ -120,8 +120,10 @@ use attrs::Kind;
 /// Declared on the handler, checked at compile time, registered as `&'static` data
 /// (`jobs_core::FlowControl`, read with `Registry::handler(name).flow()`) and listed by the
 /// API and the runner's `handlers` command. `unique(...)` is enforced by the queue's enqueue
-/// (see `jobs_core::UniqueLock`); `queue`, `rate_limit` and `concurrency` are not enforced
-/// yet in this version.
+/// (see `jobs_core::UniqueLock`), `queue` by the workers' fetch, and `rate_limit` and
+/// `concurrency` by the fetch too, on the keys the enqueue computes from the arguments
+/// (see `jobs_core::JobLimits` and `jobs_core::backend::limits`): a job over a limit is
+/// parked until a slot opens, never blocking other keys.
 ///
 /// * `unique(...)`: while the window of a job with the same key is open, an enqueue creates
 ///   no job. `for = "10m"` (required: the lock's upper bound); `until = "done"` (default:

@@ -122,7 +122,15 @@ pub struct PriceNotificationSummary {
 
 /// Mails the alert's user that it triggered, and marks the alert notified. A delivery for
 /// an alert already notified sends nothing; an unknown alert or user fails permanently.
-#[job_handler("send_price_notification", priority = "high", max_retries = 5, timeout = "30s")]
+///
+/// At most 20 a second across every process: the mailer's sending rate.
+#[job_handler(
+    "send_price_notification",
+    priority = "high",
+    max_retries = 5,
+    timeout = "30s",
+    rate_limit(max = 20, per = "1s")
+)]
 pub async fn send_price_notification(
     args: PriceNotification,
     ctx: JobContext,

@@ -113,7 +113,10 @@ pub struct RestartSummary {
 /// already restarted `bot_max_restarts` times is set `failed` instead, for a human to look
 /// at. Each restart is a compare-and-set on the bot's status, so concurrent runs restart a
 /// bot once.
-#[job_handler("restart_unhealthy_bots", priority = "high", timeout = "2m")]
+///
+/// One sweep at a time across every process (`concurrency(max = 1)`): a second would only
+/// race the first for the same bots.
+#[job_handler("restart_unhealthy_bots", priority = "high", timeout = "2m", concurrency(max = 1))]
 pub async fn restart_unhealthy_bots(
     args: RestartBots,
     ctx: JobContext,

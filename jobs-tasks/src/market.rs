@@ -65,7 +65,14 @@ pub struct FetchSummary {
 
 /// Fetches the current quote of each symbol from the market-data source and stores it: as
 /// the latest price, in the price history, and in the quote cache (`quote:<symbol>`).
-#[job_handler("fetch_market_data", timeout = "1m")]
+/// Held to the market-data source's quota across every process: at most 10 fetches a
+/// second and 2 at once (jobs beyond wait, parked, without blocking other work).
+#[job_handler(
+    "fetch_market_data",
+    timeout = "1m",
+    rate_limit(max = 10, per = "1s"),
+    concurrency(max = 2)
+)]
 pub async fn fetch_market_data(
     args: FetchMarketData,
     ctx: JobContext,

@@ -422,6 +422,27 @@ describe('dashboard', () => {
     await waitFor('the job to run once resumed', async () => (await api('GET', `job/${id}`)).status === 'completed');
   });
 
+  it('limits: jobs over the market-data quota wait parked, shown on the Limits page', async () => {
+    // fetch_market_data allows 10 starts a second: of 30 sent at once, most wait parked.
+    const ids = [];
+    for (let i = 0; i < 30; i++) {
+      ids.push((await api('POST', 'enqueue', { name: 'fetch_market_data', args: { symbols: ['AAPL'] } })).job_id);
+    }
+    await open('limits');
+    const rate = page.locator('#limits tr[data-limiter^="r:10/1000:"]');
+    await rate.locator('td[data-parked]:not([data-parked="0"])').waitFor();
+    assert.match(await rate.innerText(), /fetch_market_data/);
+    assert.match(await page.locator('#limits-parked').innerText(), /parked in all/);
+    await screenshot(page, 'limits');
+    const limits = await api('GET', 'limits');
+    assert.equal(limits.count, limits.limiters.length);
+    await waitFor('every market-data job to run', async () => {
+      for (const id of ids) if ((await api('GET', `job/${id}`)).status !== 'completed') return false;
+      return true;
+    }, 20_000);
+    assert.equal((await api('GET', 'limits')).parked, 0);
+  });
+
   it('jobs page: bulk actions on the jobs shown, asking first', async () => {
     const rows = page.locator('#state-jobs tbody tr');
     // The delayed jobs still waiting: cancel them all from their tab.

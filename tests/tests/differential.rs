@@ -16,17 +16,24 @@
 //! Uniqueness locks (`EnqueueUnique`) use three keys in every mode, so that the holders of
 //! a key meet every transition that ends a window, and the locks held are in the stats.
 //!
+//! Rate and concurrency limits (`EnqueueLimited`) use few keys, so that jobs collide on
+//! them: rate limits of 2 starts per hour on two keys (an hour: time never opens a slot
+//! during a case), concurrency limits of 1 on two keys, and jobs held to both. A throttle
+//! (`Throttle`, `ctx.rate_limited`) closes a job's rate limiters for an hour. The limiters
+//! in use (`limits`) and the jobs parked (in the stats) are compared after every step.
+//!
 //! `PROPTEST_CASES` sets the number of cases (default 48).
 
 use std::time::Duration;
 
 use jobs_core::backend::memory::MemoryBackend;
 use jobs_core::backend::{
-    Backend, BackendConfig, Completion, Failure, FetchRequest, GiveBack, GiveBackOutcome, Lease,
-    ListRequest, ListState, ReapOptions,
+    Backend, BackendConfig, Completion, Failure, FetchRequest, GiveBack, GiveBackOutcome,
+    Heartbeat, Lease, ListRequest, ListState, ReapOptions, ThrottleOutcome,
 };
 use jobs_core::{
-    Job, JobId, JobPriority, NewJob, OnConflict, RetryPolicy, RunAt, UniqueLock, UniqueUntil,
+    Job, JobId, JobLimits, JobPriority, Limiter, NewJob, OnConflict, RetryPolicy, RunAt,
+    UniqueLock, UniqueUntil,
 };
 use jobs_test_support::{redis_backend, unique_namespace};
 use proptest::prelude::*;
@@ -113,7 +120,31 @@ enum Op {
     },
     /// Pause 10 ms, then reap with no grace: takes back exactly the 1 ms leases.
     Reap,
+    /// Enqueue `n` jobs held to the rate limits `RATES[rate]` and the concurrency limit
+    /// `CONCURRENCY[conc]` (at least one limiter), into queue `QUEUES[queue]`.
+    EnqueueLimited {
+        n: usize,
+        rate: usize,
+        conc: usize,
+        prio: usize,
+        queue: usize,
+    },
+    /// A handler's `ctx.rate_limited(1 hour)` for a delivery.
+    Throttle {
+        lease: usize,
+    },
+    /// A heartbeat for a delivery, with a lease of a minute (a 1 ms lease's slot then
+    /// follows it, and is no longer dropped as lapsed).
+    Heartbeat {
+        lease: usize,
+    },
 }
+
+/// The rate-limit keys of a limited job: none, one of two keys, or both.
+const RATES: [&[&str]; 4] = [&[], &["r0"], &["r1"], &["r0", "r1"]];
+
+/// The concurrency-limit key of a limited job (`None`: none).
+const CONCURRENCY: [Option<&str>; 3] = [None, Some("c0"), Some("c1")];
 
 /// The queues jobs go to: the default one (named or not) and two named ones.
 const QUEUES: [Option<&str>; 4] = [None, None, Some("a"), Some("b")];
@@ -150,6 +181,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Purge),
         1 => (0..64usize).prop_map(|job| Op::Reincarnate { job }),
         1 => Just(Op::Reap),
+        5 => (1..4usize, 0..RATES.len(), 0..CONCURRENCY.len(), 0..4usize, 0..QUEUES.len())
+            .prop_map(|(n, rate, conc, prio, queue)| Op::EnqueueLimited { n, rate, conc, prio, queue }),
+        3 => (0..64usize).prop_map(|lease| Op::Throttle { lease }),
+        1 => (0..64usize).prop_map(|lease| Op::Heartbeat { lease }),
     ]
 }
 
@@ -184,7 +219,8 @@ async fn apply(
         Op::Enqueue { .. }
         | Op::EnqueueMany { .. }
         | Op::EnqueueDup { .. }
-        | Op::EnqueueUnique { .. } => {
+        | Op::EnqueueUnique { .. }
+        | Op::EnqueueLimited { .. } => {
             // `jobs` holds the batch prepared by the caller (same ids for both backends).
             json!(format!("{:?}", b.enqueue(jobs).await))
         }
@@ -302,6 +338,28 @@ async fn apply(
             let again = b.enqueue(jobs).await.map_err(|e| e.to_string());
             json!(format!("{cancelled:?} {purged:?} {again:?}"))
         }
+        Op::Throttle { lease } => match pick(leases, *lease) {
+            None => json!(null),
+            // The times are each backend's own instants: compare the outcome kind.
+            Some(l) => match b.throttle(&l, Duration::from_secs(3600)).await {
+                Ok(ThrottleOutcome::Parked { .. }) => json!("parked"),
+                Ok(ThrottleOutcome::Delayed { .. }) => json!("delayed"),
+                other => json!(format!("{other:?}")),
+            },
+        },
+        Op::Heartbeat { lease } => match pick(leases, *lease) {
+            None => json!(null),
+            Some(l) => {
+                let beat = Heartbeat {
+                    worker_id: "diff".into(),
+                    leases: vec![l],
+                    lease: Duration::from_secs(60),
+                    grace: Duration::ZERO,
+                    info: json!({}),
+                };
+                json!(format!("{:?}", b.heartbeat(&beat).await))
+            }
+        },
         Op::Reap => {
             tokio::time::sleep(Duration::from_millis(10)).await;
             let opts = ReapOptions {
@@ -345,9 +403,21 @@ async fn observe(b: &dyn Backend, ids: &[JobId]) -> serde_json::Value {
         json!({ "queue": s, "unhandled": unhandled })
     });
     let queues = b.queues().await.map_or(json!("queues failed"), |q| json!(q));
+    // The limiters in use; their times are each backend's own instants: "set or not".
+    let limits = b.limits(100).await.map_or(json!("limits failed"), |ls| {
+        json!(
+            ls.iter()
+                .map(|l| json!({
+                    "name": l.name, "kind": l.kind, "key": l.key, "max": l.max, "per_ms": l.per_ms,
+                    "in_use": l.in_use, "parked": l.parked,
+                    "next_slot": l.next_slot_at.is_some(), "blocked": l.blocked_until.is_some(),
+                }))
+                .collect::<Vec<_>>()
+        )
+    });
     json!({
         "jobs": jobs, "pending": pending, "dead": dead, "stats": stats, "queues": queues,
-        "by_state": by_state(b).await,
+        "by_state": by_state(b).await, "limits": limits,
     })
 }
 
@@ -434,6 +504,30 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
                 };
                 if *twice { vec![locked(), locked()] } else { vec![locked()] }
             }
+            Op::EnqueueLimited { n, rate, conc, prio, queue } => {
+                let mut limiters: Vec<Limiter> = RATES[*rate]
+                    .iter()
+                    .map(|k| Limiter::Rate {
+                        key: (*k).to_owned(),
+                        max: 2,
+                        per: Duration::from_secs(3600),
+                    })
+                    .collect();
+                if let Some(k) = CONCURRENCY[*conc] {
+                    limiters.push(Limiter::Concurrency { key: k.to_owned(), max: 1 });
+                }
+                if limiters.is_empty() {
+                    limiters.push(Limiter::Concurrency { key: "c0".into(), max: 1 });
+                }
+                (0..*n)
+                    .map(|i| {
+                        let mut j = mk(*prio, false, 1, *queue);
+                        j.limits = Some(JobLimits { limiters: limiters.clone() });
+                        j.args = json!({ "p": prio, "n": step, "i": i });
+                        j
+                    })
+                    .collect()
+            }
             Op::EnqueueDup { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
             Op::EnqueueDup { .. } => continue,
             Op::Reincarnate { job } if !all.is_empty() => vec![all[*job % all.len()].clone()],
@@ -445,8 +539,13 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
             }
             _ => all.clone(),
         };
-        let is_enqueue =
-            matches!(op, Op::Enqueue { .. } | Op::EnqueueMany { .. } | Op::EnqueueUnique { .. });
+        let is_enqueue = matches!(
+            op,
+            Op::Enqueue { .. }
+                | Op::EnqueueMany { .. }
+                | Op::EnqueueUnique { .. }
+                | Op::EnqueueLimited { .. }
+        );
         let a = apply(&mem, op, &batch, &mut mem_leases).await;
         let b = apply(&red, op, &batch, &mut red_leases).await;
         prop_assert_eq!(&a, &b, "step {} {:?}: results differ", step, op);
@@ -456,6 +555,12 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
         }
         let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
         let (sa, sb) = (observe(&mem, &ids).await, observe(&red, &ids).await);
+        if std::env::var("DIFF_TRACE").is_ok() {
+            eprintln!(
+                "TRACE {:?} -> {} parked={} limits={}",
+                op, a, sa["stats"]["queue"]["parked"], sa["limits"]
+            );
+        }
         prop_assert_eq!(sa, sb, "step {} {:?}: state differs", step, op);
     }
     Ok(())

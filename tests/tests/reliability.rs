@@ -447,6 +447,16 @@ impl Backend for HangingHeartbeat {
     async fn release(&self, leases: &[Lease]) -> jobs_core::Result<u64> {
         self.inner.release(leases).await
     }
+    async fn throttle(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+    ) -> jobs_core::Result<jobs_core::backend::ThrottleOutcome> {
+        self.inner.throttle(lease, delay).await
+    }
+    async fn limits(&self, max: usize) -> jobs_core::Result<Vec<jobs_core::LimiterUsage>> {
+        self.inner.limits(max).await
+    }
     async fn reap(&self, opts: &ReapOptions) -> jobs_core::Result<ReapReport> {
         self.inner.reap(opts).await
     }

@@ -243,7 +243,49 @@ both!(
     cancel_aborts_a_handler_that_ignores_it,
     cancel_wins_over_a_handler_that_returns_ok,
     a_worker_serves_only_its_queues,
+    a_rate_limited_job_comes_back_without_a_retry_and_holds_its_key,
 );
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Exchange {
+    exchange: String,
+    /// Told to slow down on its first attempt.
+    slow_down: bool,
+}
+
+/// Told to slow down (`slow_down`) on its first attempt: sends the job back for 300 ms.
+#[job_handler("test_rate_limited", rate_limit(max = 100, per = "1s", by = [exchange]))]
+async fn rate_limited(args: Exchange, ctx: JobContext) -> Result<serde_json::Value, JobError> {
+    if args.slow_down && ctx.attempt() == 1 {
+        return Err(ctx.rate_limited(Duration::from_millis(300)));
+    }
+    Ok(json!({ "exchange": args.exchange, "attempt": ctx.attempt() }))
+}
+
+// `ctx.rate_limited`: the job goes back without using a retry, and while the hold lasts no
+// job of its key starts (the other one waits too); both run once it is over.
+async fn a_rate_limited_job_comes_back_without_a_retry_and_holds_its_key(queue: JobQueue) {
+    let running = worker(&queue, config(2)).start();
+    let args = |slow_down| json!({ "exchange": "xnys", "slow_down": slow_down });
+    let first = queue.enqueue("test_rate_limited", args(true)).await.expect("enqueue");
+    let held = wait_for(&queue, first, |j| j.attempt == 1 && j.status == JobStatus::Pending).await;
+    let started = held.started_at.expect("it started");
+    let second = queue.enqueue("test_rate_limited", args(false)).await.expect("enqueue");
+    for id in [first, second] {
+        let job = wait_for(&queue, id, |j| j.status == JobStatus::Completed).await;
+        assert_eq!(job.retry_count, 0, "no retry used");
+        assert!(job.error.is_none(), "a throttle is not a failure: {:?}", job.error);
+        let at = job.started_at.expect("started");
+        assert!(
+            at >= started + chrono::TimeDelta::milliseconds(300),
+            "{id} started at {at}, within the hold from {started}"
+        );
+    }
+    assert_eq!(queue.get_job(first).await.expect("get").expect("exists").attempt, 2);
+    let s = queue.stats().await.expect("stats");
+    assert_eq!((s.counters.throttled, s.counters.failed, s.parked), (1, 0, 0));
+    running.stop().await.expect("stop");
+}
 
 #[job_handler("test_settle", queue = "payments")]
 async fn settle(args: Echo) -> Result<serde_json::Value, JobError> {

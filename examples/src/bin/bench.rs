@@ -30,7 +30,9 @@
 //!   `enqueue_single_{durable,nowait}_alone_p50_ms`: a tenth as many, one at a time.
 //! * `enqueue_drain_redis_cpu_us_per_job` / `enqueue_drain_unique_redis_cpu_us_per_job`:
 //!   Redis CPU per job of enqueueing (batches of 1,000) and draining (concurrency 50) jobs
-//!   without and with a uniqueness lock each (all keys distinct), runs alternating.
+//!   without and with a uniqueness lock each (all keys distinct), runs alternating, and
+//!   `enqueue_drain_limited_redis_cpu_us_per_job` with a rate and a concurrency limit on the
+//!   handler (far above the drain's rate: the accounting's cost, no waiting).
 //! * `bytes_per_job`: `used_memory` before/after 100,000 queued jobs with args
 //!   `{"user_id":"user-123"}`, on a fresh server.
 //!
@@ -87,6 +89,15 @@ async fn bench_plain(args: Numbered) -> Result<(), JobError> {
 /// The no-op handler of the unique-jobs scenario: unique per `n`.
 #[job_handler("bench_unique", unique(by = [n], for = "10m"))]
 async fn bench_unique(args: Numbered) -> Result<(), JobError> {
+    let _ = args.n;
+    Ok(())
+}
+
+/// The no-op handler of the limits scenario: a rate and a concurrency limit on the
+/// handler, both far above what a drain reaches (so that every start pays the accounting and
+/// none waits).
+#[job_handler("bench_limited", rate_limit(max = 100000, per = "1s"), concurrency(max = 1000))]
+async fn bench_limited(args: Numbered) -> Result<(), JobError> {
     let _ = args.n;
     Ok(())
 }
@@ -305,9 +316,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Unique jobs: the same drain (enqueue in batches, then concurrency 50), of jobs that
     // each take a uniqueness lock (every key distinct, so that all of them run), against
     // jobs without one, runs alternating; Redis CPU per job covers enqueue and drain.
-    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off, mut on, mut limited) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..runs {
-        for (name, cpu_v) in [("bench_plain", &mut off), ("bench_unique", &mut on)] {
+        let variants =
+            [("bench_plain", &mut off), ("bench_unique", &mut on), ("bench_limited", &mut limited)];
+        for (name, cpu_v) in variants {
             progress(&format!("enqueue + drain, {name}, {} jobs", s.worker_drain), r);
             let q = queue(&server, &format!("bench-{name}-{r}")).await?;
             let cpu0 = redis_cpu_us(&server).await?;
@@ -327,11 +340,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if name == "bench_unique" && q.stats().await?.unique_locks != 0 {
                 return Err("locks left behind after the unique drain".into());
             }
+            if name == "bench_limited"
+                && q.backend()
+                    .limits(10)
+                    .await?
+                    .iter()
+                    .any(|l| l.kind == jobs_core::LimiterKind::Concurrency)
+            {
+                return Err("concurrency slots left behind after the limited drain".into());
+            }
             cpu_v.push(round1(cpu / s.worker_drain as f64));
         }
     }
     report.insert("enqueue_drain_redis_cpu_us_per_job".into(), json!(median(&mut off)));
     report.insert("enqueue_drain_unique_redis_cpu_us_per_job".into(), json!(median(&mut on)));
+    report.insert("enqueue_drain_limited_redis_cpu_us_per_job".into(), json!(median(&mut limited)));
 
     // Latency: an idle worker (blocked on Redis), one job at a time.
     let q = queue(&server, "bench-latency").await?;

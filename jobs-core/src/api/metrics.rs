@@ -124,6 +124,11 @@ fn register_queue(reg: &mut Registry, q: &QueueStats, live_workers: u64) {
             q.retrying,
         ),
         ("jobs_queue_processing", "Jobs of the deployment running", q.processing),
+        (
+            "jobs_queue_parked",
+            "Jobs of the deployment parked on a rate or concurrency limiter, waiting for a slot",
+            q.parked,
+        ),
         ("jobs_dead_letter_size", "Jobs in the deployment's dead-letter queue", q.dead_letter),
         ("jobs_workers_live", "Workers of the deployment with a recent heartbeat", live_workers),
     ];
@@ -142,6 +147,11 @@ fn register_queue(reg: &mut Registry, q: &QueueStats, live_workers: u64) {
             "jobs_backend_stalled",
             "Leases taken back from lost workers in the deployment",
             c.stalled,
+        ),
+        (
+            "jobs_backend_throttled",
+            "Deliveries sent back by their handler with ctx.rate_limited in the deployment",
+            c.throttled,
         ),
     ];
     for (name, help, v) in backend_counters {

@@ -221,6 +221,7 @@ pub(crate) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(queues::list))
         .routes(routes!(queues::pause))
         .routes(routes!(queues::resume))
+        .routes(routes!(queues::limits))
         .routes(routes!(schedules::list))
         .routes(routes!(schedules::register, schedules::unregister_named_register))
         .routes(routes!(schedules::unregister))
@@ -551,7 +552,7 @@ mod tests {
     fn the_document_lists_every_endpoint() {
         let doc = openapi();
         let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 28, "{paths:?}");
+        assert_eq!(paths.len(), 29, "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/stats/throughput"), "{paths:?}");
         assert!(paths.contains(&"/api/v1/jobs/queues/{name}/resume"), "{paths:?}");
     }

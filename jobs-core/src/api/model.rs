@@ -100,8 +100,8 @@ pub struct HandlerView {
     pub timeout: serde_json::Number,
     /// The named queue its jobs go to (`default` unless its attribute names one).
     pub queue: String,
-    /// The uniqueness, rate and concurrency limits its attribute declares. Declared only:
-    /// this version does not enforce them yet.
+    /// The uniqueness, rate and concurrency limits its attribute declares (enforced for
+    /// the jobs enqueued by a process that links the handler).
     pub limits: LimitsInfo,
     /// Where it is defined (`file:line`).
     pub location: String,
@@ -440,6 +440,18 @@ pub struct QueuesResponse {
     pub count: u64,
     /// Each, by name (`default` among them).
     pub queues: Vec<QueueInfo>,
+}
+
+/// The rate and concurrency limiters in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LimitsResponse {
+    /// How many are listed.
+    pub count: u64,
+    /// Jobs parked on any limiter (`stats.parked`).
+    pub parked: u64,
+    /// Each limiter with a start in its window, a slot held, a job parked or a hold, by
+    /// name (at most 1,000).
+    pub limiters: Vec<crate::job::LimiterUsage>,
 }
 
 /// A queue paused or resumed.

@@ -27,7 +27,7 @@ use super::error::ErrorBody;
         (name = "stats", description = "Queue, worker and handler statistics"),
         (name = "jobs", description = "Enqueue, inspect and cancel jobs"),
         (name = "dlq", description = "The dead-letter queue"),
-        (name = "queues", description = "Named queues: their depth, pausing and resuming"),
+        (name = "queues", description = "Flow control: named queues (their depth, pausing and resuming) and the rate and concurrency limiters in use"),
         (name = "scheduler", description = "Interval, cron and one-time schedules"),
         (name = "meta", description = "This document and Prometheus metrics"),
     ),

@@ -1,5 +1,5 @@
-//! The queue endpoints: every named queue with its ready jobs, and pausing or resuming one
-//! for every process of the deployment. Each is annotated with `#[utoipa::path]` (see
+//! The flow-control endpoints: every named queue with its ready jobs, pausing or resuming
+//! one for every process of the deployment, and the rate and concurrency limiters in use. Each is annotated with `#[utoipa::path]` (see
 //! [`routes`](super::routes)).
 
 use axum::Json;
@@ -8,7 +8,7 @@ use axum::extract::State as AxumState;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use super::model::{QueuePauseResponse, QueuesResponse};
+use super::model::{LimitsResponse, QueuePauseResponse, QueuesResponse};
 
 /// Every named queue: its ready jobs per priority, and whether it is paused.
 ///
@@ -25,6 +25,26 @@ use super::model::{QueuePauseResponse, QueuesResponse};
 pub async fn list(AxumState(s): AxumState<ApiState>) -> Result<Json<QueuesResponse>, ApiError> {
     let queues = s.service().queue().queues().await?;
     Ok(Json(QueuesResponse { count: queues.len() as u64, queues }))
+}
+
+/// The rate and concurrency limiters in use: each one's key (the handler and the values of
+/// its `by` fields), its bound, the starts in its window or the slots held, the jobs parked
+/// on it waiting for a slot, when its next slot opens, and a handler's hold
+/// (`ctx.rate_limited`). A limiter no job uses is not listed.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/limits", operation_id = "list_limits", tag = "queues",
+    responses(
+        (status = 200, body = LimitsResponse),
+        (status = 401, body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "The backend is unavailable (`backend_unavailable`, with `Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn limits(AxumState(s): AxumState<ApiState>) -> Result<Json<LimitsResponse>, ApiError> {
+    let backend = s.service().queue().backend().clone();
+    let limiters = backend.limits(crate::backend::limits::LIMITS_LIST_MAX).await?;
+    let parked = backend.stats().await?.parked;
+    Ok(Json(LimitsResponse { count: limiters.len() as u64, parked, limiters }))
 }
 
 /// Pauses a queue for every process: no worker takes its jobs until it is resumed; they

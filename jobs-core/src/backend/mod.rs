@@ -44,6 +44,8 @@
 //!   `heartbeat` reports such a job lost, `complete` and `fail` stale, `get_job` fails
 //!   with [`Error::CorruptRecord`](crate::Error::CorruptRecord), listings leave it out.
 //!
+//! * **Limits**: see [`limits`] for rate and concurrency limits.
+//!
 //! ## Exact semantics (what the conformance suite checks, field by field)
 //!
 //! * `enqueue`: a job whose id exists (or appears earlier in the same batch) is
@@ -231,6 +233,7 @@ pub use crate::stats::{THROUGHPUT_MINUTES, ThroughputBucket};
 
 mod cancel;
 mod delivery;
+pub mod limits;
 mod listing;
 pub mod memory;
 pub mod redis;
@@ -240,6 +243,7 @@ pub use delivery::{
     AckOutcome, Completion, FailOutcome, Failure, GiveBack, GiveBackOutcome, Heartbeat,
     HeartbeatReply, ProgressUpdate, UNHANDLED_GAP, UNHANDLED_NAMES_MAX, UNHANDLED_OTHER,
 };
+pub use limits::{LIMIT_RESERVATION, ThrottleOutcome};
 pub use listing::{JobPage, LIST_SCAN_LIMIT, ListCursor, ListRequest, ListState};
 
 /// Settings both backends apply to every job in their namespace.
@@ -474,6 +478,13 @@ pub trait Backend: Send + Sync + 'static {
     /// counts it for its name; dead-letters it once no live worker has had the handler for
     /// `dead_after` (see the [module docs](self)).
     async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome>;
+
+    /// A handler's [`rate_limited`](crate::JobContext::rate_limited): the delivery goes
+    /// back without using a retry and its rate limiters close for `delay` ([`limits`]).
+    async fn throttle(&self, lease: &Lease, delay: Duration) -> Result<ThrottleOutcome>;
+
+    /// The limiters in use, by name, at most `max` ([`limits`]).
+    async fn limits(&self, max: usize) -> Result<Vec<crate::job::LimiterUsage>>;
 
     /// Takes back jobs whose lease lapsed (their worker died or hung).
     async fn reap(&self, opts: &ReapOptions) -> Result<ReapReport>;

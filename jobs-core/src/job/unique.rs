@@ -107,7 +107,7 @@ impl UniqueLock {
 
 /// `key`, or past [`MAX_UNIQUE_KEY_LEN`] the handler's name and a digest of it (a UUID v5,
 /// SHA-1 based: the same on every process and version).
-fn bounded_key(handler: &str, key: String) -> String {
+pub(crate) fn bounded_key(handler: &str, key: String) -> String {
     if key.len() <= MAX_UNIQUE_KEY_LEN {
         return key;
     }

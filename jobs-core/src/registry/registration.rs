@@ -74,7 +74,8 @@ impl HandlerRegistration {
     }
 
     /// Its queue and the limits it declares ([`FlowControl::DEFAULT`] if it declares
-    /// none). Declared only: the backends do not enforce them yet.
+    /// none). An enqueue through [`JobQueue`](crate::JobQueue) in a process that links the
+    /// handler applies them (see [`JobLimits`](crate::JobLimits)).
     pub fn flow(&self) -> FlowControl {
         self.flow
     }

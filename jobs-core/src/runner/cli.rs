@@ -275,6 +275,8 @@ pub(super) enum Command {
         #[command(subcommand)]
         op: Option<QueueOp>,
     },
+    /// The rate and concurrency limiters in use: slots taken, jobs parked, next slot.
+    Limits,
     /// Handlers linked into this binary.
     Handlers,
     /// The dead-letter queue.

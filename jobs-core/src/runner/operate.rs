@@ -41,6 +41,10 @@ pub(super) async fn operate(env: &RunnerEnv, json: bool, command: Command) -> Re
         }
         Command::Bulk(args) => bulk(&queue, json, *args).await,
         Command::Stats => stats(&queue, json).await,
+        Command::Limits => {
+            let limits = queue.backend().limits(crate::backend::limits::LIMITS_LIST_MAX).await?;
+            print(json, &limits, || show::limits(&limits))
+        }
         Command::Queues { op } => queues(&queue, json, op.unwrap_or(QueueOp::List)).await,
         Command::Jobs(args) => jobs(&queue, json, *args).await,
         Command::Retry { id } => {

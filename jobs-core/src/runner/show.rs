@@ -127,6 +127,35 @@ pub(super) fn queues(qs: &[QueueInfo]) -> String {
     table(&["QUEUE", "STATE", "READY", "CRITICAL", "HIGH", "NORMAL", "LOW"], &rows, "no queues")
 }
 
+/// `limits`: one row per limiter in use.
+pub(super) fn limits(ls: &[crate::job::LimiterUsage]) -> String {
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(|| "-".to_owned(), |t| t.format("%H:%M:%S%.3f").to_string())
+    };
+    let rows: Vec<Vec<String>> = ls
+        .iter()
+        .map(|l| {
+            let bound = match l.per_ms {
+                Some(per) => format!("{}/{per}ms", l.max),
+                None => format!("{} at once", l.max),
+            };
+            vec![
+                l.key.clone(),
+                bound,
+                l.in_use.to_string(),
+                l.parked.to_string(),
+                time(l.next_slot_at),
+                time(l.blocked_until),
+            ]
+        })
+        .collect();
+    table(
+        &["KEY", "LIMIT", "IN USE", "PARKED", "NEXT SLOT", "HELD UNTIL"],
+        &rows,
+        "no limiter in use",
+    )
+}
+
 /// `stats`: the queue's states, then the counters.
 pub(super) fn stats(s: &QueueStats) -> String {
     let n = |v: u64| v.to_string();
@@ -141,6 +170,7 @@ pub(super) fn stats(s: &QueueStats) -> String {
             vec!["scheduled".into(), n(s.scheduled)],
             vec!["  retrying".into(), n(s.retrying)],
             vec!["processing".into(), n(s.processing)],
+            vec!["parked".into(), n(s.parked)],
             vec!["dead letter".into(), n(s.dead_letter)],
         ],
         "",
@@ -158,6 +188,7 @@ pub(super) fn stats(s: &QueueStats) -> String {
             vec!["stalled".into(), n(c.stalled)],
             vec!["dead dropped".into(), n(c.dead_dropped)],
             vec!["purged".into(), n(c.purged)],
+            vec!["throttled".into(), n(c.throttled)],
         ],
         "",
     );

@@ -280,6 +280,9 @@ impl ScheduleEntry {
             trace: None,
             // The scheduler sets its handler's queue (it knows the registry).
             queue: None,
+            // A tick is held to no rate or concurrency limit (`sched_fire.lua` writes none):
+            // a schedule already bounds how often it fires.
+            limits: None,
         }
     }
 

@@ -12,7 +12,9 @@ use tracing::Instrument;
 
 use super::loops::{Backoff, retry_until};
 use super::{Fate, InFlight, Inner, JobWorker, lock};
-use crate::backend::{Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob};
+use crate::backend::{
+    Completion, FailOutcome, Failure, FetchRequest, Lease, LeasedJob, ThrottleOutcome,
+};
 use crate::context::JobContext;
 use crate::context::State;
 use crate::error::Error;
@@ -177,6 +179,10 @@ pub(crate) enum Outcome {
         /// The delay the handler asked for before the next attempt (within `MAX_DELAY`).
         retry_after: Option<Duration>,
     },
+    /// Sent back by `ctx.rate_limited(delay)` (within `MAX_THROTTLE`).
+    Throttled {
+        delay: Duration,
+    },
     /// Stopped from outside (lease lost, or released at shutdown): no acknowledgement.
     Abandoned,
     /// No handler of the job's name in this process: the job is given back.
@@ -256,7 +262,7 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", crate::backend::truncate_error(error));
             }
-            Outcome::Abandoned | Outcome::Unhandled => {}
+            Outcome::Abandoned | Outcome::Unhandled | Outcome::Throttled { .. } => {}
         }
         let took = started.elapsed();
         match outcome {
@@ -316,6 +322,23 @@ async fn run_job(inner: Arc<Inner>, lj: LeasedJob, token: CancellationToken) {
                     }
                     Err(e) => tracing::error!(error = %Escaped(&e),
                         "could not record failure; the job will be redelivered"),
+                }
+            }
+            Outcome::Throttled { delay } => {
+                let backend = inner.side_queue().backend().clone();
+                match retry_until(inner.cfg.lease, "throttle", || backend.throttle(&lease, delay)).await {
+                    Ok(ThrottleOutcome::Parked { until }) => tracing::info!(%until,
+                        "job rate limited by its handler; its rate limiters are closed until then"),
+                    Ok(ThrottleOutcome::Delayed { at }) => {
+                        tracing::info!(%at, "job rate limited by its handler; it comes back then")
+                    }
+                    Ok(ThrottleOutcome::Cancelled) => tracing::info!("job cancelled"),
+                    Ok(ThrottleOutcome::Stale) => {
+                        crate::metrics::record(&name, crate::metrics::Event::LeaseLost);
+                        tracing::warn!("job rate limited after its lease was taken back; not recorded")
+                    }
+                    Err(e) => tracing::error!(error = %Escaped(&e),
+                        "could not send the rate-limited job back; it will be redelivered"),
                 }
             }
             Outcome::CancelAborted { error } => {
@@ -472,6 +495,12 @@ pub(crate) fn settle(
 /// backend), not only the top line.
 /// A delay asked for beyond the enqueue horizon is cut to it, and the stored error says so.
 fn failure_of(e: JobError) -> Outcome {
+    if e.is_rate_limited() {
+        let delay = e.retry_delay().unwrap_or(Duration::from_secs(1));
+        return Outcome::Throttled {
+            delay: delay.clamp(Duration::from_millis(1), crate::backend::limits::MAX_THROTTLE),
+        };
+    }
     let mut error = format!("{e:#}");
     let retry_after = e.retry_delay().map(|d| {
         if d > MAX_DELAY {

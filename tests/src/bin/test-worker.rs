@@ -61,6 +61,51 @@ async fn reliability_sleep(args: Sleep, ctx: JobContext) -> Result<(), JobError>
     Ok(())
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct Limited {
+    key: u32,
+    n: u32,
+    ms: u64,
+}
+
+/// Appends `line` to the list `<TEST_STARTS_KEY>:events` (the limits tests read it).
+async fn record_event(line: String) -> Result<(), JobError> {
+    let (Some(client), Ok(key)) = (redis(), std::env::var("TEST_STARTS_KEY")) else {
+        return Ok(());
+    };
+    let mut c = client.get_multiplexed_async_connection().await?;
+    redis::cmd("RPUSH").arg(format!("{key}:events")).arg(line).exec_async(&mut c).await?;
+    Ok(())
+}
+
+fn local_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// One at a time per `key`: records `s <key> <id> <attempt> <ms>` when it starts and
+/// `e ...` when it ends (this machine's clock), sleeping `ms` in between.
+#[job_handler("limits_exclusive", concurrency(max = 1, by = [key]))]
+async fn limits_exclusive(args: Limited, ctx: JobContext) -> Result<(), JobError> {
+    let at = |kind: &str| {
+        format!("{kind} {} {} {} {}", args.key, ctx.job_id(), ctx.attempt(), local_ms())
+    };
+    record_event(at("s")).await?;
+    tokio::time::sleep(Duration::from_millis(args.ms)).await;
+    record_event(at("e")).await?;
+    let _ = args.n;
+    Ok(())
+}
+
+/// At most 10 starts a second per `key`: records `r <key> <id> <attempt> <start ms>`, the
+/// start by the backend's clock (the instant the limiter counted).
+#[job_handler("limits_rated", rate_limit(max = 10, per = "1s", by = [key]))]
+async fn limits_rated(args: Limited, ctx: JobContext) -> Result<(), JobError> {
+    let started = ctx.started_at().map_or(0, |t| t.timestamp_millis());
+    record_event(format!("r {} {} {} {started}", args.key, ctx.job_id(), ctx.attempt())).await?;
+    let _ = (args.n, args.ms);
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     if let Ok(n) = std::env::var("TEST_UNIQUE_BURST") {
         return unique_burst(&n);

@@ -99,6 +99,7 @@ async fn openapi_document_describes_every_endpoint() {
         ("/api/v1/jobs/queues", &["get"]),
         ("/api/v1/jobs/queues/{name}/pause", &["post"]),
         ("/api/v1/jobs/queues/{name}/resume", &["post"]),
+        ("/api/v1/jobs/limits", &["get"]),
         ("/api/v1/jobs/openapi.json", &["get"]),
         ("/metrics", &["get"]),
     ] {
@@ -112,7 +113,7 @@ async fn openapi_document_describes_every_endpoint() {
             }
         }
     }
-    assert_eq!(paths.len(), 28);
+    assert_eq!(paths.len(), 29);
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

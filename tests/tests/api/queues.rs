@@ -100,3 +100,70 @@ async fn a_paused_queue_keeps_its_job_from_the_workers_until_resumed() {
     wait_for_job(r, id, |j| j["status"] == "completed").await;
     fx.service.stop().await.expect("service stops");
 }
+
+/// The limiters in use, from jobs a handler's `rate_limit(...)` and `concurrency(...)` hold:
+/// the second job of a user waits, parked, while the first runs.
+#[tokio::test]
+async fn limits_list_the_limiters_in_use_and_the_jobs_parked_on_them() {
+    let fx = fixture().await;
+    let r = &fx.router;
+    let got = get(r, "/api/v1/jobs/limits").await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+    assert_eq!(got.1, json!({"count": 0, "parked": 0, "limiters": []}));
+
+    let args = json!({"user_id": "lim-1", "count": 1});
+    let first = enqueue(r, json!({"name": "api_limited", "args": args})).await;
+    let backend = fx.service.queue().backend().clone();
+    let req = jobs_core::backend::FetchRequest {
+        queues: vec!["payments".into()],
+        max: 10,
+        worker_id: "api-test".into(),
+        lease: Duration::from_secs(30),
+        grace: Duration::ZERO,
+    };
+    let f = backend.fetch(&req).await.expect("fetch");
+    assert_eq!(f.jobs.iter().map(|j| j.job.id).collect::<Vec<_>>(), [first]);
+    // Unique until started: a second job of the user is created, and waits for the first.
+    let second = enqueue(r, json!({"name": "api_limited", "args": args})).await;
+    assert!(backend.fetch(&req).await.expect("fetch").jobs.is_empty(), "one at a time per user");
+    assert_eq!(get(r, &format!("/api/v1/jobs/job/{second}")).await.1["status"], "pending");
+
+    let got = get(r, "/api/v1/jobs/limits").await.1;
+    assert_eq!((got["count"].as_u64(), got["parked"].as_u64()), (Some(3), Some(1)), "{got}");
+    let by_name = |name: &str| {
+        let all = got["limiters"].as_array().expect("limiters");
+        all.iter().find(|l| l["name"] == name).cloned().unwrap_or_else(|| panic!("{name} in {got}"))
+    };
+    let conc = by_name(r#"c:["api_limited","lim-1"]"#);
+    assert_eq!(
+        (
+            &conc["kind"],
+            &conc["key"],
+            &conc["max"],
+            &conc["in_use"],
+            &conc["parked"],
+            &conc["per_ms"]
+        ),
+        (
+            &json!("concurrency"),
+            &json!(r#"["api_limited","lim-1"]"#),
+            &json!(1),
+            &json!(1),
+            &json!(1),
+            &Value::Null
+        )
+    );
+    let rate = by_name(r#"r:10/1000:["api_limited","lim-1"]"#);
+    assert_eq!(
+        (&rate["kind"], &rate["in_use"], &rate["per_ms"], &rate["parked"]),
+        (&json!("rate"), &json!(1), &json!(1000), &json!(0))
+    );
+    assert_eq!(by_name(r#"r:500/60000:["api_limited"]"#)["in_use"], 1);
+
+    // The first ends: the second gets its slot and starts.
+    let done = [jobs_core::backend::Completion { lease: f.jobs[0].lease, result: json!(null) }];
+    backend.complete(&done).await.expect("complete");
+    let g = backend.fetch(&req).await.expect("fetch");
+    assert_eq!(g.jobs.iter().map(|j| j.job.id).collect::<Vec<_>>(), [second]);
+    assert_eq!(get(r, "/api/v1/jobs/limits").await.1["parked"], 0);
+}

@@ -73,6 +73,7 @@ mod enqueue;
 mod fetch;
 mod give_back;
 mod leases;
+mod limits;
 mod listing;
 mod progress;
 mod queues;

@@ -115,6 +115,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
             total_pending: 9,
             retrying: 0,
             unique_locks: 0,
+            parked: 0,
             counters: QueueCounters {
                 enqueued: 16,
                 completed: 1,
@@ -125,6 +126,7 @@ async fn stats_stay_exact_through_a_mixed_sequence(kind: Kind) -> TestResult {
                 stalled: 0,
                 dead_dropped: 0,
                 purged: 0,
+                throttled: 0,
             },
             unhandled: Default::default(),
         }

@@ -1001,6 +1001,32 @@ pages.queues = {
   },
 };
 
+pages.limits = {
+  title: 'Limits',
+  render(root) {
+    root.append(
+      h('h1', {}, 'Limits'),
+      h('p', { class: 'muted' }, 'The rate and concurrency limiters in use, for every runner of the deployment: the starts in the current window (rate) or the jobs holding a slot (concurrency), and the jobs parked waiting for a slot. A parked job is pending; it never holds up other keys.'),
+      h('p', { id: 'limits-parked', class: 'muted' }),
+      h('div', { id: 'limits' }, h('p', { class: 'muted' }, 'Loading…')));
+  },
+  async refresh(root) {
+    const data = await api('GET', 'limits');
+    $('#limits-parked', root).textContent = `${fmtNum(data.parked)} job${data.parked === 1 ? '' : 's'} parked in all.`;
+    const when = (t) => (t ? fmtTime(t) : '—');
+    $('#limits', root).replaceChildren(table('Limiters', ['Key', 'Kind', 'Limit', 'In use', 'Parked', 'Next slot', 'Held until'],
+      (data.limiters || []).map((l) => h('tr', { dataset: { limiter: l.name } },
+        h('th', { scope: 'row' }, h('code', {}, l.key)),
+        h('td', {}, l.kind),
+        h('td', { class: 'num' }, l.per_ms == null ? `${fmtNum(l.max)} at once` : `${fmtNum(l.max)} / ${fmtNum(l.per_ms)} ms`),
+        h('td', { class: 'num', dataset: { inUse: String(l.in_use) } }, fmtNum(l.in_use)),
+        h('td', { class: 'num', dataset: { parked: String(l.parked) } }, fmtNum(l.parked)),
+        h('td', {}, when(l.next_slot_at)),
+        h('td', {}, when(l.blocked_until)))),
+      'No limiter in use.'));
+  },
+};
+
 pages.dlq = {
   title: 'Dead letters',
   render(root) {

@@ -175,6 +175,7 @@ impl State {
             total_pending: pending.total(),
             retrying: self.retrying.len() as u64,
             unique_locks: self.unique.len() as u64,
+            parked: self.limits.parked(),
             counters: self.counters,
             unhandled: self
                 .unhandled

@@ -16,7 +16,10 @@ impl State {
         let Some(rec) = self.jobs.get(&lease.id).filter(|r| r.is_held_by(lease)) else {
             return GiveBackOutcome::Stale;
         };
-        if rec.cancel_requested {
+        let cancel = rec.cancel_requested;
+        // Out of `running`: its concurrency slot goes to the next parked job.
+        self.free_slots(lease.id, now);
+        if cancel {
             self.finish_cancelled(lease.id, now);
             return GiveBackOutcome::Cancelled;
         }

@@ -141,6 +141,8 @@ impl State {
                     }),
                     trace: new.trace.clone(),
                     queue: new.queue_name().to_owned(),
+                    // As Redis: only a job with some limiter is held to limits.
+                    limits: new.limits.clone().filter(|l| !l.limiters.is_empty()),
                     place: Place::Unlinked,
                 },
             );
@@ -192,6 +194,8 @@ impl State {
     pub(super) fn fetch(&mut self, req: &FetchRequest) -> Fetched {
         let now = self.now();
         let promoted = self.promote(now);
+        // 1b. Limiters whose time has come give their parked jobs back to their lists' heads.
+        self.unpark_due(now, PROMOTE_LIMIT.saturating_sub(promoted));
         let lease_ms = duration_ms_i64(req.lease);
         let grace_ms = duration_ms_i64(req.grace);
         let mut jobs = Vec::new();
@@ -217,12 +221,24 @@ impl State {
                     continue;
                 }
                 let id = entry.0;
-                let Some(rec) = self.jobs.get_mut(&id) else {
+                let Some(rec) = self.jobs.get(&id) else {
                     continue;
                 };
                 let deadline = now
                     .saturating_add(lease_ms)
                     .min(now.saturating_add(duration_ms_i64(rec.timeout)).saturating_add(grace_ms));
+                if let Some(limits) = rec.limits.clone()
+                    && let Some((idx, due)) = self.admit(id, &limits, now, grace_ms, deadline)
+                {
+                    // Over a limit: parked until the limiter has a slot (no head-of-line
+                    // blocking); it counts against the skip budget.
+                    self.park(id, idx, due, false);
+                    skipped += 1;
+                    continue;
+                }
+                let Some(rec) = self.jobs.get_mut(&id) else {
+                    continue;
+                };
                 rec.status = JobStatus::Running;
                 rec.attempt = rec.attempt.saturating_add(1);
                 rec.started = Some(now);
@@ -295,8 +311,11 @@ impl State {
             self.active.remove(&(old, lease.id));
         }
         rec.place = Place::Running { deadline };
+        let cancel = rec.cancel_requested;
         self.active.insert((deadline, lease.id));
-        Some(rec.cancel_requested)
+        // Its concurrency slot follows the lease.
+        self.extend_slot(lease.id, deadline);
+        Some(cancel)
     }
 
     /// A progress report of the current delivery: stored, and its lease extended.
@@ -315,6 +334,8 @@ impl State {
         let now = self.now();
         let expire = now.saturating_add(duration_ms_i64(self.config.result_ttl));
         let mut out = Vec::with_capacity(items.len());
+        // The jobs that leave `running`, for their concurrency slots (freed after the batch).
+        let mut left = Vec::new();
         for item in items {
             let id = item.lease.id;
             let (outcome, cancel_now) = match self.jobs.get(&id) {
@@ -338,8 +359,10 @@ impl State {
             };
             if cancel_now {
                 self.finish_cancelled(id, now);
+                left.push(id);
             }
             if outcome == AckOutcome::Completed {
+                left.push(id);
                 self.unlock(id);
                 self.unlink(id);
                 if let Some(rec) = self.jobs.get_mut(&id) {
@@ -354,6 +377,9 @@ impl State {
             }
             out.push(outcome);
         }
+        for id in left {
+            self.free_slots(id, now);
+        }
         self.purge(now, PURGE_ON_COMPLETE);
         out
     }
@@ -364,6 +390,7 @@ impl State {
         if !self.jobs.get(&lease.id).is_some_and(|r| r.is_held_by(lease)) {
             return FailOutcome::Stale;
         }
+        self.free_slots(lease.id, now);
         self.fail_running(
             lease.id,
             now,
@@ -376,31 +403,25 @@ impl State {
 
     pub(super) fn release(&mut self, leases: &[Lease]) -> u64 {
         let now = self.now();
-        let mut heads: std::collections::BTreeMap<(String, usize), Vec<JobId>> = Default::default();
         let mut n = 0u64;
-        for lease in leases {
+        // Backwards, each to the head: the first lease given ends up first in line (and a
+        // lease given twice counts where it was given last, as in Redis).
+        for lease in leases.iter().rev() {
             let Some(rec) = self.jobs.get(&lease.id).filter(|r| r.is_held_by(lease)) else {
                 continue;
             };
+            let cancel = rec.cancel_requested;
             n += 1;
-            if rec.cancel_requested {
+            self.unlink(lease.id);
+            if cancel {
+                self.free_slots(lease.id, now);
                 self.finish_cancelled(lease.id, now);
                 continue;
             }
-            // Marked pending at once so that a lease given twice is stale the second time.
-            self.unlink(lease.id);
-            if let Some(at) = self.mark_ready(lease.id) {
-                heads.entry(at).or_default().push(lease.id);
-            }
-        }
-        for ((queue, q), ids) in &heads {
-            // Pushing in reverse keeps the given order at the head: the first given is
-            // fetched first.
-            for &id in ids.iter().rev() {
-                let generation = self.jobs.get(&id).map_or(0, |r| r.generation);
-                self.lists_mut(queue).ready[*q].push_front((id, generation));
-                self.wake = true;
-            }
+            // Back at the head: its concurrency slot stays its own, as a reservation.
+            self.keep_slot(lease.id, now);
+            self.push_ready(lease.id, true);
+            self.wake = true;
         }
         n
     }
@@ -424,21 +445,37 @@ impl State {
             .collect();
         let mut report = ReapReport { ran: true, ..ReapReport::default() };
         for (deadline, id) in lapsed {
-            let Some(rec) = self.jobs.get_mut(&id) else {
+            if !self.jobs.contains_key(&id) {
                 // An index entry without a record would otherwise be found by every reap.
                 self.active.remove(&(deadline, id));
                 continue;
-            };
-            if rec.cancel_requested {
-                self.finish_cancelled(id, now);
-                report.cancelled += 1;
-                continue;
             }
+            let Some(rec) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             let hard_deadline = rec
                 .started
                 .unwrap_or(now)
                 .saturating_add(duration_ms_i64(rec.timeout))
                 .saturating_add(grace_ms);
+            // Its concurrency slot: kept by a job requeued at the head, else freed.
+            let requeue = !rec.cancel_requested
+                && now < hard_deadline
+                && rec.stalls.saturating_add(1) <= opts.max_stalls;
+            let cancel = rec.cancel_requested;
+            if requeue {
+                self.keep_slot(id, now);
+            } else {
+                self.free_slots(id, now);
+            }
+            let Some(rec) = self.jobs.get_mut(&id) else {
+                continue;
+            };
+            if cancel {
+                self.finish_cancelled(id, now);
+                report.cancelled += 1;
+                continue;
+            }
             if now >= hard_deadline {
                 self.fail_running(id, now, ERR_TIMEOUT, true, &opts.retry, None);
                 report.failed += 1;
@@ -494,6 +531,12 @@ impl State {
         let status = rec.status;
         match status {
             JobStatus::Pending | JobStatus::Retrying => {
+                // A slot reserved for it goes to the next job parked; a parked one only
+                // leaves its limiter's jobs (its `unlink`), as cancel.lua does.
+                let parked = matches!(rec.place, Place::Parked { .. });
+                if status == JobStatus::Pending && !parked {
+                    self.free_slots(id, now);
+                }
                 self.finish_cancelled(id, now);
                 Ok(CancelOutcome::Cancelled)
             }

@@ -9,13 +9,16 @@
 //!
 //! The backend is split by concern: `state` holds the `State` struct, its indexes and the
 //! helpers that file a job into them; `jobs` the job transitions (enqueue, fetch, complete,
-//! fail, release, reap, cancel, heartbeat); `admin` the DLQ, listings, stats and retention;
+//! fail, release, reap, cancel, heartbeat); `limits` the rate and concurrency limiters
+//! (parking, unparking, throttle); `admin` the DLQ, listings, stats and retention;
 //! `schedules` the schedule calls. This file only forwards each trait call into the state
 //! under the lock.
 
 mod admin;
 mod give_back;
 mod jobs;
+mod limiters;
+mod limits;
 mod listing;
 mod schedules;
 mod state;
@@ -204,9 +207,14 @@ impl Backend for MemoryBackend {
     }
 
     async fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<EnqueueOutcome>> {
-        // As Redis: a bad queue name fails the call before anything is written.
-        for q in jobs.iter().filter_map(|j| j.queue.as_deref()) {
-            crate::flow::check_queue_name(q)?;
+        // As Redis: a bad queue name or bad limits fail the call before anything is written.
+        for j in jobs {
+            if let Some(q) = &j.queue {
+                crate::flow::check_queue_name(q)?;
+            }
+            if let Some(limits) = &j.limits {
+                limits.validate()?;
+            }
         }
         Ok(self.with_state(|st| st.enqueue(jobs)))
     }
@@ -254,6 +262,19 @@ impl Backend for MemoryBackend {
 
     async fn give_back(&self, give: &GiveBack) -> Result<GiveBackOutcome> {
         Ok(self.with_state(|st| st.give_back(give)))
+    }
+
+    async fn throttle(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+    ) -> Result<crate::backend::ThrottleOutcome> {
+        crate::backend::limits::check_throttle(delay)?;
+        Ok(self.with_state(|st| st.throttle(lease, delay)))
+    }
+
+    async fn limits(&self, max: usize) -> Result<Vec<crate::job::LimiterUsage>> {
+        Ok(self.with_state(|st| st.limits_usage(max)))
     }
 
     async fn release(&self, leases: &[Lease]) -> Result<u64> {

@@ -30,6 +30,9 @@ pub(super) enum Place {
     Dead { died: i64 },
     /// In `finished` (status `completed` or `cancelled`).
     Finished { expire: i64 },
+    /// Parked (status `pending`) on the limiter of this index in the record's `limits`:
+    /// in that limiter's jobs (see `limits.rs`).
+    Parked { limiter: usize },
 }
 
 /// A job as stored: the public fields in milliseconds, plus the bookkeeping that
@@ -71,6 +74,8 @@ pub(super) struct Record {
     pub(super) trace: Option<crate::job::TraceContext>,
     /// Its named queue (`"default"` for the default one).
     pub(super) queue: String,
+    /// The rate and concurrency limits it is held to (Redis: `lm` and the `limits` hash).
+    pub(super) limits: Option<crate::job::JobLimits>,
     pub(super) place: Place,
 }
 
@@ -171,6 +176,8 @@ pub(super) struct State {
     pub(super) unhandled: BTreeMap<String, Unhandled>,
     /// Uniqueness locks: key → (expiry ms, holder) (Redis: the `k<key>` fields of `unique`).
     pub(super) unique: HashMap<String, (i64, JobId)>,
+    /// Rate and concurrency limiters (see `limits.rs`).
+    pub(super) limits: super::limiters::Limits,
 }
 
 /// One name's give-backs: how many, the last one, and the run of those that found no live
@@ -233,6 +240,7 @@ impl State {
             sched_due: BTreeSet::new(),
             unhandled: BTreeMap::new(),
             unique: HashMap::new(),
+            limits: super::limiters::Limits::default(),
         }
     }
 
@@ -261,13 +269,12 @@ impl State {
         self.seq
     }
 
+    /// The earliest due time of a delayed or retrying job, or of a limiter whose parked
+    /// jobs may go (as lib.lua's `next_due`).
     pub(super) fn earliest_due(&self) -> Option<i64> {
         let d = self.delayed.keys().next().map(|k| k.0);
         let r = self.retrying.keys().next().map(|k| k.0);
-        match (d, r) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [d, r, self.limits.earliest()].into_iter().flatten().min()
     }
 
     /// Whether any ready queue has an entry (live or not: like Redis's list lengths, which
@@ -326,6 +333,7 @@ impl State {
             Place::Finished { expire } => {
                 self.finished.remove(&(expire, id));
             }
+            Place::Parked { limiter } => self.unpark_remove(id, limiter),
         }
     }
 

@@ -352,7 +352,9 @@ pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
         stalled: get("stalled"),
         dead_dropped: get("dead_dropped"),
         purged: get("purged"),
+        throttled: get("throttled"),
     };
+    s.parked = get("parked");
     // Per name: `unhandled:<name>` and its companions (see give_back.lua).
     let time = |field: String| counters.get(field.as_str()).and_then(|&ms| ms_to_time(ms));
     for (field, &n) in &counters {
@@ -366,6 +368,53 @@ pub(super) async fn stats(backend: &RedisBackend) -> Result<QueueStats> {
         }
     }
     Ok(s)
+}
+
+pub(super) async fn limits(
+    backend: &RedisBackend,
+    max: usize,
+) -> Result<Vec<crate::job::LimiterUsage>> {
+    use crate::job::{LimiterKind, LimiterUsage};
+    let max = max.min(crate::backend::limits::LIMITS_LIST_MAX);
+    let reply: Vec<Value> = backend
+        .run(&SCRIPTS.limits, |inv| {
+            inv.arg(max);
+        })
+        .await?;
+    if !reply.len().is_multiple_of(8) {
+        return Err(Error::Backend("malformed limits reply".into()));
+    }
+    let mut out = Vec::with_capacity(reply.len() / 8);
+    for r in reply.chunks_exact(8) {
+        let name = text(&r[0])?.to_owned();
+        let kind =
+            if text(&r[1])? == "rate" { LimiterKind::Rate } else { LimiterKind::Concurrency };
+        let n = |v: &Value| int(v).map(|i| i.max(0));
+        let per = n(&r[3])? as u64;
+        let time =
+            |v: &Value| -> Result<_> { Ok(Some(n(v)?).filter(|&t| t > 0).and_then(ms_to_time)) };
+        let key = name.split_once(':').map_or("", |(_, k)| k);
+        // A rate limiter's name is `r:<max>/<per>:<key>`: its key follows the second colon.
+        let key = if kind == LimiterKind::Rate {
+            key.split_once(':').map_or("", |(_, k)| k)
+        } else {
+            key
+        };
+        out.push(LimiterUsage {
+            key: key.to_owned(),
+            kind,
+            max: u32::try_from(n(&r[2])?).unwrap_or(u32::MAX),
+            per_ms: (kind == LimiterKind::Rate).then_some(per),
+            in_use: n(&r[4])? as u64,
+            parked: n(&r[5])? as u64,
+            next_slot_at: time(&r[6])?,
+            blocked_until: time(&r[7])?,
+            name,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.truncate(max);
+    Ok(out)
 }
 
 pub(super) async fn purge(backend: &RedisBackend, limit: usize) -> Result<u64> {

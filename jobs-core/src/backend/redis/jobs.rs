@@ -63,7 +63,8 @@ pub(super) async fn enqueue(
                 (0, i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX))
             }
         };
-        enc.push((j, meta, payload, run_at, delay));
+        let limits = limits_arg(j.limits.as_ref())?;
+        enc.push((j, meta, payload, run_at, delay, limits));
     }
     // A job under an id `NewJob::new` drew is found only if this call (or this `NewJob`)
     // wrote it, so a resent call answers `Created` for it without a stored reply: only a
@@ -75,7 +76,7 @@ pub(super) async fn enqueue(
     let reply: Vec<Value> = backend
         .resend_lost(&SCRIPTS.enqueue, Send { request_key: keep_reply, durable: true }, |inv| {
             inv.arg(jobs.len());
-            for (j, meta, payload, run_at, delay) in &enc {
+            for (j, meta, payload, run_at, delay, limits) in &enc {
                 inv.arg(j.id.to_string())
                     .arg(j.priority.index())
                     .arg(*run_at)
@@ -91,7 +92,7 @@ pub(super) async fn enqueue(
                         .arg(unique_mode(lock)),
                     None => inv.arg("").arg(0).arg(""),
                 };
-                inv.arg(super::keys::script_name(j.queue_name()));
+                inv.arg(super::keys::script_name(j.queue_name())).arg(limits);
             }
         })
         .await?;
@@ -99,6 +100,25 @@ pub(super) async fn enqueue(
         return Err(Error::Backend("enqueue answered for a different number of jobs".into()));
     }
     jobs.iter().zip(&reply).map(|(j, r)| enqueue_outcome(j, r)).collect()
+}
+
+/// The limiters argument of `enqueue.lua` (`limits_lib.lua`): `[["r", name, max, per ms],
+/// ..., ["c", name, max]]`, or empty for none. Checked first, as everything of an enqueue.
+fn limits_arg(limits: Option<&crate::job::JobLimits>) -> Result<String> {
+    use crate::job::Limiter;
+    let Some(limits) = limits else { return Ok(String::new()) };
+    limits.validate()?;
+    let spec: Vec<serde_json::Value> = limits
+        .limiters
+        .iter()
+        .map(|l| match l {
+            Limiter::Rate { max, per, .. } => {
+                serde_json::json!(["r", l.name(), max, duration_ms(*per)])
+            }
+            Limiter::Concurrency { max, .. } => serde_json::json!(["c", l.name(), max]),
+        })
+        .collect();
+    Ok(serde_json::to_string(&spec)?)
 }
 
 /// The mode argument of `enqueue.lua` for a lock: which transition ends its window
@@ -313,6 +333,34 @@ pub(super) async fn give_back(backend: &RedisBackend, g: &GiveBack) -> Result<Gi
         Some("CANCELLED") => Ok(GiveBackOutcome::Cancelled),
         Some("STALE") => Ok(GiveBackOutcome::Stale),
         other => Err(Error::Backend(format!("unexpected give_back reply {other:?}"))),
+    }
+}
+
+pub(super) async fn throttle(
+    backend: &RedisBackend,
+    lease: &Lease,
+    delay: Duration,
+) -> Result<crate::backend::ThrottleOutcome> {
+    use crate::backend::ThrottleOutcome;
+    crate::backend::limits::check_throttle(delay)?;
+    let reply: Vec<Value> = backend
+        .run_retried(&SCRIPTS.throttle, |inv| {
+            inv.arg(lease.id.to_string())
+                .arg(lease.attempt)
+                .arg(duration_ms(delay))
+                .arg(backend.ttl_ms());
+        })
+        .await?;
+    let at = || -> Result<chrono::DateTime<chrono::Utc>> {
+        let ms = reply.get(1).map(int).transpose()?.unwrap_or(0);
+        ms_to_time(ms).ok_or_else(|| Error::Backend("bad time in throttle reply".into()))
+    };
+    match reply.first().map(text).transpose()? {
+        Some("PARKED") => Ok(ThrottleOutcome::Parked { until: at()? }),
+        Some("DELAYED") => Ok(ThrottleOutcome::Delayed { at: at()? }),
+        Some("CANCELLED") => Ok(ThrottleOutcome::Cancelled),
+        Some("STALE") => Ok(ThrottleOutcome::Stale),
+        other => Err(Error::Backend(format!("unexpected throttle reply {other:?}"))),
     }
 }
 

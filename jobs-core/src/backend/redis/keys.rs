@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 /// Position of each key in [`Keys::all`]; `lib.lua` builds them in this order (`KK`), from
 /// this list (the scripts' source is prefixed with it).
-pub(super) const SUFFIXES: [&str; 27] = [
+pub(super) const SUFFIXES: [&str; 31] = [
     "jobs",        // HASH id -> record: hot state '|' meta JSON [newline args JSON] (record.rs)
     "results",     // HASH id -> result JSON
     "errors",      // HASH id -> last error text
@@ -41,6 +41,10 @@ pub(super) const SUFFIXES: [&str; 27] = [
     "progress",    // HASH id -> the progress its handler last reported, JSON
     "due",         // ZSET "1" -> earliest due ms of a delayed or retrying job; BZPOPMIN target
     "queues",      // HASH queue name -> 'a' | 'p' (paused): the named queues, and pauses
+    "limits",      // HASH id -> its limiters, JSON [["r",name,max,per ms],["c",name,max]]
+    "lim_due",     // ZSET limiter name -> when its parked jobs may go (a slot opens)
+    "lim_keys",    // HASH limiter name -> "r <max> <per ms>" | "c <max>": limiters in use
+    "lim_block",   // HASH limiter name -> ms until which ctx.rate_limited holds it closed
 ];
 
 /// The key names of one namespace.
@@ -220,7 +224,7 @@ mod tests {
     #[test]
     fn every_key_shares_one_hash_tag() -> Result<()> {
         let k = Keys::new("jobq", "prod")?;
-        assert_eq!(k.all().len(), 27);
+        assert_eq!(k.all().len(), 31);
         assert_eq!(k.queue_pending("pay", 1), "jobq:{prod}:q:pay:pending:1");
         assert_eq!(k.queue_pending("default", 1), "jobq:{prod}:pending:1");
         assert_eq!(k.queue_marker("pay"), "jobq:{prod}:q:pay:marker");

@@ -404,6 +404,18 @@ impl Backend for RedisBackend {
         jobs::give_back(self, give).await
     }
 
+    async fn throttle(
+        &self,
+        lease: &Lease,
+        delay: Duration,
+    ) -> Result<crate::backend::ThrottleOutcome> {
+        jobs::throttle(self, lease, delay).await
+    }
+
+    async fn limits(&self, max: usize) -> Result<Vec<crate::job::LimiterUsage>> {
+        admin::limits(self, max).await
+    }
+
     async fn release(&self, leases: &[Lease]) -> Result<u64> {
         jobs::release(self, leases).await
     }

@@ -80,7 +80,8 @@ pub(crate) struct Hot {
 
 pub(crate) fn status_from_letter(c: u8) -> Option<JobStatus> {
     Some(match c {
-        b'p' => JobStatus::Pending,
+        // `k`: parked on a rate or concurrency limiter (limits_lib.lua), pending to readers.
+        b'p' | b'k' => JobStatus::Pending,
         b'r' => JobStatus::Running,
         b'c' => JobStatus::Completed,
         b'f' => JobStatus::Failed,
@@ -128,8 +129,9 @@ fn split_binary(
     if rec.len() < HOT_LEN {
         return Err("state too short");
     }
-    // 16 is the uniqueness lock's flag (lib.lua), which the client does not read; 64 says
-    // a queue name follows the generation.
+    // 16 is the uniqueness lock's flag (lib.lua) and 128 the limits' one, which the client
+    // does not read; 64 says a queue name follows the generation.
+    let flags = flags & 127;
     let named = flags >= 64;
     let flags = if named { flags - 64 } else { flags };
     if flags >= 32 {

@@ -41,6 +41,8 @@ use ::redis::Script;
 const LIB: &str = include_str!("scripts/lib.lua");
 /// Helpers of the schedule scripts (the schedule record format), after `LIB`.
 const SCHED_LIB: &str = include_str!("scripts/sched_lib.lua");
+/// Rate and concurrency limits (`limits_lib.lua`), after `LIB`, for every script.
+const LIMITS_LIB: &str = include_str!("scripts/limits_lib.lua");
 
 /// One atomic transition: its script (for `EVALSHA`) and its name in [`LIBRARY`].
 pub(crate) struct Op {
@@ -84,6 +86,7 @@ const REPLAYED: &[&str] = &[
     "release.lua",
     "clear_dead.lua",
     "delete.lua",
+    "throttle.lua",
     "queue_pause.lua",
     "sched_upsert.lua",
     "sched_enable.lua",
@@ -113,6 +116,8 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("stats", "stats.lua", include_str!("scripts/stats.lua")),
     ("queues", "queues.lua", include_str!("scripts/queues.lua")),
     ("queue_pause", "queue_pause.lua", include_str!("scripts/queue_pause.lua")),
+    ("throttle", "throttle.lua", include_str!("scripts/throttle.lua")),
+    ("limits", "limits.lua", include_str!("scripts/limits.lua")),
     ("list_jobs", "list_jobs.lua", include_str!("scripts/list_jobs.lua")),
     ("sched_upsert", "sched_upsert.lua", include_str!("scripts/sched_upsert.lua")),
     ("sched_enable", "sched_enable.lua", include_str!("scripts/sched_enable.lua")),
@@ -142,7 +147,7 @@ pub(crate) struct Library {
 
 /// The one library of every script (see the module docs).
 pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
-    let mut defs = format!("local KEYS, ARGV\n{}{LIB}\n{SCHED_LIB}\n", suffixes());
+    let mut defs = format!("local KEYS, ARGV\n{}{LIB}\n{LIMITS_LIB}\n{SCHED_LIB}\n", suffixes());
     for (name, file, body) in SOURCES {
         defs.push_str(&format!("local function op_{name}()\n{}\nend\n", code(file, body)));
     }
@@ -160,7 +165,7 @@ pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
 
 fn op(name: &str) -> Op {
     let (_, file, body) = SOURCES.iter().find(|(n, _, _)| *n == name).expect("a listed script");
-    let lib = format!("{}{LIB}", suffixes());
+    let lib = format!("{}{LIB}\n{LIMITS_LIB}", suffixes());
     let prelude = if name.starts_with("sched_") { format!("{lib}\n{SCHED_LIB}") } else { lib };
     Op {
         script: Script::new(&format!("{prelude}\nbind()\n{}", code(file, body))),
@@ -200,5 +205,5 @@ macro_rules! scripts {
 scripts! {
     enqueue, fetch, heartbeat, progress, complete, fail, release, give_back, reap, cancel,
     retry_dead, clear_dead, purge, workers, throughput, stats, list_jobs, retry_now, queues,
-    queue_pause, delete,
+    queue_pause, delete, throttle, limits,
 }

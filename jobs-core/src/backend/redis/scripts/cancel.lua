@@ -12,6 +12,12 @@ if h.s == 'p' then
     incr(ghost_field(h.q, h.p + 1), 1)
     redis.call('HINCRBY', K_GHOSTS, id, 1)
   end
+  -- A slot reserved for it goes to the next job parked (limits_lib.lua).
+  free_slots({ id }, { h })
+elseif h.s == 'k' then
+  -- Parked: out of its limiter's list (LREM: O(the jobs parked on that key), off the hot
+  -- path), so that parked counts stay exact.
+  unpark_remove(id, h)
 elseif h.s == 'y' then
   redis.call('ZREM', K_RETRY, id)
 elseif h.s == 'r' then

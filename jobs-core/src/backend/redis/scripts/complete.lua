@@ -9,6 +9,8 @@ local ids = {}
 for i = 1, k do ids[i] = ARGV[1 + 3 * i] end
 local recs = hmget(K_JOBS, ids)
 local out, upd, res, done, fin, held = {}, {}, {}, {}, {}, {}
+-- The jobs that leave `running` and their states, for their concurrency slots.
+local left, left_h = {}, {}
 local completed, cancelled = 0, 0
 -- The state an earlier item of this batch left (an id acked twice in one batch): later
 -- items must see it, not the record as it was read.
@@ -29,6 +31,7 @@ for i = 1, k do
     h.s = 'x'
     h.fa = now
     if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
+    if h.lm == 1 then left[#left + 1] = id; left_h[#left_h + 1] = h end
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
@@ -41,6 +44,7 @@ for i = 1, k do
     h.s = 'c'
     h.fa = now
     if h.uq == 1 then held[#held + 1] = id; h.uq = 0 end
+    if h.lm == 1 then left[#left + 1] = id; left_h[#left_h + 1] = h end
     latest[id] = h
     upd[#upd + 1] = id
     upd[#upd + 1] = fmt(h)
@@ -58,6 +62,8 @@ bulk('HSET', K_JOBS, upd, 2)
 if #held > 0 then release_locks(held, hmget(K_UJOBS, held)) end
 bulk('HSET', K_RESULTS, res, 2)
 bulk('ZREM', K_ACTIVE, done)
+-- Their concurrency slots, freed in the same step (limits_lib.lua).
+if #left > 0 then free_slots(left, left_h) end
 bulk('ZADD', K_FINISHED, fin, 2)
 incr('completed', completed)
 incr('cancelled', cancelled)

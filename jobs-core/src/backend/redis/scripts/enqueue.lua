@@ -1,14 +1,15 @@
 -- enqueue: creates jobs, all in one atomic step.
--- ARGV[1]: n; then n groups of 11: id, priority 0..3, run_at ms (0: none), delay ms (0: none),
+-- ARGV[1]: n; then n groups of 13: id, priority 0..3, run_at ms (0: none), delay ms (0: none),
 --          max_retries, timeout ms, meta JSON, payload JSON, uniqueness key ('' for none),
 --          its window ms, its mode: 'd' (held until done) or 's' (until started), then 'k'
 --          (a duplicate is kept out) or 'r' (a duplicate's args replace the holder's),
---          its named queue ('' for the default queue)
+--          its named queue ('' for the default queue), its limiters (JSON, see
+--          limits_lib.lua; '' for none)
 -- Returns: one reply per job: 1 created, 0 duplicate (id exists, or repeats in the batch),
 -- or, for a job whose uniqueness key is held, the holder's id prefixed 'u' (kept out) or 'r'
 -- (the holder, not started yet, took its args).
 local n = tonumber(ARGV[1])
-local G = 12
+local G = 13
 local now = now_ms()
 -- Check every argument before the first write: a script that errors half-way would leave
 -- half a batch behind (Redis does not roll scripts back).
@@ -25,7 +26,8 @@ for i = 0, n - 1 do
   if not p or p < 0 or p > 3 or not tonumber(ARGV[b + 2]) or not tonumber(ARGV[b + 3])
       or not fits_hot(tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]))
       or (ARGV[b + 8] ~= '' and not (window_ok(ARGV[b + 9]) and MODES[ARGV[b + 10]]))
-      or (ARGV[b + 11] ~= '' and not valid_queue(ARGV[b + 11])) then
+      or (ARGV[b + 11] ~= '' and not valid_queue(ARGV[b + 11]))
+      or (ARGV[b + 12] ~= '' and not check_limits(ARGV[b + 12])) then
     return redis.error_reply('ERR enqueue: malformed arguments for job ' .. tostring(i))
   end
 end
@@ -67,7 +69,7 @@ local function holder(key)
   -- checked all the same, so that a lock left by a record that vanished excludes nothing.
   -- (An older version that could not read the holder's record dead-lettered it as it was.)
   local h = parse(redis.call('HGET', K_JOBS, hid))
-  if not h or h.uq == 0 or not (h.s == 'p' or h.s == 'r' or h.s == 'y')
+  if not h or h.uq == 0 or not (h.s == 'p' or h.s == 'k' or h.s == 'r' or h.s == 'y')
       or redis.call('ZSCORE', K_DEAD, hid) then return nil end
   c = { id = hid, h = h }
   held[key] = c
@@ -77,6 +79,8 @@ end
 local out, seen = {}, {}
 local recs, sched, locks, holds = {}, {}, {}, {}
 local replaced = {}
+-- id, limiters: the jobs held to rate or concurrency limits.
+local limited = {}
 local named = {}
 -- ready[q][p]: the entries going to queue q's list of priority p.
 local ready = {}
@@ -90,7 +94,7 @@ for i = 0, n - 1 do
   local replace = string.sub(mode, 2) == 'r'
   if existing[i + 1] or seen[id] then
     out[i + 1] = 0
-  elseif c and replace and c.h.s == 'p' then
+  elseif c and replace and (c.h.s == 'p' or c.h.s == 'k') then
     -- Replace (debounce): the holder, not started yet, takes these arguments.
     c.h.meta = with_args(drop_args(c.h.meta), ARGV[b + 7])
     if c.at then
@@ -120,9 +124,15 @@ for i = 0, n - 1 do
     local uq = 0
     if key ~= '' then uq = 1 end
     local q = ARGV[b + 11]
+    local lm = 0
+    if ARGV[b + 12] ~= '' then
+      lm = 1
+      limited[#limited + 1] = id
+      limited[#limited + 1] = ARGV[b + 12]
+    end
     local h = { s = 'p', p = p, att = 0, rc = 0, mr = tonumber(ARGV[b + 4]),
       to = tonumber(ARGV[b + 5]), cx = 0, stl = 0, ca = now, sa = due, st = 0, fa = 0, g = g,
-      uq = uq, q = q, meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
+      uq = uq, q = q, lm = lm, meta = with_args(ARGV[b + 6], ARGV[b + 7]) }
     if q ~= '' then named[q] = true end
     recs[#recs + 1] = id
     recs[#recs + 1] = fmt(h)
@@ -153,6 +163,7 @@ for hid, h in pairs(replaced) do recs[#recs + 1] = hid; recs[#recs + 1] = fmt(h)
 bulk('HSET', K_JOBS, recs, 2)
 bulk('HSET', K_UNIQUE, locks, 2)
 bulk('HSET', K_UJOBS, holds, 2)
+bulk('HSET', K_LIMITS, limited, 2)
 bulk('ZADD', K_SCHED, sched, 2)
 for q, rq in pairs(ready) do
   for p = 1, 4 do

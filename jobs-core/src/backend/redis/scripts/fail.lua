@@ -8,4 +8,5 @@ local now = now_ms()
 local h = parse(redis.call('HGET', K_JOBS, id))
 if not h or h.s ~= 'r' or h.att ~= att then return { 'STALE' } end
 redis.call('ZREM', K_ACTIVE, id)
+free_slots({ id }, { h })
 return fail_job(id, h, ARGV[3], ARGV[4] == '1', now, policy(5), tonumber(ARGV[12]))

@@ -99,6 +99,9 @@ for _, zkey in ipairs({ K_SCHED, K_RETRY }) do
   end
 end
 
+-- 1b. Limiters whose time has come give their parked jobs back to their lists' heads.
+unpark_due(now, limit)
+
 -- The queues served that are not paused, in order (one HMGET for all of them).
 local open = {}
 do
@@ -140,10 +143,26 @@ for qi = 1, #open do
         for i = 1, #locked do holds[locked[i]] = vs[i] end
       end
       local started, started_v = {}, {}
+      local hs, whys = {}, {}
+      for i = 1, #ids do hs[i], whys[i] = parse(recs[i]) end
+      -- The limiters of the jobs held to some (one lookup for the chunk; see limits_lib.lua).
+      local specs = limiters_of(ids, hs)
       for i = 1, #ids do
-        local h, why = parse(recs[i])
-        -- The entry of the record's own enqueue (generations equal), and the job is ready.
+        local h, why = hs[i], whys[i]
+        local deadline = 0
+        local refused, due = nil, nil
         if h and h.s == 'p' and h.g == gens[i] then
+          deadline = math.min(now + lease, now + h.to + grace)
+          if specs[ids[i]] then refused, due = admit(ids[i], h.att + 1, specs[ids[i]], now, grace, deadline) end
+        end
+        if refused then
+          -- Over a limit: parked until the limiter has a slot (no head-of-line blocking).
+          park(ids[i], h, refused, due)
+          upd[#upd + 1] = ids[i]
+          upd[#upd + 1] = fmt(h)
+          skipped = skipped + 1
+        -- The entry of the record's own enqueue (generations equal), and the job is ready.
+        elseif h and h.s == 'p' and h.g == gens[i] then
           h.s = 'r'
           h.att = h.att + 1
           h.st = now
@@ -157,7 +176,7 @@ for qi = 1, #open do
           local rec = fmt(h)
           upd[#upd + 1] = ids[i]
           upd[#upd + 1] = rec
-          act[#act + 1] = math.min(now + lease, now + h.to + grace)
+          act[#act + 1] = deadline
           act[#act + 1] = ids[i]
           out[#out + 1] = ids[i]
           out[#out + 1] = h.att

@@ -15,6 +15,7 @@ local h = parse(redis.call('HGET', K_JOBS, id))
 if not h or h.s ~= 'r' or h.att ~= att then return { 'STALE' } end
 local o = policy(11)
 redis.call('ZREM', K_ACTIVE, id)
+free_slots({ id }, { h })
 if h.cx == 1 then
   finish(id, h, 'x', now, o.ttl)
   incr('cancelled', 1)

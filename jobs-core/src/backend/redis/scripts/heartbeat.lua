@@ -10,13 +10,18 @@ if k > 0 then
   local ids = {}
   for i = 1, k do ids[i] = ARGV[4 + 2 * i] end
   local recs = hmget(K_JOBS, ids)
-  local act = {}
+  local act, hs = {}, {}
+  for i = 1, k do hs[i] = parse(recs[i]) end
+  -- The concurrency slots of the jobs held to limits follow their leases (limits_lib.lua).
+  local specs = limiters_of(ids, hs)
   for i = 1, k do
-    local h = parse(recs[i])
+    local h = hs[i]
     if h and h.s == 'r' and h.att == tonumber(ARGV[5 + 2 * i]) then
       -- Never past started + timeout + grace: a hung handler still loses its lease.
-      act[#act + 1] = math.min(now + lease, h.st + h.to + grace)
+      local deadline = math.min(now + lease, h.st + h.to + grace)
+      act[#act + 1] = deadline
       act[#act + 1] = ids[i]
+      if specs[ids[i]] then extend_slot(ids[i], specs[ids[i]], deadline) end
       if h.cx == 1 then cancel[#cancel + 1] = ids[i] end
     else
       lost[#lost + 1] = ids[i]

@@ -6,7 +6,7 @@
 --   1 jobs  2 results  3 errors  4..7 pending:0..3  8 scheduled  9 retry  10 active
 --   11 dead  12 finished  13 marker  14 counters  15 workers  16 worker_info  17 reap_lock
 --   18 cron  19 cron_due  20 throughput  21 cancels  22 ghosts  23 unique  24 unique_jobs
---   25 progress  26 due  27 queues
+--   25 progress  26 due  27 queues  28 limits  29 lim_due  30 lim_keys  31 lim_block
 --
 -- A named queue's own keys (QUEUES below) are the only ones built here, from the same
 -- base, so in the same hash slot: keys.rs builds the same names for the client.
@@ -19,7 +19,8 @@
 -- and change: fixed-width binary (HOT below), read with one struct.unpack and no JSON
 -- decoder; records of earlier versions hold it as text, "<s><p>:<att>:...:<fa>[:<g>]|",
 -- which is still read. Its fields:
---   s   status: p pending, r running, c completed, f failed, x cancelled, y retrying
+--   s   status: p pending, r running, c completed, f failed, x cancelled, y retrying,
+--       k parked (pending, waiting for a slot of a rate or concurrency limiter; limits_lib.lua)
 --   p   priority 0..3      att  deliveries so far (the fencing token)
 --   rc  retries used       mr   max retries        to  timeout ms
 --   cx  1 = cancel asked   stl  times taken back from a lost worker
@@ -27,6 +28,7 @@
 --   g   the enqueue's generation, only when its id still has ghosts (see GHOST below)
 --   uq  1 while it holds a uniqueness lock (see UNIQUE below), else 0
 --   q   its named queue, '' for the default queue (see QUEUES below)
+--   lm  1 if it is held to rate or concurrency limits (see limits_lib.lua), else 0
 -- The meta JSON is written by the client and never decoded here (but for the one prefix
 -- backoff() reads: a job's own retry backoff).
 --
@@ -44,7 +46,7 @@ local K_JOBS, K_RESULTS, K_ERRORS, K_PENDING
 local K_SCHED, K_RETRY, K_ACTIVE, K_DEAD, K_FINISHED
 local K_MARKER, K_COUNTERS, K_WORKERS, K_WINFO, K_REAPLOCK
 local K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS, K_UNIQUE, K_UJOBS, K_PROGRESS
-local K_DUE, K_QUEUES, BASE
+local K_DUE, K_QUEUES, K_LIMITS, K_LIMDUE, K_LIMKEYS, K_LIMBLOCK, BASE
 -- KK[i]: the i-th key of SUFFIXES. BOUND: the jobs key they were built for: in the function
 -- library these locals live on between calls, so a call for the namespace of the last one
 -- builds no name (passing the 27 names as KEYS cost each call about 2 us of server time).
@@ -68,6 +70,7 @@ local function bind()
     K_CRON, K_CRONDUE, K_TPUT, K_CANCELS, K_GHOSTS = KK[18], KK[19], KK[20], KK[21], KK[22]
     K_UNIQUE, K_UJOBS, K_PROGRESS = KK[23], KK[24], KK[25]
     K_DUE, K_QUEUES = KK[26], KK[27]
+    K_LIMITS, K_LIMDUE, K_LIMKEYS, K_LIMBLOCK = KK[28], KK[29], KK[30], KK[31]
     BOUND = jobs
   end
   NOW = nil
@@ -107,13 +110,13 @@ local function hmget(key, ids)
   return out
 end
 
-local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true }
+local STATUS = { p = true, r = true, c = true, f = true, x = true, y = true, k = true }
 local U32 = 4294967295
 
 -- The hot state's fixed-width binary form (struct, big-endian), 40 bytes: the status letter;
 -- a flags byte, priority + 4 * cx + 8 if there is a generation + 16 * uq + 64 if it is in a
--- named queue (so below 32, or 64 to 95; the text form has a digit, 48 to 51, there, and
--- anything else is unknown); att (u32), rc, mr (u16: at most 1,000 by validation), to
+-- named queue + 128 * lm (so below 32, or 64 to 95, each or'd with 128; the text form has a
+-- digit, 48 to 51, there, and anything else is unknown); att (u32), rc, mr (u16: at most 1,000 by validation), to
 -- (u32 ms: at most 7 days), stl (u16, saturating), ca, sa, st, fa (u48 ms); then, with
 -- their flags, the generation's length (u8) and its bytes, and the queue name's length
 -- (u8) and its bytes. Read and written in C (struct.unpack/pack),
@@ -165,7 +168,7 @@ local function parse_text(rec)
   local h = {
     s = s, p = tonumber(p), att = tonumber(att), rc = tonumber(rc), mr = tonumber(mr),
     to = tonumber(to), cx = tonumber(cx), stl = tonumber(stl), ca = tonumber(ca),
-    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, uq = 0, q = '',
+    sa = tonumber(sa), st = tonumber(st), fa = tonumber(fa), g = g, uq = 0, q = '', lm = 0,
     meta = string.sub(rec, j),
   }
   if h.att >= U32 or h.rc > U32 or h.mr > U32 or h.to > U32 then
@@ -186,6 +189,11 @@ local function parse(rec)
   if #rec < HOT_LEN then return nil, 'corrupt record: its state cannot be read' end
   local s, _, att, rc, mr, to, stl, ca, sa, st, fa, j = struct.unpack(HOT, rec)
   if not STATUS[s] then return nil, 'corrupt record: unknown status ' .. s end
+  local lm = 0
+  if f >= 128 then
+    lm = 1
+    f = f - 128
+  end
   local named = f >= 64
   if named then f = f - 64 end
   if f >= 32 then return nil, 'corrupt record: unknown state flags' end
@@ -207,7 +215,7 @@ local function parse(rec)
   end
   return {
     s = s, p = f % 4, att = att, rc = rc, mr = mr, to = to, cx = math.floor(f / 4) % 2,
-    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, uq = uq, q = q,
+    stl = stl, ca = ca, sa = sa, st = st, fa = fa, g = g, uq = uq, q = q, lm = lm,
     meta = string.sub(rec, j),
   }
 end
@@ -220,7 +228,7 @@ end
 
 -- The record of state `h`, always in the binary form.
 local function fmt(h)
-  local f, g, q = h.p + 4 * h.cx + 16 * (h.uq or 0), '', ''
+  local f, g, q = h.p + 4 * h.cx + 16 * (h.uq or 0) + 128 * (h.lm or 0), '', ''
   if h.g ~= '' then
     f = f + 8
     g = string.char(#h.g) .. h.g
@@ -315,6 +323,7 @@ local function holds_lock(rec)
   -- (A missing record is `false` here: HMGET's nil.)
   if not rec then return false end
   local f = string.byte(rec, 2)
+  if f and f >= 128 then f = f - 128 end
   if f and f >= 64 then f = f - 64 end
   return f ~= nil and f < 32 and f >= 16
 end
@@ -363,6 +372,7 @@ local function delete_records(ids)
   bulk('HDEL', K_RESULTS, ids)
   bulk('HDEL', K_ERRORS, ids)
   bulk('HDEL', K_PROGRESS, ids)
+  bulk('HDEL', K_LIMITS, ids)
 end
 
 -- Removes up to `limit` finished records whose retention ended. Returns how many.
@@ -492,12 +502,13 @@ local function new_generation()
   return tostring(redis.call('HINCRBY', K_COUNTERS, 'generation', 1))
 end
 
--- Earliest due time among delayed and retrying jobs, or nil.
+-- Earliest due time among delayed and retrying jobs and limiters whose parked jobs may go
+-- (limits_lib.lua), or nil.
 local function next_due()
-  local a = redis.call('ZRANGE', K_SCHED, 0, 0, 'WITHSCORES')
-  local b = redis.call('ZRANGE', K_RETRY, 0, 0, 'WITHSCORES')
   local d = nil
-  if a[2] then d = tonumber(a[2]) end
-  if b[2] and (not d or tonumber(b[2]) < d) then d = tonumber(b[2]) end
+  for _, z in ipairs({ K_SCHED, K_RETRY, K_LIMDUE }) do
+    local a = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if a[2] and (not d or tonumber(a[2]) < d) then d = tonumber(a[2]) end
+  end
   return d
 end

@@ -9,5 +9,9 @@ if not h or h.s ~= 'r' or h.att ~= att then return 0 end
 local now = now_ms()
 redis.call('HSET', K_PROGRESS, id, ARGV[3])
 -- Never past started + timeout + grace, as heartbeat: a hung handler still loses its lease.
-redis.call('ZADD', K_ACTIVE, 'XX', math.min(now + lease, h.st + h.to + grace), id)
+local deadline = math.min(now + lease, h.st + h.to + grace)
+redis.call('ZADD', K_ACTIVE, 'XX', deadline, id)
+-- Its concurrency slot follows (limits_lib.lua).
+local spec = limiters_of({ id }, { h })[id]
+if spec then extend_slot(id, spec, deadline) end
 return 1

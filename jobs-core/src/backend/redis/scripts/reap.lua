@@ -33,27 +33,33 @@ for i = 1, #ids do
     dead_letter_unreadable(id, why, now)
   elseif not h or h.s ~= 'r' then
     -- An index entry without a running job behind it: nothing to take back.
-  elseif h.cx == 1 then
-    finish(id, h, 'x', now, o.ttl)
-    incr('cancelled', 1)
-    cancelled = cancelled + 1
-  elseif now >= h.st + h.to + grace then
-    fail_lost(id, h, ARGV[13])
-    failed = failed + 1
   else
-    incr('stalled', 1)
-    h.stl = h.stl + 1
-    -- (The stored count saturates at 65,535: a higher limit acts as 65,534.)
-    if h.stl > math.min(max_stalls, 65534) then
-      -- Poison pill: a job that keeps killing its worker counts as a failed attempt.
-      fail_lost(id, h, ARGV[14])
+    -- Its concurrency slot: freed, or kept by a job requeued at the head (limits_lib.lua).
+    local requeue = h.cx ~= 1 and now < h.st + h.to + grace
+      and h.stl + 1 <= math.min(max_stalls, 65534)
+    if requeue then keep_slots({ id }, { h }) else free_slots({ id }, { h }) end
+    if h.cx == 1 then
+      finish(id, h, 'x', now, o.ttl)
+      incr('cancelled', 1)
+      cancelled = cancelled + 1
+    elseif now >= h.st + h.to + grace then
+      fail_lost(id, h, ARGV[13])
       failed = failed + 1
     else
-      h.s = 'p'
-      redis.call('HSET', K_JOBS, id, fmt(h))
-      redis.call('LPUSH', pending_of(h.q, h.p + 1), entry(id, h))
-      requeued = requeued + 1
-      woken[h.q] = true
+      incr('stalled', 1)
+      h.stl = h.stl + 1
+      -- (The stored count saturates at 65,535: a higher limit acts as 65,534.)
+      if h.stl > math.min(max_stalls, 65534) then
+        -- Poison pill: a job that keeps killing its worker counts as a failed attempt.
+        fail_lost(id, h, ARGV[14])
+        failed = failed + 1
+      else
+        h.s = 'p'
+        redis.call('HSET', K_JOBS, id, fmt(h))
+        redis.call('LPUSH', pending_of(h.q, h.p + 1), entry(id, h))
+        requeued = requeued + 1
+        woken[h.q] = true
+      end
     end
   end
 end

@@ -17,9 +17,12 @@ for i = k, 1, -1 do
   elseif h and h.s == 'r' and h.att == tonumber(ARGV[2 + 2 * i]) then
     redis.call('ZREM', K_ACTIVE, id)
     if h.cx == 1 then
+      free_slots({ id }, { h })
       finish(id, h, 'x', now, ttl)
       incr('cancelled', 1)
     else
+      -- Back at the head: its concurrency slot stays its own (limits_lib.lua).
+      keep_slots({ id }, { h })
       h.s = 'p'
       redis.call('HSET', K_JOBS, id, fmt(h))
       redis.call('LPUSH', pending_of(h.q, h.p + 1), entry(id, h))
