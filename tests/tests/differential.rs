@@ -555,12 +555,6 @@ async fn run_case(ops: Vec<Op>, keep_nothing: bool) -> Result<(), TestCaseError>
         }
         let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
         let (sa, sb) = (observe(&mem, &ids).await, observe(&red, &ids).await);
-        if std::env::var("DIFF_TRACE").is_ok() {
-            eprintln!(
-                "TRACE {:?} -> {} parked={} limits={}",
-                op, a, sa["stats"]["queue"]["parked"], sa["limits"]
-            );
-        }
         prop_assert_eq!(sa, sb, "step {} {:?}: state differs", step, op);
     }
     Ok(())

@@ -3,11 +3,12 @@
 //! Redis backend's `limits_lib.lua` (admit, park, unpark, free_slots, extend_slot,
 //! unpark_due, unpark_remove), `throttle.lua` and `limits.lua`.
 //!
-//! Per limiter name, a [`LimiterState`] holds what Redis keeps under that name in separate
-//! keys: its bounds (`lim_keys`), its starts or slot holders (`lim:<name>`), its parked jobs
-//! (`limp:<name>`) and its hold (`lim_block`). When its parked jobs may go next (`lim_due`)
-//! is kept apart, in [`Limits::due`], as Redis keeps it apart: it outlives a limiter that
-//! `limits()` forgets.
+//! Per limiter name, a [`LimiterState`](super::limiters::LimiterState) (in `limiters.rs`)
+//! holds what Redis keeps under that name in separate keys: its bounds (`lim_keys`), its
+//! starts or slot holders (`lim:<name>`), its parked jobs (`limp:<name>`) and its hold
+//! (`lim_block`). When its parked jobs may go next (`lim_due`) is kept apart, in
+//! [`Limits::due`](super::limiters::Limits::due), as Redis keeps it apart: it outlives a
+//! limiter that `limits()` forgets.
 
 use std::time::Duration;
 
@@ -18,14 +19,15 @@ use crate::backend::limits::{LIMIT_RESERVATION, LIMITS_LIST_MAX, ThrottleOutcome
 use crate::job::{JobId, JobLimits, JobStatus, Limiter, LimiterKind, LimiterUsage};
 use crate::time::{duration_ms_i64, ms_to_time};
 
-/// The concurrency limiter of `limits`, as its name and bounds.
+/// The name of the concurrency limiter of `limits`, if it has one.
 fn concurrency_of(limits: Option<&JobLimits>) -> Option<String> {
     limits?.limiters.iter().find(|l| matches!(l, Limiter::Concurrency { .. })).map(Limiter::name)
 }
 
 impl State {
-    /// Sets a limiter's due time as [`Limits::set_due`] does, waking waiters if it is the
-    /// earliest due time now (`mark_due`).
+    /// Sets a limiter's due time as
+    /// [`Limits::set_due`](super::limiters::Limits::set_due) does, waking waiters if it is
+    /// the earliest due time now (`mark_due`).
     fn set_limiter_due(&mut self, name: &str, due: i64, lower: bool) {
         let earliest = self.earliest_due();
         self.limits.set_due(name, due, lower);

@@ -346,3 +346,73 @@ async fn the_cancel_log_keeps_its_cap_and_reads_in_bounded_batches() -> TestResu
     assert!(b.watch_cancels(Some(&CancelCursor::new("x")), Duration::ZERO).await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rate_limiter_opens_slot_by_slot_on_the_backends_clock() -> TestResult {
+    use crate::job::{JobLimits, Limiter};
+    let clock = super::ManualClock::new();
+    let b = MemoryBackend::with_clock(BackendConfig::default(), clock.clone());
+    let limited = |n: &str| NewJob {
+        limits: Some(JobLimits {
+            limiters: vec![Limiter::Rate { key: "k".into(), max: 2, per: Duration::from_secs(1) }],
+        }),
+        ..new_job(n, JobPriority::Normal)
+    };
+    let jobs: Vec<NewJob> = (1..=5).map(|i| limited(&format!("j{i}"))).collect();
+    b.enqueue(&jobs).await?;
+    let lease = Duration::from_secs(30);
+    let f = b.fetch(&req(10, lease)).await?;
+    assert_eq!(names(&f.jobs), ["j1", "j2"]);
+    assert_eq!(f.next_due_in, Some(Duration::from_secs(1)), "the oldest start leaves the window");
+    assert_eq!(b.stats().await?.parked, 3);
+    let u = b.limits(10).await?;
+    assert_eq!((u[0].in_use, u[0].parked, u[0].max, u[0].per_ms), (2, 3, 2, Some(1000)));
+    assert!(u[0].next_slot_at.is_some());
+    clock.advance(Duration::from_millis(999));
+    assert!(b.fetch(&req(10, lease)).await?.jobs.is_empty());
+    clock.advance(Duration::from_millis(1));
+    // Both slots open at once: two go, in the order they were parked; one waits a window.
+    let g = b.fetch(&req(10, lease)).await?;
+    assert_eq!(names(&g.jobs), ["j3", "j4"]);
+    assert_eq!(g.next_due_in, Some(Duration::from_secs(1)));
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(names(&b.fetch(&req(10, lease)).await?.jobs), ["j5"]);
+    assert_eq!(b.stats().await?.parked, 0);
+    // Idle once its window is empty: forgotten.
+    clock.advance(Duration::from_secs(1));
+    assert!(b.limits(10).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_concurrency_reservation_lapses_and_a_release_keeps_the_slot() -> TestResult {
+    use crate::job::{JobLimits, Limiter};
+    let clock = super::ManualClock::new();
+    let b = MemoryBackend::with_clock(BackendConfig::default(), clock.clone());
+    let limited = |n: &str| NewJob {
+        limits: Some(JobLimits {
+            limiters: vec![Limiter::Concurrency { key: "k".into(), max: 1 }],
+        }),
+        ..new_job(n, JobPriority::Normal)
+    };
+    b.enqueue(&[limited("a"), limited("b"), limited("c")]).await?;
+    let lease = Duration::from_secs(30);
+    let f = b.fetch(&req(10, lease)).await?;
+    assert_eq!(names(&f.jobs), ["a"]);
+    // Released: back at the head, still holding its slot, so it runs before the parked.
+    assert_eq!(b.release(&[f.jobs[0].lease]).await?, 1);
+    let g = b.fetch(&req(10, lease)).await?;
+    assert_eq!(names(&g.jobs), ["a"]);
+    // Completed: the slot is reserved for b, which is ready but not fetched for a while.
+    b.complete(&[Completion { lease: g.jobs[0].lease, result: Value::Null }]).await?;
+    assert_eq!((b.stats().await?.parked, b.limits(10).await?[0].in_use), (1, 1));
+    b.pause_queue("default", true).await?;
+    clock.advance(crate::backend::LIMIT_RESERVATION);
+    b.enqueue(&[limited("d")]).await?;
+    b.pause_queue("default", false).await?;
+    // The reservation lapsed (deadline <= now - grace): b and d go by order, one at a time.
+    let h = b.fetch(&req(10, lease)).await?;
+    assert_eq!(names(&h.jobs), ["b"]);
+    assert_eq!(b.stats().await?.parked, 2, "c and d wait");
+    Ok(())
+}
